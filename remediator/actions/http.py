@@ -1,0 +1,155 @@
+"""HTTP recovery actions: call (an admin endpoint of the target) and failover (to backup_url).
+
+Requests go through the shared ``httpx2.AsyncClient`` (no redirects are followed, no cookies are
+kept). Details carry the method, the path without its query string and the status, never a
+header value, a body or a URL's userinfo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx2
+
+from remediator import steps
+from remediator.actions.base import Action, ActionContext, ActionResult
+from remediator.clients import Clients
+from remediator.targets import HttpTarget
+
+__all__ = ["ACTIONS", "HttpCallAction", "HttpFailoverAction", "http_error", "join_url"]
+
+Outcome = tuple[bool, str, dict[str, Any]]
+
+
+def join_url(base_url: str, path: str) -> str:
+    """``base_url`` (its own path kept) + ``path`` (which starts with ``/``)."""
+    return base_url.rstrip("/") + path
+
+
+def http_error(exc: BaseException, *urls: str | None) -> str:
+    """A short one-line description of ``exc`` without the URLs (which may hold userinfo)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    for url in urls:
+        if url:
+            text = text.replace(url.rstrip("/"), "<url>")
+    name = type(exc).__name__
+    return f"{name}: {text[:200]}" if text else name
+
+
+def _show_path(path: str) -> str:
+    return urlsplit(path).path or "/"
+
+
+async def _status(
+    client: httpx2.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    timeout: float,
+    body: Any = None,
+) -> int:
+    """Send one request and return its status without reading the response body."""
+    kwargs: dict[str, Any] = {"headers": headers, "timeout": timeout}
+    if body is not None:
+        kwargs["json"] = body
+    async with client.stream(method, url, **kwargs) as response:
+        return response.status_code
+
+
+class _HttpAction:
+    name: ClassVar[str]
+    target_types: ClassVar[frozenset[str]] = frozenset({"http"})
+    step_type: ClassVar[type[Any]]
+
+    async def run(self, ctx: ActionContext) -> ActionResult:
+        start = time.monotonic()
+
+        def result(ok: bool, detail: str, data: dict[str, Any] | None = None) -> ActionResult:
+            return ActionResult(ok, detail, time.monotonic() - start, data or {})
+
+        target, step = ctx.target, ctx.step
+        if not isinstance(target, HttpTarget):
+            return result(False, "wrong target type")
+        if not isinstance(step, self.step_type):
+            return result(False, f"wrong step for {self.name}")
+        if ctx.dry_run:
+            return result(True, f"dry-run: would {self.describe(target, step)}")
+        try:
+            ok, detail, data = await asyncio.wait_for(
+                self.perform(target, step, ctx.clients), timeout=step.timeout
+            )
+        except TimeoutError:
+            return result(False, f"{self.name} on {target.name}: timed out after {step.timeout}s")
+        except (httpx2.HTTPError, httpx2.InvalidURL, OSError, ValueError) as exc:
+            error = http_error(exc, target.base_url, target.backup_url)
+            return result(False, f"{self.name} on {target.name} failed: {error}")
+        except Exception as exc:  # never raise out of an action
+            return result(False, f"{self.name} on {target.name} failed: {type(exc).__name__}")
+        return result(ok, detail, data)
+
+    def describe(self, target: HttpTarget, step: Any) -> str:
+        raise NotImplementedError
+
+    async def perform(self, target: HttpTarget, step: Any, clients: Clients) -> Outcome:
+        raise NotImplementedError
+
+
+class HttpCallAction(_HttpAction):
+    """``method`` base_url+``path`` with the target's then the step's headers and a JSON body."""
+
+    name = "http.call"
+    step_type = steps.HttpCall
+
+    def describe(self, target: HttpTarget, step: steps.HttpCall) -> str:
+        return f"{step.method} {_show_path(step.path)} on {target.name}"
+
+    async def perform(self, target: HttpTarget, step: steps.HttpCall, clients: Clients) -> Outcome:
+        status = await _status(
+            clients.http(),
+            step.method,
+            join_url(target.base_url, step.path),
+            headers={**target.headers, **step.headers},
+            timeout=step.timeout,
+            body=step.body,
+        )
+        ok = status in step.expected_status
+        detail = f"{step.method} {_show_path(step.path)} on {target.name} -> {status}"
+        if not ok:
+            detail += f" (expected {', '.join(map(str, step.expected_status))})"
+        return ok, detail, {"status": status}
+
+
+class HttpFailoverAction(_HttpAction):
+    """Check that backup_url answers health_path with an expected status, then switch to it."""
+
+    name = "http.failover"
+    step_type = steps.HttpFailover
+
+    def describe(self, target: HttpTarget, step: steps.HttpFailover) -> str:
+        if target.backup_url is None:
+            return f"fail over {target.name} (but it has no backup_url)"
+        return f"switch {target.name} to its backup_url after a health check"
+
+    async def perform(
+        self, target: HttpTarget, step: steps.HttpFailover, clients: Clients
+    ) -> Outcome:
+        if target.backup_url is None:
+            return False, f"{target.name} has no backup_url to fail over to", {}
+        status = await _status(
+            clients.http(),
+            "GET",
+            join_url(target.backup_url, target.health_path),
+            headers=dict(target.headers),
+            timeout=step.timeout,
+        )
+        where = f"backup of {target.name}: GET {_show_path(target.health_path)} -> {status}"
+        if status not in target.expected_status:
+            return False, f"{where}; not failing over", {"status": status}
+        return True, f"{where}; now active", {"active_url": target.backup_url}
+
+
+ACTIONS: tuple[Action, ...] = (HttpCallAction(), HttpFailoverAction())

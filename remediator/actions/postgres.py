@@ -1,0 +1,235 @@
+"""PostgreSQL recovery actions: terminate_backends, cancel_queries, reset_pool.
+
+Backends are selected from ``pg_stat_activity`` with the step's filters, always restricted to
+the target DSN's current database and to client backends other than remediator's own. Each
+backend is then signalled by a statement that re-applies the same filters to that one pid, so a
+backend whose state changed in between is left alone. All SQL is constant and parameterized.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from remediator import steps
+from remediator.actions.base import Action, ActionContext, ActionResult
+from remediator.clients import Clients
+from remediator.targets import PostgresTarget
+
+__all__ = [
+    "ACTIONS",
+    "PostgresCancelAction",
+    "PostgresResetPoolAction",
+    "PostgresTerminateAction",
+    "postgres_error",
+    "query_cached",
+]
+
+Outcome = tuple[bool, str, dict[str, Any]]
+
+# Filters shared by the selection and the per-pid signalling statement. %(name)s placeholders
+# only; a NULL parameter disables its filter.
+_FILTERS = sql.SQL("""
+    datname = current_database()
+    AND pid <> pg_backend_pid()
+    AND backend_type = 'client backend'
+    AND (%(state)s::text IS NULL OR state = %(state)s::text)
+    AND (%(application_name)s::text IS NULL OR application_name = %(application_name)s::text)
+    AND (%(usename)s::text IS NULL OR usename = %(usename)s::text)
+    AND (
+        %(min_duration)s::float8 IS NULL
+        OR clock_timestamp() - CASE WHEN state = 'active' THEN query_start ELSE state_change END
+            >= make_interval(secs => %(min_duration)s::float8)
+    )
+""")
+_SELECT = sql.SQL("SELECT pid FROM pg_stat_activity WHERE {} ORDER BY pid").format(_FILTERS)
+_SIGNAL = sql.SQL("SELECT {}(pid) FROM pg_stat_activity WHERE pid = %(pid)s AND {}")
+_TERMINATE = _SIGNAL.format(sql.Identifier("pg_terminate_backend"), _FILTERS)
+_CANCEL = _SIGNAL.format(sql.Identifier("pg_cancel_backend"), _FILTERS)
+
+
+def postgres_error(exc: BaseException, dsn: str) -> str:
+    """A short one-line description of ``exc`` with the DSN and its password removed."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    secrets: list[str] = [dsn]
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        password = None
+    if password:
+        secrets.append(str(password))
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    name = type(exc).__name__
+    return f"{name}: {text[:200]}" if text else name
+
+
+async def query_cached(
+    clients: Clients,
+    dsn: str,
+    timeout: float,
+    query: sql.SQL | sql.Composed,
+    params: dict[str, Any] | None = None,
+) -> list[tuple[Any, ...]]:
+    """Run ``query`` on the cached connection; a stale cached connection is replaced once."""
+    reused = clients.postgres_cached(dsn)
+    for attempt in (1, 2):
+        conn = await clients.postgres(dsn, connect_timeout=timeout)
+        try:
+            cursor = await conn.execute(query, params)
+            return await cursor.fetchall()
+        except psycopg.OperationalError:
+            if not (conn.broken or conn.closed):
+                raise
+            await clients.reset_postgres(dsn)
+            if not reused or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _PostgresAction:
+    name: ClassVar[str]
+    target_types: ClassVar[frozenset[str]] = frozenset({"postgres"})
+    step_type: ClassVar[type[Any]]
+
+    async def run(self, ctx: ActionContext) -> ActionResult:
+        start = time.monotonic()
+
+        def result(ok: bool, detail: str, data: dict[str, Any] | None = None) -> ActionResult:
+            return ActionResult(ok, detail, time.monotonic() - start, data or {})
+
+        target, step = ctx.target, ctx.step
+        if not isinstance(target, PostgresTarget):
+            return result(False, "wrong target type")
+        if not isinstance(step, self.step_type):
+            return result(False, f"wrong step for {self.name}")
+        if ctx.dry_run:
+            return result(True, f"dry-run: would {self.describe(target, step)}")
+        try:
+            ok, detail, data = await asyncio.wait_for(
+                self.perform(target, step, ctx.clients), timeout=step.timeout
+            )
+        except TimeoutError:
+            await _drop_quietly(ctx.clients, target.dsn)  # its state is unknown now
+            return result(False, f"{self.name} on {target.name}: timed out after {step.timeout}s")
+        except (psycopg.Error, OSError, ValueError) as exc:
+            error = postgres_error(exc, target.dsn)
+            return result(False, f"{self.name} on {target.name} failed: {error}")
+        except Exception as exc:  # never raise out of an action
+            return result(False, f"{self.name} on {target.name} failed: {type(exc).__name__}")
+        return result(ok, detail, data)
+
+    def describe(self, target: PostgresTarget, step: Any) -> str:
+        raise NotImplementedError
+
+    async def perform(self, target: PostgresTarget, step: Any, clients: Clients) -> Outcome:
+        raise NotImplementedError
+
+
+async def _drop_quietly(clients: Clients, dsn: str) -> None:
+    with contextlib.suppress(Exception):  # best effort after a timeout
+        await asyncio.wait_for(clients.reset_postgres(dsn), timeout=5)
+
+
+def _params(step: steps.PostgresTerminate | steps.PostgresCancel) -> dict[str, Any]:
+    return {
+        "state": step.state,
+        "application_name": step.application_name,
+        "usename": step.usename,
+        "min_duration": step.min_duration,
+    }
+
+
+def _filters(step: steps.PostgresTerminate | steps.PostgresCancel) -> str:
+    parts = [f"{key}={value!r}" for key, value in _params(step).items() if value is not None]
+    return ", ".join(parts)
+
+
+class _SignalBackends(_PostgresAction):
+    verb: ClassVar[str]
+    done: ClassVar[str]
+    statement: ClassVar[sql.Composed]
+
+    def describe(
+        self, target: PostgresTarget, step: steps.PostgresTerminate | steps.PostgresCancel
+    ) -> str:
+        return f"{self.verb} backends ({_filters(step) or 'no filter'}) on {target.name}"
+
+    async def perform(
+        self,
+        target: PostgresTarget,
+        step: steps.PostgresTerminate | steps.PostgresCancel,
+        clients: Clients,
+    ) -> Outcome:
+        params = _params(step)
+        if all(value is None for value in params.values()):
+            detail = "refusing to signal every backend: give a filter (min_duration: 0 = all)"
+            return False, detail, {}
+        rows = await query_cached(clients, target.dsn, step.timeout, _SELECT, params)
+        pids: list[int] = []
+        failed: list[int] = []
+        for (pid,) in rows:
+            try:
+                signalled = await query_cached(
+                    clients, target.dsn, step.timeout, self.statement, {**params, "pid": pid}
+                )
+            except psycopg.errors.InsufficientPrivilege:
+                failed.append(pid)
+                continue
+            if signalled and signalled[0][0] is True:
+                pids.append(pid)
+        data: dict[str, Any] = {"pids": pids}
+        detail = f"{self.done} {len(pids)} backend(s) ({_filters(step)}) on {target.name}"
+        if failed:
+            data["failed"] = failed
+            detail += f"; permission denied for {len(failed)}"
+        return not failed, detail, data
+
+
+class PostgresTerminateAction(_SignalBackends):
+    """pg_terminate_backend() for each matching client backend of the target's database."""
+
+    name = "postgres.terminate_backends"
+    step_type = steps.PostgresTerminate
+    verb = "terminate"
+    done = "terminated"
+    statement = _TERMINATE
+
+
+class PostgresCancelAction(_SignalBackends):
+    """pg_cancel_backend() (cancel the running query, keep the session) for each match."""
+
+    name = "postgres.cancel_queries"
+    step_type = steps.PostgresCancel
+    verb = "cancel the queries of"
+    done = "cancelled the queries of"
+    statement = _CANCEL
+
+
+class PostgresResetPoolAction(_PostgresAction):
+    """Close and drop remediator's own cached connection(s) for the target's DSN."""
+
+    name = "postgres.reset_pool"
+    step_type = steps.PostgresResetPool
+
+    def describe(self, target: PostgresTarget, step: steps.PostgresResetPool) -> str:
+        return f"close remediator's cached connections to {target.name}"
+
+    async def perform(
+        self, target: PostgresTarget, step: steps.PostgresResetPool, clients: Clients
+    ) -> Outcome:
+        closed = await clients.reset_postgres(target.dsn)
+        return True, f"closed {closed} cached connection(s) to {target.name}", {"closed": closed}
+
+
+ACTIONS: tuple[Action, ...] = (
+    PostgresTerminateAction(),
+    PostgresCancelAction(),
+    PostgresResetPoolAction(),
+)

@@ -1,0 +1,88 @@
+"""Process recovery action: process.signal (send a signal to the pid in the target's pidfile)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any, ClassVar
+
+from remediator import steps
+from remediator.actions.base import Action, ActionContext, ActionResult
+from remediator.targets import ProcessTarget
+
+__all__ = ["ACTIONS", "ProcessSignalAction", "parse_signal", "read_pidfile"]
+
+_MAX_PIDFILE_BYTES = 64
+
+
+def read_pidfile(path: str) -> int | None:
+    """The pid in ``path``: an integer > 1 that is not this process, else None."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_PIDFILE_BYTES + 1)
+    except OSError:
+        return None
+    if len(raw) > _MAX_PIDFILE_BYTES:
+        return None
+    text = raw.decode("ascii", "replace").strip()
+    if not text.isdigit():
+        return None
+    pid = int(text)
+    if pid <= 1 or pid == os.getpid():
+        return None
+    return pid
+
+
+def parse_signal(name: str) -> signal.Signals | None:
+    """``SIGHUP``/``HUP`` (any case) -> ``signal.SIGHUP``; None if unknown."""
+    upper = name.strip().upper()
+    if not upper.startswith("SIG"):
+        upper = "SIG" + upper
+    return signal.Signals.__members__.get(upper)
+
+
+class ProcessSignalAction:
+    """os.kill(pid from the pidfile, the configured signal)."""
+
+    name: ClassVar[str] = "process.signal"
+    target_types: ClassVar[frozenset[str]] = frozenset({"process"})
+
+    async def run(self, ctx: ActionContext) -> ActionResult:
+        start = time.monotonic()
+
+        def result(ok: bool, detail: str, data: dict[str, Any] | None = None) -> ActionResult:
+            return ActionResult(ok, detail, time.monotonic() - start, data or {})
+
+        target, step = ctx.target, ctx.step
+        if not isinstance(target, ProcessTarget):
+            return result(False, "wrong target type")
+        if not isinstance(step, steps.ProcessSignal):
+            return result(False, f"wrong step for {self.name}")
+        sig = parse_signal(step.signal)
+        if sig is None:
+            return result(False, f"unknown signal {step.signal!r}")
+        if ctx.dry_run:
+            return result(True, f"dry-run: would send {sig.name} to the pid in {target.name}")
+        try:
+            pid = await asyncio.wait_for(
+                asyncio.to_thread(read_pidfile, target.pidfile), timeout=step.timeout
+            )
+        except TimeoutError:
+            return result(False, f"reading the pidfile of {target.name} timed out")
+        if pid is None:
+            return result(False, f"invalid pidfile for {target.name}")
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return result(False, f"process {pid} of {target.name} does not exist", {"pid": pid})
+        except PermissionError:
+            return result(False, f"not permitted to signal process {pid} of {target.name}")
+        except OSError as exc:
+            return result(False, f"signalling {pid} failed: {type(exc).__name__}")
+        detail = f"sent {sig.name} to process {pid} of {target.name}"
+        return result(True, detail, {"pid": pid, "signal": sig.name})
+
+
+ACTIONS: tuple[Action, ...] = (ProcessSignalAction(),)

@@ -1,0 +1,186 @@
+"""The Starlette application: routes, and the lifespan that builds the runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from remediator import api, intake
+from remediator.actions import Action, builtin_actions
+from remediator.auth import Authenticator
+from remediator.checks import builtin_checks
+from remediator.clients import Clients
+from remediator.clock import Clock, SystemClock
+from remediator.config import Config
+from remediator.engine import Engine
+from remediator.events import EventBus
+from remediator.health import HealthMonitor
+from remediator.metrics import Metrics
+from remediator.plugins import Plugins
+from remediator.plugins import load as load_plugins
+from remediator.prometheus import query_function
+from remediator.runner import StepRunner
+from remediator.runtime import Runtime
+from remediator.store import Store, create_store
+from remediator.worker import Worker
+
+log = logging.getLogger("remediator.app")
+PREFIX = "/api/v1/recovery"
+
+
+def routes() -> list[Route]:
+    return [
+        Route(f"{PREFIX}/alerts", intake.receive, methods=["POST"]),
+        Route(f"{PREFIX}/health", api.health, methods=["GET"]),
+        Route(f"{PREFIX}/events", api.events, methods=["GET"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
+    ]
+
+
+def create_app(
+    config: Config,
+    *,
+    authenticator: Authenticator,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    metrics: Metrics | None = None,
+    plugins: Plugins | None = None,
+    actions: dict[str, Action] | None = None,
+    rng: random.Random | None = None,
+    on_runtime: Callable[[Runtime], None] | None = None,
+) -> Starlette:
+    """The app. Everything long-lived is built in the lifespan and reached via request.state.
+
+    ``actions`` replaces the built-in action registry (tests use it to count calls)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        rt = await build_runtime(
+            config,
+            authenticator=authenticator,
+            clock=clock,
+            store=store,
+            metrics=metrics,
+            plugins=plugins,
+            actions=actions,
+            rng=rng,
+        )
+        await start(rt)
+        app.state.runtime = rt
+        if on_runtime is not None:
+            on_runtime(rt)
+        log.info("remediator started", extra={"store": _redacted(config.store.url)})
+        try:
+            yield {"runtime": rt}
+        finally:
+            await stop(rt)
+            log.info("remediator stopped")
+
+    return Starlette(routes=routes(), lifespan=lifespan)
+
+
+async def build_runtime(
+    config: Config,
+    *,
+    authenticator: Authenticator,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    metrics: Metrics | None = None,
+    plugins: Plugins | None = None,
+    actions: dict[str, Action] | None = None,
+    rng: random.Random | None = None,
+) -> Runtime:
+    the_clock = clock or SystemClock()
+    the_store = store or create_store(config.store.url)
+    await the_store.open()
+    the_metrics = metrics or Metrics()
+    the_plugins = plugins if plugins is not None else load_plugins()
+    bus = EventBus()
+    the_plugins.subscribe(bus)
+    clients = Clients()
+    registry = {**(actions if actions is not None else builtin_actions()), **the_plugins.actions}
+    monitor = HealthMonitor(
+        config=config,
+        checks={**builtin_checks(), **the_plugins.checks},
+        clients=clients,
+        store=the_store,
+        metrics=the_metrics,
+        clock=the_clock,
+        bus=bus,
+    )
+    query = None
+    if config.prometheus.url:
+        query = query_function(config.prometheus.url, timeout=config.prometheus.timeout)
+    runner = StepRunner(
+        actions=registry,
+        clients=clients,
+        store=the_store,
+        metrics=the_metrics,
+        clock=the_clock,
+        slots=asyncio.Semaphore(config.safety.max_concurrent_actions),
+        probe=monitor.probe,
+        query=query,
+    )
+    engine = Engine(
+        config=config,
+        store=the_store,
+        metrics=the_metrics,
+        clock=the_clock,
+        runner=runner,
+        rng=rng,
+        strategies=the_plugins.strategies,
+    )
+    worker = Worker(
+        store=the_store,
+        metrics=the_metrics,
+        clock=the_clock,
+        bus=bus,
+        settings=config.worker,
+        process=engine.process,
+    )
+    return Runtime(
+        config=config,
+        store=the_store,
+        metrics=the_metrics,
+        authenticator=authenticator,
+        clock=the_clock,
+        bus=bus,
+        worker=worker,
+        engine=engine,
+        monitor=monitor,
+        clients=clients,
+        plugins=the_plugins,
+        started_at=the_clock.now(),
+    )
+
+
+async def start(rt: Runtime) -> None:
+    await rt.engine.startup()
+    rt.metrics.paused.set(1 if await rt.engine.guards.paused() else 0)
+    rt.metrics.inbox_pending.set(await rt.store.pending_count())
+    await rt.worker.start()
+    if rt.config.health.enabled:
+        await rt.monitor.start()
+
+
+async def stop(rt: Runtime) -> None:
+    rt.draining = True
+    await rt.monitor.stop()
+    await rt.worker.stop(timeout=rt.config.server.drain_timeout)
+    await asyncio.to_thread(rt.clients.close)
+    await rt.store.close()
+
+
+def _redacted(url: str) -> str:
+    """A store URL without credentials."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"

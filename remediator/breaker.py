@@ -1,0 +1,102 @@
+"""Circuit breakers, one per target: a pure state machine over persisted state.
+
+::
+
+    closed --(failure_threshold consecutive failures)--> open
+    open --(reset_timeout elapsed)--> half-open
+    half-open --(a trial succeeds)--> closed
+    half-open --(a trial fails)--> open
+
+Open rejects actions. Half-open admits at most ``half_open_requests`` trials at a time. The
+functions take the current :class:`BreakerState` and the time, and return the next state plus
+the transition (if any); the caller persists the state and records the event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from remediator.config import CircuitBreakerConfig
+
+State = Literal["closed", "half-open", "open"]
+STATE_VALUE: dict[str, int] = {"closed": 0, "half-open": 1, "open": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    target: str
+    state: State = "closed"
+    failures: int = 0
+    opened_at: float | None = None
+    trials: int = 0  # trials admitted and not yet reported, while half-open
+
+    def next_half_open(self, settings: CircuitBreakerConfig) -> float | None:
+        if self.state != "open" or self.opened_at is None:
+            return None
+        return self.opened_at + settings.reset_timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    state: BreakerState
+    changed_to: State | None = None  # set when the state changed
+
+
+def admit(
+    current: BreakerState, settings: CircuitBreakerConfig, now: float
+) -> tuple[bool, Transition]:
+    """May an action run on this target now? Admitting a half-open trial counts it."""
+    if not settings.enabled:
+        return True, Transition(current)
+    state = current
+    changed: State | None = None
+    if state.state == "open":
+        due = state.next_half_open(settings)
+        if due is None or now < due:
+            return False, Transition(state)
+        state = replace(state, state="half-open", trials=0)
+        changed = "half-open"
+    if state.state == "half-open":
+        if state.trials >= settings.half_open_requests:
+            return False, Transition(state, changed)
+        return True, Transition(replace(state, trials=state.trials + 1), changed)
+    return True, Transition(state, changed)
+
+
+def record(
+    current: BreakerState, settings: CircuitBreakerConfig, *, ok: bool, now: float
+) -> Transition:
+    """Report an action's outcome."""
+    if not settings.enabled:
+        return Transition(current)
+    if ok:
+        if current.state == "closed":
+            return Transition(replace(current, failures=0))
+        return Transition(BreakerState(target=current.target), "closed")
+    if current.state == "half-open":
+        return Transition(
+            replace(current, state="open", opened_at=now, trials=0, failures=current.failures + 1),
+            "open",
+        )
+    if current.state == "open":
+        return Transition(replace(current, failures=current.failures + 1))
+    failures = current.failures + 1
+    if failures >= settings.failure_threshold:
+        return Transition(replace(current, state="open", failures=failures, opened_at=now), "open")
+    return Transition(replace(current, failures=failures))
+
+
+def tick(current: BreakerState, settings: CircuitBreakerConfig, now: float) -> Transition:
+    """Move an open breaker to half-open once its reset timeout has passed (for probes)."""
+    if settings.enabled and current.state == "open":
+        due = current.next_half_open(settings)
+        if due is not None and now >= due:
+            return Transition(replace(current, state="half-open", trials=0), "half-open")
+    return Transition(current)
+
+
+def reset(current: BreakerState) -> Transition:
+    """Manual reset: closed, counters cleared."""
+    changed: State | None = None if current.state == "closed" else "closed"
+    return Transition(BreakerState(target=current.target), changed)

@@ -1,0 +1,66 @@
+"""Process health check: the pid in the pidfile is alive (``os.kill(pid, 0)``, not a zombie)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import ClassVar
+
+from remediator.actions.process import read_pidfile
+from remediator.checks.base import CheckResult, HealthCheck
+from remediator.clients import Clients
+from remediator.targets import ProcessTarget, Target
+
+__all__ = ["CHECKS", "ProcessAliveCheck"]
+
+
+def _probe(pidfile: str) -> tuple[bool, str]:
+    pid = read_pidfile(pidfile)
+    if pid is None:
+        return False, "invalid pidfile"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False, f"process {pid} is not running"
+    except PermissionError:
+        pass  # it exists, owned by someone else
+    except OSError as exc:
+        return False, f"probing process {pid} failed: {type(exc).__name__}"
+    if _is_zombie(pid):
+        return False, f"process {pid} is a zombie"
+    return True, f"process {pid} is running"
+
+
+def _is_zombie(pid: int) -> bool:
+    """Linux: state Z in /proc/<pid>/stat; False where /proc is unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read(4096)
+    except OSError:
+        return False
+    _, _, rest = stat.rpartition(b")")
+    return rest[1:2] == b"Z"
+
+
+class ProcessAliveCheck:
+    """Healthy iff the pidfile names a live process (not pid 1, not ourselves)."""
+
+    target_type: ClassVar[str] = "process"
+
+    async def check(self, target: Target, clients: Clients, *, timeout: float) -> CheckResult:
+        start = time.monotonic()
+        if not isinstance(target, ProcessTarget):
+            return CheckResult(False, "wrong target type", time.monotonic() - start)
+        try:
+            healthy, detail = await asyncio.wait_for(
+                asyncio.to_thread(_probe, target.pidfile), timeout=timeout
+            )
+        except TimeoutError:
+            healthy, detail = False, f"probe timed out after {timeout}s"
+        except Exception as exc:  # a check never raises
+            healthy, detail = False, f"probe failed: {type(exc).__name__}"
+        return CheckResult(healthy, detail, time.monotonic() - start)
+
+
+CHECKS: tuple[HealthCheck, ...] = (ProcessAliveCheck(),)

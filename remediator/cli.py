@@ -1,0 +1,147 @@
+"""The ``remediator`` command: serve, check-config, tokens, version."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from remediator import __version__
+from remediator import config as config_mod
+from remediator.errors import ConfigError
+
+ROLES = ("alertmanager", "viewer", "admin")
+
+
+def _config_path(arg: str | None) -> str | None:
+    return arg or os.environ.get("REMEDIATOR_CONFIG") or None
+
+
+def load_config(path: str | None) -> config_mod.Config:
+    return config_mod.load(path) if path else config_mod.parse({})
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = _config_path(args.path)
+    if path is None:
+        print("check-config: give a PATH or set REMEDIATOR_CONFIG", file=sys.stderr)
+        return 2
+    try:
+        cfg = config_mod.load(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    print(
+        f"{path}: valid ({len(cfg.targets)} targets, {len(cfg.patterns)} patterns, "
+        f"{len(cfg.playbooks)} playbooks)"
+    )
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """Create one token file per role in ``--dir`` (kept if present) and print them."""
+    directory = Path(args.dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    for role in ROLES:
+        path = directory / f"{role}.token"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32) + "\n")
+        print(f"{role:>12} token ({path}): {path.read_text().strip()}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from remediator import logs
+    from remediator.app import create_app
+    from remediator.auth import Authenticator, load_credentials
+    from remediator.server import serve
+
+    logs.setup(args.log_level)
+    path = _config_path(args.config)
+    try:
+        cfg = load_config(path)
+        credentials = load_credentials(cfg.auth)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config: {line}", file=sys.stderr)
+        return 1
+    if not credentials and not args.insecure_no_auth:
+        print(
+            "refusing to start: no API token is configured (auth.tokens, or "
+            "REMEDIATOR_ALERTMANAGER_TOKEN / REMEDIATOR_VIEWER_TOKEN / REMEDIATOR_ADMIN_TOKEN). "
+            "Pass --insecure-no-auth to run without authentication.",
+            file=sys.stderr,
+        )
+        return 2
+    if args.insecure_no_auth and not credentials:
+        print(
+            "WARNING: AUTHENTICATION IS DISABLED (--insecure-no-auth): anyone who can reach "
+            "this port can trigger and reconfigure remediation.",
+            file=sys.stderr,
+        )
+    host = args.host or cfg.server.host
+    port = cfg.server.port if args.port is None else args.port
+    url = f"http://{host}:{port}/api/v1/recovery/alerts"
+    print(f"remediator {__version__} listening on http://{host}:{port}", flush=True)
+    print(
+        "Point Alertmanager at it with a receiver like:\n"
+        "  receivers:\n"
+        "    - name: remediator\n"
+        "      webhook_configs:\n"
+        f"        - url: {url}\n"
+        "          send_resolved: true\n"
+        "          http_config:\n"
+        "            authorization:\n"
+        "              credentials_file: /path/to/alertmanager.token",
+        flush=True,
+    )
+    app = create_app(cfg, authenticator=Authenticator(credentials))
+    serve(app, cfg, host=host, port=port)
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"remediator {__version__}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="remediator", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the webhook receiver, worker and API")
+    s.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
+    s.add_argument("--host", help="listen address (default: server.host)")
+    s.add_argument("--port", type=int, help="listen port (default: server.port)")
+    s.add_argument("--insecure-no-auth", action="store_true", help="run without any token")
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("check-config", help="validate a configuration file")
+    c.add_argument("path", nargs="?", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
+    c.set_defaults(func=cmd_check_config)
+
+    t = sub.add_parser("tokens", help="create local API tokens, one file per role")
+    t.add_argument("--dir", default="data/tokens")
+    t.set_defaults(func=cmd_tokens)
+
+    v = sub.add_parser("version", help="print the version")
+    v.set_defaults(func=cmd_version)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

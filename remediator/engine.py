@@ -1,0 +1,386 @@
+"""The engine: what the worker does with each stored alert.
+
+For a firing alert: decide (pattern, playbook, target), check the guards, claim the one
+remediation of (playbook, fingerprint, episode), run the steps with retries and backoff behind
+the target's circuit breaker, and record every step. For a resolved alert: record the recovery
+and its time to recovery. Pending retries stop as soon as the episode resolves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+
+from remediator import backoff
+from remediator import events as ev
+from remediator.breaker import STATE_VALUE, Transition
+from remediator.clock import Clock
+from remediator.config import Config
+from remediator.decisions import (
+    TARGET_NOT_REGISTERED,
+    UNKNOWN_PATTERN,
+    Catalog,
+    Decision,
+    StrategyLike,
+    decide,
+)
+from remediator.events import Event
+from remediator.guards import ESCALATING, Guards
+from remediator.metrics import Metrics
+from remediator.runner import StepContext, StepRunner
+from remediator.store import InboxItem, Store
+from remediator.store.base import TransitionEvents
+from remediator.store.records import BLOCKED, DRY_RUN, FAILED, SUCCEEDED, Remediation
+from remediator.targets import Target
+
+log = logging.getLogger("remediator.engine")
+Outcome = tuple[list[Event], str]
+ESCALATE_ON_SKIP = frozenset({UNKNOWN_PATTERN, TARGET_NOT_REGISTERED})
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock,
+        runner: StepRunner,
+        config_version: int = 1,
+        rng: random.Random | None = None,
+        strategies: Sequence[StrategyLike] | None = None,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.runner = runner
+        self.rng = rng or random.Random()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.strategies = list(strategies or [])
+        self.apply(config, config_version)
+
+    def apply(self, config: Config, version: int) -> None:
+        """Use a new configuration for every decision from now on."""
+        self.config = config
+        self.config_version = version
+        self.catalog = Catalog.from_config(config, self.strategies)
+        self.guards = Guards(config=config, store=self.store)
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Record interrupted runs, register new targets, publish breaker states."""
+        now = self.clock.now()
+
+        def interrupted(r: Remediation) -> list[Event]:
+            return [
+                Event(
+                    type=ev.RECOVERY_FAILED,
+                    time=now,
+                    target=r.target,
+                    playbook=r.playbook,
+                    fingerprint=r.fingerprint,
+                    outcome="interrupted",
+                    message="remediation interrupted by a restart; not repeated",
+                    config_version=self.config_version,
+                )
+            ]
+
+        for r in await self.store.interrupt_running(now=now, events_for=interrupted):
+            log.warning(
+                "remediation interrupted", extra={"playbook": r.playbook, "target": r.target}
+            )
+        await self.store.register_targets(
+            [t.name for t in self.config.targets],
+            now=now,
+            events_for=lambda name: [
+                Event(
+                    type=ev.SERVICE_REGISTERED,
+                    time=now,
+                    target=name,
+                    message=f"target {name} registered",
+                    config_version=self.config_version,
+                )
+            ],
+        )
+        for state in await self.store.breakers():
+            self.metrics.circuit_state.labels(state.target).set(STATE_VALUE[state.state])
+
+    # -- per item ------------------------------------------------------------------------------
+
+    async def process(self, item: InboxItem, *, dry_run: bool = False) -> Outcome:
+        if item.status != "firing":
+            return await self._resolved(item)
+        decision = decide(
+            self.catalog,
+            fingerprint=item.fingerprint,
+            status=item.status,
+            labels=item.labels,
+            annotations=item.annotations,
+        )
+        base = self._base(item, decision)
+        events: list[Event] = []
+        if decision.health_event:
+            events.append(replace(base, type=decision.health_event, message=item.alertname))
+        if not decision.runs:
+            reason = decision.reason or "no_playbook"
+            events.append(self._skip(base, reason, decision))
+            if reason in ESCALATE_ON_SKIP:
+                events.append(self._escalation(base, reason, _skip_detail(decision)))
+            if reason == TARGET_NOT_REGISTERED:
+                self.metrics.guard_blocks.labels(reason).inc()
+            return events, "skipped"
+        assert decision.plan is not None and decision.target is not None
+        await self.store.mark_targets([(item.episode_id, decision.target.name)])
+        lock = self._locks.setdefault(decision.target.name, asyncio.Lock())
+        async with lock:
+            events += await self._remediate(item, decision, base, dry_run=dry_run)
+        return events, "decided"
+
+    async def _remediate(
+        self, item: InboxItem, decision: Decision, base: Event, *, dry_run: bool
+    ) -> list[Event]:
+        plan, target = decision.plan, decision.target
+        assert plan is not None and target is not None
+        base = replace(base, target=target.name, playbook=plan.name)
+        dry = dry_run or plan.dry_run or self.config.safety.dry_run
+        episode = await self.store.episode(item.episode_id)
+        if episode is not None and not episode.open:
+            return [self._skip(base, "resolved", decision)]
+        now = self.clock.now()
+        verdict = await self.guards.check(plan=plan, target=target, now=now)
+        if not verdict.allowed:
+            reason = verdict.reason or ""
+            events = self._blocked(base, reason, decision, verdict.detail)
+            claimed = await self.store.start_remediation(
+                playbook=plan.name,
+                fingerprint=item.fingerprint,
+                episode_id=item.episode_id,
+                target=target.name,
+                now=now,
+                state=BLOCKED,
+                reason=reason,
+                config_version=self.config_version,
+                events=events,
+            )
+            return [] if claimed is not None else [self._skip(base, "already_remediated", decision)]
+        started = replace(
+            base, type="recovery:started", time=now, message=f"running {plan.name} on {target.name}"
+        )
+        rid = await self.store.start_remediation(
+            playbook=plan.name,
+            fingerprint=item.fingerprint,
+            episode_id=item.episode_id,
+            target=target.name,
+            now=now,
+            config_version=self.config_version,
+            events=[started],
+        )
+        if rid is None:
+            return [self._skip(base, "already_remediated", decision)]
+        if not dry and not await self._admit(target, base):
+            events = self._blocked(base, "circuit_open", decision, "circuit breaker open")
+            await self.store.finish_remediation(
+                rid,
+                state=BLOCKED,
+                now=self.clock.now(),
+                attempts=0,
+                reason="circuit_open",
+                events=events,
+            )
+            return []
+        return await self._attempts(item, decision, base, rid, dry=dry)
+
+    def _blocked(self, base: Event, reason: str, decision: Decision, detail: str) -> list[Event]:
+        self.metrics.guard_blocks.labels(reason).inc()
+        events = [self._skip(base, reason, decision, detail)]
+        if reason in ESCALATING:
+            events.append(self._escalation(base, reason, detail))
+        return events
+
+    async def _admit(self, target: Target, base: Event) -> bool:
+        allowed, transition = await self.store.admit(
+            target.name,
+            self.config.circuit_breaker,
+            now=self.clock.now(),
+            events=self._transition_events(base),
+        )
+        self._publish_breaker(transition)
+        return allowed
+
+    async def _attempts(
+        self, item: InboxItem, decision: Decision, base: Event, rid: int, *, dry: bool
+    ) -> list[Event]:
+        plan, target = decision.plan, decision.target
+        assert plan is not None and target is not None
+        ctx = StepContext(
+            target=target,
+            playbook=plan.name,
+            dry_run=dry,
+            base=base,
+            escalate=lambda r, d: self._escalation(base, r, d),
+        )
+        events: list[Event] = []
+        attempt = 0
+        ok = False
+        detail = ""
+        while True:
+            attempt += 1
+            result = await self.runner.run(plan.steps, ctx)
+            events += result.events
+            ok, detail = result.ok, result.detail
+            if not dry:
+                await self._report(target, ok=ok, base=base)
+            if ok or attempt >= plan.retry.max_attempts:
+                break
+            await self.clock.sleep(backoff.delay(plan.retry, attempt - 1, self.rng))
+            episode = await self.store.episode(item.episode_id)
+            if episode is not None and not episode.open:
+                events.append(self._skip(base, "resolved", decision, "stopped retrying: resolved"))
+                break
+            if not dry and not await self._admit(target, base):
+                events += self._blocked(base, "circuit_open", decision, "stopped retrying")
+                break
+        now = self.clock.now()
+        state = DRY_RUN if dry else (SUCCEEDED if ok else FAILED)
+        if not ok:
+            events.append(
+                replace(
+                    base,
+                    type=ev.RECOVERY_FAILED,
+                    time=now,
+                    outcome="failure",
+                    message=f"{plan.name} failed after {attempt} attempt(s): {detail}",
+                )
+            )
+            events.append(self._escalation(base, "remediation_failed", detail))
+        await self.store.finish_remediation(
+            rid, state=state, now=now, attempts=attempt, events=events
+        )
+        return []
+
+    async def _report(self, target: Target, *, ok: bool, base: Event) -> None:
+        transition = await self.store.report(
+            target.name,
+            self.config.circuit_breaker,
+            ok=ok,
+            now=self.clock.now(),
+            events=self._transition_events(base),
+        )
+        self._publish_breaker(transition)
+
+    def _publish_breaker(self, transition: Transition | None) -> None:
+        if transition is None:
+            return
+        state = transition.state
+        self.metrics.circuit_state.labels(state.target).set(STATE_VALUE[state.state])
+        if transition.changed_to == "open":
+            self.metrics.circuit_trips.labels(state.target).inc()
+
+    def _transition_events(self, base: Event) -> TransitionEvents:
+        def make(t: Transition) -> list[Event]:
+            kind = {
+                "open": ev.CIRCUIT_OPEN,
+                "half-open": ev.CIRCUIT_HALF_OPEN,
+                "closed": ev.CIRCUIT_CLOSED,
+            }[t.changed_to or "closed"]
+            message = f"circuit {t.changed_to} ({t.state.failures} consecutive failure(s))"
+            return [
+                replace(
+                    base,
+                    type=kind,
+                    time=self.clock.now(),
+                    target=t.state.target,
+                    outcome=t.changed_to or "",
+                    message=message,
+                )
+            ]
+
+        return make
+
+    # -- resolved ------------------------------------------------------------------------------
+
+    async def _resolved(self, item: InboxItem) -> Outcome:
+        episode = await self.store.episode(item.episode_id)
+        ended = item.ends_at if item.ends_at is not None else item.received_at
+        started = episode.starts_at if episode is not None else item.starts_at
+        mttr = max(ended - started, 0.0)
+        decision = decide(
+            self.catalog,
+            fingerprint=item.fingerprint,
+            status="resolved",
+            labels=item.labels,
+            annotations=item.annotations,
+        )
+        playbook = decision.plan.name if decision.plan else ""
+        self.metrics.time_to_recovery.labels(playbook, decision.classification.category).observe(
+            mttr
+        )
+        base = self._base(item, decision)
+        target = ""
+        if decision.plan is not None:
+            target = decision.plan.target.render(labels=item.labels, annotations=item.annotations)
+        recovered = replace(
+            base,
+            type=ev.SERVICE_RECOVERED,
+            time=self.clock.now(),
+            target=target if target in self.catalog.targets else "",
+            playbook=playbook,
+            outcome="recovered",
+            duration=mttr,
+            message=f"{item.alertname} resolved after {mttr:.1f}s",
+        )
+        return [recovered], "resolved"
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _base(self, item: InboxItem, decision: Decision) -> Event:
+        c = decision.classification
+        return Event(
+            type="",
+            time=self.clock.now(),
+            severity=c.severity,
+            category=c.category,
+            fingerprint=item.fingerprint,
+            alertname=item.alertname,
+            status=item.status,
+            config_version=self.config_version,
+            details={"episode": item.episode_id, "pattern": c.pattern_id},
+        )
+
+    def _skip(self, base: Event, reason: str, decision: Decision, detail: str = "") -> Event:
+        message = detail or _skip_detail(decision) or reason
+        return replace(
+            base,
+            type=ev.RECOVERY_SKIPPED,
+            time=self.clock.now(),
+            outcome=reason,
+            message=message,
+            details={**base.details, "reason": reason},
+        )
+
+    def _escalation(self, base: Event, reason: str, detail: str) -> Event:
+        self.metrics.escalations.labels(reason).inc()
+        return replace(
+            base,
+            type=ev.RECOVERY_ESCALATED,
+            time=self.clock.now(),
+            outcome=reason,
+            severity="critical" if reason != "unknown_pattern" else base.severity,
+            message=detail or reason,
+            details={**base.details, "reason": reason},
+        )
+
+
+def _skip_detail(decision: Decision) -> str:
+    if decision.reason == TARGET_NOT_REGISTERED:
+        from remediator.decisions import sanitize
+
+        return f"target {sanitize(decision.rendered_target)!r} is not registered; refused"
+    if decision.reason == UNKNOWN_PATTERN:
+        return "no failure pattern matched and no playbook applies; escalating instead of guessing"
+    return decision.reason or ""

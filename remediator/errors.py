@@ -1,0 +1,136 @@
+"""The exception hierarchy. Every error carries a stable code that the API returns.
+
+::
+
+    RemediatorError                      code
+    ├── ConfigError                      CONFIG_INVALID
+    ├── RequestError                     (HTTP-facing, carries a status)
+    │   ├── MalformedJSON                MALFORMED_JSON        400
+    │   ├── SchemaViolation              VALIDATION_FAILED     422
+    │   ├── Unauthorized                 UNAUTHORIZED          401
+    │   ├── Forbidden                    FORBIDDEN             403
+    │   ├── BodyTooLarge                 PAYLOAD_TOO_LARGE     413
+    │   ├── NotFound                     NOT_FOUND             404
+    │   ├── ServiceNotFound              SERVICE_NOT_FOUND     404
+    │   ├── PatternExists                PATTERN_EXISTS        409
+    │   ├── CircuitOpen                  CIRCUIT_OPEN          409
+    │   ├── RateLimited                  RATE_LIMITED          429
+    │   └── Unavailable                  SERVICE_UNAVAILABLE   503
+    │       └── StoreUnavailable         STORE_UNAVAILABLE     503
+    └── RecoveryError                    RECOVERY_FAILED
+        ├── TargetRefused                TARGET_REFUSED
+        └── CircuitBreakerError          CIRCUIT_OPEN
+
+Messages are written for the caller: they never carry stack traces, tokens or DSN credentials.
+"""
+
+from __future__ import annotations
+
+
+class RemediatorError(Exception):
+    """Base of every error remediator raises on purpose."""
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(RemediatorError):
+    """The configuration is invalid; ``problems`` holds one line per problem."""
+
+    code = "CONFIG_INVALID"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class RequestError(RemediatorError):
+    """An error answered to an HTTP caller with ``status``."""
+
+    status = 500
+
+
+class MalformedJSON(RequestError):
+    code = "MALFORMED_JSON"
+    status = 400
+
+
+class SchemaViolation(RequestError):
+    code = "VALIDATION_FAILED"
+    status = 422
+
+
+class Unauthorized(RequestError):
+    code = "UNAUTHORIZED"
+    status = 401
+
+
+class Forbidden(RequestError):
+    code = "FORBIDDEN"
+    status = 403
+
+
+class NotFound(RequestError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class ServiceNotFound(RequestError):
+    code = "SERVICE_NOT_FOUND"
+    status = 404
+
+
+class BodyTooLarge(RequestError):
+    code = "PAYLOAD_TOO_LARGE"
+    status = 413
+
+
+class PatternExists(RequestError):
+    code = "PATTERN_EXISTS"
+    status = 409
+
+
+class CircuitOpen(RequestError):
+    code = "CIRCUIT_OPEN"
+    status = 409
+
+
+class RateLimited(RequestError):
+    code = "RATE_LIMITED"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(RequestError):
+    code = "SERVICE_UNAVAILABLE"
+    status = 503
+
+
+class StoreUnavailable(Unavailable):
+    """The store could not commit; nothing was acknowledged."""
+
+    code = "STORE_UNAVAILABLE"
+
+
+class RecoveryError(RemediatorError):
+    """A recovery action failed."""
+
+    code = "RECOVERY_FAILED"
+
+
+class TargetRefused(RecoveryError):
+    """An action named a target that is not registered, or not of the right type."""
+
+    code = "TARGET_REFUSED"
+
+
+class CircuitBreakerError(RecoveryError):
+    """The target's circuit breaker is open and rejects actions."""
+
+    code = "CIRCUIT_OPEN"

@@ -1,0 +1,148 @@
+"""Every Prometheus metric remediator exports, written out in full.
+
+One grep for a metric name finds the code that sets it, the rules in ``rules/`` that alert on it
+and the dashboards in ``grafana/`` that plot it. Labels are bounded: never a fingerprint, a
+container id or free text.
+
+Metrics live in a :class:`Metrics` object built per application (no module-level globals), so
+tests can build several apps in one process without duplicate-registration errors.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from remediator import __version__
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+ACTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+RECOVERY_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
+
+
+class Metrics:
+    """The metric families of one remediator instance, on their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.build_info = Info("remediator_build", "remediator version.", registry=r)
+        self.build_info.info({"version": __version__})
+
+        # Intake (issue 2).
+        self.alerts_received = Counter(
+            "remediator_alerts_received_total",
+            "Alerts received from Alertmanager, by the alert's own status.",
+            ["status"],
+            registry=r,
+        )
+        self.alerts_duplicate = Counter(
+            "remediator_alerts_duplicate_total",
+            "Alerts received again in a state already stored (same fingerprint, status, episode).",
+            registry=r,
+        )
+        self.webhook_requests = Counter(
+            "remediator_webhook_requests_total",
+            "Alertmanager webhook requests, by HTTP status code.",
+            ["code"],
+            registry=r,
+        )
+        self.webhook_duration = Histogram(
+            "remediator_webhook_request_duration_seconds",
+            "Time to accept an Alertmanager webhook request, durable commit included.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inbox_pending = Gauge(
+            "remediator_inbox_pending",
+            "Stored alerts not yet processed by the worker.",
+            registry=r,
+        )
+        self.store_write_failures = Counter(
+            "remediator_store_write_failures_total",
+            "Store transactions that failed to commit (intake answered 503).",
+            registry=r,
+        )
+
+        # Targets and health (issue 3).
+        self.target_up = Gauge(
+            "remediator_target_up",
+            "1 when the target's last health check passed, else 0.",
+            ["target"],
+            registry=r,
+        )
+        self.target_check_duration = Histogram(
+            "remediator_target_check_duration_seconds",
+            "Duration of target health checks.",
+            ["target"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+        # Decisions and actions (issue 3).
+        self.remediations = Counter(
+            "remediator_remediations_total",
+            "Remediation steps run, by playbook, action and outcome (success|failure|dry_run).",
+            ["playbook", "action", "outcome"],
+            registry=r,
+        )
+        self.action_duration = Histogram(
+            "remediator_action_duration_seconds",
+            "Duration of recovery actions.",
+            ["action"],
+            buckets=ACTION_BUCKETS,
+            registry=r,
+        )
+        self.guard_blocks = Counter(
+            "remediator_guard_blocks_total",
+            "Remediations stopped by a safety guard, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "remediator_circuit_breaker_state",
+            "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
+            ["target"],
+            registry=r,
+        )
+        self.circuit_trips = Counter(
+            "remediator_circuit_breaker_trips_total",
+            "Times a target's circuit breaker opened.",
+            ["target"],
+            registry=r,
+        )
+        self.paused = Gauge(
+            "remediator_paused",
+            "1 while the global kill switch stops all actions.",
+            registry=r,
+        )
+
+        # Notifications, escalation, audit, recovery time (issue 4).
+        self.notifications = Counter(
+            "remediator_notifications_total",
+            "Notification deliveries, by channel and outcome (sent|retry|dead).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "remediator_outbox_pending",
+            "Notifications stored and not yet delivered.",
+            registry=r,
+        )
+        self.escalations = Counter(
+            "remediator_escalations_total",
+            "Escalations sent, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.audit_write_failures = Counter(
+            "remediator_audit_write_failures_total",
+            "Audit events that could not be written.",
+            registry=r,
+        )
+        self.time_to_recovery = Histogram(
+            "remediator_time_to_recovery_seconds",
+            "Time from an alert's startsAt to its recovery, by playbook and category.",
+            ["playbook", "category"],
+            buckets=RECOVERY_BUCKETS,
+            registry=r,
+        )

@@ -1,0 +1,216 @@
+"""Running a plan's steps on one target, in order, each bounded by its timeout.
+
+A step is an action from the registry, a verification (``verify.health``,
+``verify.prometheus``), ``quarantine``, ``escalate`` or a plugin. The first failed step fails
+the attempt; a failed verification counts as a failed remediation. Every step becomes one
+``recovery:action`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from remediator import events as ev
+from remediator import steps as st
+from remediator.actions.base import Action, ActionContext, ActionResult
+from remediator.clients import Clients
+from remediator.clock import Clock
+from remediator.events import Event
+from remediator.metrics import Metrics
+from remediator.store import Store
+from remediator.targets import Target
+
+HealthProbe = Callable[[Target], Awaitable[bool]]
+PromQuery = Callable[[str], Awaitable[int]]  # the number of series a query returns
+Escalate = Callable[[str, str], Event]  # (reason, detail) -> the escalation event
+
+
+@dataclass
+class StepContext:
+    """What the runner needs to record each step's event."""
+
+    target: Target
+    playbook: str
+    dry_run: bool
+    base: Event  # fingerprint, alertname, category, severity, config_version filled in
+    escalate: Escalate
+
+
+@dataclass
+class AttemptResult:
+    ok: bool
+    events: list[Event] = field(default_factory=list)
+    failed_step: str = ""
+    detail: str = ""
+
+
+class StepRunner:
+    def __init__(
+        self,
+        *,
+        actions: dict[str, Action],
+        clients: Clients,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock,
+        slots: asyncio.Semaphore,
+        probe: HealthProbe,
+        query: PromQuery | None = None,
+    ) -> None:
+        self.actions = actions
+        self.clients = clients
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.slots = slots
+        self.probe = probe
+        self.query = query
+
+    async def run(self, steps: tuple[st.Step, ...], ctx: StepContext) -> AttemptResult:
+        result = AttemptResult(ok=True)
+        for step in steps:
+            started = time.monotonic()
+            try:
+                outcome = await asyncio.wait_for(self._one(step, ctx, result), timeout=step.timeout)
+            except TimeoutError:
+                outcome = ActionResult(False, f"timed out after {step.timeout:.0f}s")
+            duration = time.monotonic() - started
+            label = (
+                "dry_run"
+                if ctx.dry_run and outcome.ok
+                else ("success" if outcome.ok else "failure")
+            )
+            self.metrics.remediations.labels(ctx.playbook, step.action, label).inc()
+            self.metrics.action_duration.labels(step.action).observe(duration)
+            result.events.append(
+                _event(
+                    ctx.base,
+                    ev.RECOVERY_ACTION,
+                    time=self.clock.now(),
+                    target=ctx.target.name,
+                    playbook=ctx.playbook,
+                    action=step.action,
+                    outcome=label,
+                    duration=duration,
+                    message=outcome.detail,
+                    details={"data": outcome.data} if outcome.data else {},
+                )
+            )
+            if not outcome.ok:
+                result.ok = False
+                result.failed_step = step.action
+                result.detail = outcome.detail
+                break
+        return result
+
+    async def _one(self, step: st.Step, ctx: StepContext, result: AttemptResult) -> ActionResult:
+        if isinstance(step, st.VerifyHealth):
+            return await self._verify_health(step, ctx)
+        if isinstance(step, st.VerifyPrometheus):
+            return await self._verify_prometheus(step, ctx)
+        if isinstance(step, st.Escalate):
+            result.events.append(ctx.escalate(step.reason, "escalation step of the playbook"))
+            return ActionResult(True, f"escalated: {step.reason}")
+        if isinstance(step, st.Quarantine):
+            return await self._quarantine(step, ctx, result)
+        name = f"plugin:{step.plugin}" if isinstance(step, st.PluginStep) else step.action
+        action = self.actions.get(name)
+        if action is None:
+            return ActionResult(False, f"no such action: {name}")
+        if ctx.target.type not in action.target_types:
+            return ActionResult(False, "wrong target type")
+        async with self.slots:
+            outcome = await action.run(
+                ActionContext(
+                    target=ctx.target, step=step, clients=self.clients, dry_run=ctx.dry_run
+                )
+            )
+        if outcome.ok and not ctx.dry_run:
+            await self._persist(step, ctx, outcome)
+        return outcome
+
+    async def _persist(self, step: st.Step, ctx: StepContext, outcome: ActionResult) -> None:
+        """Keep what a failover changed, so later actions and the API see it."""
+        keep: dict[str, Any] = {}
+        if step.action == "redis.failover" and "new_primary" in outcome.data:
+            keep["primary"] = outcome.data["new_primary"]
+        if step.action == "http.failover" and "active_url" in outcome.data:
+            keep["active_url"] = outcome.data["active_url"]
+        if keep:
+            await self.store.update_target_data(ctx.target.name, keep, [])
+
+    async def _verify_health(self, step: st.VerifyHealth, ctx: StepContext) -> ActionResult:
+        if ctx.dry_run:
+            return ActionResult(True, f"dry-run: would verify health within {step.within:.0f}s")
+        deadline = self.clock.monotonic() + step.within
+        tries = 0
+        while True:
+            tries += 1
+            if await self.probe(ctx.target):
+                return ActionResult(True, f"healthy after {tries} check(s)")
+            if self.clock.monotonic() + step.interval > deadline:
+                return ActionResult(False, f"still unhealthy after {step.within:.0f}s")
+            await self.clock.sleep(step.interval)
+
+    async def _verify_prometheus(self, step: st.VerifyPrometheus, ctx: StepContext) -> ActionResult:
+        if ctx.dry_run:
+            return ActionResult(True, "dry-run: would verify a PromQL condition")
+        if self.query is None:
+            return ActionResult(
+                False, "verify.prometheus needs prometheus.url in the configuration"
+            )
+        deadline = self.clock.monotonic() + step.within
+        while True:
+            try:
+                series = await self.query(step.query)
+            except Exception as exc:
+                return ActionResult(False, f"query failed: {type(exc).__name__}")
+            holds = series > 0 if step.expect == "non_empty" else series == 0
+            if holds:
+                return ActionResult(True, f"condition holds ({series} series)")
+            if self.clock.monotonic() + step.interval > deadline:
+                return ActionResult(False, f"condition did not hold within {step.within:.0f}s")
+            await self.clock.sleep(step.interval)
+
+    async def _quarantine(
+        self, step: st.Quarantine, ctx: StepContext, result: AttemptResult
+    ) -> ActionResult:
+        if ctx.dry_run:
+            return ActionResult(True, "dry-run: would quarantine the target")
+        now = self.clock.now()
+        event = _event(
+            ctx.base,
+            "recovery:quarantined",
+            time=now,
+            target=ctx.target.name,
+            playbook=ctx.playbook,
+            action="quarantine",
+            outcome="success",
+            message="target quarantined: no further automatic actions",
+        )
+        await self.store.set_quarantine(
+            ctx.target.name, reason=f"playbook {ctx.playbook}", now=now, events=[event]
+        )
+        result.events.append(ctx.escalate("quarantined", f"{ctx.target.name} quarantined"))
+        if step.pause and ctx.target.type == "docker_container":
+            pause = self.actions.get("docker.pause")
+            if pause is None:
+                return ActionResult(False, "docker.pause is not available")
+            async with self.slots:
+                paused = await pause.run(
+                    ActionContext(
+                        target=ctx.target,
+                        step=st.DockerPause(action="docker.pause"),
+                        clients=self.clients,
+                    )
+                )
+            return ActionResult(paused.ok, f"quarantined; {paused.detail}", paused.duration)
+        return ActionResult(True, "quarantined")
+
+
+def _event(base: Event, type_: str, **fields: Any) -> Event:
+    return replace(base, type=type_, **fields)

@@ -1,0 +1,39 @@
+"""The long-lived objects of one running remediator, built in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from remediator.auth import Authenticator
+from remediator.clients import Clients
+from remediator.clock import Clock
+from remediator.config import Config
+from remediator.engine import Engine
+from remediator.events import EventBus, Handler
+from remediator.health import HealthMonitor
+from remediator.metrics import Metrics
+from remediator.plugins import Plugins
+from remediator.store import Store
+from remediator.worker import Worker
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: Store
+    metrics: Metrics
+    authenticator: Authenticator
+    clock: Clock
+    bus: EventBus
+    worker: Worker
+    engine: Engine
+    monitor: HealthMonitor
+    clients: Clients
+    plugins: Plugins
+    draining: bool = False
+    config_version: int = 1
+    started_at: float = field(default=0.0)
+
+    def on(self, event_type: str, handler: Handler) -> None:
+        """Subscribe to recorded events in-process: ``runtime.on("circuit:open", fn)``."""
+        self.bus.on(event_type, handler)

@@ -1,0 +1,25 @@
+"""Store backends, chosen by the URL scheme of ``store.url``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from remediator.store.base import EventQuery, InboxItem, IngestResult, Store
+from remediator.store.sqlite import SqliteStore
+
+BACKENDS: dict[str, Callable[[str], Store]] = {
+    "sqlite": SqliteStore,
+}
+
+
+def create_store(url: str) -> Store:
+    """The backend for ``url`` (not yet opened)."""
+    scheme = url.split(":", 1)[0]
+    try:
+        factory = BACKENDS[scheme]
+    except KeyError:
+        raise ValueError(f"no store backend for {scheme!r} (known: {sorted(BACKENDS)})") from None
+    return factory(url)
+
+
+__all__ = ["BACKENDS", "EventQuery", "InboxItem", "IngestResult", "Store", "create_store"]

@@ -1,0 +1,203 @@
+"""The store interface: everything remediator keeps durably, behind one protocol.
+
+Backends: ``sqlite`` (embedded default) and, later, ``postgres``. Every write is one
+transaction; an acknowledged write survives a crash. A backend that cannot commit raises
+:class:`~remediator.errors.StoreUnavailable` and has changed nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from remediator.alerts import Alert
+from remediator.breaker import BreakerState, Transition
+from remediator.config import CircuitBreakerConfig
+from remediator.episodes import Episode
+from remediator.events import Event
+from remediator.store.records import Remediation, TargetState
+
+TransitionEvents = Callable[[Transition], list[Event]]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    received: int
+    new: int
+    duplicates: int
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One stored alert state, waiting for (or done by) the worker."""
+
+    id: int
+    fingerprint: str
+    episode_id: int
+    status: str
+    alertname: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float
+    ends_at: float | None
+    generator_url: str
+    received_at: float
+    priority: int
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    type: str | None = None
+    target: str | None = None
+    severity: str | None = None
+    fingerprint: str | None = None
+    since: float | None = None
+    until: float | None = None
+    before_id: int | None = None
+    limit: int = 100
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and migrate the schema to the current version."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the store answers and can be written."""
+        ...
+
+    async def ingest(
+        self, alerts: list[Alert], *, received_at: float, receiver: str, group_key: str
+    ) -> IngestResult:
+        """Record every alert of a notification, deduplicated by episode, in one commit."""
+        ...
+
+    async def claim(self, *, worker: str, now: float, lease: float, limit: int) -> list[InboxItem]:
+        """Lease up to ``limit`` pending items, highest priority first, oldest first."""
+        ...
+
+    async def complete(self, item_id: int, *, events: list[Event], outcome: str) -> list[Event]:
+        """Mark an item done and append its events, in one commit; the recorded events."""
+        ...
+
+    async def extend_leases(self, item_ids: list[int], *, worker: str, until: float) -> None:
+        """Keep items this worker still works on from being claimed by another."""
+        ...
+
+    async def append(self, events: list[Event]) -> list[Event]:
+        """Append events to the chain; returns them with id and hashes set."""
+        ...
+
+    async def events(self, query: EventQuery) -> list[Event]:
+        """Recorded events, newest first."""
+        ...
+
+    async def pending_count(self) -> int: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Read-only query for diagnostics and tests."""
+        ...
+
+    # -- engine state (see remediator/store/records.py) ----------------------------------------
+
+    async def episode(self, episode_id: int) -> Episode | None: ...
+
+    async def mark_targets(self, pairs: list[tuple[int, str]]) -> None:
+        """Record which target each episode (id, target) is about."""
+        ...
+
+    async def alerting_targets(self, names: list[str]) -> int:
+        """How many of these targets have an open episode now."""
+        ...
+
+    async def start_remediation(
+        self,
+        *,
+        playbook: str,
+        fingerprint: str,
+        episode_id: int,
+        target: str,
+        now: float,
+        state: str = ...,
+        reason: str = ...,
+        config_version: int = ...,
+        events: list[Event] | None = None,
+    ) -> int | None:
+        """Claim the one remediation of (playbook, fingerprint, episode); None if it exists."""
+        ...
+
+    async def finish_remediation(
+        self,
+        remediation_id: int,
+        *,
+        state: str,
+        now: float,
+        attempts: int,
+        reason: str = ...,
+        events: list[Event] | None = None,
+    ) -> None: ...
+
+    async def remediations(
+        self, *, target: str | None = None, state: str | None = None, limit: int = 1000
+    ) -> list[Remediation]: ...
+
+    async def last_started(self, *, target: str, playbook: str) -> float | None: ...
+
+    async def count_started(self, *, target: str, since: float) -> int: ...
+
+    async def interrupt_running(
+        self, *, now: float, events_for: Callable[[Remediation], list[Event]]
+    ) -> list[Remediation]: ...
+
+    async def breakers(self) -> list[BreakerState]: ...
+
+    async def breaker(self, target: str) -> BreakerState: ...
+
+    async def admit(
+        self, target: str, settings: CircuitBreakerConfig, *, now: float, events: TransitionEvents
+    ) -> tuple[bool, Transition]: ...
+
+    async def report(
+        self,
+        target: str,
+        settings: CircuitBreakerConfig,
+        *,
+        ok: bool,
+        now: float,
+        events: TransitionEvents,
+    ) -> Transition: ...
+
+    async def tick(
+        self, target: str, settings: CircuitBreakerConfig, *, now: float, events: TransitionEvents
+    ) -> Transition: ...
+
+    async def reset_breaker(
+        self, target: str, *, now: float, events: TransitionEvents
+    ) -> Transition: ...
+
+    async def flag(self, name: str) -> str | None: ...
+
+    async def set_flag(
+        self, name: str, value: str, *, actor: str, now: float, events: list[Event]
+    ) -> None: ...
+
+    async def target_state(self, target: str) -> TargetState: ...
+
+    async def register_targets(
+        self, names: list[str], *, now: float, events_for: Callable[[str], list[Event]]
+    ) -> list[str]: ...
+
+    async def set_quarantine(
+        self, target: str, *, reason: str | None, now: float, events: list[Event]
+    ) -> None: ...
+
+    async def update_target_data(
+        self, target: str, data: dict[str, Any], events: list[Event]
+    ) -> None: ...

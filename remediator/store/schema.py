@@ -1,0 +1,110 @@
+"""Schema migrations, applied in order on open. Never edit a released migration: add one."""
+
+from __future__ import annotations
+
+SQLITE_MIGRATIONS: tuple[str, ...] = (
+    # 1: intake — episodes, inbox, the event chain.
+    """
+    CREATE TABLE episodes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        fingerprint TEXT NOT NULL,
+        alertname TEXT NOT NULL DEFAULT '',
+        starts_at REAL NOT NULL,
+        opened_at REAL NOT NULL,
+        resolved_at REAL
+    );
+    CREATE INDEX episodes_fingerprint ON episodes (fingerprint, id);
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        fingerprint TEXT NOT NULL,
+        episode_id INTEGER NOT NULL REFERENCES episodes (id),
+        status TEXT NOT NULL,
+        alertname TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        starts_at REAL NOT NULL,
+        ends_at REAL,
+        generator_url TEXT NOT NULL,
+        receiver TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        priority INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        claimed_by TEXT,
+        lease_until REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT,
+        done_at REAL,
+        UNIQUE (fingerprint, episode_id, status)
+    );
+    CREATE INDEX inbox_pending ON inbox (state, priority, id);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        type TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        category TEXT NOT NULL,
+        target TEXT NOT NULL,
+        playbook TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        duration REAL,
+        fingerprint TEXT NOT NULL,
+        alertname TEXT NOT NULL,
+        status TEXT NOT NULL,
+        message TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        config_version INTEGER NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX events_type_time ON events (type, time);
+    CREATE INDEX events_time ON events (time);
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    """,
+    # 2: the engine — remediations (exactly once per playbook, fingerprint, episode), circuit
+    # breakers, flags (the kill switch), per-target state (registration, quarantine, failover).
+    """
+    ALTER TABLE episodes ADD COLUMN target TEXT;
+    CREATE INDEX episodes_open ON episodes (resolved_at, target);
+    CREATE TABLE remediations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        playbook TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        episode_id INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        config_version INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (playbook, fingerprint, episode_id)
+    );
+    CREATE INDEX remediations_target ON remediations (target, started_at);
+    CREATE INDEX remediations_state ON remediations (state);
+    CREATE TABLE breakers (
+        target TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        opened_at REAL,
+        trials INTEGER NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE flags (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE target_state (
+        target TEXT PRIMARY KEY,
+        registered_at REAL,
+        quarantined_at REAL,
+        quarantine_reason TEXT,
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
+)

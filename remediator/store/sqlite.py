@@ -1,0 +1,302 @@
+"""The embedded SQLite store: WAL, ``synchronous=FULL``, one writer thread with group commit.
+
+Every write is a job run by a single writer thread. The thread takes all jobs waiting at that
+moment, runs each inside its own SAVEPOINT of one transaction, and commits once: concurrent
+webhook requests share one fsync, and a job that fails rolls back alone. A job's future is
+resolved only after the COMMIT returned, so an acknowledged write is on disk. Reads use their own
+connections (WAL readers never block the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from remediator.alerts import Alert
+from remediator.episodes import Episode, Placement, place, resolved_time
+from remediator.errors import StoreUnavailable
+from remediator.events import (
+    ALERT_DUPLICATE,
+    ALERT_RECEIVED,
+    ALERT_RESOLVED,
+    Event,
+)
+from remediator.store.base import EventQuery, InboxItem, IngestResult
+from remediator.store.schema import SQLITE_MIGRATIONS
+from remediator.store.sqlite_rows import EVENT_COLUMNS, append_events, event_from_row, item_from_row
+from remediator.store.sqlite_state import SqliteStateOps
+from remediator.store.sqlite_writer import Readers, Writer, connect
+
+T = TypeVar("T")
+log = logging.getLogger("remediator.store")
+SEVERITY_PRIORITY = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///data/x.db`` → ``data/x.db`` (relative); ``sqlite:////abs/x.db`` → absolute."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a sqlite URL: {url!r}")
+    return Path(url.removeprefix("sqlite:///"))
+
+
+class SqliteStore(SqliteStateOps):
+    def __init__(self, url: str) -> None:
+        self.path = sqlite_path(url)
+        self._writer: Writer | None = None
+        self._readers = Readers(self.path)
+
+    async def open(self) -> None:
+        conn = await asyncio.to_thread(self._open_sync)
+        self._writer = Writer(conn)
+
+    def _open_sync(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = connect(self.path)
+            migrate(conn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open the store at {self.path}: {exc}") from None
+        return conn
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
+        self._readers.close()
+
+    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreUnavailable("the store is not open")
+        return await self._writer.run(job)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._readers.run(fn)
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._write(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def ingest(
+        self, alerts: list[Alert], *, received_at: float, receiver: str, group_key: str
+    ) -> IngestResult:
+        return await self._write(
+            lambda conn: _ingest(conn, alerts, received_at, receiver, group_key)
+        )
+
+    async def claim(self, *, worker: str, now: float, lease: float, limit: int) -> list[InboxItem]:
+        def job(conn: sqlite3.Connection) -> list[InboxItem]:
+            rows = conn.execute(
+                "SELECT id, fingerprint, episode_id, status, alertname, labels, annotations, "
+                "starts_at, ends_at, generator_url, received_at, priority, attempts FROM inbox "
+                "WHERE state = 'pending' AND (lease_until IS NULL OR lease_until < ?) "
+                "ORDER BY priority, id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE inbox SET claimed_by = ?, lease_until = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
+                [(worker, now + lease, row[0]) for row in rows],
+            )
+            return [item_from_row(row) for row in rows]
+
+        return await self._write(job)
+
+    async def complete(self, item_id: int, *, events: list[Event], outcome: str) -> list[Event]:
+        def job(conn: sqlite3.Connection) -> list[Event]:
+            conn.execute(
+                "UPDATE inbox SET state = 'done', outcome = ?, done_at = ?, lease_until = NULL "
+                "WHERE id = ?",
+                (outcome, events[-1].time if events else None, item_id),
+            )
+            return append_events(conn, events)
+
+        return await self._write(job)
+
+    async def extend_leases(self, item_ids: list[int], *, worker: str, until: float) -> None:
+        await self._write(
+            lambda conn: conn.executemany(
+                "UPDATE inbox SET lease_until = ? WHERE id = ? AND claimed_by = ? AND state = 'pending'",
+                [(until, i, worker) for i in item_ids],
+            )
+        )
+
+    async def append(self, events: list[Event]) -> list[Event]:
+        return await self._write(lambda conn: append_events(conn, events))
+
+    async def events(self, query: EventQuery) -> list[Event]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        text_filters: tuple[tuple[str, str | None], ...] = (
+            ("type", query.type),
+            ("target", query.target),
+            ("severity", query.severity),
+            ("fingerprint", query.fingerprint),
+        )
+        for column, value in text_filters:
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        for op, bound in (
+            ("time >= ?", query.since),
+            ("time <= ?", query.until),
+            ("id < ?", query.before_id),
+        ):
+            if bound is not None:
+                clauses.append(op)
+                params.append(bound)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {EVENT_COLUMNS} FROM events {where} ORDER BY id DESC LIMIT ?"  # noqa: S608
+        params.append(query.limit)
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        return [event_from_row(row) for row in rows]
+
+    async def pending_count(self) -> int:
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT count(*) FROM inbox WHERE state = 'pending'"
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def schema_version(self) -> int:
+        row = await self._read(
+            lambda conn: conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        )
+        return int(row[0] or 0)
+
+    async def raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return await self._read(lambda conn: conn.execute(sql, params).fetchall())
+
+
+# -- write jobs (run on the writer thread, inside a savepoint) ----------------------------------
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = row[0] or 0
+    for number, script in enumerate(SQLITE_MIGRATIONS, start=1):
+        if number <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements, keeping trigger bodies whole."""
+    out: list[str] = []
+    current = ""
+    for line in script.strip().splitlines():
+        current += line + "\n"
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out
+
+
+def _latest_episode(conn: sqlite3.Connection, fingerprint: str) -> Episode | None:
+    row = conn.execute(
+        "SELECT id, fingerprint, starts_at, resolved_at FROM episodes "
+        "WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
+        (fingerprint,),
+    ).fetchone()
+    return Episode(*row) if row else None
+
+
+def _ingest(
+    conn: sqlite3.Connection, alerts: list[Alert], now: float, receiver: str, group_key: str
+) -> IngestResult:
+    new = duplicates = 0
+    events: list[Event] = []
+    for alert in alerts:
+        latest = _latest_episode(conn, alert.fingerprint)
+        starts, ends = alert.starts_ts, alert.ends_ts
+        placement = place(latest, status=alert.status, starts_at=starts, ends_at=ends)
+        late_repeat = False
+        if placement is Placement.NEW_OPEN:
+            episode_id = _insert_episode(conn, alert, now, resolved_at=None)
+        elif placement is Placement.NEW_CLOSED:
+            episode_id = _insert_episode(
+                conn, alert, now, resolved_at=resolved_time(ends_at=ends, received_at=now)
+            )
+        else:
+            assert latest is not None
+            episode_id = latest.id
+            if placement is Placement.CLOSE:
+                conn.execute(
+                    "UPDATE episodes SET resolved_at = ? WHERE id = ?",
+                    (resolved_time(ends_at=ends, received_at=now), episode_id),
+                )
+            elif latest.open and starts < latest.starts_at:
+                conn.execute("UPDATE episodes SET starts_at = ? WHERE id = ?", (starts, episode_id))
+            late_repeat = not latest.open and alert.status == "firing"
+        inserted = 0
+        if not late_repeat:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO inbox (fingerprint, episode_id, status, alertname, labels, "
+                "annotations, starts_at, ends_at, generator_url, receiver, group_key, received_at, "
+                "priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    alert.fingerprint,
+                    episode_id,
+                    alert.status,
+                    alert.alertname,
+                    json.dumps(alert.labels, sort_keys=True),
+                    json.dumps(alert.annotations, sort_keys=True),
+                    starts,
+                    ends,
+                    alert.generator_url,
+                    receiver,
+                    group_key,
+                    now,
+                    SEVERITY_PRIORITY.get(alert.labels.get("severity", ""), 2),
+                ),
+            ).rowcount
+        if inserted:
+            new += 1
+            kind = ALERT_RECEIVED if alert.status == "firing" else ALERT_RESOLVED
+        else:
+            duplicates += 1
+            kind = ALERT_DUPLICATE
+        events.append(
+            Event(
+                type=kind,
+                time=now,
+                severity=alert.labels.get("severity", "info"),
+                fingerprint=alert.fingerprint,
+                alertname=alert.alertname,
+                status=alert.status,
+                message=f"{alert.alertname} {alert.status}",
+                actor=f"alertmanager:{receiver}",
+                details={"episode": episode_id, "starts_at": starts, "ends_at": ends},
+            )
+        )
+    appended = append_events(conn, events)
+    return IngestResult(received=len(alerts), new=new, duplicates=duplicates, events=appended)
+
+
+def _insert_episode(
+    conn: sqlite3.Connection, alert: Alert, now: float, *, resolved_at: float | None
+) -> int:
+    cursor = conn.execute(
+        "INSERT INTO episodes (fingerprint, alertname, starts_at, opened_at, resolved_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (alert.fingerprint, alert.alertname, alert.starts_ts, now, resolved_at),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid

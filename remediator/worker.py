@@ -1,0 +1,157 @@
+"""The background worker: claims stored alerts from the inbox and hands each to a processor.
+
+The webhook only stores and wakes the worker; all remediation work happens here. Items are
+claimed with a lease, so an item whose worker died is claimed again once the lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+
+from remediator.clock import Clock
+from remediator.config import WorkerConfig
+from remediator.errors import StoreUnavailable
+from remediator.events import Event, EventBus
+from remediator.metrics import Metrics
+from remediator.store import InboxItem, Store
+
+log = logging.getLogger("remediator.worker")
+
+Outcome = tuple[list[Event], str]
+Processor = Callable[[InboxItem], Awaitable[Outcome]]
+
+
+async def mark_seen(item: InboxItem) -> Outcome:
+    """The processor of an engine-less remediator: record nothing more, mark the item seen."""
+    return [], "seen"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock,
+        bus: EventBus,
+        settings: WorkerConfig,
+        process: Processor = mark_seen,
+        name: str | None = None,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.bus = bus
+        self.settings = settings
+        self.process = process
+        self.name = name or worker_name()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._loop(), name="remediator-worker")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming; let items in hand finish (up to ``timeout``), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._inflight:
+            _, pending = await asyncio.wait(self._inflight.values(), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        last_renewal = self.clock.monotonic()
+        while not self._stopping:
+            claimed = 0
+            try:
+                claimed = await self._fill()
+                if self.clock.monotonic() - last_renewal > self.settings.lease / 3:
+                    last_renewal = self.clock.monotonic()
+                    await self._renew()
+            except StoreUnavailable as exc:
+                log.warning("worker cannot reach the store", extra={"error": exc.message})
+            except Exception:
+                log.exception("worker iteration failed")
+            if claimed or self._stopping:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
+
+    async def _fill(self) -> int:
+        """Claim as many items as there is room for, and start them."""
+        room = self.settings.concurrency - len(self._inflight)
+        if room <= 0:
+            return 0
+        items = await self.store.claim(
+            worker=self.name,
+            now=self.clock.now(),
+            lease=self.settings.lease,
+            limit=min(room, self.settings.batch),
+        )
+        for item in items:
+            task = asyncio.create_task(self._handle(item), name=f"inbox-{item.id}")
+            self._inflight[item.id] = task
+            task.add_done_callback(functools.partial(self._done, item.id))
+        return len(items)
+
+    def _done(self, item_id: int, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(item_id, None)
+        self._wake.set()
+
+    async def _renew(self) -> None:
+        if self._inflight:
+            await self.store.extend_leases(
+                list(self._inflight), worker=self.name, until=self.clock.now() + self.settings.lease
+            )
+        self.metrics.inbox_pending.set(await self.store.pending_count())
+
+    async def _handle(self, item: InboxItem) -> None:
+        try:
+            events, outcome = await self.process(item)
+            recorded = await self.store.complete(item.id, events=events, outcome=outcome)
+            await self.bus.publish(recorded)
+            self.metrics.inbox_pending.dec()
+        except StoreUnavailable as exc:
+            log.warning(
+                "item not completed; it will be retried",
+                extra={"item": item.id, "error": exc.message},
+            )
+        except Exception:
+            log.exception("processing failed; the item will be retried", extra={"item": item.id})
+
+    async def run_once(self) -> int:
+        """Claim one batch, process it to the end; the number of items handled (for tests)."""
+        items = await self.store.claim(
+            worker=self.name,
+            now=self.clock.now(),
+            lease=self.settings.lease,
+            limit=self.settings.batch,
+        )
+        await asyncio.gather(*(self._handle(item) for item in items))
+        return len(items)
