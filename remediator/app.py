@@ -175,6 +175,7 @@ async def stop(rt: Runtime) -> None:
     await rt.monitor.stop()
     await rt.worker.stop(timeout=rt.config.server.drain_timeout)
     await asyncio.to_thread(rt.clients.close)
+    await rt.clients.aclose()
     await rt.store.close()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from remediator import __version__
 from remediator import config as config_mod
-from remediator.errors import ConfigError
+from remediator.errors import ConfigError, RemediatorError
 
 ROLES = ("alertmanager", "viewer", "admin")
 
@@ -107,6 +107,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Print, per alert of a payload, what the worker would decide: JSON lines, touching nothing."""
+    import json
+
+    from remediator.decisions import Catalog, decide
+    from remediator.intake import parse_payload
+    from remediator.plugins import load as load_plugins
+
+    try:
+        cfg = load_config(_config_path(args.config))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    try:
+        body = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
+    except OSError as exc:
+        print(f"{args.payload}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        payload = parse_payload(body)
+    except RemediatorError as exc:
+        print(f"{args.payload}: {exc.message}", file=sys.stderr)
+        return 1
+    catalog = Catalog.from_config(cfg, load_plugins().strategies)
+    for alert in payload.alerts:
+        decision = decide(
+            catalog,
+            fingerprint=alert.fingerprint,
+            status=alert.status,
+            labels=alert.labels,
+            annotations=alert.annotations,
+        )
+        print(json.dumps(decision.as_json(), sort_keys=True))
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"remediator {__version__}")
     return 0
@@ -131,6 +168,11 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tokens", help="create local API tokens, one file per role")
     t.add_argument("--dir", default="data/tokens")
     t.set_defaults(func=cmd_tokens)
+
+    m = sub.add_parser("simulate", help="print the decision for each alert of a payload")
+    m.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
+    m.add_argument("payload", help="an Alertmanager webhook payload (JSON file, or - for stdin)")
+    m.set_defaults(func=cmd_simulate)
 
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(func=cmd_version)

@@ -6,7 +6,7 @@ own targets.
 
 Async clients (created on first use, bound to the event loop that first uses them):
 
-* Redis: one ``redis.asyncio.Redis`` (with its own small pool) per (URL, db override). Their
+* Redis: one ``redis.asyncio.Redis`` (with its own pool) per (URL, db override). Their
   connections are named :data:`REDIS_CLIENT_NAME` so ``redis.kill_clients`` never kills them.
 * PostgreSQL: one autocommit ``psycopg.AsyncConnection`` per DSN (what ``postgres.reset_pool``
   closes and drops).
@@ -48,13 +48,18 @@ class Clients:
         key = docker_host or self.default_docker_host
         with self._lock:
             client = self._docker.get(key)
-            if client is None:
-                if key is None:
-                    client = docker.from_env(timeout=30)
-                else:
-                    client = docker.DockerClient(base_url=key, timeout=30)
-                self._docker[key] = client
+        if client is not None:
             return client
+        # Built outside the lock: a hung engine must not delay the others.
+        if key is None:
+            client = docker.from_env(timeout=30)
+        else:
+            client = docker.DockerClient(base_url=key, timeout=30)
+        with self._lock:
+            existing = self._docker.setdefault(key, client)
+        if existing is not client:
+            client.close()
+        return existing
 
     def close(self) -> None:
         with self._lock:
@@ -80,7 +85,6 @@ class Clients:
                     socket_connect_timeout=10,
                     socket_keepalive=True,
                     retry=Retry(NoBackoff(), 1),
-                    max_connections=8,
                 )
                 if db is not None:
                     pool.connection_kwargs["db"] = db

@@ -103,7 +103,9 @@ class Decision:
             "dry_run": plan.dry_run if plan else False,
             "runs": self.runs,
             "reason": self.reason,
-            "rendered_target": sanitize(self.rendered_target) if self.reason else None,
+            "rendered_target": sanitize(self.rendered_target)
+            if self.reason in (TARGET_NOT_REGISTERED, TARGET_WRONG_TYPE)
+            else None,
         }
 
 

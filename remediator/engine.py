@@ -110,7 +110,26 @@ class Engine:
         for state in await self.store.breakers():
             self.metrics.circuit_state.labels(state.target).set(STATE_VALUE[state.state])
 
-    # -- per item ------------------------------------------------------------------------------
+    # -- per batch and per item ----------------------------------------------------------------
+
+    async def prepare(self, items: list[InboxItem]) -> None:
+        """Mark the target of every firing alert of a claimed batch before acting on any, so
+        the blast-radius guard sees a storm as a whole."""
+        pairs = []
+        for item in items:
+            if item.status != "firing":
+                continue
+            decision = decide(
+                self.catalog,
+                fingerprint=item.fingerprint,
+                status=item.status,
+                labels=item.labels,
+                annotations=item.annotations,
+            )
+            if decision.runs and decision.target is not None:
+                pairs.append((item.episode_id, decision.target.name))
+        if pairs:
+            await self.store.mark_targets(pairs)
 
     async def process(self, item: InboxItem, *, dry_run: bool = False) -> Outcome:
         if item.status != "firing":
@@ -135,6 +154,9 @@ class Engine:
                 self.metrics.guard_blocks.labels(reason).inc()
             return events, "skipped"
         assert decision.plan is not None and decision.target is not None
+        if events:  # the detection comes first in the audit trail
+            await self.store.append(events)
+            events = []
         await self.store.mark_targets([(item.episode_id, decision.target.name)])
         lock = self._locks.setdefault(decision.target.name, asyncio.Lock())
         async with lock:

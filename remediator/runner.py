@@ -21,6 +21,7 @@ from remediator.clients import Clients
 from remediator.clock import Clock
 from remediator.events import Event
 from remediator.metrics import Metrics
+from remediator.redaction import redact, redact_text
 from remediator.store import Store
 from remediator.targets import Target
 
@@ -96,8 +97,8 @@ class StepRunner:
                     action=step.action,
                     outcome=label,
                     duration=duration,
-                    message=outcome.detail,
-                    details={"data": outcome.data} if outcome.data else {},
+                    message=redact_text(outcome.detail),
+                    details={"data": redact(outcome.data)} if outcome.data else {},
                 )
             )
             if not outcome.ok:
@@ -136,8 +137,8 @@ class StepRunner:
     async def _persist(self, step: st.Step, ctx: StepContext, outcome: ActionResult) -> None:
         """Keep what a failover changed, so later actions and the API see it."""
         keep: dict[str, Any] = {}
-        if step.action == "redis.failover" and "new_primary" in outcome.data:
-            keep["primary"] = outcome.data["new_primary"]
+        if step.action == "redis.failover" and "primary_url" in outcome.data:
+            keep["primary"] = redact_text(str(outcome.data["primary_url"]))
         if step.action == "http.failover" and "active_url" in outcome.data:
             keep["active_url"] = outcome.data["active_url"]
         if keep:

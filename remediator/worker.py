@@ -25,6 +25,7 @@ log = logging.getLogger("remediator.worker")
 
 Outcome = tuple[list[Event], str]
 Processor = Callable[[InboxItem], Awaitable[Outcome]]
+Preparer = Callable[[list[InboxItem]], Awaitable[None]]
 
 
 async def mark_seen(item: InboxItem) -> Outcome:
@@ -46,6 +47,7 @@ class Worker:
         bus: EventBus,
         settings: WorkerConfig,
         process: Processor = mark_seen,
+        prepare: Preparer | None = None,
         name: str | None = None,
     ) -> None:
         self.store = store
@@ -54,6 +56,7 @@ class Worker:
         self.bus = bus
         self.settings = settings
         self.process = process
+        self.prepare = prepare
         self.name = name or worker_name()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -114,6 +117,8 @@ class Worker:
             lease=self.settings.lease,
             limit=min(room, self.settings.batch),
         )
+        if items and self.prepare is not None:
+            await self.prepare(items)
         for item in items:
             task = asyncio.create_task(self._handle(item), name=f"inbox-{item.id}")
             self._inflight[item.id] = task
@@ -153,5 +158,7 @@ class Worker:
             lease=self.settings.lease,
             limit=self.settings.batch,
         )
+        if items and self.prepare is not None:
+            await self.prepare(items)
         await asyncio.gather(*(self._handle(item) for item in items))
         return len(items)

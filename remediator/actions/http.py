@@ -29,12 +29,18 @@ def join_url(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + path
 
 
-def http_error(exc: BaseException, *urls: str | None) -> str:
-    """A short one-line description of ``exc`` without the URLs (which may hold userinfo)."""
+def http_error(
+    exc: BaseException, urls: tuple[str | None, ...], headers: dict[str, str] | None = None
+) -> str:
+    """A short one-line description of ``exc`` without the URLs or header values."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    for url in urls:
-        if url:
-            text = text.replace(url.rstrip("/"), "<url>")
+    if "header" in text.lower() or isinstance(exc, UnicodeError):
+        text = "invalid header (name/value hidden)"
+    secrets = [url.rstrip("/") for url in urls if url]
+    for value in (headers or {}).values():
+        secrets += [value, repr(value.encode("utf-8", "replace"))[2:-1]]
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
     name = type(exc).__name__
     return f"{name}: {text[:200]}" if text else name
 
@@ -85,7 +91,8 @@ class _HttpAction:
         except TimeoutError:
             return result(False, f"{self.name} on {target.name}: timed out after {step.timeout}s")
         except (httpx2.HTTPError, httpx2.InvalidURL, OSError, ValueError) as exc:
-            error = http_error(exc, target.base_url, target.backup_url)
+            headers = {**target.headers, **getattr(step, "headers", {})}
+            error = http_error(exc, (target.base_url, target.backup_url), headers)
             return result(False, f"{self.name} on {target.name} failed: {error}")
         except Exception as exc:  # never raise out of an action
             return result(False, f"{self.name} on {target.name} failed: {type(exc).__name__}")

@@ -31,7 +31,7 @@ class HttpGetCheck:
             detail = f"GET {path} timed out after {timeout}s"
             return CheckResult(False, detail, time.monotonic() - start)
         except Exception as exc:  # a check never raises
-            detail = f"GET {path} failed: {http_error(exc, target.base_url, target.backup_url)}"
+            detail = f"GET {path} failed: {http_error(exc, (target.base_url, target.backup_url), target.headers)}"
             return CheckResult(False, detail, time.monotonic() - start)
         healthy = status in target.expected_status
         return CheckResult(healthy, f"GET {path} -> {status}", time.monotonic() - start)

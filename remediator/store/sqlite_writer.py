@@ -39,6 +39,14 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def connect_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection. WAL mode is a property of the file, set by the writer."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA query_only=1")
+    return conn
+
+
 class Writer:
     """The single writer thread of one database."""
 
@@ -129,7 +137,7 @@ class Readers:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path)
+            conn = connect_reader(self.path)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)

@@ -245,3 +245,18 @@ def test_health_check(server: Server) -> None:
     assert not slow.healthy and "timed out" in slow.detail
     down = check(web(f"http://127.0.0.1:{free_port()}"))
     assert not down.healthy and down.duration < 3
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer s3cret\r\nX: y"},
+        {"Bad Name s3cret": "v"},
+        {"X-K": "caf\u00e9 s3cret"},
+    ],
+)
+def test_invalid_header_errors_hide_the_header(server: Server, headers: dict[str, str]) -> None:
+    result = run_action(HttpCallAction(), web(server.url, headers=headers), call("/x"))
+    assert not result.ok and "s3cret" not in result.detail
+    health = check(web(server.url, headers=headers))
+    assert not health.healthy and "s3cret" not in health.detail
