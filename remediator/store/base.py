@@ -109,6 +109,10 @@ class Store(Protocol):
 
     async def episode(self, episode_id: int) -> Episode | None: ...
 
+    async def open_episodes(self) -> list[Episode]:
+        """Every episode still firing."""
+        ...
+
     async def mark_targets(self, pairs: list[tuple[int, str]]) -> None:
         """Record which target each episode (id, target) is about."""
         ...

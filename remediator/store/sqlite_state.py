@@ -80,6 +80,16 @@ class SqliteStateOps:
         )
         return Episode(*row) if row else None
 
+    async def open_episodes(self) -> list[Episode]:
+        """Every episode still firing."""
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, fingerprint, starts_at, resolved_at FROM episodes "
+                "WHERE resolved_at IS NULL ORDER BY id"
+            ).fetchall()
+        )
+        return [Episode(*row) for row in rows]
+
     async def mark_targets(self, pairs: list[tuple[int, str]]) -> None:
         """Record which target each episode is about (for the blast-radius guard)."""
         await self._write(

@@ -1,0 +1,64 @@
+"""The notifier interface: one module per channel (slack, email, webhook).
+
+A :class:`Notification` is what the durable outbox stores and hands to a notifier; the notifier
+answers with a :class:`Delivery` that tells the outbox what to do next: done, retry later
+(``retry_after`` seconds, e.g. Slack's 429 Retry-After), or give up (``permanent``: dead-letter
+and escalate through another channel). Notifiers never raise for delivery problems, and never
+put secrets (tokens, passwords) in ``detail``. Destinations come only from configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+Channel = Literal["slack", "email", "webhook"]
+# The incident's state, as it moves: firing -> remediating -> recovered | failed | escalated.
+Phase = Literal["firing", "remediating", "recovered", "failed", "escalated", "info"]
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message to deliver. ``incident`` groups the messages of one alert episode (Slack
+    updates one message per incident and threads details under it)."""
+
+    id: int
+    channel: Channel
+    destination: str  # Slack channel, email recipients joined by ",", or webhook name
+    incident: str  # e.g. "<fingerprint>:<episode>"; stable across the incident's updates
+    phase: Phase
+    title: str
+    fields: dict[str, str] = field(default_factory=dict)  # alert, target, action, outcome, ...
+    severity: str = "info"
+    links: dict[str, str] = field(default_factory=dict)  # "generator", "runbook" -> URL
+    detail: str = ""  # a thread reply / extra text
+    data: dict[str, Any] = field(default_factory=dict)  # the full event, for webhooks
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """Where an incident's first message landed (Slack channel id and ts)."""
+
+    channel: str
+    ts: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    ok: bool
+    detail: str = ""
+    retry_after: float | None = None  # seconds; set when the provider asked to wait
+    permanent: bool = False  # True: retrying cannot help (e.g. SMTP 5xx, Slack channel_not_found)
+    thread: Thread | None = None  # set by Slack on the first message of an incident
+    refused: tuple[str, ...] = ()  # recipients an SMTP server refused while accepting others
+
+
+class Notifier(Protocol):
+    channel: ClassVar[Channel]
+
+    async def send(self, note: Notification, *, thread: Thread | None = None) -> Delivery:
+        """Deliver one notification. ``thread`` is the incident's first Slack message, if any:
+        then the notifier updates that message and posts ``detail`` as a thread reply."""
+        ...
+
+    async def aclose(self) -> None: ...
