@@ -92,7 +92,10 @@ DEFAULT_PATTERNS: tuple[PatternSpec, ...] = (
     _spec("oom", r"\bOOM|out of memory|oomkill|MemoryHigh|memory pressure", "memory", "high"),
     _spec("memory", r"memory", "memory", "medium"),
     _spec(
-        "disk_full", r"disk.*(full|space|usage)|no space left|Disk(AlmostFull|WillFill|FillingUp|UsageHigh)", "disk", "high"
+        "disk_full",
+        r"disk.*(full|space|usage)|no space left|Disk(AlmostFull|WillFill|FillingUp|UsageHigh)",
+        "disk",
+        "high",
     ),
     _spec(
         "too_many_connections",
