@@ -26,6 +26,7 @@ from remediator.metrics import Metrics
 from remediator.plugins import Plugins
 from remediator.plugins import load as load_plugins
 from remediator.prometheus import query_function
+from remediator.reconcile import Reconciler
 from remediator.runner import StepRunner
 from remediator.runtime import Runtime
 from remediator.store import Store, create_store
@@ -104,6 +105,7 @@ async def build_runtime(
     the_plugins = plugins if plugins is not None else load_plugins()
     bus = EventBus()
     the_plugins.subscribe(bus)
+    the_store.subscribe(bus.feed_threadsafe)
     clients = Clients()
     registry = {**(actions if actions is not None else builtin_actions()), **the_plugins.actions}
     monitor = HealthMonitor(
@@ -145,7 +147,17 @@ async def build_runtime(
         settings=config.worker,
         process=engine.process,
     )
+    reconciler = None
+    if config.alertmanager.url:
+        reconciler = Reconciler(
+            settings=config.alertmanager,
+            store=the_store,
+            clock=the_clock,
+            metrics=the_metrics,
+            on_new=worker.wake,
+        )
     return Runtime(
+        reconciler=reconciler,
         config=config,
         store=the_store,
         metrics=the_metrics,
@@ -162,21 +174,27 @@ async def build_runtime(
 
 
 async def start(rt: Runtime) -> None:
+    await rt.bus.start()
     await rt.engine.startup()
     rt.metrics.paused.set(1 if await rt.engine.guards.paused() else 0)
     rt.metrics.inbox_pending.set(await rt.store.pending_count())
     await rt.worker.start()
+    if rt.reconciler is not None:
+        await rt.reconciler.start()
     if rt.config.health.enabled:
         await rt.monitor.start()
 
 
 async def stop(rt: Runtime) -> None:
     rt.draining = True
+    if rt.reconciler is not None:
+        await rt.reconciler.stop()
     await rt.monitor.stop()
     await rt.worker.stop(timeout=rt.config.server.drain_timeout)
     await asyncio.to_thread(rt.clients.close)
     await rt.clients.aclose()
     await rt.store.close()
+    await rt.bus.stop()
 
 
 def _redacted(url: str) -> str:

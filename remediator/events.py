@@ -6,8 +6,12 @@ so the table is a chain: modifying, deleting or reordering a record breaks it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import inspect
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -89,6 +93,43 @@ class EventBus:
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = {}
+        self._queue: asyncio.Queue[list[Event]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Deliver fed events in order, on this event loop, until :meth:`stop`."""
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._deliver(), name="remediator-events")
+
+    def feed_threadsafe(self, events: list[Event]) -> None:
+        """Hand over committed events from any thread (the store's writer)."""
+        if self._loop is not None and self._queue is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, list(events))
+
+    async def drain(self) -> None:
+        """Wait until every event fed so far has been delivered."""
+        if self._queue is not None:
+            await self._queue.join()
+
+    async def stop(self) -> None:
+        if self._task is None or self._queue is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _deliver(self) -> None:
+        assert self._queue is not None
+        while True:
+            events = await self._queue.get()
+            try:
+                await self.publish(events)
+            finally:
+                self._queue.task_done()
 
     def on(self, event_type: str, handler: Handler) -> None:
         """Call ``handler`` for every event of ``event_type`` (``"*"`` for all)."""
@@ -98,9 +139,6 @@ class EventBus:
         return [*self._handlers.get(event_type, []), *self._handlers.get("*", [])]
 
     async def publish(self, events: list[Event]) -> None:
-        import inspect
-        import logging
-
         log = logging.getLogger("remediator.events")
         for event in events:
             for handler in self.handlers_for(event.type):

@@ -123,11 +123,10 @@ class HealthMonitor:
 
     async def _record(self, events: list[Event]) -> None:
         try:
-            recorded = await self.store.append(events)
+            await self.store.append(events)
         except Exception:
             log.warning("health event not recorded", extra={"events": [e.type for e in events]})
             return
-        await self.bus.publish(recorded)
 
     def _transition_events(self, t: Transition) -> list[Event]:
         kind = {"open": ev.CIRCUIT_OPEN, "half-open": ev.CIRCUIT_HALF_OPEN}.get(

@@ -87,7 +87,6 @@ async def receive(request: Request) -> Response:
                 "truncated": payload.truncated_alerts,
             },
         )
-        await rt.bus.publish(result.events)
         response = json_response(
             {
                 "received": result.received,

@@ -13,6 +13,7 @@ from remediator.events import EventBus, Handler
 from remediator.health import HealthMonitor
 from remediator.metrics import Metrics
 from remediator.plugins import Plugins
+from remediator.reconcile import Reconciler
 from remediator.store import Store
 from remediator.worker import Worker
 
@@ -30,6 +31,7 @@ class Runtime:
     monitor: HealthMonitor
     clients: Clients
     plugins: Plugins
+    reconciler: Reconciler | None = None
     draining: bool = False
     config_version: int = 1
     started_at: float = field(default=0.0)

@@ -139,8 +139,7 @@ class Worker:
     async def _handle(self, item: InboxItem) -> None:
         try:
             events, outcome = await self.process(item)
-            recorded = await self.store.complete(item.id, events=events, outcome=outcome)
-            await self.bus.publish(recorded)
+            await self.store.complete(item.id, events=events, outcome=outcome)
             self.metrics.inbox_pending.dec()
         except StoreUnavailable as exc:
             log.warning(

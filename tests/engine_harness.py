@@ -98,6 +98,7 @@ class EngineHarness:
             plugins=Plugins(),
             rng=random.Random(7),
         )
+        await rt.bus.start()
         await rt.engine.startup()
         return cls(rt, clock, recorder)
 
@@ -107,8 +108,10 @@ class EngineHarness:
         )
 
     async def drain(self) -> None:
+        """Process everything pending, then wait until subscribers got every event."""
         while await self.rt.worker.run_once():
             pass
+        await self.rt.bus.drain()
 
     async def events(self, type_: str | None = None) -> list[Event]:
         return list(reversed(await self.rt.store.events(EventQuery(type=type_, limit=1000))))
@@ -117,5 +120,6 @@ class EngineHarness:
         return [e.outcome for e in await self.events("recovery:skipped")]
 
     async def close(self) -> None:
+        await self.rt.bus.stop()
         await self.rt.clients.aclose()
         await self.rt.store.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,71 +10,9 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-import yaml
 
-from tests.serving import Served, free_port
-
-
-class Alertmanager:
-    def __init__(self, binary: str, workdir: Path, webhook_url: str, token: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        token_file = workdir / "am.token"
-        token_file.write_text(token)
-        config = {
-            "route": {
-                "receiver": "remediator",
-                "group_by": ["alertname"],
-                "group_wait": "1s",
-                "group_interval": "1s",
-                "repeat_interval": "1h",
-            },
-            "receivers": [
-                {
-                    "name": "remediator",
-                    "webhook_configs": [
-                        {
-                            "url": webhook_url,
-                            "send_resolved": True,
-                            "http_config": {"authorization": {"credentials_file": str(token_file)}},
-                        }
-                    ],
-                }
-            ],
-        }
-        self.config_path = workdir / "alertmanager.yml"
-        self.config_path.write_text(yaml.safe_dump(config))
-        self.log_path = workdir / "alertmanager.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={self.config_path}",
-                    f"--storage.path={workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--cluster.listen-address=",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("alertmanager did not start:\n" + self.log_path.read_text()[-3000:])
-
-    def post(self, alerts: list[dict[str, Any]]) -> None:
-        answer = httpx.post(f"{self.url}/api/v2/alerts", json=alerts, timeout=5)
-        assert answer.status_code == 200, answer.text
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+from tests.alertmanager import Alertmanager
+from tests.serving import Served
 
 
 @pytest.fixture

@@ -67,6 +67,11 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    def subscribe(self, callback: Callable[[list[Event]], None]) -> None:
+        """Call ``callback`` with the events of every commit, in commit order, after it
+        committed. It may be called from another thread: it must only hand the events over."""
+        ...
+
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the store answers and can be written."""
         ...
@@ -205,3 +210,9 @@ class Store(Protocol):
     async def update_target_data(
         self, target: str, data: dict[str, Any], events: list[Event]
     ) -> None: ...
+
+    # -- reconciliation with Alertmanager (remediator/reconcile.py) ----------------------------
+
+    async def latest_alert(self, fingerprint: str) -> InboxItem | None:
+        """The newest inbox row of a fingerprint (any state), or None if it was never stored."""
+        ...

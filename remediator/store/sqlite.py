@@ -49,10 +49,18 @@ class SqliteStore(SqliteStateOps):
         self.path = sqlite_path(url)
         self._writer: Writer | None = None
         self._readers = Readers(self.path)
+        self._on_commit: Callable[[list[Event]], None] | None = None
+
+    def subscribe(self, callback: Callable[[list[Event]], None]) -> None:
+        """Call ``callback`` (from the writer thread) with the events of each commit, in
+        commit order, right after the commit."""
+        self._on_commit = callback
+        if self._writer is not None:
+            self._writer.on_commit = callback
 
     async def open(self) -> None:
         conn = await asyncio.to_thread(self._open_sync)
-        self._writer = Writer(conn)
+        self._writer = Writer(conn, self._on_commit)
 
     def _open_sync(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from typing import Any
 
 from remediator.events import GENESIS_HASH, Event
 from remediator.store.base import InboxItem
+
+# Events appended by the batch the writer thread is running; published once it has committed.
+COMMITTING = threading.local()
 
 EVENT_COLUMNS = (
     "id, time, type, severity, category, target, playbook, action, outcome, duration, "
@@ -32,6 +36,9 @@ def append_events(conn: sqlite3.Connection, events: list[Event]) -> list[Event]:
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [_event_row(e) for e in out],
     )
+    pending: list[Event] | None = getattr(COMMITTING, "events", None)
+    if pending is not None:
+        pending.extend(out)
     return out
 
 

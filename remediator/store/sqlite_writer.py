@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from remediator.errors import StoreUnavailable
+from remediator.events import Event
+from remediator.store.sqlite_rows import COMMITTING
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
@@ -50,8 +52,11 @@ def connect_reader(path: Path) -> sqlite3.Connection:
 class Writer:
     """The single writer thread of one database."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, on_commit: Callable[[list[Event]], None] | None = None
+    ) -> None:
         self.conn = conn
+        self.on_commit = on_commit
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
         self._thread.start()
@@ -95,15 +100,19 @@ class Writer:
     def _run_batch(self, batch: list[tuple[Job, concurrent.futures.Future[Any]]]) -> None:
         conn = self.conn
         outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
+        appended: list[Event] = []
+        COMMITTING.events = appended
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job, future in batch:
                 conn.execute("SAVEPOINT job")
+                mark = len(appended)
                 try:
                     result = job(conn)
                 except Exception as exc:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
+                    del appended[mark:]
                     outcomes.append((future, None, exc))
                 else:
                     conn.execute("RELEASE job")
@@ -116,6 +125,13 @@ class Writer:
             for _, future in batch:
                 future.set_exception(StoreUnavailable(f"the store could not commit: {exc}"))
             return
+        finally:
+            COMMITTING.events = None
+        if appended and self.on_commit is not None:
+            try:
+                self.on_commit(appended)
+            except Exception:
+                log.exception("event publication failed")
         for future, result, error in outcomes:
             if error is None:
                 future.set_result(result)

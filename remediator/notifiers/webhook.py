@@ -1,0 +1,214 @@
+"""Outgoing webhooks: each notification POSTed as JSON to a configured URL.
+
+The request
+-----------
+``POST <url>`` with the body ``{"id", "incident", "phase", "title", "severity", "fields",
+"links", "detail", "data"}`` serialized deterministically (``sort_keys``, separators ``,`` and
+``:``, UTF-8) and the headers:
+
+* ``Content-Type: application/json``
+* ``X-Remediator-Event-Id: <notification id>``: the same on every retry; receivers should use
+  it to drop duplicates (delivery is at-least-once).
+* ``X-Remediator-Timestamp: <unix seconds>``: when this attempt was signed.
+* ``X-Remediator-Signature: sha256=<hex>``: only when the webhook has ``secret_env``.
+
+Signature scheme
+----------------
+``hex(HMAC-SHA256(key=<secret, UTF-8>, msg=<timestamp> + "." + <raw body bytes>))``, where
+``<timestamp>`` is the ``X-Remediator-Timestamp`` header value exactly as sent. A receiver
+recomputes it over the raw body it received (before any JSON parsing), compares in constant
+time, and should reject timestamps too far from its own clock to stop replays;
+:func:`verify_signature` does both.
+
+Outcomes
+--------
+Redirects are never followed (a 3xx is a configuration problem: permanent). 2xx: ok. 429 and
+503 with ``Retry-After``: retry after that many seconds. Other 5xx, 408, 429, connection
+errors and timeouts: retryable. Other 4xx, an unknown webhook name, a missing secret: permanent.
+The URL (which may embed a token) and the secret never appear in ``detail``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+
+import httpx2
+
+from remediator.config import WebhookConfig
+from remediator.notifiers.base import Channel, Delivery, Notification, Thread
+from remediator.redaction import redact_text
+
+SIGNATURE_PREFIX = "sha256="
+MAX_RETRY_AFTER = 24 * 3600.0
+DEFAULT_TIMEOUT = 10.0
+
+
+def payload(note: Notification) -> dict[str, Any]:
+    return {
+        "id": note.id,
+        "incident": note.incident,
+        "phase": note.phase,
+        "title": note.title,
+        "severity": note.severity,
+        "fields": note.fields,
+        "links": note.links,
+        "detail": note.detail,
+        "data": note.data,
+    }
+
+
+def encode_body(note: Notification) -> bytes:
+    """The request body: deterministic JSON (sorted keys, compact, UTF-8)."""
+    text = json.dumps(
+        payload(note),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=str,
+    )
+    return text.encode("utf-8")
+
+
+def _key(secret: str | bytes) -> bytes:
+    return secret.encode("utf-8") if isinstance(secret, str) else secret
+
+
+def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
+    """The ``X-Remediator-Signature`` value for ``body`` sent at ``timestamp``."""
+    digest = hmac.new(_key(secret), timestamp.encode("ascii") + b"." + body, hashlib.sha256)
+    return SIGNATURE_PREFIX + digest.hexdigest()
+
+
+def verify_signature(
+    secret: str | bytes,
+    timestamp: str,
+    body: bytes,
+    header: str,
+    *,
+    max_age: float | None = None,
+    now: float | None = None,
+) -> bool:
+    """Whether ``header`` (``X-Remediator-Signature``) signs ``body`` at ``timestamp`` with
+    ``secret``; with ``max_age``, also whether ``timestamp`` is within that many seconds of
+    ``now`` (default: the current time)."""
+    if not header.startswith(SIGNATURE_PREFIX) or not timestamp.isascii():
+        return False
+    if max_age is not None:
+        try:
+            sent = int(timestamp)
+        except ValueError:
+            return False
+        if abs((time.time() if now is None else now) - sent) > max_age:
+            return False
+    return hmac.compare_digest(sign(secret, timestamp, body), header)
+
+
+def retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if valid."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def classify(name: str, status: int, headers: Mapping[str, str]) -> Delivery:
+    """What an HTTP status means for the outbox."""
+    where = f"webhook {name}: HTTP {status}"
+    if 200 <= status < 300:
+        return Delivery(True, where)
+    if status in (429, 503):
+        wait = retry_after(headers.get("retry-after"))
+        if wait is not None:
+            return Delivery(False, f"{where}; retry after {wait:g}s", retry_after=wait)
+        return Delivery(False, where)
+    if status >= 500 or status == 408:
+        return Delivery(False, where)
+    if 300 <= status < 400:
+        return Delivery(False, f"{where} (redirects are not followed)", permanent=True)
+    return Delivery(False, where, permanent=True)
+
+
+class WebhookNotifier:
+    channel: ClassVar[Channel] = "webhook"
+
+    def __init__(
+        self,
+        configs: list[WebhookConfig],
+        *,
+        client: httpx2.AsyncClient | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._configs = {c.name: c for c in configs}
+        self._env = os.environ if env is None else env
+        self._own_client = client is None
+        self._client = client or httpx2.AsyncClient(
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx2.Timeout(DEFAULT_TIMEOUT),
+        )
+
+    async def send(self, note: Notification, *, thread: Thread | None = None) -> Delivery:
+        name = note.destination
+        config = self._configs.get(name)
+        if config is None:
+            return Delivery(False, f"webhook {name!r} is not configured", permanent=True)
+        secret: str | None = None
+        if config.secret_env:
+            secret = self._env.get(config.secret_env)
+            if not secret:
+                detail = f"webhook {name}: environment variable {config.secret_env} is not set"
+                return Delivery(False, detail, permanent=True)
+        try:
+            body = encode_body(note)
+        except (TypeError, ValueError) as exc:
+            return Delivery(False, f"webhook {name}: cannot encode: {exc}", permanent=True)
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Remediator-Event-Id": str(note.id),
+            "X-Remediator-Timestamp": timestamp,
+        }
+        if secret:
+            headers["X-Remediator-Signature"] = sign(secret, timestamp, body)
+        try:
+            async with self._client.stream(
+                "POST", config.url, content=body, headers=headers, follow_redirects=False
+            ) as response:
+                return classify(name, response.status_code, response.headers)
+        except Exception as exc:  # never raise out of a notifier
+            return _failure(name, exc, tuple(s for s in (config.url, secret) if s))
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+
+def _failure(name: str, exc: Exception, secrets: tuple[str, ...]) -> Delivery:
+    text = redact_text(str(exc), secrets)[:200]
+    error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
+        return Delivery(False, f"webhook {name}: timed out ({type(exc).__name__})")
+    if isinstance(exc, httpx2.InvalidURL | httpx2.UnsupportedProtocol):
+        return Delivery(False, f"webhook {name}: bad URL: {error}", permanent=True)
+    return Delivery(False, f"webhook {name}: {error}")  # connection errors and the rest: retry
