@@ -146,6 +146,7 @@ async def build_runtime(
         bus=bus,
         settings=config.worker,
         process=engine.process,
+        prepare=engine.prepare,
     )
     reconciler = None
     if config.alertmanager.url:

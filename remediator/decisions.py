@@ -7,6 +7,7 @@ would do (before the stateful guards: breaker, cooldown, windows, blast radius, 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,6 +19,8 @@ from remediator.playbooks import PRIORITY_RANK, PlaybookSpec, RetrySpec, WindowL
 from remediator.steps import STATE_CHANGING, PluginStep, Step, fits
 from remediator.targets import Target
 from remediator.templates import Template, compile_template
+
+log = logging.getLogger("remediator.decisions")
 
 # Reasons nothing runs. Each is recorded as a recovery:skipped event.
 RESOLVED = "resolved"
@@ -127,7 +130,12 @@ def strategy_plan(strategy: StrategyLike) -> Plan:
         pattern=None,
         target=compile_template(strategy.target),
         priority="medium",
-        steps=(PluginStep(action="plugin", plugin=f"strategy:{strategy.name}"),),
+        # Built, not validated: configuration cannot name a strategy step (no ':' allowed there).
+        steps=(
+            PluginStep.model_construct(
+                action="plugin", plugin=f"strategy:{strategy.name}", params={}, timeout=60.0
+            ),
+        ),
         retry=RetrySpec(),
         cooldown=300.0,
         max_per_window=WindowLimit(count=3),
@@ -234,7 +242,12 @@ def decide(
     if plan is None and catalog.strategies and status == "firing":
         probe = made(NO_PLAYBOOK)
         for strategy in catalog.strategies:
-            if strategy.condition(probe, labels):
+            try:
+                matched = strategy.condition(probe, labels)
+            except Exception:  # a plugin's bug: log it and treat the condition as false
+                log.exception("strategy condition raised", extra={"strategy": strategy.name})
+                matched = False
+            if matched:
                 plan = strategy_plan(strategy)
                 break
     if status != "firing":

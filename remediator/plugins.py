@@ -26,6 +26,7 @@ from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.checks.base import HealthCheck
 from remediator.decisions import Decision
 from remediator.events import EventBus
+from remediator.templates import compile_template
 
 log = logging.getLogger("remediator.plugins")
 
@@ -72,7 +73,11 @@ class Plugins:
 
     def subscribe(self, bus: EventBus) -> None:
         for subscriber in self.subscribers:
-            subscriber(bus)
+            try:
+                subscriber(bus)
+            except Exception:
+                name = getattr(subscriber, "__name__", "?")
+                log.exception("plugin subscriber failed", extra={"plugin": name})
 
 
 def _instance(obj: Any) -> Any:
@@ -90,7 +95,11 @@ def load(group_prefix: str = "remediator") -> Plugins:
             log.exception("plugin action failed to load", extra={"plugin": point.name})
     for point in entry_points(group=f"{group_prefix}.strategies"):
         try:
-            plugins.strategies.append(point.load())
+            strategy = point.load()
+            if not isinstance(strategy, Strategy):
+                raise TypeError(f"{point.name} is not a remediator.plugins.Strategy")
+            compile_template(strategy.target)
+            plugins.strategies.append(strategy)
         except Exception:
             log.exception("plugin strategy failed to load", extra={"plugin": point.name})
     for point in entry_points(group=f"{group_prefix}.checks"):

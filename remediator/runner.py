@@ -9,6 +9,7 @@ the attempt; a failed verification counts as a failed remediation. Every step be
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,7 @@ from remediator.redaction import redact, redact_text
 from remediator.store import Store
 from remediator.targets import Target
 
+log = logging.getLogger("remediator.runner")
 HealthProbe = Callable[[Target], Awaitable[bool]]
 PromQuery = Callable[[str], Awaitable[int]]  # the number of series a query returns
 Escalate = Callable[[str, str], Event]  # (reason, detail) -> the escalation event
@@ -125,11 +127,15 @@ class StepRunner:
         if ctx.target.type not in action.target_types:
             return ActionResult(False, "wrong target type")
         async with self.slots:
-            outcome = await action.run(
-                ActionContext(
-                    target=ctx.target, step=step, clients=self.clients, dry_run=ctx.dry_run
+            try:
+                outcome = await action.run(
+                    ActionContext(
+                        target=ctx.target, step=step, clients=self.clients, dry_run=ctx.dry_run
+                    )
                 )
-            )
+            except Exception as exc:  # a plugin's bug must fail the step, not wedge the run
+                log.exception("action raised", extra={"action": name})
+                return ActionResult(False, f"action raised {type(exc).__name__}")
         if outcome.ok and not ctx.dry_run:
             await self._persist(step, ctx, outcome)
         return outcome

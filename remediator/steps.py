@@ -167,7 +167,7 @@ class PluginStep(_Step):
     """A custom action from an installed plugin (entry point group ``remediator.actions``)."""
 
     action: Literal["plugin"]
-    plugin: str = Field(pattern=r"^[a-zA-Z0-9_.:-]+$")
+    plugin: str = Field(pattern=r"^[a-zA-Z0-9_.-]+$")
     params: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -431,6 +431,7 @@ def test_the_custom_check_is_used_for_its_target_type(
         await h.send(degraded())
         await h.drain()
         second = await h.rt.monitor.check_now(app)
+        await h.rt.bus.drain()  # subscribers get committed events from the bus's own task
         assert (second.healthy, second.detail) == (False, "example: app is in maintenance")
         [down] = await h.events("service:degraded")
         assert (down.target, down.actor, down.message) == ("app", "health", second.detail)
