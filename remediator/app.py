@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from remediator import api, intake
+from remediator import api, intake, logs
 from remediator.actions import Action, builtin_actions
 from remediator.auth import Authenticator
 from remediator.checks import builtin_checks
@@ -20,13 +21,19 @@ from remediator.clients import Clients
 from remediator.clock import Clock, SystemClock
 from remediator.config import Config
 from remediator.engine import Engine
+from remediator.errors import ConfigError
 from remediator.events import EventBus
 from remediator.health import HealthMonitor
 from remediator.metrics import Metrics
+from remediator.notifications import build_router
+from remediator.notifiers import build_notifiers
+from remediator.outbox import Outbox
 from remediator.plugins import Plugins
 from remediator.plugins import load as load_plugins
 from remediator.prometheus import query_function
 from remediator.reconcile import Reconciler
+from remediator.recording import Recording, cipher_from_env
+from remediator.redaction import configured_secrets
 from remediator.runner import StepRunner
 from remediator.runtime import Runtime
 from remediator.store import Store, create_store
@@ -103,6 +110,9 @@ async def build_runtime(
     await the_store.open()
     the_metrics = metrics or Metrics()
     the_plugins = plugins if plugins is not None else load_plugins()
+    recording = recording_for(config, authenticator)
+    the_store.configure(recording)
+    logs.protect(recording.secrets)
     bus = EventBus()
     the_plugins.subscribe(bus)
     the_store.subscribe(bus.feed_threadsafe)
@@ -157,7 +167,14 @@ async def build_runtime(
             metrics=the_metrics,
             on_new=worker.wake,
         )
+    outbox = Outbox(
+        store=the_store,
+        notifiers=build_notifiers(config, clock=the_clock),
+        metrics=the_metrics,
+        clock=the_clock,
+    )
     return Runtime(
+        outbox=outbox,
         reconciler=reconciler,
         config=config,
         store=the_store,
@@ -182,6 +199,7 @@ async def start(rt: Runtime) -> None:
     await rt.worker.start()
     if rt.reconciler is not None:
         await rt.reconciler.start()
+    await rt.outbox.start()
     if rt.config.health.enabled:
         await rt.monitor.start()
 
@@ -192,10 +210,24 @@ async def stop(rt: Runtime) -> None:
         await rt.reconciler.stop()
     await rt.monitor.stop()
     await rt.worker.stop(timeout=rt.config.server.drain_timeout)
+    await rt.outbox.stop()
     await asyncio.to_thread(rt.clients.close)
     await rt.clients.aclose()
     await rt.store.close()
     await rt.bus.stop()
+
+
+def recording_for(config: Config, authenticator: Authenticator) -> Recording:
+    """The recording policy of a configuration: secrets to redact, sealing, notification routes."""
+    try:
+        cipher = cipher_from_env(config.audit.encryption_key_env, os.environ)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    return Recording(
+        secrets=configured_secrets(config, authenticator.secrets, os.environ),
+        cipher=cipher,
+        route=build_router(config),
+    )
 
 
 def _redacted(url: str) -> str:

@@ -53,6 +53,12 @@ def _digest(token: str) -> bytes:
 class Authenticator:
     def __init__(self, credentials: list[tuple[Principal, str]]) -> None:
         self._credentials = [_Credential(p, _digest(token)) for p, token in credentials]
+        self._tokens = tuple(token for _, token in credentials)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The token values, only so that they can be redacted wherever text is recorded."""
+        return self._tokens
 
     @property
     def enabled(self) -> bool:

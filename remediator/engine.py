@@ -247,6 +247,7 @@ class Engine:
             escalate=lambda r, d: self._escalation(base, r, d),
         )
         events: list[Event] = []
+        started_at = self.clock.now()
         attempt = 0
         ok = False
         detail = ""
@@ -279,7 +280,22 @@ class Engine:
                     message=f"{plan.name} failed after {attempt} attempt(s): {detail}",
                 )
             )
-            events.append(self._escalation(base, "remediation_failed", detail))
+            failures = 1 + len(
+                await self.store.remediations(target=target.name, state=FAILED, limit=1000)
+            )
+            escalation = self._escalation(base, "remediation_failed", detail)
+            events.append(replace(escalation, details={**escalation.details, "failures": failures}))
+        elif not dry:
+            events.append(
+                replace(
+                    base,
+                    type=ev.RECOVERY_SUCCEEDED,
+                    time=now,
+                    outcome="success",
+                    duration=now - started_at,
+                    message=f"{plan.name} succeeded on {target.name} (attempt {attempt})",
+                )
+            )
         await self.store.finish_remediation(
             rid, state=state, now=now, attempts=attempt, events=events
         )
@@ -371,7 +387,12 @@ class Engine:
             alertname=item.alertname,
             status=item.status,
             config_version=self.config_version,
-            details={"episode": item.episode_id, "pattern": c.pattern_id},
+            details={
+                "episode": item.episode_id,
+                "pattern": c.pattern_id,
+                "generator_url": item.generator_url,
+                "runbook_url": item.annotations.get("runbook_url", ""),
+            },
         )
 
     def _skip(self, base: Event, reason: str, decision: Decision, detail: str = "") -> Event:
@@ -392,7 +413,7 @@ class Engine:
             type=ev.RECOVERY_ESCALATED,
             time=self.clock.now(),
             outcome=reason,
-            severity="critical" if reason != "unknown_pattern" else base.severity,
+            severity=base.severity,
             message=detail or reason,
             details={**base.details, "reason": reason},
         )

@@ -31,6 +31,7 @@ RECOVERY_FAILED = "recovery:failed"
 RECOVERY_SKIPPED = "recovery:skipped"
 RECOVERY_ESCALATED = "recovery:escalated"
 RECOVERY_VERIFIED = "recovery:verified"
+RECOVERY_SUCCEEDED = "recovery:succeeded"
 CONFIG_CHANGED = "config:changed"
 
 GENESIS_HASH = "0" * 64

@@ -8,11 +8,14 @@ import sys
 from typing import Any
 
 from remediator.clock import iso
+from remediator.redaction import redact_text
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
+    secrets: tuple[str, ...] = ()
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": iso(record.created),
@@ -27,7 +30,14 @@ class JsonFormatter(logging.Formatter):
             entry["exc_type"] = record.exc_info[0].__name__
             entry["exc"] = self.formatException(record.exc_info)
         # json.dumps escapes newlines and control characters: one event, one line.
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return redact_text(json.dumps(entry, default=str, ensure_ascii=False), self.secrets)
+
+
+def protect(secrets: tuple[str, ...]) -> None:
+    """Mask these values (and URL credentials) in every JSON log line from now on."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            handler.formatter.secrets = secrets
 
 
 def setup(level: str = "info") -> None:

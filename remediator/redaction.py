@@ -7,6 +7,7 @@ Credentials in URLs and DSNs (``redis://:pw@host``, ``postgresql://user:pw@host/
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<creds>[^/@\s]+)@")
@@ -36,3 +37,38 @@ def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
     if isinstance(value, dict):
         return {k: redact(v, secrets) for k, v in value.items()}
     return value
+
+
+def configured_secrets(
+    config: Any, tokens: tuple[str, ...], env: Mapping[str, str]
+) -> tuple[str, ...]:
+    """Every secret value the configuration points at: API tokens, the Slack token, the SMTP
+    password, webhook signing secrets, the audit key, and passwords inside target URLs/DSNs."""
+    found: list[str] = [t for t in tokens if t]
+    notes = config.notifications
+    names = [
+        notes.slack.token_env if notes.slack else None,
+        notes.email.password_env if notes.email else None,
+        *(hook.secret_env for hook in notes.webhooks),
+        config.audit.encryption_key_env,
+    ]
+    found += [env[name] for name in names if name and env.get(name)]
+    if notes.slack is not None and notes.slack.webhook_url:
+        found.append(notes.slack.webhook_url)
+    for target in config.targets:
+        for attr in ("url", "replica_url", "dsn", "base_url", "backup_url"):
+            value = getattr(target, attr, None)
+            if isinstance(value, str):
+                found += _url_passwords(value)
+        for value in getattr(target, "headers", {}).values():
+            found.append(value)
+    return tuple(sorted({s for s in found if len(s) >= 4}, key=len, reverse=True))
+
+
+def _url_passwords(url: str) -> list[str]:
+    match = _URL_CREDENTIALS.search(url)
+    if match is None:
+        return []
+    creds = match.group("creds")
+    _, _, password = creds.partition(":")
+    return [password] if password else [creds]

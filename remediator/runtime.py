@@ -12,6 +12,7 @@ from remediator.engine import Engine
 from remediator.events import EventBus, Handler
 from remediator.health import HealthMonitor
 from remediator.metrics import Metrics
+from remediator.outbox import Outbox
 from remediator.plugins import Plugins
 from remediator.reconcile import Reconciler
 from remediator.store import Store
@@ -31,6 +32,7 @@ class Runtime:
     monitor: HealthMonitor
     clients: Clients
     plugins: Plugins
+    outbox: Outbox
     reconciler: Reconciler | None = None
     draining: bool = False
     config_version: int = 1

@@ -56,7 +56,12 @@ def test_a_firing_alert_runs_its_playbook_once(tmp_path: Path) -> None:
         await h.drain()
         assert h.recorder.calls == [("docker.restart", "web", False)]
         types = [e.type for e in await h.events()]
-        assert types[-3:] == ["health:high_memory", "recovery:started", "recovery:action"]
+        assert types[-4:] == [
+            "health:high_memory",
+            "recovery:started",
+            "recovery:action",
+            "recovery:succeeded",
+        ]
         action = (await h.events("recovery:action"))[0]
         assert (action.target, action.playbook, action.outcome) == ("web", "restart", "success")
         assert action.category == "memory"

@@ -16,7 +16,8 @@ from remediator.breaker import BreakerState, Transition
 from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
 from remediator.events import Event
-from remediator.store.records import Remediation, TargetState
+from remediator.recording import Recording
+from remediator.store.records import OutboxItem, Remediation, TargetState
 
 TransitionEvents = Callable[[Transition], list[Event]]
 
@@ -66,6 +67,10 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    def configure(self, recording: Recording) -> None:
+        """Apply this policy (redaction, sealing, notification routing) to appended events."""
+        ...
 
     def subscribe(self, callback: Callable[[list[Event]], None]) -> None:
         """Call ``callback`` with the events of every commit, in commit order, after it
@@ -216,3 +221,29 @@ class Store(Protocol):
     async def latest_alert(self, fingerprint: str) -> InboxItem | None:
         """The newest inbox row of a fingerprint (any state), or None if it was never stored."""
         ...
+
+    # -- notification outbox -------------------------------------------------------------------
+
+    async def claim_outbox(
+        self, *, worker: str, now: float, lease: float, limit: int
+    ) -> list[OutboxItem]:
+        """Due notifications, at most one per (channel, destination, incident), oldest first."""
+        ...
+
+    async def outbox_sent(self, item_id: int, *, now: float, events: list[Event]) -> None: ...
+
+    async def outbox_retry(self, item_id: int, *, next_at: float, error: str) -> None: ...
+
+    async def outbox_dead(
+        self, item_id: int, *, now: float, error: str, events: list[Event]
+    ) -> None: ...
+
+    async def outbox_pending(self) -> int: ...
+
+    async def outbox_states(self) -> dict[str, int]: ...
+
+    async def slack_thread(self, incident: str, destination: str) -> tuple[str, str] | None: ...
+
+    async def save_slack_thread(
+        self, incident: str, destination: str, *, channel: str, ts: str
+    ) -> None: ...

@@ -40,3 +40,17 @@ class TargetState:
     @property
     def quarantined(self) -> bool:
         return self.quarantined_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One stored notification, claimed for delivery."""
+
+    id: int
+    event_id: int
+    channel: str
+    destination: str
+    incident: str
+    phase: str
+    payload: dict[str, Any]
+    attempts: int

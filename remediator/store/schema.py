@@ -107,4 +107,48 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         data TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # 3: notifications and the audit chain's anchors — the outbox (written in the transaction
+    # of the event that causes it), Slack threads per incident, the chain head (detects a
+    # truncated tail) and the retention checkpoint.
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        incident TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        dedupe_key TEXT UNIQUE,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        claimed_by TEXT,
+        lease_until REAL,
+        last_error TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        sent_at REAL
+    );
+    CREATE INDEX outbox_due ON outbox (state, next_attempt_at, id);
+    CREATE TABLE slack_threads (
+        incident TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        PRIMARY KEY (incident, destination)
+    );
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_id INTEGER NOT NULL,
+        last_hash TEXT NOT NULL
+    );
+    CREATE TABLE audit_checkpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        through_id INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        pruned_at REAL NOT NULL
+    );
+    INSERT INTO audit_head (id, last_id, last_hash)
+        SELECT 1, id, hash FROM events ORDER BY id DESC LIMIT 1;
+    """,
 )

@@ -26,8 +26,10 @@ from remediator.events import (
     ALERT_RESOLVED,
     Event,
 )
+from remediator.recording import Recording
 from remediator.store.base import EventQuery, InboxItem, IngestResult
 from remediator.store.schema import SQLITE_MIGRATIONS
+from remediator.store.sqlite_outbox import SqliteOutboxOps
 from remediator.store.sqlite_rows import EVENT_COLUMNS, append_events, event_from_row, item_from_row
 from remediator.store.sqlite_state import SqliteStateOps
 from remediator.store.sqlite_writer import Readers, Writer, connect
@@ -44,12 +46,19 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-class SqliteStore(SqliteStateOps):
+class SqliteStore(SqliteStateOps, SqliteOutboxOps):
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
         self._writer: Writer | None = None
         self._readers = Readers(self.path)
         self._on_commit: Callable[[list[Event]], None] | None = None
+        self.recording = Recording()
+
+    def configure(self, recording: Recording) -> None:
+        """Use this recording policy for every event appended from now on (and for reads)."""
+        self.recording = recording
+        if self._writer is not None:
+            self._writer.recording = recording
 
     def subscribe(self, callback: Callable[[list[Event]], None]) -> None:
         """Call ``callback`` (from the writer thread) with the events of each commit, in
@@ -60,7 +69,7 @@ class SqliteStore(SqliteStateOps):
 
     async def open(self) -> None:
         conn = await asyncio.to_thread(self._open_sync)
-        self._writer = Writer(conn, self._on_commit)
+        self._writer = Writer(conn, self._on_commit, self.recording)
 
     def _open_sync(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +171,7 @@ class SqliteStore(SqliteStateOps):
         sql = f"SELECT {EVENT_COLUMNS} FROM events {where} ORDER BY id DESC LIMIT ?"  # noqa: S608
         params.append(query.limit)
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
-        return [event_from_row(row) for row in rows]
+        return [event_from_row(row, self.recording) for row in rows]
 
     async def pending_count(self) -> int:
         row = await self._read(

@@ -8,9 +8,11 @@ import threading
 from typing import Any
 
 from remediator.events import GENESIS_HASH, Event
+from remediator.recording import Recording
 from remediator.store.base import InboxItem
 
-# Events appended by the batch the writer thread is running; published once it has committed.
+# The batch the writer thread is running: ``events`` appended so far (published once committed)
+# and ``recording``, the policy applied to every appended event.
 COMMITTING = threading.local()
 
 EVENT_COLUMNS = (
@@ -20,29 +22,65 @@ EVENT_COLUMNS = (
 
 
 def append_events(conn: sqlite3.Connection, events: list[Event]) -> list[Event]:
-    """Append to the hash chain. Runs on the single writer, so the chain has one head."""
+    """Append to the hash chain, with the batch's recording policy (redaction, sealing,
+    notification routing). Runs on the single writer, so the chain has one head."""
     if not events:
         return []
-    row = conn.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    recording: Recording = getattr(COMMITTING, "recording", None) or Recording()
+    row = conn.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
     last_id, prev = (row[0], row[1]) if row else (0, GENESIS_HASH)
     out: list[Event] = []
     for event in events:
         last_id += 1
-        linked = event.chained(event_id=last_id, prev_hash=prev)
+        linked = recording.redact(event).chained(event_id=last_id, prev_hash=prev)
         out.append(linked)
         prev = linked.hash
     conn.executemany(
         f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "  # noqa: S608
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [_event_row(e) for e in out],
+        [event_row(e, recording) for e in out],
     )
+    conn.execute(
+        "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash",
+        (last_id, prev),
+    )
+    if recording.route is not None:
+        _enqueue(conn, out, recording)
     pending: list[Event] | None = getattr(COMMITTING, "events", None)
     if pending is not None:
         pending.extend(out)
     return out
 
 
-def _event_row(e: Event) -> tuple[Any, ...]:
+def _enqueue(conn: sqlite3.Connection, events: list[Event], recording: Recording) -> None:
+    assert recording.route is not None
+    rows = []
+    for event in events:
+        for note in recording.route(event):
+            payload = json.dumps(note.payload, sort_keys=True)
+            rows.append(
+                (
+                    event.id,
+                    note.channel,
+                    note.destination,
+                    note.incident,
+                    note.phase,
+                    payload,
+                    note.dedupe_key,
+                    event.time,
+                    event.time,
+                )
+            )
+    if rows:
+        conn.executemany(
+            "INSERT OR IGNORE INTO outbox (event_id, channel, destination, incident, phase, "
+            "payload, dedupe_key, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+
+def event_row(e: Event, recording: Recording) -> tuple[Any, ...]:
     return (
         e.id,
         e.time,
@@ -57,18 +95,39 @@ def _event_row(e: Event) -> tuple[Any, ...]:
         e.fingerprint,
         e.alertname,
         e.status,
-        e.message,
+        recording.seal_text(e.message),
         e.actor,
         e.config_version,
-        json.dumps(e.details, sort_keys=True),
+        recording.seal_details(e.details),
         e.prev_hash,
         e.hash,
     )
 
 
-def event_from_row(row: tuple[Any, ...]) -> Event:
-    (id_, time, type_, sev, cat, target, book, action, outcome, duration, fp, name, status, msg,
-     actor, version, details, prev_hash, hash_) = row  # fmt: skip
+def event_from_row(row: tuple[Any, ...], recording: Recording | None = None) -> Event:
+    """An event as stored; with a recording that holds the key, sealed text is opened."""
+    opener = recording or Recording()
+    (
+        id_,
+        time,
+        type_,
+        sev,
+        cat,
+        target,
+        book,
+        action,
+        outcome,
+        duration,
+        fp,
+        name,
+        status,
+        msg,
+        actor,
+        version,
+        details,
+        prev_hash,
+        hash_,
+    ) = row
     return Event(
         id=id_,
         time=time,
@@ -83,10 +142,10 @@ def event_from_row(row: tuple[Any, ...]) -> Event:
         fingerprint=fp,
         alertname=name,
         status=status,
-        message=msg,
+        message=opener.open_text(msg),
         actor=actor,
         config_version=version,
-        details=json.loads(details),
+        details=opener.open_details(details),
         prev_hash=prev_hash,
         hash=hash_,
     )

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from remediator.errors import StoreUnavailable
 from remediator.events import Event
+from remediator.recording import Recording
 from remediator.store.sqlite_rows import COMMITTING
 
 T = TypeVar("T")
@@ -53,10 +54,14 @@ class Writer:
     """The single writer thread of one database."""
 
     def __init__(
-        self, conn: sqlite3.Connection, on_commit: Callable[[list[Event]], None] | None = None
+        self,
+        conn: sqlite3.Connection,
+        on_commit: Callable[[list[Event]], None] | None = None,
+        recording: Recording | None = None,
     ) -> None:
         self.conn = conn
         self.on_commit = on_commit
+        self.recording = recording or Recording()
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
         self._thread.start()
@@ -102,6 +107,7 @@ class Writer:
         outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
         appended: list[Event] = []
         COMMITTING.events = appended
+        COMMITTING.recording = self.recording
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job, future in batch:

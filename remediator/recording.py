@@ -1,0 +1,96 @@
+"""How events are recorded: secrets redacted, free text optionally encrypted, notifications
+routed — all inside the transaction that appends the event.
+
+A :class:`Recording` is handed to the store; the store applies it to every appended event:
+
+1. ``redact``: configured secrets (tokens, passwords, DSN credentials) never reach the table;
+2. the hash chain is computed over the redacted plaintext record;
+3. ``seal``: with ``audit.encryption_key_env`` set, ``message`` and ``details`` are stored
+   encrypted with Fernet (AES-128-CBC + HMAC-SHA256, from ``cryptography``); reads ``open`` them;
+4. ``route``: the notifications the event causes are written to the outbox in the same commit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from remediator.events import Event
+from remediator.redaction import redact, redact_text
+
+SEALED = "enc:"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    channel: str
+    destination: str
+    incident: str
+    phase: str
+    payload: dict[str, Any]
+    dedupe_key: str | None = None
+
+
+Router = Callable[[Event], list[OutboxRow]]
+
+
+@dataclass
+class Recording:
+    secrets: tuple[str, ...] = ()
+    cipher: Fernet | None = None
+    route: Router | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def redact(self, event: Event) -> Event:
+        return replace(
+            event,
+            message=redact_text(event.message, self.secrets),
+            details=redact(event.details, self.secrets),
+        )
+
+    def seal_text(self, text: str) -> str:
+        if self.cipher is None:
+            return text
+        return SEALED + self.cipher.encrypt(text.encode()).decode()
+
+    def open_text(self, stored: str) -> str:
+        if not stored.startswith(SEALED):
+            return stored
+        if self.cipher is None:
+            return stored  # sealed, and no key here: shown as stored
+        try:
+            return self.cipher.decrypt(stored[len(SEALED) :].encode()).decode()
+        except InvalidToken:
+            return stored
+
+    def seal_details(self, details: dict[str, Any]) -> str:
+        text = json.dumps(details, sort_keys=True)
+        return self.seal_text(text) if self.cipher is not None else text
+
+    def open_details(self, stored: str) -> dict[str, Any]:
+        text = self.open_text(stored)
+        if text.startswith(SEALED):
+            return {"sealed": True}
+        loaded: dict[str, Any] = json.loads(text)
+        return loaded
+
+
+def cipher_from_env(name: str | None, env: Mapping[str, str]) -> Fernet | None:
+    """The Fernet cipher from the key in environment variable ``name`` (None: no encryption)."""
+    if not name:
+        return None
+    key = env.get(name, "")
+    if not key:
+        raise ValueError(f"audit.encryption_key_env: {name} is not set")
+    try:
+        return Fernet(key.encode())
+    except ValueError:
+        raise ValueError(
+            f"audit.encryption_key_env: {name} is not a Fernet key "
+            "(32 url-safe base64-encoded bytes; make one with "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)"
+        ) from None

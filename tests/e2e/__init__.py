@@ -1,0 +1,1 @@
+"""The whole chain on loopback: a leaking container, Prometheus, Alertmanager, remediator."""
