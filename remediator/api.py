@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 from typing import Any
 
@@ -13,14 +14,16 @@ from starlette.responses import Response
 from remediator.clock import iso
 from remediator.errors import RequestError, SchemaViolation, StoreUnavailable
 from remediator.events import Event
+from remediator.management import health_detail
 from remediator.store import EventQuery
-from remediator.web import error_response, json_response, require, runtime
+from remediator.web import error_response, json_response, principal, require, runtime
 
 log = logging.getLogger("remediator.api")
 MAX_LIMIT = 1000
 
 
 async def health(request: Request) -> Response:
+    """Public and minimal; with a viewer or admin token, ``detail`` adds every component."""
     rt = runtime(request)
     components: dict[str, str] = {}
     try:
@@ -31,19 +34,30 @@ async def health(request: Request) -> Response:
     components["worker"] = "up" if rt.worker.alive else "down"
     healthy = all(v == "up" for v in components.values()) and not rt.draining
     status = "draining" if rt.draining else ("healthy" if healthy else "unhealthy")
-    return json_response({"status": status, "components": components}, 200 if healthy else 503)
+    answer: dict[str, Any] = {"status": status, "components": components}
+    who = principal(request) if request.headers.get("authorization") else None
+    if who is not None and who.may("read"):
+        try:
+            answer["detail"] = await health_detail(rt, store_up=components["store"] == "up")
+        except Exception:
+            log.exception("health detail failed")
+    return json_response(answer, 200 if healthy else 503)
 
 
 def _time_param(name: str, raw: str | None) -> float | None:
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         pass
+    else:
+        if math.isfinite(value):
+            return value
+        raise SchemaViolation(f"{name}: not a time (RFC 3339 or Unix seconds): {raw!r}")
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         raise SchemaViolation(f"{name}: not a time (RFC 3339 or Unix seconds): {raw!r}") from None
 
 
@@ -52,7 +66,7 @@ def _int_param(
 ) -> int | None:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise SchemaViolation(f"{name}: must be an integer from {low} to {high}")
     return int(raw)
 
@@ -67,7 +81,8 @@ def event_json(event: Event) -> dict[str, Any]:
 async def events(request: Request) -> Response:
     rt = runtime(request)
     try:
-        require(request, "read")
+        who = require(request, "read")
+        rt.limiter.check(who.name)
         q = request.query_params
         limit = _int_param("limit", q.get("limit"), default=100, low=1, high=MAX_LIMIT)
         query = EventQuery(

@@ -13,7 +13,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from remediator import api, intake, logs
+from remediator import endpoints, logs, reload
 from remediator.actions import Action, builtin_actions
 from remediator.auth import Authenticator
 from remediator.checks import builtin_checks
@@ -34,9 +34,11 @@ from remediator.prometheus import query_function
 from remediator.reconcile import Reconciler
 from remediator.recording import Recording, cipher_from_env
 from remediator.redaction import configured_secrets
+from remediator.retention import Retention
 from remediator.runner import StepRunner
 from remediator.runtime import Runtime
 from remediator.store import Store, create_store
+from remediator.store.sqlite import sqlite_path
 from remediator.worker import Worker
 
 log = logging.getLogger("remediator.app")
@@ -44,12 +46,8 @@ PREFIX = "/api/v1/recovery"
 
 
 def routes() -> list[Route]:
-    return [
-        Route(f"{PREFIX}/alerts", intake.receive, methods=["POST"]),
-        Route(f"{PREFIX}/health", api.health, methods=["GET"]),
-        Route(f"{PREFIX}/events", api.events, methods=["GET"]),
-        Route("/metrics", api.metrics, methods=["GET"]),
-    ]
+    """Every endpoint, from the one route table that also builds the OpenAPI document."""
+    return endpoints.routes()
 
 
 def create_app(
@@ -116,6 +114,8 @@ async def build_runtime(
     bus = EventBus()
     the_plugins.subscribe(bus)
     the_store.subscribe(bus.feed_threadsafe)
+    # The configuration's version survives restarts (remediator/reload.py).
+    version = await reload.startup_version(the_store, config, now=the_clock.now())
     clients = Clients()
     registry = {**(actions if actions is not None else builtin_actions()), **the_plugins.actions}
     monitor = HealthMonitor(
@@ -126,6 +126,7 @@ async def build_runtime(
         metrics=the_metrics,
         clock=the_clock,
         bus=bus,
+        config_version=version,
     )
     query = None
     if config.prometheus.url:
@@ -146,6 +147,7 @@ async def build_runtime(
         metrics=the_metrics,
         clock=the_clock,
         runner=runner,
+        config_version=version,
         rng=rng,
         strategies=the_plugins.strategies,
     )
@@ -173,7 +175,16 @@ async def build_runtime(
         metrics=the_metrics,
         clock=the_clock,
     )
+    retention = None
+    if config.store.url.startswith("sqlite:"):
+        retention = Retention(
+            path=sqlite_path(config.store.url),
+            retention=config.audit.retention,
+            recording=recording,
+            clock=the_clock,
+        )
     return Runtime(
+        retention=retention,
         outbox=outbox,
         reconciler=reconciler,
         config=config,
@@ -188,6 +199,7 @@ async def build_runtime(
         clients=clients,
         plugins=the_plugins,
         started_at=the_clock.now(),
+        config_version=version,
     )
 
 
@@ -200,6 +212,8 @@ async def start(rt: Runtime) -> None:
     if rt.reconciler is not None:
         await rt.reconciler.start()
     await rt.outbox.start()
+    if rt.retention is not None:
+        await rt.retention.start()
     if rt.config.health.enabled:
         await rt.monitor.start()
 
@@ -211,6 +225,8 @@ async def stop(rt: Runtime) -> None:
     await rt.monitor.stop()
     await rt.worker.stop(timeout=rt.config.server.drain_timeout)
     await rt.outbox.stop()
+    if rt.retention is not None:
+        await rt.retention.stop()
     await asyncio.to_thread(rt.clients.close)
     await rt.clients.aclose()
     await rt.store.close()

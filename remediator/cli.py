@@ -12,6 +12,7 @@ from pathlib import Path
 from remediator import __version__
 from remediator import config as config_mod
 from remediator.errors import ConfigError, RemediatorError
+from remediator.recording import Recording
 
 ROLES = ("alertmanager", "viewer", "admin")
 
@@ -102,7 +103,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "              credentials_file: /path/to/alertmanager.token",
         flush=True,
     )
-    app = create_app(cfg, authenticator=Authenticator(credentials))
+    on_runtime = None
+    if path is not None:  # SIGHUP re-reads the file (remediator/reload.py)
+        from remediator.reload import sighup_installer
+
+        on_runtime = sighup_installer(path)
+    app = create_app(cfg, authenticator=Authenticator(credentials), on_runtime=on_runtime)
     serve(app, cfg, host=host, port=port)
     return 0
 
@@ -144,6 +150,58 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_target(args: argparse.Namespace) -> tuple[Path, Recording] | int:
+    """The store and recording policy exactly as ``serve`` would use them."""
+    from remediator.app import recording_for
+    from remediator.auth import Authenticator
+    from remediator.store.sqlite import sqlite_path
+
+    try:
+        cfg = load_config(_config_path(args.config))
+        recording = recording_for(cfg, Authenticator([]))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config: {line}", file=sys.stderr)
+        return 2
+    if not cfg.store.url.startswith("sqlite:"):
+        print("audit: only the sqlite store is supported by this command", file=sys.stderr)
+        return 2
+    return sqlite_path(cfg.store.url), recording
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from remediator import audit
+
+    found = _audit_target(args)
+    if isinstance(found, int):
+        return found
+    path, recording = found
+    verdict = audit.verify(path, recording)
+    print(verdict.line(), file=sys.stdout if verdict.ok else sys.stderr)
+    return 0 if verdict.ok else 1
+
+
+def cmd_audit_prune(args: argparse.Namespace) -> int:
+    import time
+
+    from remediator import audit
+    from remediator.durations import parse_duration
+
+    found = _audit_target(args)
+    if isinstance(found, int):
+        return found
+    path, recording = found
+    try:
+        age = parse_duration(args.older_than)
+    except ValueError as exc:
+        print(f"--older-than: {exc}", file=sys.stderr)
+        return 2
+    now = time.time()
+    pruned = audit.prune(path, recording, before=now - age, now=now)
+    print(f"pruned {pruned} events older than {args.older_than}")
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"remediator {__version__}")
     return 0
@@ -173,6 +231,16 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
     m.add_argument("payload", help="an Alertmanager webhook payload (JSON file, or - for stdin)")
     m.set_defaults(func=cmd_simulate)
+
+    a = sub.add_parser("audit", help="verify or prune the tamper-evident audit log")
+    audit_sub = a.add_subparsers(dest="audit_command", required=True)
+    av = audit_sub.add_parser("verify", help="walk the hash chain; report the first broken record")
+    av.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
+    av.set_defaults(func=cmd_audit_verify)
+    ap = audit_sub.add_parser("prune", help="delete old events behind a checkpoint")
+    ap.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
+    ap.add_argument("--older-than", default="90d", help="age, e.g. 30d (default 90d)")
+    ap.set_defaults(func=cmd_audit_prune)
 
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(func=cmd_version)

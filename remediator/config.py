@@ -129,12 +129,14 @@ class SlackConfig(_Section):
     channel: str = "#alerts"
     channels_by_severity: dict[str, str] = Field(default_factory=dict)
     channels_by_category: dict[str, str] = Field(default_factory=dict)
+    pace: Duration = 1.0  # minimum time between messages to one channel (Slack allows ~1/s)
 
 
 class EmailConfig(_Section):
     host: str
     port: int = Field(default=587, ge=1, le=65535)
     tls: Literal["starttls", "implicit", "none"] = "starttls"
+    ca_file: str | None = None  # PEM bundle to trust instead of the system CAs
     username: str | None = None
     password_env: str | None = None
     sender: str

@@ -100,7 +100,9 @@ class StepRunner:
                     outcome=label,
                     duration=duration,
                     message=redact_text(outcome.detail),
-                    details={"data": redact(outcome.data)} if outcome.data else {},
+                    details={**ctx.base.details, "data": redact(outcome.data)}
+                    if outcome.data
+                    else ctx.base.details,
                 )
             )
             if not outcome.ok:

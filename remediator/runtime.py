@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from remediator.auth import Authenticator
@@ -14,7 +15,9 @@ from remediator.health import HealthMonitor
 from remediator.metrics import Metrics
 from remediator.outbox import Outbox
 from remediator.plugins import Plugins
+from remediator.ratelimit import RateLimiter
 from remediator.reconcile import Reconciler
+from remediator.retention import Retention
 from remediator.store import Store
 from remediator.worker import Worker
 
@@ -34,9 +37,13 @@ class Runtime:
     plugins: Plugins
     outbox: Outbox
     reconciler: Reconciler | None = None
+    retention: Retention | None = None
     draining: bool = False
     config_version: int = 1
     started_at: float = field(default=0.0)
+    # The management API: per-token rate limits, and one configuration change at a time.
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def on(self, event_type: str, handler: Handler) -> None:
         """Subscribe to recorded events in-process: ``runtime.on("circuit:open", fn)``."""

@@ -298,6 +298,12 @@ class SMTPServer:
         return self._certs.client_context() if self._certs is not None else None
 
     @property
+    def ca_pem(self) -> bytes:
+        """The throwaway CA's certificate (PEM), for clients configured with a CA file."""
+        assert self._certs is not None, "a plain server has no CA"
+        return self._certs.ca_pem
+
+    @property
     def env(self) -> dict[str, str]:
         """The environment an :class:`EmailNotifier` needs (the password under PASSWORD_ENV)."""
         return {PASSWORD_ENV: self.password} if self.password is not None else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 
 from remediator.clock import Clock
@@ -21,7 +22,10 @@ def build_notifiers(
     if notes.slack is not None:
         built["slack"] = SlackNotifier(notes.slack, clock=clock, env=env)
     if notes.email is not None:
-        built["email"] = EmailNotifier(notes.email, env=env)
+        context = None
+        if notes.email.ca_file:
+            context = ssl.create_default_context(cafile=notes.email.ca_file)
+        built["email"] = EmailNotifier(notes.email, env=env, tls_context=context)
     if notes.webhooks:
         built["webhook"] = WebhookNotifier(list(notes.webhooks), env=env)
     return built

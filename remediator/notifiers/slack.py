@@ -220,6 +220,7 @@ class SlackNotifier:
         self, config: SlackConfig, *, clock: Clock, env: Mapping[str, str] | None = None
     ) -> None:
         self._clock = clock
+        self._pace_seconds = config.pace
         self._token = _read_token(config, os.environ if env is None else env)
         self._secrets = [s for s in (self._token, config.webhook_url) if s]
         self._web: AsyncWebClient | None = None
@@ -372,7 +373,7 @@ class SlackNotifier:
         key = self._ids.get(channel, channel)
         now = self._clock.monotonic()
         slot = max(now, self._next.get(key, now))
-        self._next[key] = slot + PACE
+        self._next[key] = slot + self._pace_seconds
         if slot > now:
             await self._clock.sleep(slot - now)
 

@@ -1,0 +1,255 @@
+"""The management API's writes (admin only). Each one is recorded as an event whose actor is the
+name of the caller's token."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import from_json
+from starlette.requests import Request
+from starlette.responses import Response
+
+from remediator import config as config_mod
+from remediator import configdoc, manual, reload
+from remediator import events as ev
+from remediator.auth import Principal
+from remediator.breaker import Transition
+from remediator.config import Config
+from remediator.errors import ConfigError, MalformedJSON, PatternExists, ServiceNotFound
+from remediator.events import Event
+from remediator.guards import PAUSE_FLAG
+from remediator.intake import parse_payload
+from remediator.management import (
+    Conflict,
+    Missing,
+    ValidationFailed,
+    breaker_json,
+    invalid,
+    ok,
+    parse_body,
+)
+from remediator.patterns import DEFAULT_PATTERNS, PatternSpec, effective_patterns
+from remediator.runtime import Runtime
+from remediator.schemas import (
+    BreakerReset,
+    ConfigurationApplied,
+    DryRunRequest,
+    DryRunResponse,
+    PatternAdded,
+    PatternDeleted,
+    PauseRequest,
+    PauseState,
+    TriggerRequest,
+    TriggerResponse,
+)
+from remediator.web import read_body
+
+# -- circuit breakers --------------------------------------------------------------------------
+
+
+async def reset_breaker(request: Request, rt: Runtime, who: Principal) -> Response:
+    """Close a target's circuit breaker and clear its failure count."""
+    service = request.path_params["service"]
+    if rt.config.target(service) is None:
+        raise ServiceNotFound(f"target {service!r} is not registered")
+    before = await rt.store.breaker(service)
+    now = rt.clock.now()
+
+    def events_for(_: Transition) -> list[Event]:
+        return [
+            Event(
+                type=ev.CIRCUIT_CLOSED,
+                time=now,
+                target=service,
+                outcome="closed",
+                message=f"circuit reset by {who.name} (was {before.state}, "
+                f"{before.failures} consecutive failure(s))",
+                actor=who.name,
+                config_version=rt.config_version,
+                details={"manual": True, "previous_state": before.state},
+            )
+        ]
+
+    transition = await rt.store.reset_breaker(service, now=now, events=events_for)
+    if transition.changed_to is None:  # it was closed: the store recorded nothing
+        await rt.store.append(events_for(transition))
+    rt.metrics.circuit_state.labels(service).set(0)
+    return ok(
+        BreakerReset,
+        {
+            "breaker": breaker_json(transition.state, rt.config.circuit_breaker),
+            "previous_state": before.state,
+            "changed": before != transition.state,
+        },
+    )
+
+
+# -- manual runs and dry runs ------------------------------------------------------------------
+
+
+async def trigger(request: Request, rt: Runtime, who: Principal) -> Response:
+    """Run a playbook or one action on a target now, through the guards."""
+    req = await parse_body(request, rt, TriggerRequest)
+    reason = req.reason.strip()
+    if req.force and not reason:
+        raise ValidationFailed(["reason: required with force (it is recorded in the audit)"])
+    plan, target = manual.resolve(
+        rt, req.target, playbook=req.playbook, action=req.action, params=req.params
+    )
+    result = await manual.trigger(
+        rt, plan, target, actor=who.name, force=req.force, reason=reason, dry_run=req.dry_run
+    )
+    return ok(TriggerResponse, result.as_json())
+
+
+async def dry_run(request: Request, rt: Runtime, who: Principal) -> Response:
+    """What would happen: for an Alertmanager payload, or for a target and playbook/action."""
+    body = await read_body(request, rt.config.server.max_body_bytes)
+    try:
+        data = from_json(body)
+    except ValueError:
+        raise MalformedJSON("the body is not valid JSON") from None
+    if isinstance(data, dict) and "alerts" in data:
+        payload = parse_payload(body)
+        traces = await manual.trace_alerts(rt, list(payload.alerts))
+        return ok(DryRunResponse, {"mode": "alerts", "traces": traces})
+    try:
+        req = DryRunRequest.model_validate_json(body, strict=True)
+    except ValidationError as exc:
+        raise invalid(exc) from None
+    plan, target = manual.resolve(
+        rt, req.target, playbook=req.playbook, action=req.action, params=req.params
+    )
+    trace = await manual.trace_target(rt, plan, target)
+    return ok(DryRunResponse, {"mode": "target", "traces": [trace]})
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def validate_configuration(data: Any) -> Config:
+    """A configuration from a JSON document: strict JSON types, ``${VAR}`` expanded as in the
+    file; 422 with one line per problem."""
+    if not isinstance(data, dict):
+        raise ValidationFailed(["<root>: the configuration must be a JSON object"])
+    problems: list[str] = []
+    expanded = config_mod.expand_env(data, os.environ, "", problems)
+    if problems:
+        raise ValidationFailed(problems)
+    try:
+        Config.model_validate(expanded, strict=True)
+    except ValidationError as exc:
+        raise ValidationFailed(config_mod.format_errors(exc)) from None
+    try:
+        return config_mod.parse(data)
+    except ConfigError as exc:
+        raise ValidationFailed(exc.problems) from None
+
+
+def applied_json(applied: reload.Applied) -> dict[str, Any]:
+    return {
+        "version": applied.version,
+        "previous_version": applied.previous_version,
+        "changed": applied.changed,
+        "diff": applied.diff,
+    }
+
+
+async def put_configuration(request: Request, rt: Runtime, who: Principal) -> Response:
+    """Replace the whole configuration without a restart; a bad one changes nothing."""
+    body = await read_body(request, rt.config.server.max_body_bytes)
+    try:
+        data = from_json(body)
+    except ValueError:
+        raise MalformedJSON("the body is not valid JSON") from None
+    data = configdoc.restore_secrets(data, rt.config.model_dump(mode="json"))
+    config = validate_configuration(data)
+    try:
+        applied = await reload.apply(rt, config, actor=who.name, source="api")
+    except ConfigError as exc:
+        raise ValidationFailed(exc.problems) from None
+    return ok(ConfigurationApplied, applied_json(applied))
+
+
+# -- patterns ----------------------------------------------------------------------------------
+
+
+async def add_pattern(request: Request, rt: Runtime, who: Principal) -> Response:
+    """Add a user pattern after the existing user patterns (before the built-ins)."""
+    spec = await parse_body(request, rt, PatternSpec)
+
+    def change(config: Config) -> Config:
+        known = effective_patterns(config.patterns, builtin=config.builtin_patterns)
+        if spec.id in {p.id for p in known}:
+            raise PatternExists(f"a pattern with id {spec.id!r} exists")
+        return reload.derive(config, patterns=[*config.model_dump()["patterns"], spec.model_dump()])
+
+    try:
+        applied = await reload.update(rt, change, actor=who.name, source="api:patterns")
+    except ConfigError as exc:
+        raise ValidationFailed(exc.problems) from None
+    pattern = {**spec.model_dump(mode="json"), "builtin": False}
+    return ok(PatternAdded, {"version": applied.version, "pattern": pattern}, 201)
+
+
+async def delete_pattern(request: Request, rt: Runtime, who: Principal) -> Response:
+    """Delete a user pattern (by path, or ``?id=``); built-in ones cannot be deleted."""
+    pattern_id = request.path_params.get("id") or request.query_params.get("id") or ""
+    if not pattern_id:
+        raise ValidationFailed(["id: required"])
+
+    def change(config: Config) -> Config:
+        kept = [p for p in config.patterns if p.id != pattern_id]
+        if len(kept) == len(config.patterns):
+            if config.builtin_patterns and pattern_id in {p.id for p in DEFAULT_PATTERNS}:
+                raise Conflict(
+                    "PATTERN_BUILTIN",
+                    f"{pattern_id!r} is a built-in pattern; set builtin_patterns: false in the "
+                    "configuration to drop the built-ins",
+                )
+            raise Missing("PATTERN_NOT_FOUND", f"no user pattern with id {pattern_id!r}")
+        return reload.derive(config, patterns=[p.model_dump() for p in kept])
+
+    try:
+        applied = await reload.update(rt, change, actor=who.name, source="api:patterns")
+    except ConfigError as exc:
+        raise ValidationFailed(exc.problems) from None
+    return ok(PatternDeleted, {"version": applied.version, "deleted": pattern_id})
+
+
+# -- the kill switch ---------------------------------------------------------------------------
+
+
+async def _switch(request: Request, rt: Runtime, who: Principal, *, paused: bool) -> Response:
+    req = await parse_body(request, rt, PauseRequest, optional=True)
+    was = await rt.engine.guards.paused()
+    now = rt.clock.now()
+    kind, verb = ("recovery:paused", "paused") if paused else ("recovery:resumed", "resumed")
+    reason = req.reason.strip()
+    event = Event(
+        type=kind,
+        time=now,
+        severity="high" if paused else "info",
+        outcome=verb,
+        message=f"automatic recovery {verb} by {who.name}" + (f": {reason}" if reason else ""),
+        actor=who.name,
+        config_version=rt.config_version,
+        details={"reason": reason, "changed": was != paused},
+    )
+    await rt.store.set_flag(
+        PAUSE_FLAG, "1" if paused else "0", actor=who.name, now=now, events=[event]
+    )
+    rt.metrics.paused.set(1 if paused else 0)
+    return ok(PauseState, {"paused": paused, "changed": was != paused})
+
+
+async def pause(request: Request, rt: Runtime, who: Principal) -> Response:
+    """Turn the global kill switch on: no action runs until resumed."""
+    return await _switch(request, rt, who, paused=True)
+
+
+async def resume(request: Request, rt: Runtime, who: Principal) -> Response:
+    """Turn the global kill switch off."""
+    return await _switch(request, rt, who, paused=False)

@@ -1,0 +1,183 @@
+"""The route table: every endpoint once, used both to route requests and to document them.
+
+Roles: ``public`` needs no token; ``optional`` answers more with a viewer/admin token;
+``intake`` is the alertmanager (or admin) role; ``read`` viewer or admin; ``admin`` admin only.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from remediator import admin, api, intake, management, openapi
+from remediator.alerts import WebhookPayload
+from remediator.auth import Capability
+from remediator.config import Config
+from remediator.openapi import Operation, Param
+from remediator.patterns import PatternSpec
+from remediator.schemas import (
+    BreakerReset,
+    BreakersResponse,
+    ConfigurationApplied,
+    ConfigurationResponse,
+    DryRunRequest,
+    DryRunResponse,
+    EventsResponse,
+    HealthResponse,
+    IntakeResponse,
+    PatternAdded,
+    PatternDeleted,
+    PatternsResponse,
+    PauseRequest,
+    PauseState,
+    StatisticsResponse,
+    TriggerRequest,
+    TriggerResponse,
+)
+
+PREFIX = "/api/v1/recovery"
+
+
+async def openapi_json(request: Request) -> Response:
+    """This document."""
+    return JSONResponse(document())
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+_TIME = "RFC 3339, or Unix seconds"
+EVENT_PARAMS = (
+    Param("type", "query", {"type": "string"}, "Event type, e.g. recovery:action"),
+    Param("target", "query", {"type": "string"}, "Target name"),
+    Param("severity", "query", {"type": "string"}, "low, medium, high, critical, info"),
+    Param("fingerprint", "query", {"type": "string"}, "Alert fingerprint (or manual-...)"),
+    Param("since", "query", _text(_TIME), "Events at or after this time"),
+    Param("until", "query", _text(_TIME), "Events at or before this time"),
+    Param(
+        "before",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": 2**62},
+        "Only events with a smaller id (paging: the previous answer's next_before)",
+    ),
+    Param(
+        "limit",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": api.MAX_LIMIT, "default": 100},
+        "At most this many events",
+    ),
+)
+_NAME = {"type": "string", "minLength": 1}
+
+
+def managed(
+    method: str,
+    path: str,
+    handler: management.Handler,
+    summary: str,
+    access: Capability,
+    response: type[BaseModel],
+    **more: Any,
+) -> Operation:
+    """A management endpoint: ``access`` both guards the handler and documents it."""
+    wrapped = management.endpoint(access, handler)
+    return Operation(method, path, wrapped, summary, access, access, response, limited=True, **more)
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "POST", f"{PREFIX}/alerts", intake.receive, "Alertmanager webhook (never rate limited)",
+        "intake", "intake", IntakeResponse, request=WebhookPayload, errors=(503,),
+    ),
+    Operation(
+        "GET", f"{PREFIX}/health", api.health, "Health: minimal without a token, detailed with one",
+        "optional", "public", HealthResponse, also={503: "Unhealthy or draining"},
+    ),
+    Operation(
+        "GET", f"{PREFIX}/events", api.events, "Recorded events, newest first", "read", "read",
+        EventsResponse, params=EVENT_PARAMS, errors=(422, 503), limited=True,
+    ),
+    managed(
+        "GET", f"{PREFIX}/circuit-breakers", management.breakers,
+        "Every registered target's circuit breaker", "read", BreakersResponse, errors=(503,),
+    ),
+    managed(
+        "GET", f"{PREFIX}/statistics", management.statistics_, "Recovery statistics", "read",
+        StatisticsResponse, errors=(422, 503),
+        params=(Param("window", "query", _text("e.g. 1h, 7d; default 24h"), "The window"),),
+    ),
+    managed(
+        "POST", f"{PREFIX}/circuit-breakers/{{service}}/reset", admin.reset_breaker,
+        "Reset a target's circuit breaker", "admin", BreakerReset, errors=(404, 503),
+        route=f"{PREFIX}/circuit-breakers/{{service:path}}/reset",
+        params=(Param("service", "path", _NAME, "A registered target"),),
+    ),
+    managed(
+        "POST", f"{PREFIX}/trigger", admin.trigger, "Run a playbook or action now", "admin",
+        TriggerResponse, request=TriggerRequest, errors=(404, 409, 503),
+    ),
+    managed(
+        "POST", f"{PREFIX}/test", admin.dry_run, "Dry run: the decision trace", "admin",
+        DryRunResponse, request_any=(WebhookPayload, DryRunRequest),
+        errors=(404, 503),
+    ),
+    managed(
+        "GET", f"{PREFIX}/configuration", management.get_configuration,
+        "The running configuration (secrets redacted)", "admin", ConfigurationResponse,
+    ),
+    managed(
+        "PUT", f"{PREFIX}/configuration", admin.put_configuration,
+        "Replace the configuration without a restart", "admin", ConfigurationApplied,
+        request=Config, errors=(503,),
+    ),
+    managed(
+        "GET", f"{PREFIX}/patterns", management.list_patterns, "The effective failure patterns",
+        "admin", PatternsResponse,
+    ),
+    managed(
+        "POST", f"{PREFIX}/patterns", admin.add_pattern, "Add a failure pattern", "admin",
+        PatternAdded, status=201, request=PatternSpec, errors=(409, 503),
+    ),
+    managed(
+        "DELETE", f"{PREFIX}/patterns", admin.delete_pattern, "Delete a user pattern (?id=)",
+        "admin", PatternDeleted, errors=(404, 409, 422, 503),
+        params=(Param("id", "query", _NAME, "The pattern's id", required=True),),
+    ),
+    managed(
+        "DELETE", f"{PREFIX}/patterns/{{id}}", admin.delete_pattern, "Delete a user pattern",
+        "admin", PatternDeleted, errors=(404, 409, 422, 503),
+        route=f"{PREFIX}/patterns/{{id:path}}",
+        params=(Param("id", "path", _NAME, "The pattern's id"),),
+    ),
+    managed(
+        "POST", f"{PREFIX}/pause", admin.pause, "Pause all automatic recovery", "admin",
+        PauseState, request=PauseRequest, request_required=False, errors=(503,),
+    ),
+    managed(
+        "POST", f"{PREFIX}/resume", admin.resume, "Resume automatic recovery", "admin",
+        PauseState, request=PauseRequest, request_required=False, errors=(503,),
+    ),
+    Operation(
+        "GET", f"{PREFIX}/openapi.json", openapi_json, "This OpenAPI document", "public",
+        "public", response_schema={"type": "object"},
+    ),
+    Operation(
+        "GET", "/metrics", api.metrics, "Prometheus metrics", "public", "public",
+        media_type="text/plain", response_schema={"type": "string"},
+    ),
+)  # fmt: skip
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    return openapi.build(OPERATIONS)
+
+
+def routes() -> list[Route]:
+    return [Route(op.route or op.path, op.handler, methods=[op.method]) for op in OPERATIONS]
