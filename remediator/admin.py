@@ -4,6 +4,7 @@ name of the caller's token."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -129,6 +130,14 @@ async def dry_run(request: Request, rt: Runtime, who: Principal) -> Response:
 # -- configuration -----------------------------------------------------------------------------
 
 
+_NESTED = re.compile(r"^<root>: (?=[a-z_][a-zA-Z0-9_.\[\]]*: )")
+
+
+def _tidy(lines: list[str]) -> list[str]:
+    """``<root>: playbooks[0].target: ...`` (one cross-field problem) as ``playbooks[0]...``."""
+    return [_NESTED.sub("", line) for line in lines]
+
+
 def validate_configuration(data: Any) -> Config:
     """A configuration from a JSON document: strict JSON types, ``${VAR}`` expanded as in the
     file; 422 with one line per problem."""
@@ -141,11 +150,11 @@ def validate_configuration(data: Any) -> Config:
     try:
         Config.model_validate(expanded, strict=True)
     except ValidationError as exc:
-        raise ValidationFailed(config_mod.format_errors(exc)) from None
+        raise ValidationFailed(_tidy(config_mod.format_errors(exc))) from None
     try:
         return config_mod.parse(data)
     except ConfigError as exc:
-        raise ValidationFailed(exc.problems) from None
+        raise ValidationFailed(_tidy(exc.problems)) from None
 
 
 def applied_json(applied: reload.Applied) -> dict[str, Any]:
@@ -169,7 +178,7 @@ async def put_configuration(request: Request, rt: Runtime, who: Principal) -> Re
     try:
         applied = await reload.apply(rt, config, actor=who.name, source="api")
     except ConfigError as exc:
-        raise ValidationFailed(exc.problems) from None
+        raise ValidationFailed(_tidy(exc.problems)) from None
     return ok(ConfigurationApplied, applied_json(applied))
 
 
@@ -189,7 +198,7 @@ async def add_pattern(request: Request, rt: Runtime, who: Principal) -> Response
     try:
         applied = await reload.update(rt, change, actor=who.name, source="api:patterns")
     except ConfigError as exc:
-        raise ValidationFailed(exc.problems) from None
+        raise ValidationFailed(_tidy(exc.problems)) from None
     pattern = {**spec.model_dump(mode="json"), "builtin": False}
     return ok(PatternAdded, {"version": applied.version, "pattern": pattern}, 201)
 
@@ -215,7 +224,7 @@ async def delete_pattern(request: Request, rt: Runtime, who: Principal) -> Respo
     try:
         applied = await reload.update(rt, change, actor=who.name, source="api:patterns")
     except ConfigError as exc:
-        raise ValidationFailed(exc.problems) from None
+        raise ValidationFailed(_tidy(exc.problems)) from None
     return ok(PatternDeleted, {"version": applied.version, "deleted": pattern_id})
 
 

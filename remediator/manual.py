@@ -96,7 +96,12 @@ def resolve(
         try:
             step = _STEP.validate_python({**params, "action": action}, strict=True)
         except ValidationError as exc:
-            raise ValidationFailed(format_errors(exc)) from None
+            tag = f"{action}."
+            lines = [
+                "params." + line.removeprefix(tag) if line.startswith(tag) else line
+                for line in format_errors(exc)
+            ]
+            raise ValidationFailed(lines) from None
         plan = Plan(
             name=f"manual:{action}",
             matchers=(),

@@ -110,6 +110,19 @@ class StepRunner:
                 result.failed_step = step.action
                 result.detail = outcome.detail
                 break
+            if step.action in st.VERIFY_ACTIONS and not ctx.dry_run:
+                result.events.append(
+                    _event(
+                        ctx.base,
+                        ev.RECOVERY_VERIFIED,
+                        time=self.clock.now(),
+                        target=ctx.target.name,
+                        playbook=ctx.playbook,
+                        action=step.action,
+                        outcome="verified",
+                        message=outcome.detail,
+                    )
+                )
         return result
 
     async def _one(self, step: st.Step, ctx: StepContext, result: AttemptResult) -> ActionResult:

@@ -219,7 +219,7 @@ def test_a_plugin_step_runs_the_custom_action_and_records_its_result(
         assert (action.target, action.playbook, action.action) == ("app", "maintenance", "plugin")
         assert action.outcome == "success"
         assert action.message == "'maintenance' now set on app"
-        assert action.details == {"data": {"flag": "maintenance", "present": True, "changed": True}}
+        assert action.details["data"] == {"flag": "maintenance", "present": True, "changed": True}
         [rem] = await h.rt.store.remediations()
         assert rem.state == SUCCEEDED
 
