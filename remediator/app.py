@@ -150,6 +150,7 @@ async def build_runtime(
         config_version=version,
         rng=rng,
         strategies=the_plugins.strategies,
+        lease=config.worker.lease,
     )
     worker = Worker(
         store=the_store,

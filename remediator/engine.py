@@ -9,6 +9,7 @@ and its time to recovery. Pending retries stop as soon as the episode resolves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from remediator.store import InboxItem, Store
 from remediator.store.base import TransitionEvents
 from remediator.store.records import BLOCKED, DRY_RUN, FAILED, SUCCEEDED, Remediation
 from remediator.targets import Target
+from remediator.worker import worker_name
 
 log = logging.getLogger("remediator.engine")
 Outcome = tuple[list[Event], str]
@@ -53,6 +55,8 @@ class Engine:
         config_version: int = 1,
         rng: random.Random | None = None,
         strategies: Sequence[StrategyLike] | None = None,
+        owner: str = "",
+        lease: float = 60.0,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -61,6 +65,8 @@ class Engine:
         self.rng = rng or random.Random()
         self._locks: dict[str, asyncio.Lock] = {}
         self.strategies = list(strategies or [])
+        self.owner = owner or worker_name()
+        self.lease = lease
         self.apply(config, config_version)
 
     def apply(self, config: Config, version: int) -> None:
@@ -90,7 +96,10 @@ class Engine:
                 )
             ]
 
-        for r in await self.store.interrupt_running(now=now, events_for=interrupted):
+        found = await self.store.interrupt_running(
+            now=now, events_for=interrupted, expired_only=self.store.shared
+        )
+        for r in found:
             log.warning(
                 "remediation interrupted", extra={"playbook": r.playbook, "target": r.target}
             )
@@ -201,6 +210,8 @@ class Engine:
             now=now,
             config_version=self.config_version,
             events=[started],
+            owner=self.owner,
+            lease=self.lease,
         )
         if rid is None:
             return [self._skip(base, "already_remediated", decision)]
@@ -215,7 +226,24 @@ class Engine:
                 events=events,
             )
             return []
-        return await self._attempts(item, decision, base, rid, dry=dry)
+        keeper = asyncio.create_task(self._keep_lease(rid), name=f"lease-{rid}")
+        try:
+            return await self._attempts(item, decision, base, rid, dry=dry)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_lease(self, rid: int) -> None:
+        """Renew this remediation's lease while it runs, so no other replica takes it over."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self.store.renew_remediation(
+                    rid, owner=self.owner, until=self.clock.now() + self.lease
+                )
+            except Exception:
+                log.warning("remediation lease not renewed", extra={"remediation": rid})
 
     def _blocked(self, base: Event, reason: str, decision: Decision, detail: str) -> list[Event]:
         self.metrics.guard_blocks.labels(reason).inc()

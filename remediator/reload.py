@@ -39,8 +39,20 @@ from remediator.store import Store
 log = logging.getLogger("remediator.reload")
 VERSION_FLAG = "config_version"
 DIGEST_FLAG = "config_digest"
-# Sections the running process cannot change: they need a restart.
-RESTART_ONLY = ("server", "store", "auth", "worker", "alertmanager")
+# Sections the running process cannot change: they need a restart. What decides and guards
+# remediations (targets, patterns, playbooks, circuit_breaker, safety, health, self_healing,
+# builtin_patterns) changes at run time.
+RESTART_ONLY = (
+    "server",
+    "store",
+    "auth",
+    "worker",
+    "alertmanager",
+    "prometheus",
+    "notifications",
+    "escalation",
+    "audit",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +204,6 @@ def _swap(rt: Runtime, old: Config, config: Config, version: int) -> None:
     rt.config = config
     rt.config_version = version
     runner = rt.engine.runner
-    if old.prometheus != config.prometheus:
-        runner.query = None
-        if config.prometheus.url:
-            from remediator.prometheus import query_function
-
-            runner.query = query_function(config.prometheus.url, timeout=config.prometheus.timeout)
     if old.safety.max_concurrent_actions != config.safety.max_concurrent_actions:
         # Actions already running finish under the old limit.
         runner.slots = asyncio.Semaphore(config.safety.max_concurrent_actions)

@@ -21,6 +21,7 @@ The password is read from the environment at send time and never appears in ``de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import os
 import re
@@ -29,7 +30,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiosmtplib
 
@@ -48,6 +49,7 @@ LINK_LABELS = {"generator": "Alert source", "runbook": "Runbook"}
 _SAFE_TOKEN = re.compile(r"[^A-Za-z0-9._-]+")
 _WHITESPACE = re.compile(r"\s+")
 _MAX_DETAIL = 600
+CLOSE_WAIT = 2.0  # seconds to wait for a closed connection to release its socket
 
 
 def recipients(config: EmailConfig, severity: str) -> list[str]:
@@ -201,22 +203,30 @@ class EmailNotifier:
     async def _send(self, note: Notification, to: list[str], password: str | None) -> Delivery:
         cfg = self._config
         msg = build_message(note, cfg.sender, to)
-        login = cfg.username is not None and password is not None
-        # aiosmtplib applies the timeout to each step; this bounds the whole conversation.
-        async with asyncio.timeout(cfg.timeout * 4):
-            errors, response = await aiosmtplib.send(
-                msg,
-                sender=cfg.sender,
-                recipients=to,
-                hostname=cfg.host,
-                port=cfg.port,
-                username=cfg.username if login else None,
-                password=password if login else None,
-                start_tls=cfg.tls == "starttls",
-                use_tls=cfg.tls == "implicit",
-                tls_context=self._tls_context,
-                timeout=cfg.timeout,
-            )
+        client = aiosmtplib.SMTP(
+            hostname=cfg.host,
+            port=cfg.port,
+            use_tls=cfg.tls == "implicit",
+            start_tls=False,  # upgraded below, once the socket is known
+            tls_context=self._tls_context,
+            timeout=cfg.timeout,
+        )
+        sock: Any = None
+        try:
+            # aiosmtplib applies the timeout to each step; this bounds the whole conversation.
+            async with asyncio.timeout(cfg.timeout * 4):
+                await client.connect()
+                sock = client.get_transport_info("socket")
+                if cfg.tls == "starttls":
+                    await client.starttls()
+                if cfg.username is not None and password is not None:
+                    await client.login(cfg.username, password)
+                errors, response = await client.send_message(msg, sender=cfg.sender, recipients=to)
+                with contextlib.suppress(aiosmtplib.SMTPException):
+                    await client.quit()
+        finally:
+            client.close()
+            await _closed(sock, min(cfg.timeout, CLOSE_WAIT))
         total = len(to)
         if not errors:
             return Delivery(True, f"email: delivered to {total} of {total} recipients")
@@ -232,6 +242,17 @@ class EmailNotifier:
 
     async def aclose(self) -> None:
         """Nothing to close: each send opens and closes its own connection."""
+
+
+async def _closed(sock: Any, limit: float) -> None:
+    """Give a closing connection (a TLS one sends close_notify first) a moment to let go of
+    its socket, so a caller whose event loop ends right after us leaks nothing."""
+    if sock is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while sock.fileno() != -1 and loop.time() < deadline:
+        await asyncio.sleep(0.005)
 
 
 def _failure(exc: BaseException) -> Delivery:

@@ -143,8 +143,20 @@ class Store(Protocol):
         reason: str = ...,
         config_version: int = ...,
         events: list[Event] | None = None,
+        owner: str = ...,
+        lease: float = ...,
     ) -> int | None:
-        """Claim the one remediation of (playbook, fingerprint, episode); None if it exists."""
+        """Claim the one remediation of (playbook, fingerprint, episode); None if it exists.
+        A running one whose owner's lease expired is taken over (its id is returned)."""
+        ...
+
+    async def renew_remediation(self, remediation_id: int, *, owner: str, until: float) -> None:
+        """Extend the lease of a remediation this owner is running."""
+        ...
+
+    async def lead(self, name: str, *, owner: str, now: float, ttl: float) -> bool:
+        """Hold or renew the singleton lease ``name`` (e.g. "reconcile"); False if another
+        owner holds an unexpired one."""
         ...
 
     async def finish_remediation(
@@ -167,8 +179,17 @@ class Store(Protocol):
     async def count_started(self, *, target: str, since: float) -> int: ...
 
     async def interrupt_running(
-        self, *, now: float, events_for: Callable[[Remediation], list[Event]]
+        self,
+        *,
+        now: float,
+        events_for: Callable[[Remediation], list[Event]],
+        expired_only: bool = False,
     ) -> list[Remediation]: ...
+
+    @property
+    def shared(self) -> bool:
+        """True when several remediator processes may use this store at once."""
+        ...
 
     async def breakers(self) -> list[BreakerState]: ...
 

@@ -151,4 +151,15 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     INSERT INTO audit_head (id, last_id, last_hash)
         SELECT 1, id, hash FROM events ORDER BY id DESC LIMIT 1;
     """,
+    # 4: leases for several replicas — a remediation is owned under a lease (taken over when
+    # its replica dies), and singletons (reconciliation, retention) run where a lease is held.
+    """
+    ALTER TABLE remediations ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE remediations ADD COLUMN lease_until REAL;
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until REAL NOT NULL
+    );
+    """,
 )

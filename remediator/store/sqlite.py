@@ -60,6 +60,11 @@ class SqliteStore(SqliteStateOps, SqliteOutboxOps):
         if self._writer is not None:
             self._writer.recording = recording
 
+    @property
+    def shared(self) -> bool:
+        """An embedded SQLite file serves one remediator process."""
+        return False
+
     def subscribe(self, callback: Callable[[list[Event]], None]) -> None:
         """Call ``callback`` (from the writer thread) with the events of each commit, in
         commit order, right after the commit."""

@@ -126,19 +126,71 @@ class SqliteStateOps:
         reason: str = "",
         config_version: int = 0,
         events: list[Event] | None = None,
+        owner: str = "",
+        lease: float = 0.0,
     ) -> int | None:
-        """Claim the one remediation of (playbook, fingerprint, episode); None if it exists."""
+        """Claim the one remediation of (playbook, fingerprint, episode); None if it exists.
+
+        A running remediation whose owner's lease expired (its replica died) is taken over."""
 
         def job(c: sqlite3.Connection) -> int | None:
+            until = now + lease if lease else None
             cursor = c.execute(
                 "INSERT OR IGNORE INTO remediations (playbook, fingerprint, episode_id, target, "
-                "state, reason, started_at, config_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (playbook, fingerprint, episode_id, target, state, reason, now, config_version),
+                "state, reason, started_at, config_version, owner, lease_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    playbook,
+                    fingerprint,
+                    episode_id,
+                    target,
+                    state,
+                    reason,
+                    now,
+                    config_version,
+                    owner,
+                    until,
+                ),
             )
             if cursor.rowcount == 0:
-                return None
+                if state != RUNNING:
+                    return None
+                row = c.execute(
+                    "UPDATE remediations SET owner = ?, lease_until = ? WHERE playbook = ? "
+                    "AND fingerprint = ? AND episode_id = ? AND state = 'running' "
+                    "AND lease_until IS NOT NULL AND lease_until < ? RETURNING id",
+                    (owner, until, playbook, fingerprint, episode_id, now),
+                ).fetchone()
+                if row is None:
+                    return None
+                append_events(c, events or [])
+                return int(row[0])
             append_events(c, events or [])
             return cursor.lastrowid
+
+        return await self._write(job)
+
+    async def renew_remediation(self, remediation_id: int, *, owner: str, until: float) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE remediations SET lease_until = ? WHERE id = ? AND owner = ? "
+                "AND state = 'running'",
+                (until, remediation_id, owner),
+            )
+        )
+
+    async def lead(self, name: str, *, owner: str, now: float, ttl: float) -> bool:
+        """Hold (or renew) the singleton lease ``name``; False while another owner holds it."""
+
+        def job(c: sqlite3.Connection) -> bool:
+            c.execute(
+                "INSERT INTO leases (name, owner, until) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+                "WHERE leases.owner = excluded.owner OR leases.until < ?",
+                (name, owner, now + ttl, now),
+            )
+            row = c.execute("SELECT owner FROM leases WHERE name = ?", (name,)).fetchone()
+            return row is not None and row[0] == owner
 
         return await self._write(job)
 
@@ -154,8 +206,8 @@ class SqliteStateOps:
     ) -> None:
         def job(c: sqlite3.Connection) -> None:
             c.execute(
-                "UPDATE remediations SET state = ?, finished_at = ?, attempts = ?, reason = ? "
-                "WHERE id = ?",
+                "UPDATE remediations SET state = ?, finished_at = ?, attempts = ?, reason = ?, "
+                "lease_until = NULL WHERE id = ?",
                 (state, now, attempts, reason, remediation_id),
             )
             append_events(c, events or [])
@@ -196,19 +248,26 @@ class SqliteStateOps:
         return int(row[0])
 
     async def interrupt_running(
-        self, *, now: float, events_for: Callable[[Remediation], list[Event]]
+        self,
+        *,
+        now: float,
+        events_for: Callable[[Remediation], list[Event]],
+        expired_only: bool = False,
     ) -> list[Remediation]:
-        """Mark remediations left running by a crash as interrupted, with their events."""
+        """Mark remediations left running by a crash as interrupted, with their events. With
+        ``expired_only``, only those whose owner's lease has expired (other replicas live on)."""
 
         def job(c: sqlite3.Connection) -> list[Remediation]:
-            rows = c.execute(
-                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE state = ?",  # noqa: S608
-                (RUNNING,),
-            ).fetchall()
-            found = [Remediation(*row) for row in rows]
+            sql = f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE state = ?"  # noqa: S608
+            params: tuple[object, ...] = (RUNNING,)
+            if expired_only:
+                sql += " AND (lease_until IS NULL OR lease_until < ?)"
+                params = (RUNNING, now)
+            found = [Remediation(*row) for row in c.execute(sql, params).fetchall()]
             for item in found:
                 c.execute(
-                    "UPDATE remediations SET state = 'interrupted', finished_at = ? WHERE id = ?",
+                    "UPDATE remediations SET state = 'interrupted', finished_at = ?, "
+                    "lease_until = NULL WHERE id = ?",
                     (now, item.id),
                 )
                 append_events(c, events_for(item))
