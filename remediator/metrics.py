@@ -146,3 +146,38 @@ class Metrics:
             buckets=RECOVERY_BUCKETS,
             registry=r,
         )
+
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """Export the bounded label sets at zero, so that ``increase()`` sees their first event
+        (a labelled series otherwise appears only at its first increment)."""
+        for reason in (
+            "paused",
+            "quarantined",
+            "blast_radius",
+            "cooldown",
+            "max_per_window",
+            "circuit_open",
+            "target_not_registered",
+        ):
+            self.guard_blocks.labels(reason)
+        for reason in (
+            "remediation_failed",
+            "circuit_open",
+            "max_per_window",
+            "blast_radius",
+            "unknown_pattern",
+            "target_not_registered",
+            "quarantined",
+            "notification_dead",
+            "no_recovery",
+            "playbook",
+        ):
+            self.escalations.labels(reason)
+        for channel in ("slack", "email", "webhook"):
+            for outcome in ("sent", "retry", "dead"):
+                self.notifications.labels(channel, outcome)
+        for status in ("firing", "resolved"):
+            self.alerts_received.labels(status)
+        self.paused.set(0)
