@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from remediator import endpoints, logs, reload
 from remediator.actions import Action, builtin_actions
@@ -22,6 +22,7 @@ from remediator.clock import Clock, SystemClock
 from remediator.config import Config
 from remediator.engine import Engine
 from remediator.errors import ConfigError
+from remediator.escalator import Escalator
 from remediator.events import EventBus
 from remediator.health import HealthMonitor
 from remediator.metrics import Metrics
@@ -45,7 +46,7 @@ log = logging.getLogger("remediator.app")
 PREFIX = "/api/v1/recovery"
 
 
-def routes() -> list[Route]:
+def routes() -> list[BaseRoute]:
     """Every endpoint, from the one route table that also builds the OpenAPI document."""
     return endpoints.routes()
 
@@ -184,7 +185,9 @@ async def build_runtime(
             recording=recording,
             clock=the_clock,
         )
+    escalator = Escalator(config=config, store=the_store, clock=the_clock, metrics=the_metrics)
     return Runtime(
+        escalator=escalator,
         retention=retention,
         outbox=outbox,
         reconciler=reconciler,
@@ -213,6 +216,7 @@ async def start(rt: Runtime) -> None:
     if rt.reconciler is not None:
         await rt.reconciler.start()
     await rt.outbox.start()
+    await rt.escalator.start()
     if rt.retention is not None:
         await rt.retention.start()
     if rt.config.health.enabled:
@@ -226,6 +230,7 @@ async def stop(rt: Runtime) -> None:
     await rt.monitor.stop()
     await rt.worker.stop(timeout=rt.config.server.drain_timeout)
     await rt.outbox.stop()
+    await rt.escalator.stop()
     if rt.retention is not None:
         await rt.retention.stop()
     await asyncio.to_thread(rt.clients.close)

@@ -10,6 +10,7 @@ from remediator.clients import Clients
 from remediator.clock import Clock
 from remediator.config import Config
 from remediator.engine import Engine
+from remediator.escalator import Escalator
 from remediator.events import EventBus, Handler
 from remediator.health import HealthMonitor
 from remediator.metrics import Metrics
@@ -36,6 +37,7 @@ class Runtime:
     clients: Clients
     plugins: Plugins
     outbox: Outbox
+    escalator: Escalator
     reconciler: Reconciler | None = None
     retention: Retention | None = None
     draining: bool = False
