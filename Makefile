@@ -41,6 +41,10 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## demo: the whole chain on loopback (leaking container -> Prometheus -> Alertmanager -> remediator); Ctrl-C stops it
+demo: $(VENV)/.installed-dev services
+	$(BIN)/python -m tests.e2e.demo
+
 bench: $(VENV)/.installed-dev services
 	$(BIN)/python -m bench
 

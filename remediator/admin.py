@@ -3,7 +3,6 @@ name of the caller's token."""
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -13,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from remediator import config as config_mod
-from remediator import configdoc, manual, reload
+from remediator import configdoc, dryrun, manual, reload
 from remediator import events as ev
 from remediator.auth import Principal
 from remediator.breaker import Transition
@@ -28,6 +27,7 @@ from remediator.management import (
     ValidationFailed,
     breaker_json,
     invalid,
+    known_secrets,
     ok,
     parse_body,
 )
@@ -114,7 +114,7 @@ async def dry_run(request: Request, rt: Runtime, who: Principal) -> Response:
         raise MalformedJSON("the body is not valid JSON") from None
     if isinstance(data, dict) and "alerts" in data:
         payload = parse_payload(body)
-        traces = await manual.trace_alerts(rt, list(payload.alerts))
+        traces = await dryrun.trace_alerts(rt, list(payload.alerts))
         return ok(DryRunResponse, {"mode": "alerts", "traces": traces})
     try:
         req = DryRunRequest.model_validate_json(body, strict=True)
@@ -123,7 +123,7 @@ async def dry_run(request: Request, rt: Runtime, who: Principal) -> Response:
     plan, target = manual.resolve(
         rt, req.target, playbook=req.playbook, action=req.action, params=req.params
     )
-    trace = await manual.trace_target(rt, plan, target)
+    trace = await dryrun.trace_target(rt, plan, target)
     return ok(DryRunResponse, {"mode": "target", "traces": [trace]})
 
 
@@ -139,20 +139,23 @@ def _tidy(lines: list[str]) -> list[str]:
 
 
 def validate_configuration(data: Any) -> Config:
-    """A configuration from a JSON document: strict JSON types, ``${VAR}`` expanded as in the
-    file; 422 with one line per problem."""
+    """A configuration from a JSON document, validated with strict JSON types; 422 with one line
+    per problem. ``${VAR}`` is not expanded: reading the server's environment is for the file
+    only, else an admin could read any variable back through GET /configuration."""
     if not isinstance(data, dict):
         raise ValidationFailed(["<root>: the configuration must be a JSON object"])
     problems: list[str] = []
-    expanded = config_mod.expand_env(data, os.environ, "", problems)
+    config_mod.expand_env(data, {}, "", problems)
     if problems:
-        raise ValidationFailed(problems)
+        raise ValidationFailed(
+            [line.replace("is not set", "cannot be used through the API") for line in problems]
+        )
     try:
-        Config.model_validate(expanded, strict=True)
+        Config.model_validate(data, strict=True)
     except ValidationError as exc:
         raise ValidationFailed(_tidy(config_mod.format_errors(exc))) from None
     try:
-        return config_mod.parse(data)
+        return config_mod.parse(data, env={})
     except ConfigError as exc:
         raise ValidationFailed(_tidy(exc.problems)) from None
 
@@ -173,7 +176,8 @@ async def put_configuration(request: Request, rt: Runtime, who: Principal) -> Re
         data = from_json(body)
     except ValueError:
         raise MalformedJSON("the body is not valid JSON") from None
-    data = configdoc.restore_secrets(data, rt.config.model_dump(mode="json"))
+    current = rt.config.model_dump(mode="json")
+    data = configdoc.restore_secrets(data, current, secrets=known_secrets(rt))
     config = validate_configuration(data)
     try:
         applied = await reload.apply(rt, config, actor=who.name, source="api")

@@ -9,6 +9,9 @@ from the start (or from the retention checkpoint) finds:
 - reordered records: ``prev_hash`` links break;
 - a truncated tail: the last record is not the recorded head.
 
+:func:`verify` reads a SQLite file directly (read-only); :func:`verify_store` walks any backend
+through the store protocol (``audit_anchor``, ``events_after``), e.g. PostgreSQL.
+
 Retention deletes events older than ``audit.retention`` and moves the checkpoint (the last pruned
 id and hash), recording an ``audit:checkpoint`` event, so verification still works afterwards.
 """
@@ -20,8 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from remediator.events import GENESIS_HASH, Event, record_hash
+from remediator.events import Event, record_hash
 from remediator.recording import SEALED, Recording
+from remediator.store.base import AuditAnchor, Store
+from remediator.store.sqlite import audit_anchor
 from remediator.store.sqlite_rows import EVENT_COLUMNS, append_events, event_from_row
 from remediator.store.sqlite_writer import connect, connect_reader
 
@@ -43,6 +48,53 @@ class Verdict:
         return f"audit chain BROKEN at record {self.first_bad_id}: {self.problem} ({self.checked} verified before it)"
 
 
+class _Walk:
+    """The walk along the chain from the checkpoint: feed events in id order, then end it."""
+
+    def __init__(self, anchor: AuditAnchor) -> None:
+        self.expected_id = anchor.checkpoint_id
+        self.prev = anchor.checkpoint_hash
+        self.checked = 0
+
+    def step(self, event: Event) -> Verdict | None:
+        """None while the chain holds; the verdict at the first broken record."""
+        self.expected_id += 1
+        expected_id, checked = self.expected_id, self.checked
+        if event.id != expected_id:
+            return Verdict(
+                False, checked, expected_id, f"record {expected_id} is missing (next is {event.id})"
+            )
+        if event.message.startswith(SEALED) or event.details.get("sealed"):
+            return Verdict(
+                False,
+                checked,
+                event.id,
+                "record is encrypted and the key is not available (audit.encryption_key_env)",
+            )
+        if event.prev_hash != self.prev:
+            return Verdict(
+                False,
+                checked,
+                event.id,
+                "prev_hash does not match the previous record (deleted or reordered)",
+            )
+        if record_hash(event) != event.hash:
+            return Verdict(
+                False, checked, event.id, "hash does not match the record's content (modified)"
+            )
+        self.prev = event.hash
+        self.checked += 1
+        return None
+
+    def end(self, anchor: AuditAnchor) -> Verdict:
+        """The verdict once every record through the head was fed."""
+        head_id, head_hash = anchor.head_id, anchor.head_hash
+        if head_id is not None and (self.expected_id != head_id or self.prev != head_hash):
+            return Verdict(False, self.checked, self.expected_id + 1,
+                           f"the chain ends at record {self.expected_id} but its head is record {head_id} (truncated tail)")  # fmt: skip
+        return Verdict(True, self.checked, head_id=self.expected_id)
+
+
 def _rows(conn: sqlite3.Connection, after: int) -> Iterator[tuple[object, ...]]:
     last = after
     while True:
@@ -57,45 +109,47 @@ def _rows(conn: sqlite3.Connection, after: int) -> Iterator[tuple[object, ...]]:
 
 
 def verify_connection(conn: sqlite3.Connection, recording: Recording) -> Verdict:
-    checkpoint = conn.execute(
-        "SELECT through_id, hash FROM audit_checkpoint WHERE id = 1"
-    ).fetchone()
-    expected_id, prev = (checkpoint[0], checkpoint[1]) if checkpoint else (0, GENESIS_HASH)
-    head = conn.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
-    checked = 0
-    for row in _rows(conn, expected_id):
-        event = event_from_row(row, recording)
-        expected_id += 1
-        if event.id != expected_id:
-            return Verdict(
-                False, checked, expected_id, f"record {expected_id} is missing (next is {event.id})"
-            )
-        if event.message.startswith(SEALED) or event.details.get("sealed"):
-            return Verdict(
-                False,
-                checked,
-                event.id,
-                "record is encrypted and the key is not available (audit.encryption_key_env)",
-            )
-        if event.prev_hash != prev:
-            return Verdict(
-                False,
-                checked,
-                event.id,
-                "prev_hash does not match the previous record (deleted or reordered)",
-            )
-        if record_hash(event) != event.hash:
-            return Verdict(
-                False, checked, event.id, "hash does not match the record's content (modified)"
-            )
-        prev = event.hash
-        checked += 1
-    if head is not None:
-        head_id, head_hash = int(head[0]), str(head[1])
-        if expected_id != head_id or prev != head_hash:
-            return Verdict(False, checked, expected_id + 1,
-                           f"the chain ends at record {expected_id} but its head is record {head_id} (truncated tail)")  # fmt: skip
-    return Verdict(True, checked, head_id=expected_id)
+    anchor = audit_anchor(conn)
+    walk = _Walk(anchor)
+    for row in _rows(conn, anchor.checkpoint_id):
+        broken = walk.step(event_from_row(row, recording))
+        if broken is not None:
+            return broken
+    return walk.end(anchor)
+
+
+async def verify_store(store: Store, recording: Recording | None = None) -> Verdict:
+    """Verify the chain in any store backend, page by page, through the head read first (events
+    appended meanwhile are left for the next run). With ``recording``, the store is configured
+    with it, so sealed records are opened with its key."""
+    if recording is not None:
+        store.configure(recording)
+    anchor = await store.audit_anchor()
+    walk = _Walk(anchor)
+    last = anchor.checkpoint_id
+    while True:
+        page = await store.events_after(last, PAGE)
+        for event in page:
+            if anchor.head_id is not None and event.id is not None and event.id > anchor.head_id:
+                return walk.end(anchor)
+            broken = walk.step(event)
+            if broken is not None:
+                return broken
+        if len(page) < PAGE:
+            return walk.end(anchor)
+        last = int(page[-1].id or 0)
+
+
+async def verify_url(url: str, recording: Recording) -> Verdict:
+    """Open the store at ``url`` (any backend), verify its chain, close it."""
+    from remediator.store import create_store
+
+    store = create_store(url)
+    await store.open()
+    try:
+        return await verify_store(store, recording)
+    finally:
+        await store.close()
 
 
 def verify(path: Path, recording: Recording) -> Verdict:

@@ -8,6 +8,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, overload
 
 from remediator import __version__
 from remediator import config as config_mod
@@ -150,8 +151,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_target(args: argparse.Namespace) -> tuple[Path, Recording] | int:
-    """The store and recording policy exactly as ``serve`` would use them."""
+@overload
+def _audit_target(
+    args: argparse.Namespace, *, any_backend: Literal[False] = False
+) -> tuple[Path, Recording] | int: ...
+
+
+@overload
+def _audit_target(
+    args: argparse.Namespace, *, any_backend: Literal[True]
+) -> tuple[Path | str, Recording] | int: ...
+
+
+def _audit_target(
+    args: argparse.Namespace, *, any_backend: bool = False
+) -> tuple[Path | str, Recording] | int:
+    """The store and recording policy exactly as ``serve`` would use them: the SQLite file's
+    path, or (with ``any_backend``) the URL of another backend's store."""
     from remediator.app import recording_for
     from remediator.auth import Authenticator
     from remediator.store.sqlite import sqlite_path
@@ -164,19 +180,31 @@ def _audit_target(args: argparse.Namespace) -> tuple[Path, Recording] | int:
             print(f"config: {line}", file=sys.stderr)
         return 2
     if not cfg.store.url.startswith("sqlite:"):
+        if any_backend:
+            return cfg.store.url, recording
         print("audit: only the sqlite store is supported by this command", file=sys.stderr)
         return 2
     return sqlite_path(cfg.store.url), recording
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from remediator import audit
+    import asyncio
 
-    found = _audit_target(args)
+    from remediator import audit
+    from remediator.errors import StoreUnavailable
+
+    found = _audit_target(args, any_backend=True)
     if isinstance(found, int):
         return found
-    path, recording = found
-    verdict = audit.verify(path, recording)
+    where, recording = found
+    if isinstance(where, Path):
+        verdict = audit.verify(where, recording)
+    else:
+        try:
+            verdict = asyncio.run(audit.verify_url(where, recording))
+        except StoreUnavailable as exc:
+            print(f"audit: {exc.message}", file=sys.stderr)
+            return 2
     print(verdict.line(), file=sys.stdout if verdict.ok else sys.stderr)
     return 0 if verdict.ok else 1
 

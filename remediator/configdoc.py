@@ -33,30 +33,34 @@ def _secret_key(key: str) -> bool:
     return bool(_SECRET_KEY.search(key)) and not key.lower().endswith(_NAME_SUFFIXES)
 
 
-def _redact_leaf(key: str | None, value: str) -> str:
+Secrets = tuple[str, ...]
+
+
+def _redact_leaf(key: str | None, value: str, secrets: Secrets = ()) -> str:
     if key is not None and _secret_key(key):
         return REDACTED if value else value
     if key in _PATH_SECRET_KEYS:
         match = _URL.match(value)
         if match:
-            return redact_text(match.group("origin")) + "/" + REDACTED
-    return redact_text(value)
+            return redact_text(match.group("origin"), secrets) + "/" + REDACTED
+    return redact_text(value, secrets)
 
 
-def redact_document(value: Any, key: str | None = None) -> Any:
-    """A JSON-like document with every secret replaced by ``***``."""
+def redact_document(value: Any, key: str | None = None, secrets: Secrets = ()) -> Any:
+    """A JSON-like document with every secret replaced by ``***``; ``secrets`` are values to
+    mask wherever they appear (the API tokens, values the configuration points at)."""
     if isinstance(value, str):
-        return _redact_leaf(key, value)
+        return _redact_leaf(key, value, secrets)
     if isinstance(value, dict):
-        return {k: redact_document(v, str(k)) for k, v in value.items()}
+        return {k: redact_document(v, str(k), secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact_document(v, key) for v in value]
+        return [redact_document(v, key, secrets) for v in value]
     return value
 
 
-def redacted(config: Config) -> dict[str, Any]:
+def redacted(config: Config, secrets: Secrets = ()) -> dict[str, Any]:
     """The configuration as JSON with secrets redacted."""
-    document: dict[str, Any] = redact_document(config.model_dump(mode="json"))
+    document: dict[str, Any] = redact_document(config.model_dump(mode="json"), secrets=secrets)
     return document
 
 
@@ -68,17 +72,17 @@ def _item_key(item: Any) -> str | None:
     return None
 
 
-def restore_secrets(new: Any, old: Any, key: str | None = None) -> Any:
+def restore_secrets(new: Any, old: Any, key: str | None = None, secrets: Secrets = ()) -> Any:
     """``new`` with every redacted value that still equals the redacted ``old`` value at the same
     place replaced by the ``old`` value. List items are matched by ``name``/``id`` when they have
     one, else by position."""
     if isinstance(new, str):
-        if isinstance(old, str) and REDACTED in new and new == _redact_leaf(key, old):
+        if isinstance(old, str) and REDACTED in new and new == _redact_leaf(key, old, secrets):
             return old
         return new
     if isinstance(new, dict):
         previous = old if isinstance(old, dict) else {}
-        return {k: restore_secrets(v, previous.get(k), str(k)) for k, v in new.items()}
+        return {k: restore_secrets(v, previous.get(k), str(k), secrets) for k, v in new.items()}
     if isinstance(new, list):
         olds = old if isinstance(old, list) else []
         by_key = {k: item for item in olds if (k := _item_key(item)) is not None}
@@ -89,7 +93,7 @@ def restore_secrets(new: Any, old: Any, key: str | None = None) -> Any:
                 match = by_key.get(item_key)
             else:
                 match = olds[i] if i < len(olds) else None
-            out.append(restore_secrets(item, match, key))
+            out.append(restore_secrets(item, match, key, secrets))
         return out
     return new
 

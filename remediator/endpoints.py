@@ -10,14 +10,17 @@ import functools
 from typing import Any
 
 from pydantic import BaseModel
+from starlette.datastructures import URLPath
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route
+from starlette.types import Receive, Scope, Send
 
 from remediator import admin, api, intake, management, openapi
 from remediator.alerts import WebhookPayload
 from remediator.auth import Capability
 from remediator.config import Config
+from remediator.errors import NotFound as NotFoundError
 from remediator.openapi import Operation, Param
 from remediator.patterns import PatternSpec
 from remediator.schemas import (
@@ -52,6 +55,11 @@ def _text(description: str) -> dict[str, Any]:
     return {"type": "string", "description": description}
 
 
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """An integer parameter; given empty (``limit=``), it takes its default."""
+    return {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+
+
 _TIME = "RFC 3339, or Unix seconds"
 EVENT_PARAMS = (
     Param("type", "query", {"type": "string"}, "Event type, e.g. recovery:action"),
@@ -63,14 +71,14 @@ EVENT_PARAMS = (
     Param(
         "before",
         "query",
-        {"type": "integer", "minimum": 1, "maximum": 2**62},
+        _or_empty({"type": "integer", "minimum": 1, "maximum": 2**62}),
         "Only events with a smaller id (paging: the previous answer's next_before)",
     ),
     Param(
         "limit",
         "query",
-        {"type": "integer", "minimum": 1, "maximum": api.MAX_LIMIT, "default": 100},
-        "At most this many events",
+        _or_empty({"type": "integer", "minimum": 1, "maximum": api.MAX_LIMIT}),
+        "At most this many events (default 100)",
     ),
 )
 _NAME = {"type": "string", "minLength": 1}
@@ -148,6 +156,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "DELETE", f"{PREFIX}/patterns", admin.delete_pattern, "Delete a user pattern (?id=)",
         "admin", PatternDeleted, errors=(404, 409, 422, 503),
         params=(Param("id", "query", _NAME, "The pattern's id", required=True),),
+        name="delete_pattern_by_query",
     ),
     managed(
         "DELETE", f"{PREFIX}/patterns/{{id}}", admin.delete_pattern, "Delete a user pattern",
@@ -179,5 +188,26 @@ def document() -> dict[str, Any]:
     return openapi.build(OPERATIONS)
 
 
-def routes() -> list[Route]:
-    return [Route(op.route or op.path, op.handler, methods=[op.method]) for op in OPERATIONS]
+class NotFound(BaseRoute):
+    """Last in the table: what no route matches is a JSON 404 (paths with a newline included,
+    which Starlette's path patterns never match). A known path with another method still gets
+    Starlette's 405: a route that matches the path wins over this one."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return (Match.PARTIAL if scope["type"] == "http" else Match.NONE), {}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = management.problem(
+            NotFoundError("no such endpoint; see /api/v1/recovery/openapi.json")
+        )
+        await answer(scope, receive, send)
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)
+
+
+def routes() -> list[BaseRoute]:
+    table: list[BaseRoute] = [
+        Route(op.route or op.path, op.handler, methods=[op.method]) for op in OPERATIONS
+    ]
+    return [*table, NotFound()]

@@ -74,6 +74,11 @@ class Engine:
         self.config = config
         self.config_version = version
         self.catalog = Catalog.from_config(config, self.strategies)
+        self.metrics.prepare(
+            targets=[t.name for t in config.targets],
+            plans={p.name: [s.action for s in p.steps] for p in self.catalog.plans},
+            categories=sorted({p.category for p in self.catalog.classifier.specs} | {"unknown"}),
+        )
         self.guards = Guards(config=config, store=self.store)
 
     # -- start-up ------------------------------------------------------------------------------
@@ -116,8 +121,11 @@ class Engine:
                 )
             ],
         )
-        for state in await self.store.breakers():
-            self.metrics.circuit_state.labels(state.target).set(STATE_VALUE[state.state])
+        known = {state.target: state for state in await self.store.breakers()}
+        for target in self.config.targets:
+            state = known.get(target.name)
+            value = STATE_VALUE[state.state] if state is not None else 0
+            self.metrics.circuit_state.labels(target.name).set(value)
 
     # -- per batch and per item ----------------------------------------------------------------
 
@@ -313,7 +321,17 @@ class Engine:
             )
             escalation = self._escalation(base, "remediation_failed", detail)
             events.append(replace(escalation, details={**escalation.details, "failures": failures}))
-        elif not dry:
+        elif dry:
+            events.append(
+                replace(
+                    base,
+                    type="recovery:dry_run",
+                    time=now,
+                    outcome="dry_run",
+                    message=f"{plan.name} on {target.name}: dry run, nothing was changed",
+                )
+            )
+        else:
             events.append(
                 replace(
                     base,

@@ -8,6 +8,7 @@ apply the caller's rate limit (429), then answer; errors become ``{"error": {"co
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from remediator.errors import (
 )
 from remediator.guards import PAUSE_FLAG
 from remediator.patterns import DEFAULT_PATTERNS, effective_patterns
+from remediator.redaction import configured_secrets
 from remediator.runtime import Runtime
 from remediator.schemas import (
     BreakersResponse,
@@ -131,7 +133,7 @@ async def parse_body(request: Request, rt: Runtime, model: type[M], *, optional:
     """The JSON body as ``model`` (strict JSON types): 400 if not JSON, 413 if too large, 422
     naming each invalid field. With ``optional``, an empty body means the model's defaults."""
     body = await read_body(request, rt.config.server.max_body_bytes)
-    if optional and not body.strip():
+    if optional and not body:
         return model()
     try:
         return model.model_validate_json(body, strict=True)
@@ -215,9 +217,16 @@ statistics_.__name__ = "statistics"
 # -- configuration and patterns ----------------------------------------------------------------
 
 
+def known_secrets(rt: Runtime) -> tuple[str, ...]:
+    """Secret values to mask wherever they appear: the API tokens and every value the
+    configuration points at (environment variables, URL passwords, header values)."""
+    return configured_secrets(rt.config, rt.authenticator.secrets, os.environ)
+
+
 async def get_configuration(request: Request, rt: Runtime, who: Principal) -> Response:
     """The running configuration, secrets redacted, and its version."""
-    data = {"version": rt.config_version, "configuration": configdoc.redacted(rt.config)}
+    document = configdoc.redacted(rt.config, known_secrets(rt))
+    data = {"version": rt.config_version, "configuration": document}
     ConfigurationResponse.model_validate(data)
     return JSONResponse(data)
 

@@ -1,17 +1,16 @@
-"""Manual runs and dry runs, for ``POST /trigger`` and ``POST /test``.
+"""Manual runs, for ``POST /trigger``.
 
 A manual run goes through the same path as an automatic one: the same guards (kill switch,
 quarantine, blast radius, cooldown, window, circuit breaker), the same per-target lock, the same
 remediation record (exactly once, with the config version), the same breaker accounting and
 step runner. Differences: it is one attempt (no retries), ``force`` bypasses the cooldown and
 nothing else, and every event of the run carries the caller's token name as its actor.
-
-A dry run (``POST /test``) only reads: it decides, asks the guards, and reports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,11 +20,11 @@ from pydantic import TypeAdapter, ValidationError
 from remediator import events as ev
 from remediator.breaker import STATE_VALUE, Transition
 from remediator.config import format_errors
-from remediator.decisions import Decision, Plan, decide, step_json
+from remediator.decisions import Plan
 from remediator.errors import CircuitOpen, ServiceNotFound
 from remediator.events import Event
 from remediator.guards import COOLDOWN, Verdict
-from remediator.management import Conflict, Missing, ValidationFailed, breaker_json
+from remediator.management import Conflict, Missing, ValidationFailed
 from remediator.playbooks import RetrySpec
 from remediator.runner import StepContext
 from remediator.runtime import Runtime
@@ -225,6 +224,8 @@ async def trigger(
             now=now,
             config_version=version,
             events=[started],
+            owner=rt.engine.owner,
+            lease=rt.engine.lease,
         )
         assert rid is not None  # the fingerprint is new
         if not dry_run:
@@ -252,7 +253,24 @@ async def trigger(
                     events=[blocked],
                 )
                 raise CircuitOpen("circuit breaker open")
-        return await _run(rt, plan, target, base, rid, dry_run=dry_run, bypassed=bypassed)
+        keeper = asyncio.create_task(_keep_lease(rt, rid), name=f"lease-{rid}")
+        try:
+            return await _run(rt, plan, target, base, rid, dry_run=dry_run, bypassed=bypassed)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+
+async def _keep_lease(rt: Runtime, rid: int) -> None:
+    """Renew the run's lease, so no other replica takes it for an interrupted one."""
+    engine = rt.engine
+    while True:
+        await asyncio.sleep(engine.lease / 3)
+        with contextlib.suppress(Exception):
+            await rt.store.renew_remediation(
+                rid, owner=engine.owner, until=rt.clock.now() + engine.lease
+            )
 
 
 async def _run(
@@ -329,63 +347,3 @@ async def _run(
         detail=result.detail or ("dry run" if dry_run else "all steps succeeded"),
         config_version=base.config_version,
     )
-
-
-# -- dry runs ----------------------------------------------------------------------------------
-
-
-async def _guards(rt: Runtime, plan: Plan, target: Target) -> dict[str, Any]:
-    verdict = await rt.engine.guards.check(plan=plan, target=target, now=rt.clock.now())
-    breaker = await rt.store.breaker(target.name)
-    return {
-        "guards": {"allowed": verdict.allowed, "reason": verdict.reason, "detail": verdict.detail},
-        "breaker": breaker_json(breaker, rt.config.circuit_breaker),
-        "would_run": verdict.allowed,
-    }
-
-
-async def trace_decision(rt: Runtime, decision: Decision) -> dict[str, Any]:
-    """What the worker would do with one alert now: the decision and the guards' verdict."""
-    out = decision.as_json()
-    out.update({"guards": None, "breaker": None, "would_run": False})
-    if decision.runs and decision.plan is not None and decision.target is not None:
-        out.update(await _guards(rt, decision.plan, decision.target))
-    return out
-
-
-async def trace_alerts(rt: Runtime, alerts: list[Any]) -> list[dict[str, Any]]:
-    catalog = rt.engine.catalog
-    traces = []
-    for alert in alerts:
-        decision = decide(
-            catalog,
-            fingerprint=alert.fingerprint,
-            status=alert.status,
-            labels=alert.labels,
-            annotations=alert.annotations,
-        )
-        traces.append(await trace_decision(rt, decision))
-    return traces
-
-
-async def trace_target(rt: Runtime, plan: Plan, target: Target) -> dict[str, Any]:
-    """What ``POST /trigger`` would do with this plan and target now."""
-    out: dict[str, Any] = {
-        "fingerprint": "",
-        "alertname": "",
-        "status": "manual",
-        "pattern": plan.pattern,
-        "category": "manual",
-        "severity": "info",
-        "playbook": plan.name,
-        "priority": plan.priority,
-        "target": target.name,
-        "target_type": target.type,
-        "steps": [step_json(s) for s in plan.steps],
-        "dry_run": plan.dry_run,
-        "runs": True,
-        "reason": None,
-        "rendered_target": None,
-    }
-    out.update(await _guards(rt, plan, target))
-    return out

@@ -180,4 +180,22 @@ class Metrics:
                 self.notifications.labels(channel, outcome)
         for status in ("firing", "resolved"):
             self.alerts_received.labels(status)
+        for code in ("200", "400", "401", "403", "413", "422", "500", "503"):
+            self.webhook_requests.labels(code)
         self.paused.set(0)
+
+    def prepare(
+        self, *, targets: list[str], plans: dict[str, list[str]], categories: list[str]
+    ) -> None:
+        """Export a configuration's series at zero: each target's breaker (closed) and trips,
+        each playbook's step actions by outcome, action durations, recovery times."""
+        for target in targets:
+            self.circuit_trips.labels(target)
+            self.target_up.labels(target)
+        for playbook, actions in plans.items():
+            for action in actions:
+                self.action_duration.labels(action)
+                for outcome in ("success", "failure", "dry_run"):
+                    self.remediations.labels(playbook, action, outcome)
+            for category in categories:
+                self.time_to_recovery.labels(playbook, category)

@@ -27,13 +27,13 @@ from remediator.recording import OutboxRow, Router
 
 SLACK_PHASES = {
     "recovery:started": "remediating",
-    "recovery:action": "remediating",
+    "recovery:action": "info",  # a thread reply; the headline keeps the incident's state
     "recovery:succeeded": "recovered",
     "recovery:failed": "failed",
     "service:recovered": "recovered",
 }
 EMAIL_PHASES = {"recovery:succeeded": "recovered", "recovery:failed": "failed"}
-WEBHOOK_PHASES = SLACK_PHASES
+WEBHOOK_PHASES = {**SLACK_PHASES, "recovery:action": "remediating"}
 ESCALATED = "recovery:escalated"
 ALL_CHANNELS = ("slack", "email", "webhook")
 

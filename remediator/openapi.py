@@ -83,10 +83,11 @@ class Operation:
     media_type: str = "application/json"
     response_schema: dict[str, Any] | None = None  # instead of ``response``
     also: dict[int, str] = field(default_factory=dict)  # more answers with the same model
+    name: str = ""  # the operationId, when not the handler's name
 
     @property
     def operation_id(self) -> str:
-        return getattr(self.handler, "__name__", "operation").strip("_")
+        return self.name or getattr(self.handler, "__name__", "operation").strip("_")
 
 
 class _Schemas(GenerateJsonSchema):
@@ -168,6 +169,9 @@ def build(operations: Sequence[Operation]) -> dict[str, Any]:
     defs: dict[str, Any] = top.get("$defs", {})
     _lenient_intake(defs)
 
+    ids = [op.operation_id for op in operations]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"operationIds must be unique: {sorted(ids)}")
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         entry: dict[str, Any] = {

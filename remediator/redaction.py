@@ -10,7 +10,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<creds>[^/@\s]+)@")
+# The scheme is bounded: unbounded, every start inside a long run of letters and digits would
+# scan to the run's end (quadratic: seconds for one 64 KB label value).
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<creds>[^/@\s]+)@")
 _KV_SECRET = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|token|secret|api[_-]?key)\b\s*[=:]\s*)(?P<value>[^\s&;,]+)",
     re.IGNORECASE,

@@ -218,6 +218,18 @@ class StatisticsResponse(BaseModel):
 
 
 class TriggerRequest(_Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"target": "web", "playbook": "restart-web"},
+                {"target": "web", "action": "docker.restart", "params": {"stop_timeout": 5}},
+                {"target": "web", "playbook": "restart-web", "force": True, "reason": "INC-1234"},
+            ]
+        },
+    )
+
     target: str = Field(min_length=1, max_length=128, description="A registered target")
     playbook: str | None = Field(default=None, description="A playbook, or pattern:ID")
     action: str | None = Field(default=None, description="One action instead of a playbook")
@@ -250,6 +262,12 @@ class TriggerResponse(_Answer):
 
 
 class DryRunRequest(_Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"target": "web", "playbook": "restart-web"}]},
+    )
+
     target: str = Field(min_length=1, max_length=128)
     playbook: str | None = None
     action: str | None = None

@@ -43,6 +43,9 @@ def serve(
         lifespan="on",
         timeout_graceful_shutdown=int(config.server.drain_timeout) or 1,
         server_header=False,
+        # Longer than the idle-connection reuse of Alertmanager's Go HTTP client, so a reused
+        # connection is never closed under it by the server at the same moment.
+        timeout_keep_alive=120,
     )
     # uvicorn re-raises the signal that stopped it once shutdown is done, to the handler that was
     # installed before it ran. A graceful stop is a clean exit here: that handler does nothing.

@@ -15,7 +15,8 @@ Outcomes, as a :class:`~remediator.notifiers.base.Delivery`:
   535) is permanent, a 4xx reply is worth retrying;
 * connection refused or lost, timeouts, TLS failures: retryable.
 
-The password is read from the environment at send time and never appears in ``detail``.
+The password is read from the environment once, when the notifier is built (a missing one is a
+:class:`~remediator.errors.ConfigError`), and never appears in ``detail``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any, ClassVar
 import aiosmtplib
 
 from remediator.config import EmailConfig
+from remediator.errors import ConfigError
 from remediator.notifiers.base import Channel, Delivery, Notification, Thread
 from remediator.redaction import redact_text
 
@@ -148,7 +150,7 @@ def build_message(
     msg["Message-ID"] = message_id(note)
     incident = _SAFE_TOKEN.sub("-", note.incident).strip("-")[:120] or "unknown"
     msg["References"] = f"<remediator-incident-{incident}@remediator>"
-    msg["X-Remediator-Incident"] = incident
+    msg["X-Remediator-Incident"] = _WHITESPACE.sub(" ", note.incident).strip()[:200] or "unknown"
     msg["X-Remediator-Phase"] = note.phase
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(render_text(note))
@@ -176,20 +178,16 @@ class EmailNotifier:
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self._config = config
-        self._env = os.environ if env is None else env
         self._tls_context = tls_context
+        self._password: str | None = None
+        if config.password_env is not None:
+            self._password = (os.environ if env is None else env).get(config.password_env)
+            if not self._password:
+                problem = f"notifications.email.password_env: {config.password_env} is not set"
+                raise ConfigError([problem])
 
     async def send(self, note: Notification, *, thread: Thread | None = None) -> Delivery:
-        password: str | None = None
-        cfg = self._config
-        if cfg.password_env:
-            password = self._env.get(cfg.password_env)
-            if not password:
-                return Delivery(
-                    False,
-                    f"email: environment variable {cfg.password_env} is not set",
-                    permanent=True,
-                )
+        password = self._password
         to = _split(note.destination)
         if not to:
             return Delivery(False, "email: no recipients", permanent=True)
@@ -249,10 +247,11 @@ async def _closed(sock: Any, limit: float) -> None:
     its socket, so a caller whose event loop ends right after us leaks nothing."""
     if sock is None:
         return
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while sock.fileno() != -1 and loop.time() < deadline:
-        await asyncio.sleep(0.005)
+    step = 0.005  # aiosmtplib offers nothing to await here: poll, boundedly
+    for _ in range(max(1, int(limit / step))):
+        if sock.fileno() == -1:
+            return
+        await asyncio.sleep(step)
 
 
 def _failure(exc: BaseException) -> Delivery:

@@ -282,6 +282,10 @@ class SlackNotifier:
         return Delivery(ok=True, thread=thread)
 
     async def _update(self, web: AsyncWebClient, note: Notification, thread: Thread) -> Delivery:
+        if note.phase == "info" and note.detail:
+            # A step's details: a thread reply only, the headline keeps the incident's state.
+            await self._reply(web, note, thread)
+            return Delivery(ok=True, thread=thread)
         try:
             await self._call(
                 "chat.update",

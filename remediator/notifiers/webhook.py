@@ -24,7 +24,8 @@ Outcomes
 --------
 Redirects are never followed (a 3xx is a configuration problem: permanent). 2xx: ok. 429 and
 503 with ``Retry-After``: retry after that many seconds. Other 5xx, 408, 429, connection
-errors and timeouts: retryable. Other 4xx, an unknown webhook name, a missing secret: permanent.
+errors and timeouts: retryable. Other 4xx and an unknown webhook name: permanent. A missing
+secret is a :class:`~remediator.errors.ConfigError` when the notifier is built.
 The URL (which may embed a token) and the secret never appear in ``detail``.
 """
 
@@ -43,6 +44,7 @@ from typing import Any, ClassVar
 import httpx2
 
 from remediator.config import WebhookConfig
+from remediator.errors import ConfigError
 from remediator.notifiers.base import Channel, Delivery, Notification, Thread
 from remediator.redaction import redact_text
 
@@ -159,8 +161,21 @@ class WebhookNotifier:
         client: httpx2.AsyncClient | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
+        environ = os.environ if env is None else env
         self._configs = {c.name: c for c in configs}
-        self._env = os.environ if env is None else env
+        self._secrets: dict[str, str] = {}
+        problems: list[str] = []
+        for i, config in enumerate(configs):
+            if config.secret_env is None:
+                continue
+            secret = environ.get(config.secret_env)
+            if secret:
+                self._secrets[config.name] = secret
+            else:
+                where = f"notifications.webhooks[{i}].secret_env"
+                problems.append(f"{where}: {config.secret_env} is not set")
+        if problems:
+            raise ConfigError(problems)
         self._own_client = client is None
         self._client = client or httpx2.AsyncClient(
             follow_redirects=False,
@@ -173,12 +188,7 @@ class WebhookNotifier:
         config = self._configs.get(name)
         if config is None:
             return Delivery(False, f"webhook {name!r} is not configured", permanent=True)
-        secret: str | None = None
-        if config.secret_env:
-            secret = self._env.get(config.secret_env)
-            if not secret:
-                detail = f"webhook {name}: environment variable {config.secret_env} is not set"
-                return Delivery(False, detail, permanent=True)
+        secret = self._secrets.get(name)
         try:
             body = encode_body(note)
         except (TypeError, ValueError) as exc:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from remediator.store.base import EventQuery, InboxItem, IngestResult, Store
+from remediator.store.postgres import PostgresStore
 from remediator.store.sqlite import SqliteStore
 
 BACKENDS: dict[str, Callable[[str], Store]] = {
     "sqlite": SqliteStore,
+    "postgresql": PostgresStore,
+    "postgres": PostgresStore,
 }
 
 

@@ -1,15 +1,15 @@
 """The store interface: everything remediator keeps durably, behind one protocol.
 
-Backends: ``sqlite`` (embedded default) and, later, ``postgres``. Every write is one
-transaction; an acknowledged write survives a crash. A backend that cannot commit raises
-:class:`~remediator.errors.StoreUnavailable` and has changed nothing.
+Backends: ``sqlite`` (embedded default, one process) and ``postgresql`` (several replicas
+share it). Every write is one transaction; an acknowledged write survives a crash. A backend
+that cannot commit raises :class:`~remediator.errors.StoreUnavailable` and has changed nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from remediator.alerts import Alert
 from remediator.breaker import BreakerState, Transition
@@ -47,6 +47,16 @@ class InboxItem:
     received_at: float
     priority: int
     attempts: int = 0
+
+
+class AuditAnchor(NamedTuple):
+    """Where the audit chain is anchored: its head (None before the first append recorded
+    one) and the retention checkpoint (``0`` and the genesis hash before any pruning)."""
+
+    head_id: int | None
+    head_hash: str | None
+    checkpoint_id: int
+    checkpoint_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +122,18 @@ class Store(Protocol):
     async def schema_version(self) -> int: ...
 
     async def raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Read-only query for diagnostics and tests."""
+        """Read-only query for diagnostics and tests, in the backend's own paramstyle
+        (``?`` for SQLite, ``%s`` for PostgreSQL). Engine code never uses it."""
+        ...
+
+    # -- the audit chain (remediator/audit.py) -------------------------------------------------
+
+    async def events_after(self, after_id: int, limit: int) -> list[Event]:
+        """Up to ``limit`` recorded events with ``id > after_id``, oldest first."""
+        ...
+
+    async def audit_anchor(self) -> AuditAnchor:
+        """The chain's head and retention checkpoint, read together."""
         ...
 
     # -- engine state (see remediator/store/records.py) ----------------------------------------

@@ -10,7 +10,6 @@ connections (WAL readers never block the writer).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -18,16 +17,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from remediator.alerts import Alert
-from remediator.episodes import Episode, Placement, place, resolved_time
+from remediator.episodes import Episode
 from remediator.errors import StoreUnavailable
-from remediator.events import (
-    ALERT_DUPLICATE,
-    ALERT_RECEIVED,
-    ALERT_RESOLVED,
-    Event,
-)
+from remediator.events import GENESIS_HASH, Event
 from remediator.recording import Recording
-from remediator.store.base import EventQuery, InboxItem, IngestResult
+from remediator.store.base import AuditAnchor, EventQuery, InboxItem, IngestResult
+from remediator.store.ingest_logic import (
+    INBOX_INSERT_COLUMNS,
+    SEVERITY_PRIORITY,
+    decide,
+    inbox_values,
+    intake_event,
+)
 from remediator.store.schema import SQLITE_MIGRATIONS
 from remediator.store.sqlite_outbox import SqliteOutboxOps
 from remediator.store.sqlite_rows import EVENT_COLUMNS, append_events, event_from_row, item_from_row
@@ -36,7 +37,7 @@ from remediator.store.sqlite_writer import Readers, Writer, connect
 
 T = TypeVar("T")
 log = logging.getLogger("remediator.store")
-SEVERITY_PRIORITY = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}
+__all__ = ["SEVERITY_PRIORITY", "SqliteStore", "migrate", "sqlite_path"]
 
 
 def sqlite_path(url: str) -> Path:
@@ -193,7 +194,31 @@ class SqliteStore(SqliteStateOps, SqliteOutboxOps):
         return int(row[0] or 0)
 
     async def raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A read-only query in SQLite's paramstyle (``?``)."""
         return await self._read(lambda conn: conn.execute(sql, params).fetchall())
+
+    async def events_after(self, after_id: int, limit: int) -> list[Event]:
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+                (after_id, limit),
+            ).fetchall()
+        )
+        return [event_from_row(row, self.recording) for row in rows]
+
+    async def audit_anchor(self) -> AuditAnchor:
+        return await self._read(audit_anchor)
+
+
+def audit_anchor(conn: sqlite3.Connection) -> AuditAnchor:
+    """The chain's head and retention checkpoint, read in one statement."""
+    row = conn.execute(
+        "SELECT (SELECT last_id FROM audit_head WHERE id = 1), "
+        "(SELECT last_hash FROM audit_head WHERE id = 1), "
+        "(SELECT through_id FROM audit_checkpoint WHERE id = 1), "
+        "(SELECT hash FROM audit_checkpoint WHERE id = 1)"
+    ).fetchone()
+    return AuditAnchor(row[0], row[1], row[2] or 0, row[3] or GENESIS_HASH)
 
 
 # -- write jobs (run on the writer thread, inside a savepoint) ----------------------------------
@@ -246,66 +271,38 @@ def _ingest(
     new = duplicates = 0
     events: list[Event] = []
     for alert in alerts:
-        latest = _latest_episode(conn, alert.fingerprint)
-        starts, ends = alert.starts_ts, alert.ends_ts
-        placement = place(latest, status=alert.status, starts_at=starts, ends_at=ends)
-        late_repeat = False
-        if placement is Placement.NEW_OPEN:
-            episode_id = _insert_episode(conn, alert, now, resolved_at=None)
-        elif placement is Placement.NEW_CLOSED:
-            episode_id = _insert_episode(
-                conn, alert, now, resolved_at=resolved_time(ends_at=ends, received_at=now)
-            )
+        intake = decide(_latest_episode(conn, alert.fingerprint), alert, now)
+        if intake.episode_id is None:
+            episode_id = _insert_episode(conn, alert, now, resolved_at=intake.new_resolved_at)
         else:
-            assert latest is not None
-            episode_id = latest.id
-            if placement is Placement.CLOSE:
+            episode_id = intake.episode_id
+            if intake.close_at is not None:
                 conn.execute(
                     "UPDATE episodes SET resolved_at = ? WHERE id = ?",
-                    (resolved_time(ends_at=ends, received_at=now), episode_id),
+                    (intake.close_at, episode_id),
                 )
-            elif latest.open and starts < latest.starts_at:
-                conn.execute("UPDATE episodes SET starts_at = ? WHERE id = ?", (starts, episode_id))
-            late_repeat = not latest.open and alert.status == "firing"
+            elif intake.move_start is not None:
+                conn.execute(
+                    "UPDATE episodes SET starts_at = ? WHERE id = ?",
+                    (intake.move_start, episode_id),
+                )
         inserted = 0
-        if not late_repeat:
+        if not intake.late_repeat:
+            values = inbox_values(
+                alert, episode_id=episode_id, now=now, receiver=receiver, group_key=group_key
+            )
             inserted = conn.execute(
-                "INSERT OR IGNORE INTO inbox (fingerprint, episode_id, status, alertname, labels, "
-                "annotations, starts_at, ends_at, generator_url, receiver, group_key, received_at, "
-                "priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    alert.fingerprint,
-                    episode_id,
-                    alert.status,
-                    alert.alertname,
-                    json.dumps(alert.labels, sort_keys=True),
-                    json.dumps(alert.annotations, sort_keys=True),
-                    starts,
-                    ends,
-                    alert.generator_url,
-                    receiver,
-                    group_key,
-                    now,
-                    SEVERITY_PRIORITY.get(alert.labels.get("severity", ""), 2),
-                ),
+                f"INSERT OR IGNORE INTO inbox ({INBOX_INSERT_COLUMNS}) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
             ).rowcount
         if inserted:
             new += 1
-            kind = ALERT_RECEIVED if alert.status == "firing" else ALERT_RESOLVED
         else:
             duplicates += 1
-            kind = ALERT_DUPLICATE
         events.append(
-            Event(
-                type=kind,
-                time=now,
-                severity=alert.labels.get("severity", "info"),
-                fingerprint=alert.fingerprint,
-                alertname=alert.alertname,
-                status=alert.status,
-                message=f"{alert.alertname} {alert.status}",
-                actor=f"alertmanager:{receiver}",
-                details={"episode": episode_id, "starts_at": starts, "ends_at": ends},
+            intake_event(
+                alert, inserted=bool(inserted), episode_id=episode_id, now=now, receiver=receiver
             )
         )
     appended = append_events(conn, events)

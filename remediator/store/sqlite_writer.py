@@ -129,7 +129,7 @@ class Writer:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             for _, future in batch:
-                future.set_exception(StoreUnavailable(f"the store could not commit: {exc}"))
+                _settle(future, error=StoreUnavailable(f"the store could not commit: {exc}"))
             return
         finally:
             COMMITTING.events = None
@@ -139,12 +139,21 @@ class Writer:
             except Exception:
                 log.exception("event publication failed")
         for future, result, error in outcomes:
-            if error is None:
-                future.set_result(result)
-            elif isinstance(error, sqlite3.Error):
-                future.set_exception(StoreUnavailable(f"the store could not write: {error}"))
-            else:
-                future.set_exception(error)
+            if isinstance(error, sqlite3.Error):
+                error = StoreUnavailable(f"the store could not write: {error}")
+            _settle(future, result, error)
+
+
+def _settle(
+    future: concurrent.futures.Future[Any], result: Any = None, error: BaseException | None = None
+) -> None:
+    """Hand a job's outcome to its caller. A caller that stopped waiting (its task was
+    cancelled, which cancels the future) gets nothing; the writer thread must not die of it."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
 
 
 class Readers:

@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import docker
+import docker.errors
 import httpx2 as httpx
 import yaml
 
@@ -62,6 +63,7 @@ LEAK_USAGE: Final = "leak_bytes"
 LEAK_LIMIT: Final = "leak_limit_bytes"
 USAGE_SERIES: Final = f'{LEAK_USAGE}{{job="{LEAK_JOB}"}}'
 LIMIT_SERIES: Final = f'{LEAK_LIMIT}{{job="{LEAK_JOB}"}}'
+POLL: Final = 0.2  # seconds between looks; remediator's API rate-limits each token (10/s)
 SYSTEM_DOCKER_SOCKETS: Final = frozenset({"/var/run/docker.sock", "/run/docker.sock"})
 
 T = TypeVar("T")
@@ -189,8 +191,9 @@ exec httpd -f -p 127.0.0.1:{port} -h /www
 # ------------------------------------------------------------------------------------------------
 
 
-def leak_rule(threshold_out: list[float] | None = None) -> dict[str, Any]:
-    """The project's ContainerMemoryHigh rule, on the leak metric instead of cAdvisor's.
+def leak_rule() -> tuple[dict[str, Any], float]:
+    """The project's ContainerMemoryHigh rule, on the leak metric instead of cAdvisor's, as a
+    rule file; and its threshold.
 
     Same expression (usage / limit > threshold, the ``name`` label copied to ``container``),
     same labels and annotations; only ``for`` is shortened to 2s.
@@ -213,9 +216,7 @@ def leak_rule(threshold_out: list[float] | None = None) -> dict[str, Any]:
             f"for more than {project_for}", f"for more than {RULE_FOR}"
         )
     rule["annotations"] = annotations
-    if threshold_out is not None:
-        threshold_out.append(rule_threshold(expr))
-    return {"groups": [{"name": "e2e", "rules": [rule]}]}
+    return {"groups": [{"name": "e2e", "rules": [rule]}]}, rule_threshold(expr)
 
 
 def rule_threshold(expr: str) -> float:
@@ -378,9 +379,15 @@ class Remediator(Served):
         query: dict[str, str | int] = {"limit": 1000, **params}
         if kind is not None:
             query["type"] = kind
-        answer = httpx.get(
-            self.url + EVENTS_PATH, params=query, headers=self.headers("viewer"), timeout=10
-        )
+        deadline = time.monotonic() + 15
+        while True:
+            answer = httpx.get(
+                self.url + EVENTS_PATH, params=query, headers=self.headers("viewer"), timeout=10
+            )
+            if answer.status_code != 429 or time.monotonic() > deadline:
+                break
+            # The API rate-limits each token: wait as told, as a polite client does.
+            time.sleep(float(answer.headers.get("Retry-After") or 1))
         if answer.status_code != 200:
             raise AssertionError(f"GET {EVENTS_PATH} answered {answer.status_code}: {answer.text}")
         found: list[dict[str, Any]] = answer.json()["events"]
@@ -489,9 +496,7 @@ class Stack:
         self.extra_env = dict(extra_env or {})
         self.name_prefix = name_prefix
         self.leak_port = free_port()
-        thresholds: list[float] = []
-        self.rules = leak_rule(thresholds)
-        self.threshold = thresholds[0]
+        self.rules, self.threshold = leak_rule()
         if not math.isclose(self.threshold, self.leak.threshold):
             raise AssertionError(
                 f"the project rule's threshold is {self.threshold}, the leak assumes "
@@ -503,7 +508,6 @@ class Stack:
         self._remediator: Remediator | None = None
         self._alertmanager: Alertmanager | None = None
         self._prometheus: Prometheus | None = None
-        self.started_at_monotonic = 0.0
         self._starts_since = 0.0
         self._starts_baseline = 0
 
@@ -569,7 +573,6 @@ class Stack:
 
     def start(self, progress: Progress | None = None) -> Stack:
         say = progress or (lambda _line: None)
-        self.started_at_monotonic = time.monotonic()
         try:
             self._start(say)
         except BaseException:
@@ -740,7 +743,7 @@ class Stack:
 
         def link(what: str, check: Callable[[], T | None], timeout: float = step_timeout) -> T:
             try:
-                return wait_for(check, timeout=timeout, what=what)
+                return wait_for(check, timeout=timeout, what=what, interval=POLL)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{self.diagnostics()}") from None
 

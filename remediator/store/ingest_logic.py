@@ -1,0 +1,111 @@
+"""Backend-neutral intake: what storing one alert of a notification means.
+
+Every backend runs the same loop, per alert, inside the one transaction of the notification
+(and, with several writers, while holding the alert's fingerprint exclusively)::
+
+    intake = decide(latest_episode(fingerprint), alert, now)
+    episode = insert_episode(alert, resolved_at=intake.new_resolved_at) if intake.new_episode
+              else intake.episode_id (closing it at intake.close_at, or moving its start to
+              intake.move_start)
+    inserted = not intake.late_repeat and insert-or-ignore inbox_values(...)
+    events.append(intake_event(alert, inserted=inserted, ...))
+
+The inbox is unique on (fingerprint, episode_id, status), so a notification re-sent by
+Alertmanager, or by its HA peer, queues each alert state once; a late repeat of a closed episode
+is recorded as a duplicate without being queued.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from remediator.alerts import Alert
+from remediator.episodes import Episode, Placement, place, resolved_time
+from remediator.events import ALERT_DUPLICATE, ALERT_RECEIVED, ALERT_RESOLVED, Event
+
+SEVERITY_PRIORITY = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}
+INBOX_INSERT_COLUMNS = (
+    "fingerprint, episode_id, status, alertname, labels, annotations, starts_at, ends_at, "
+    "generator_url, receiver, group_key, received_at, priority"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """Where one alert goes, and what changes in the episodes table for it."""
+
+    placement: Placement
+    episode_id: int | None  # the existing episode it belongs to (None: a new one)
+    new_resolved_at: float | None = None  # resolved_at of the new episode (NEW_CLOSED)
+    close_at: float | None = None  # the open episode ends then (CLOSE)
+    move_start: float | None = None  # the open episode started earlier than stored
+    late_repeat: bool = False  # a firing repeat of a closed episode: recorded, not queued
+
+    @property
+    def new_episode(self) -> bool:
+        return self.placement in (Placement.NEW_OPEN, Placement.NEW_CLOSED)
+
+
+def decide(latest: Episode | None, alert: Alert, now: float) -> Intake:
+    """The intake of ``alert`` received at ``now``, given its fingerprint's latest episode."""
+    starts, ends = alert.starts_ts, alert.ends_ts
+    placement = place(latest, status=alert.status, starts_at=starts, ends_at=ends)
+    if placement is Placement.NEW_OPEN:
+        return Intake(placement, None)
+    if placement is Placement.NEW_CLOSED:
+        return Intake(placement, None, new_resolved_at=resolved_time(ends_at=ends, received_at=now))
+    assert latest is not None
+    if placement is Placement.CLOSE:
+        return Intake(placement, latest.id, close_at=resolved_time(ends_at=ends, received_at=now))
+    move = starts if latest.open and starts < latest.starts_at else None
+    late = not latest.open and alert.status == "firing"
+    return Intake(placement, latest.id, move_start=move, late_repeat=late)
+
+
+def priority(alert: Alert) -> int:
+    """Queue priority from the severity label: lower is claimed first."""
+    return SEVERITY_PRIORITY.get(alert.labels.get("severity", ""), 2)
+
+
+def inbox_values(
+    alert: Alert, *, episode_id: int, now: float, receiver: str, group_key: str
+) -> tuple[Any, ...]:
+    """The inbox row (:data:`INBOX_INSERT_COLUMNS`) of an alert."""
+    return (
+        alert.fingerprint,
+        episode_id,
+        alert.status,
+        alert.alertname,
+        json.dumps(alert.labels, sort_keys=True),
+        json.dumps(alert.annotations, sort_keys=True),
+        alert.starts_ts,
+        alert.ends_ts,
+        alert.generator_url,
+        receiver,
+        group_key,
+        now,
+        priority(alert),
+    )
+
+
+def intake_event(
+    alert: Alert, *, inserted: bool, episode_id: int, now: float, receiver: str
+) -> Event:
+    """The event recording an alert's arrival: received/resolved if queued, else duplicate."""
+    if inserted:
+        kind = ALERT_RECEIVED if alert.status == "firing" else ALERT_RESOLVED
+    else:
+        kind = ALERT_DUPLICATE
+    return Event(
+        type=kind,
+        time=now,
+        severity=alert.labels.get("severity", "info"),
+        fingerprint=alert.fingerprint,
+        alertname=alert.alertname,
+        status=alert.status,
+        message=f"{alert.alertname} {alert.status}",
+        actor=f"alertmanager:{receiver}",
+        details={"episode": episode_id, "starts_at": alert.starts_ts, "ends_at": alert.ends_ts},
+    )

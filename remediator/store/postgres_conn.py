@@ -1,0 +1,142 @@
+"""PostgreSQL plumbing: a small pool of autocommit connections, and ordered publication.
+
+The pool hands out at most ``size`` connections at once (most recently used first); one that
+broke, or that was left inside a transaction, is closed instead of being reused. One that the
+server closed while it sat idle (a restart) fails on its first statement: the callers
+(remediator/store/postgres_tx.py) then try again on another, since nothing ran. Writes open their
+own transaction on it; reads run in autocommit.
+
+Committed events are handed to the subscriber in commit order: every appending transaction
+reserves its place (its first event id) while it holds the audit-head lock, so this process's
+reservations are ordered like its commits, and a batch is published only when every batch
+before it has committed or rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import psycopg
+from psycopg import pq
+from psycopg.rows import TupleRow
+
+from remediator.errors import StoreUnavailable
+from remediator.events import Event
+
+log = logging.getLogger("remediator.store")
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+
+class Pool:
+    """At most ``size`` connections to ``conninfo``, reused while healthy."""
+
+    def __init__(self, conninfo: str, *, size: int, connect_timeout: int = 10) -> None:
+        self.conninfo = conninfo
+        self.size = size
+        self.connect_timeout = connect_timeout
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Connection] = []
+        self._busy: set[Connection] = set()
+        self._closed = False
+
+    async def connect(self) -> Connection:
+        """A new autocommit connection; :class:`StoreUnavailable` if the server can't be had."""
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self.conninfo,
+                autocommit=True,
+                connect_timeout=self.connect_timeout,
+                application_name="remediator",
+            )
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot connect to the store: {brief(exc)}") from None
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        if self._closed:
+            raise StoreUnavailable("the store is not open")
+        async with self._slots:
+            conn = await self._take()
+            self._busy.add(conn)
+            try:
+                yield conn
+            finally:
+                self._busy.discard(conn)
+                await self._give_back(conn)
+
+    async def _take(self) -> Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not (conn.closed or conn.broken):
+                return conn
+        return await self.connect()
+
+    async def _give_back(self, conn: Connection) -> None:
+        reusable = (
+            not self._closed
+            and not conn.closed
+            and not conn.broken
+            and conn.info.transaction_status == pq.TransactionStatus.IDLE
+        )
+        if reusable:
+            self._idle.append(conn)
+        else:
+            await _close(conn)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await _close(conn)
+        # Connections still in use are closed when they are given back.
+
+
+async def _close(conn: Connection) -> None:
+    with contextlib.suppress(Exception):
+        await conn.close()
+
+
+def brief(exc: BaseException) -> str:
+    """The first line of a driver error (no DSN, no multi-line server detail)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class Publisher:
+    """Hands committed events to the subscriber, in commit order."""
+
+    def __init__(self) -> None:
+        self.callback: Callable[[list[Event]], None] | None = None
+        self._waiting: dict[int, list[Event] | None] = {}
+
+    def reserve(self, first_id: int) -> int:
+        """Called while holding the audit-head lock: this transaction's place in line."""
+        self._waiting[first_id] = None
+        return first_id
+
+    def committed(self, ticket: int | None, events: list[Event]) -> None:
+        if ticket is not None:
+            self._waiting[ticket] = events
+            self._flush()
+
+    def abandoned(self, ticket: int | None) -> None:
+        if ticket is not None:
+            self._waiting.pop(ticket, None)
+            self._flush()
+
+    def _flush(self) -> None:
+        while self._waiting:
+            first = min(self._waiting)
+            events = self._waiting[first]
+            if events is None:
+                return  # an earlier transaction has not finished yet
+            del self._waiting[first]
+            if events and self.callback is not None:
+                try:
+                    self.callback(events)
+                except Exception:
+                    log.exception("event publication failed")

@@ -1,0 +1,169 @@
+"""PostgreSQL transactions: one per write, with the event-chain append and its policy.
+
+:meth:`PgBase._write` runs a job in one transaction on a pooled connection. A deadlock or
+serialisation failure rolled everything back, so the job is run again (a few times), as is one
+whose BEGIN failed on a pooled connection the server had closed (after a restart); any other
+driver error — the commit failed, the connection was lost — raises
+:class:`~remediator.errors.StoreUnavailable` with nothing changed. (A connection lost *during*
+COMMIT cannot tell whether the server committed; every write here is safe to repeat.)
+
+:meth:`Tx.append` appends to the one audit chain of every replica: it takes the row lock of
+``audit_head`` (created if missing), so concurrent writers queue there; ids are ``last_id + 1,
+...``, and the recording policy is applied exactly as on SQLite (remediator/store/rows.py):
+redact, chain, seal, insert, move the head, route to outbox rows. A job appends at its end, so
+the head lock is always the last lock a transaction takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors
+
+from remediator.errors import StoreUnavailable
+from remediator.events import GENESIS_HASH, Event
+from remediator.recording import Recording
+from remediator.store.postgres_conn import Connection, Pool, Publisher, brief
+from remediator.store.rows import EVENT_COLUMNS, OUTBOX_COLUMNS, event_row, link, outbox_rows
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+RETRIES = 5
+_RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure)
+_EVENT_MARKS = ", ".join(["%s"] * 19)
+_OUTBOX_MARKS = ", ".join(["%s"] * 9)
+
+
+class Tx:
+    """One write transaction: its connection, and the events it appended."""
+
+    def __init__(self, conn: Connection, recording: Recording, publisher: Publisher) -> None:
+        self.conn = conn
+        self.recording = recording
+        self.publisher = publisher
+        self.appended: list[Event] = []
+        self.ticket: int | None = None
+
+    async def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> int:
+        """Run a statement; the number of rows it touched."""
+        cur = await self.conn.execute(sql, params)
+        return cur.rowcount
+
+    async def one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Row | None:
+        cur = await self.conn.execute(sql, params)
+        return await cur.fetchone()
+
+    async def all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Row]:
+        cur = await self.conn.execute(sql, params)
+        return await cur.fetchall()
+
+    async def many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            async with self.conn.cursor() as cur:
+                await cur.executemany(sql, rows)
+
+    async def append(self, events: list[Event]) -> list[Event]:
+        """Append ``events`` to the audit chain under the head's row lock; the linked events."""
+        if not events:
+            return []
+        head = await self._lock_head()
+        last_id, prev = int(head[0]), str(head[1])
+        if self.ticket is None:
+            self.ticket = self.publisher.reserve(last_id + 1)
+        out = link(events, self.recording, last_id, prev)
+        await self.many(
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({_EVENT_MARKS})",  # noqa: S608
+            [event_row(e, self.recording) for e in out],
+        )
+        await self.execute(
+            "UPDATE audit_head SET last_id = %s, last_hash = %s WHERE id = 1",
+            (out[-1].id, out[-1].hash),
+        )
+        await self.many(
+            f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ({_OUTBOX_MARKS}) "  # noqa: S608
+            "ON CONFLICT (dedupe_key) DO NOTHING",
+            outbox_rows(out, self.recording),
+        )
+        self.appended.extend(out)
+        return out
+
+    async def _lock_head(self) -> Row:
+        lock = "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"
+        head = await self.one(lock)
+        if head is None:
+            await self.execute(
+                "INSERT INTO audit_head (id, last_id, last_hash) SELECT 1, "
+                "coalesce((SELECT max(id) FROM events), 0), "
+                "coalesce((SELECT hash FROM events ORDER BY id DESC LIMIT 1), %s) "
+                "ON CONFLICT (id) DO NOTHING",
+                (GENESIS_HASH,),
+            )
+            head = await self.one(lock)
+        assert head is not None
+        return head
+
+
+class PgBase:
+    """What the PostgreSQL store's parts share: the pool, the policy, the subscriber."""
+
+    def __init__(self) -> None:
+        self._pool: Pool | None = None
+        self._publisher = Publisher()
+        self.recording = Recording()
+
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            raise StoreUnavailable("the store is not open")
+        return self._pool
+
+    async def _write(self, job: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``job`` in one transaction; StoreUnavailable if it cannot commit.
+
+        Run again after a deadlock or serialisation failure (rolled back whole), and on a fresh
+        connection when BEGIN failed on one the server had closed (nothing ran)."""
+        deadlocks = stale = 0
+        while True:
+            tx: Tx | None = None
+            try:
+                async with self.pool.connection() as conn, conn.transaction():
+                    tx = Tx(conn, self.recording, self._publisher)
+                    result = await job(tx)
+            except BaseException as exc:
+                self._publisher.abandoned(tx.ticket if tx else None)
+                if isinstance(exc, _RETRYABLE) and deadlocks < RETRIES:
+                    deadlocks += 1
+                    await asyncio.sleep(random.uniform(0.005, 0.05) * deadlocks)
+                    continue
+                if isinstance(exc, psycopg.OperationalError) and tx is None:
+                    stale += 1
+                    if stale <= self.pool.size:
+                        continue
+                if isinstance(exc, psycopg.Error):
+                    raise StoreUnavailable(f"the store could not commit: {brief(exc)}") from None
+                raise
+            self._publisher.committed(tx.ticket, tx.appended)
+            return result
+
+    async def _rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Row]:
+        """A read (autocommit); again on another connection if this one had been closed."""
+        stale = 0
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    cur = await conn.execute(sql, params)
+                    return await cur.fetchall()
+            except psycopg.OperationalError as exc:
+                stale += 1
+                if stale > self.pool.size:
+                    raise StoreUnavailable(f"the store could not be read: {brief(exc)}") from None
+            except psycopg.Error as exc:
+                raise StoreUnavailable(f"the store could not be read: {brief(exc)}") from None
+
+    async def _row(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Row | None:
+        rows = await self._rows(sql, params)
+        return rows[0] if rows else None

@@ -1,0 +1,159 @@
+"""Backend-neutral rows: records to table rows and back, and the recording policy's steps.
+
+Every backend appends events the same way (see remediator/recording.py):
+
+1. :func:`link` — redact each event, then chain it (ids ``last_id + 1 ...``, SHA-256 hashes);
+2. :func:`event_row` — the stored row, with free text sealed;
+3. :func:`outbox_rows` — the notifications the events cause, for the outbox in the same commit.
+
+The backend only supplies the head of the chain (under its own lock) and runs the inserts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from remediator.events import Event
+from remediator.recording import Recording
+from remediator.store.base import InboxItem
+
+EVENT_COLUMNS = (
+    "id, time, type, severity, category, target, playbook, action, outcome, duration, "
+    "fingerprint, alertname, status, message, actor, config_version, details, prev_hash, hash"
+)
+INBOX_COLUMNS = (
+    "id, fingerprint, episode_id, status, alertname, labels, annotations, starts_at, ends_at, "
+    "generator_url, received_at, priority, attempts"
+)
+OUTBOX_COLUMNS = (
+    "event_id, channel, destination, incident, phase, payload, dedupe_key, next_attempt_at, "
+    "created_at"
+)
+
+
+def link(events: list[Event], recording: Recording, last_id: int, prev_hash: str) -> list[Event]:
+    """The events redacted and chained after the head (``last_id``, ``prev_hash``)."""
+    out: list[Event] = []
+    prev = prev_hash
+    for event in events:
+        last_id += 1
+        linked = recording.redact(event).chained(event_id=last_id, prev_hash=prev)
+        out.append(linked)
+        prev = linked.hash
+    return out
+
+
+def outbox_rows(events: list[Event], recording: Recording) -> list[tuple[Any, ...]]:
+    """The outbox rows (:data:`OUTBOX_COLUMNS`) that the recording's router gives the events."""
+    if recording.route is None:
+        return []
+    rows: list[tuple[Any, ...]] = []
+    for event in events:
+        for note in recording.route(event):
+            payload = json.dumps(note.payload, sort_keys=True)
+            rows.append(
+                (
+                    event.id,
+                    note.channel,
+                    note.destination,
+                    note.incident,
+                    note.phase,
+                    payload,
+                    note.dedupe_key,
+                    event.time,
+                    event.time,
+                )
+            )
+    return rows
+
+
+def event_row(e: Event, recording: Recording) -> tuple[Any, ...]:
+    """The stored row of a linked event (:data:`EVENT_COLUMNS`), free text sealed."""
+    return (
+        e.id,
+        e.time,
+        e.type,
+        e.severity,
+        e.category,
+        e.target,
+        e.playbook,
+        e.action,
+        e.outcome,
+        e.duration,
+        e.fingerprint,
+        e.alertname,
+        e.status,
+        recording.seal_text(e.message),
+        e.actor,
+        e.config_version,
+        recording.seal_details(e.details),
+        e.prev_hash,
+        e.hash,
+    )
+
+
+def event_from_row(row: tuple[Any, ...], recording: Recording | None = None) -> Event:
+    """An event as stored; with a recording that holds the key, sealed text is opened."""
+    opener = recording or Recording()
+    (
+        id_,
+        time,
+        type_,
+        sev,
+        cat,
+        target,
+        book,
+        action,
+        outcome,
+        duration,
+        fp,
+        name,
+        status,
+        msg,
+        actor,
+        version,
+        details,
+        prev_hash,
+        hash_,
+    ) = row
+    return Event(
+        id=id_,
+        time=time,
+        type=type_,
+        severity=sev,
+        category=cat,
+        target=target,
+        playbook=book,
+        action=action,
+        outcome=outcome,
+        duration=duration,
+        fingerprint=fp,
+        alertname=name,
+        status=status,
+        message=opener.open_text(msg),
+        actor=actor,
+        config_version=version,
+        details=opener.open_details(details),
+        prev_hash=prev_hash,
+        hash=hash_,
+    )
+
+
+def item_from_row(row: tuple[Any, ...]) -> InboxItem:
+    """An inbox row (:data:`INBOX_COLUMNS`) as claimed: ``attempts`` counts this claim."""
+    return InboxItem(
+        id=row[0],
+        fingerprint=row[1],
+        episode_id=row[2],
+        status=row[3],
+        alertname=row[4],
+        labels=json.loads(row[5]),
+        annotations=json.loads(row[6]),
+        starts_at=row[7],
+        ends_at=row[8],
+        generator_url=row[9],
+        received_at=row[10],
+        priority=row[11],
+        attempts=row[12] + 1,
+    )
