@@ -6,8 +6,6 @@ Runs on one replica at a time (the ``escalator`` lease).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from remediator import events as ev
@@ -15,6 +13,7 @@ from remediator.clock import Clock
 from remediator.config import Config
 from remediator.events import Event
 from remediator.metrics import Metrics
+from remediator.periodic import Periodic
 from remediator.store import Store
 from remediator.store.records import FAILED, SUCCEEDED
 from remediator.worker import worker_name
@@ -31,8 +30,7 @@ class Escalator:
         self.clock = clock
         self.metrics = metrics
         self.owner = worker_name()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("escalator", INTERVAL, self.run_once)
 
     def window(self) -> float | None:
         """The shortest ``no_recovery_within`` of the levels that handle ``no_recovery``."""
@@ -73,20 +71,7 @@ class Escalator:
         return escalated
 
     async def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._loop(), name="remediator-escalator")
+        await self._periodic.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("escalation round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=INTERVAL)
+        await self._periodic.stop()

@@ -11,7 +11,6 @@ unhealthy one opens it again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -25,6 +24,7 @@ from remediator.clock import Clock
 from remediator.config import Config
 from remediator.events import Event, EventBus
 from remediator.metrics import Metrics
+from remediator.periodic import Periodic
 from remediator.store import Store
 from remediator.targets import Target
 
@@ -53,8 +53,7 @@ class HealthMonitor:
         self.bus = bus
         self._status: dict[str, CheckResult] = {}
         self._due: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self._periodic = Periodic("health", LOOP_TICK, self.run_due)
         self.apply(config, config_version)
 
     def apply(self, config: Config, version: int) -> None:
@@ -177,20 +176,7 @@ class HealthMonitor:
         await asyncio.gather(*work)
 
     async def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._loop(), name="remediator-health")
+        await self._periodic.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.run_due()
-            except Exception:
-                log.exception("health round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=LOOP_TICK)
+        await self._periodic.stop()

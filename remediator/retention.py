@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
 from remediator import audit
 from remediator.clock import Clock
+from remediator.periodic import Periodic
 from remediator.recording import Recording
 
 log = logging.getLogger("remediator.retention")
@@ -21,8 +21,7 @@ class Retention:
         self.retention = retention
         self.recording = recording
         self.clock = clock
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("retention", INTERVAL, self.run_once)
 
     async def run_once(self) -> int:
         now = self.clock.now()
@@ -34,20 +33,7 @@ class Retention:
         return pruned
 
     async def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._loop(), name="remediator-retention")
+        await self._periodic.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("retention round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=INTERVAL)
+        await self._periodic.stop()

@@ -7,15 +7,13 @@ header value, a body or a URL's userinfo.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx2
 
 from remediator import steps
-from remediator.actions.base import Action, ActionContext, ActionResult
+from remediator.actions.base import Action, GuardedAction
 from remediator.clients import Clients
 from remediator.targets import HttpTarget
 
@@ -66,43 +64,17 @@ async def _status(
         return response.status_code
 
 
-class _HttpAction:
-    name: ClassVar[str]
+class _HttpAction(GuardedAction):
     target_types: ClassVar[frozenset[str]] = frozenset({"http"})
-    step_type: ClassVar[type[Any]]
+    target_class = HttpTarget
+    errors = (httpx2.HTTPError, httpx2.InvalidURL, OSError, ValueError)
 
-    async def run(self, ctx: ActionContext) -> ActionResult:
-        start = time.monotonic()
-
-        def result(ok: bool, detail: str, data: dict[str, Any] | None = None) -> ActionResult:
-            return ActionResult(ok, detail, time.monotonic() - start, data or {})
-
-        target, step = ctx.target, ctx.step
-        if not isinstance(target, HttpTarget):
-            return result(False, "wrong target type")
-        if not isinstance(step, self.step_type):
-            return result(False, f"wrong step for {self.name}")
-        if ctx.dry_run:
-            return result(True, f"dry-run: would {self.describe(target, step)}")
-        try:
-            ok, detail, data = await asyncio.wait_for(
-                self.perform(target, step, ctx.clients), timeout=step.timeout
-            )
-        except TimeoutError:
-            return result(False, f"{self.name} on {target.name}: timed out after {step.timeout}s")
-        except (httpx2.HTTPError, httpx2.InvalidURL, OSError, ValueError) as exc:
-            headers = {**target.headers, **getattr(step, "headers", {})}
-            error = http_error(exc, (target.base_url, target.backup_url), headers)
-            return result(False, f"{self.name} on {target.name} failed: {error}")
-        except Exception as exc:  # never raise out of an action
-            return result(False, f"{self.name} on {target.name} failed: {type(exc).__name__}")
-        return result(ok, detail, data)
-
-    def describe(self, target: HttpTarget, step: Any) -> str:
-        raise NotImplementedError
-
-    async def perform(self, target: HttpTarget, step: Any, clients: Clients) -> Outcome:
-        raise NotImplementedError
+    def error_detail(self, exc: BaseException, target: Any, step: Any) -> str:
+        return http_error(
+            exc,
+            (target.base_url, target.backup_url),
+            {**target.headers, **getattr(step, "headers", {})},
+        )
 
 
 class HttpCallAction(_HttpAction):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any, ClassVar
 
 import psycopg
@@ -18,7 +17,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from remediator import steps
-from remediator.actions.base import Action, ActionContext, ActionResult
+from remediator.actions.base import Action, GuardedAction
 from remediator.clients import Clients
 from remediator.targets import PostgresTarget
 
@@ -93,43 +92,16 @@ async def query_cached(
     raise AssertionError("unreachable")
 
 
-class _PostgresAction:
-    name: ClassVar[str]
+class _PostgresAction(GuardedAction):
     target_types: ClassVar[frozenset[str]] = frozenset({"postgres"})
-    step_type: ClassVar[type[Any]]
+    target_class = PostgresTarget
+    errors = (psycopg.Error, OSError, ValueError)
 
-    async def run(self, ctx: ActionContext) -> ActionResult:
-        start = time.monotonic()
+    def error_detail(self, exc: BaseException, target: Any, step: Any) -> str:
+        return postgres_error(exc, target.dsn)
 
-        def result(ok: bool, detail: str, data: dict[str, Any] | None = None) -> ActionResult:
-            return ActionResult(ok, detail, time.monotonic() - start, data or {})
-
-        target, step = ctx.target, ctx.step
-        if not isinstance(target, PostgresTarget):
-            return result(False, "wrong target type")
-        if not isinstance(step, self.step_type):
-            return result(False, f"wrong step for {self.name}")
-        if ctx.dry_run:
-            return result(True, f"dry-run: would {self.describe(target, step)}")
-        try:
-            ok, detail, data = await asyncio.wait_for(
-                self.perform(target, step, ctx.clients), timeout=step.timeout
-            )
-        except TimeoutError:
-            await _drop_quietly(ctx.clients, target.dsn)  # its state is unknown now
-            return result(False, f"{self.name} on {target.name}: timed out after {step.timeout}s")
-        except (psycopg.Error, OSError, ValueError) as exc:
-            error = postgres_error(exc, target.dsn)
-            return result(False, f"{self.name} on {target.name} failed: {error}")
-        except Exception as exc:  # never raise out of an action
-            return result(False, f"{self.name} on {target.name} failed: {type(exc).__name__}")
-        return result(ok, detail, data)
-
-    def describe(self, target: PostgresTarget, step: Any) -> str:
-        raise NotImplementedError
-
-    async def perform(self, target: PostgresTarget, step: Any, clients: Clients) -> Outcome:
-        raise NotImplementedError
+    async def on_timeout(self, target: Any, clients: Clients) -> None:
+        await _drop_quietly(clients, target.dsn)  # its state is unknown now
 
 
 async def _drop_quietly(clients: Clients, dsn: str) -> None:

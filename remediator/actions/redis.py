@@ -7,8 +7,6 @@ name the target, never its URL (which may hold a password).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -16,7 +14,7 @@ import redis.asyncio
 import redis.exceptions
 
 from remediator import steps
-from remediator.actions.base import Action, ActionContext, ActionResult
+from remediator.actions.base import Action, GuardedAction
 from remediator.clients import REDIS_CLIENT_NAME, Clients
 from remediator.targets import RedisTarget
 
@@ -54,42 +52,13 @@ def _as_str(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-class _RedisAction:
-    name: ClassVar[str]
+class _RedisAction(GuardedAction):
     target_types: ClassVar[frozenset[str]] = frozenset({"redis"})
-    step_type: ClassVar[type[Any]]
+    target_class = RedisTarget
+    errors = (redis.exceptions.RedisError, OSError, ValueError)
 
-    async def run(self, ctx: ActionContext) -> ActionResult:
-        start = time.monotonic()
-
-        def result(ok: bool, detail: str, data: dict[str, Any] | None = None) -> ActionResult:
-            return ActionResult(ok, detail, time.monotonic() - start, data or {})
-
-        target, step = ctx.target, ctx.step
-        if not isinstance(target, RedisTarget):
-            return result(False, "wrong target type")
-        if not isinstance(step, self.step_type):
-            return result(False, f"wrong step for {self.name}")
-        if ctx.dry_run:
-            return result(True, f"dry-run: would {self.describe(target, step)}")
-        try:
-            ok, detail, data = await asyncio.wait_for(
-                self.perform(target, step, ctx.clients), timeout=step.timeout
-            )
-        except TimeoutError:
-            return result(False, f"{self.name} on {target.name}: timed out after {step.timeout}s")
-        except (redis.exceptions.RedisError, OSError, ValueError) as exc:
-            error = redis_error(exc, target.url, target.replica_url)
-            return result(False, f"{self.name} on {target.name} failed: {error}")
-        except Exception as exc:  # never raise out of an action
-            return result(False, f"{self.name} on {target.name} failed: {type(exc).__name__}")
-        return result(ok, detail, data)
-
-    def describe(self, target: RedisTarget, step: Any) -> str:
-        raise NotImplementedError
-
-    async def perform(self, target: RedisTarget, step: Any, clients: Clients) -> Outcome:
-        raise NotImplementedError
+    def error_detail(self, exc: BaseException, target: Any, step: Any) -> str:
+        return redis_error(exc, target.url, target.replica_url)
 
 
 class RedisFlushDbAction(_RedisAction):
