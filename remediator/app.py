@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -21,20 +20,18 @@ from remediator.clients import Clients
 from remediator.clock import Clock, SystemClock
 from remediator.config import Config
 from remediator.engine import Engine
-from remediator.errors import ConfigError
 from remediator.escalator import Escalator
 from remediator.events import EventBus
 from remediator.health import HealthMonitor
 from remediator.metrics import Metrics
-from remediator.notifications import build_router
 from remediator.notifiers import build_notifiers
 from remediator.outbox import Outbox
 from remediator.plugins import Plugins
 from remediator.plugins import load as load_plugins
+from remediator.policy import recording_for
 from remediator.prometheus import query_function
+from remediator.ratelimit import RateLimiter
 from remediator.reconcile import Reconciler
-from remediator.recording import Recording, cipher_from_env
-from remediator.redaction import configured_secrets
 from remediator.retention import Retention
 from remediator.runner import StepRunner
 from remediator.runtime import Runtime
@@ -186,7 +183,9 @@ async def build_runtime(
             clock=the_clock,
         )
     escalator = Escalator(config=config, store=the_store, clock=the_clock, metrics=the_metrics)
+    limiter = RateLimiter(config.api.rate_limit.rate, config.api.rate_limit.burst)
     return Runtime(
+        limiter=limiter,
         escalator=escalator,
         retention=retention,
         outbox=outbox,
@@ -237,19 +236,6 @@ async def stop(rt: Runtime) -> None:
     await rt.clients.aclose()
     await rt.store.close()
     await rt.bus.stop()
-
-
-def recording_for(config: Config, authenticator: Authenticator) -> Recording:
-    """The recording policy of a configuration: secrets to redact, sealing, notification routes."""
-    try:
-        cipher = cipher_from_env(config.audit.encryption_key_env, os.environ)
-    except ValueError as exc:
-        raise ConfigError([str(exc)]) from None
-    return Recording(
-        secrets=configured_secrets(config, authenticator.secrets, os.environ),
-        cipher=cipher,
-        route=build_router(config),
-    )
 
 
 def _redacted(url: str) -> str:

@@ -168,8 +168,8 @@ def _audit_target(
 ) -> tuple[Path | str, Recording] | int:
     """The store and recording policy exactly as ``serve`` would use them: the SQLite file's
     path, or (with ``any_backend``) the URL of another backend's store."""
-    from remediator.app import recording_for
     from remediator.auth import Authenticator
+    from remediator.policy import recording_for
     from remediator.store.sqlite import sqlite_path
 
     try:

@@ -116,6 +116,17 @@ class WorkerConfig(_Section):
     concurrency: int = Field(default=64, ge=1)
 
 
+class RateLimitConfig(_Section):
+    rate: float = Field(default=10.0, gt=0)  # requests per second per token, sustained
+    burst: int = Field(default=20, ge=1)
+
+
+class ApiConfig(_Section):
+    """The management API (the Alertmanager intake is never rate limited)."""
+
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+
+
 class PrometheusConfig(_Section):
     url: str | None = None  # for verify.prometheus steps
     timeout: Duration = 10.0
@@ -188,6 +199,7 @@ class AuditConfig(_Section):
 
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     targets: list[Target] = Field(default_factory=list)

@@ -81,6 +81,10 @@ class Engine:
         )
         self.guards = Guards(config=config, store=self.store)
 
+    def target_lock(self, name: str) -> asyncio.Lock:
+        """The lock that serialises all work on one target (automatic and manual runs)."""
+        return self._locks.setdefault(name, asyncio.Lock())
+
     # -- start-up ------------------------------------------------------------------------------
 
     async def startup(self) -> None:
@@ -175,7 +179,7 @@ class Engine:
             await self.store.append(events)
             events = []
         await self.store.mark_targets([(item.episode_id, decision.target.name)])
-        lock = self._locks.setdefault(decision.target.name, asyncio.Lock())
+        lock = self.target_lock(decision.target.name)
         async with lock:
             events += await self._remediate(item, decision, base, dry_run=dry_run)
         return events, "decided"

@@ -131,8 +131,7 @@ def refusal(verdict: Verdict) -> Exception:
 
 def _lock(rt: Runtime, target: str) -> asyncio.Lock:
     # The engine's per-target lock, so a manual run never overlaps an automatic one.
-    locks: dict[str, asyncio.Lock] = rt.engine._locks
-    return locks.setdefault(target, asyncio.Lock())
+    return rt.engine.target_lock(target)
 
 
 def _transition_events(rt: Runtime, base: Event) -> TransitionEvents:
@@ -316,7 +315,17 @@ async def _run(
                 message=f"manual run of {plan.name} failed: {result.detail}",
             )
         )
-    elif not dry_run:
+    elif dry_run:
+        events.append(
+            replace(
+                base,
+                type="recovery:dry_run",
+                time=now,
+                outcome="dry_run",
+                message=f"manual run of {plan.name} on {target.name}: dry run, nothing was changed",
+            )
+        )
+    else:
         events.append(
             replace(
                 base,

@@ -28,11 +28,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from remediator import config as config_mod
-from remediator import configdoc
+from remediator import configdoc, logs
 from remediator.config import Config
 from remediator.decisions import Catalog
 from remediator.errors import ConfigError
 from remediator.events import CONFIG_CHANGED, Event
+from remediator.policy import recording_for
 from remediator.runtime import Runtime
 from remediator.store import Store
 
@@ -44,6 +45,7 @@ DIGEST_FLAG = "config_digest"
 # builtin_patterns) changes at run time.
 RESTART_ONLY = (
     "server",
+    "api",
     "store",
     "auth",
     "worker",
@@ -201,8 +203,13 @@ def derive(config: Config, **sections: Any) -> Config:
 def _swap(rt: Runtime, old: Config, config: Config, version: int) -> None:
     rt.engine.apply(config, version)
     rt.monitor.apply(config, version)
+    rt.escalator.config = config
     rt.config = config
     rt.config_version = version
+    # New targets may carry new secrets (passwords in URLs): redact those from now on.
+    recording = recording_for(config, rt.authenticator)
+    rt.store.configure(recording)
+    logs.protect(recording.secrets)
     runner = rt.engine.runner
     if old.safety.max_concurrent_actions != config.safety.max_concurrent_actions:
         # Actions already running finish under the old limit.

@@ -19,6 +19,7 @@ from remediator.app import create_app
 from remediator.auth import Authenticator
 from remediator.clock import FakeClock, iso
 from remediator.config import CircuitBreakerConfig
+from remediator.endpoints import OPERATIONS
 from remediator.events import Event
 from remediator.plugins import Plugins
 from remediator.ratelimit import RateLimiter
@@ -50,7 +51,9 @@ FLUSH = {
 }
 
 
-def payload(fingerprint: str, alertname: str = "ContainerMemoryHigh", **labels: str) -> dict[str, Any]:
+def payload(
+    fingerprint: str, alertname: str = "ContainerMemoryHigh", **labels: str
+) -> dict[str, Any]:
     return {
         "version": "4",
         "groupKey": "g",
@@ -234,6 +237,8 @@ def test_trigger_one_action_with_parameters(mgmt: Mgmt) -> None:
         "POST", "/trigger", json={"target": "web", "action": "docker.restart", "dry_run": True}
     )
     assert dry.json()["state"] == "dry_run" and mgmt.recorder.calls[-1][2] is True
+    closing = mgmt.events(fingerprint=dry.json()["fingerprint"])[-1]
+    assert closing.type == "recovery:dry_run" and closing.actor == "admin"
 
     def refused(body: dict[str, Any]) -> tuple[int, str]:
         answer = mgmt.request("POST", "/trigger", json=body)
@@ -248,9 +253,13 @@ def test_trigger_one_action_with_parameters(mgmt: Mgmt) -> None:
     )
     assert refused({"target": "db", "action": "docker.restart"}) == (422, "VALIDATION_FAILED")
     bad = mgmt.request(
-        "POST", "/trigger", json={"target": "cache", "action": "redis.flushdb", "params": {"db": 99}}
+        "POST",
+        "/trigger",
+        json={"target": "cache", "action": "redis.flushdb", "params": {"db": 99}},
     )
-    assert bad.status_code == 422 and bad.json()["error"]["details"] == ["params.db: Input should be less than or equal to 15"]
+    assert bad.status_code == 422 and bad.json()["error"]["details"] == [
+        "params.db: Input should be less than or equal to 15"
+    ]
     assert refused({"target": "web", "action": "docker.restart", "force": "yes"})[0] == 422
     malformed = mgmt.request("POST", "/trigger", content=b"{not json")
     assert malformed.status_code == 400 and error_code(malformed) == "MALFORMED_JSON"
@@ -273,7 +282,11 @@ def test_dry_run_traces_decisions_and_touches_nothing(mgmt: Mgmt) -> None:
     assert body["mode"] == "alerts"
     web, ghost = body["traces"]
     assert web["playbook"] == "restart-web" and web["target"] == "web" and web["runs"] is True
-    assert web["guards"] == {"allowed": False, "reason": "circuit_open", "detail": "circuit breaker open"}
+    assert web["guards"] == {
+        "allowed": False,
+        "reason": "circuit_open",
+        "detail": "circuit breaker open",
+    }
     assert web["breaker"]["state"] == "open" and web["would_run"] is False
     assert ghost["runs"] is False and ghost["reason"] == "target_not_registered"
     assert ghost["guards"] is None and ghost["would_run"] is False
@@ -282,7 +295,10 @@ def test_dry_run_traces_decisions_and_touches_nothing(mgmt: Mgmt) -> None:
     assert target.status_code == 200, target.text
     [trace] = target.json()["traces"]
     assert trace["would_run"] is True and trace["steps"] == [{"action": "redis.flushdb"}]
-    assert mgmt.request("POST", "/test", json={"target": "x", "action": "redis.flushdb"}).status_code == 404
+    assert (
+        mgmt.request("POST", "/test", json={"target": "x", "action": "redis.flushdb"}).status_code
+        == 404
+    )
     assert mgmt.request("POST", "/test", json={"alerts": "no"}).status_code == 422
 
     assert mgmt.events() == before
@@ -342,7 +358,9 @@ def test_put_configuration_changes_the_next_alert_without_a_restart(mgmt: Mgmt) 
     assert mgmt.call(mgmt.rt.store.flag, reload.VERSION_FLAG) == "2"
 
     # The same document again changes nothing.
-    same = mgmt.request("PUT", "/configuration", json=mgmt.request("GET", "/configuration").json()["configuration"])
+    same = mgmt.request(
+        "PUT", "/configuration", json=mgmt.request("GET", "/configuration").json()["configuration"]
+    )
     assert same.json()["changed"] is False and same.json()["version"] == 2
 
 
@@ -359,6 +377,8 @@ def test_a_bad_put_changes_nothing(mgmt: Mgmt) -> None:
         ({**document, "circuit_breaker": {"failure_threshold": "5"}}, "circuit_breaker.failure_threshold"),
         ({**document, "playbooks": [{**FLUSH, "target": "nowhere"}]}, "playbooks[0].target"),
         ({**document, "surprise": 1}, "surprise"),
+        ({**document, "targets": [{"name": "x", "type": "http", "base_url": "http://h/${HOME}"}]},
+         "targets[0].base_url: environment variable HOME cannot be used through the API"),
         ([], "<root>"),
     ]:  # fmt: skip
         refused = mgmt.request("PUT", "/configuration", json=bad)
@@ -521,10 +541,14 @@ def test_management_is_rate_limited_per_token_and_intake_never(mgmt: Mgmt) -> No
     limited = mgmt.request("GET", "/events", "viewer")
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
     assert error_code(limited) == "RATE_LIMITED"
-    assert mgmt.request("GET", "/patterns", "admin").status_code == 200  # another token
-    for i in range(10):
+    admin = [mgmt.request("GET", "/patterns", "admin").status_code for _ in range(4)]
+    assert admin == [200, 200, 200, 429]  # a bucket per token
+    for i in range(10):  # the same tokens, over their limits: the intake is never limited
         body = payload(f"burst-{i}", alertname="Unrelated")
-        assert mgmt.request("POST", "/alerts", "alertmanager", json=body).status_code == 200
+        role = ("alertmanager", "admin")[i % 2]
+        assert mgmt.request("POST", "/alerts", role, json=body).status_code == 200
+    assert mgmt.request("POST", "/pause", "admin").status_code == 429
+    assert mgmt.events("recovery:paused") == []
     assert mgmt.request("GET", "/health", "viewer").status_code == 200  # public: not limited
     now[0] += 1.0
     assert mgmt.request("GET", "/circuit-breakers", "viewer").status_code == 200
@@ -565,3 +589,17 @@ def test_health_details_need_a_read_token(mgmt: Mgmt) -> None:
     assert detail["breakers"] == {"closed": 3, "half_open": 0, "open": 0}
     assert detail["config_version"] == 1 and detail["paused"] is False
     assert "s3cretRedisPw" not in str(detail)
+
+
+def test_every_endpoint_is_documented() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text(encoding="utf-8")
+    for op in OPERATIONS:
+        assert f"{op.method} {op.path}" in text, f"{op.method} {op.path} is not in docs/api.md"
+    served = TestClient(create_app(config_mod.parse({}, env={}), authenticator=Authenticator([])))
+    document = served.get(f"{API}/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    assert {"bearerAuth", "basicAuth"} <= document["components"]["securitySchemes"].keys()
+    for path, methods in document["paths"].items():
+        for method, entry in methods.items():
+            if entry["security"] and {} not in entry["security"]:  # not public, not optional
+                assert {"401", "403"} <= entry["responses"].keys(), (method, path)

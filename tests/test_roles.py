@@ -1,4 +1,4 @@
-"""Every endpoint × every role, against one table of what each role may do."""
+"""Every endpoint for every role, against one table of what each role may do."""
 
 from __future__ import annotations
 
@@ -78,9 +78,7 @@ def documented(path: str) -> str:
 
 
 @pytest.fixture
-def client(
-    tmp_path: Path, authenticator: Authenticator
-) -> Iterator[tuple[TestClient, Runtime]]:
+def client(tmp_path: Path, authenticator: Authenticator) -> Iterator[tuple[TestClient, Runtime]]:
     cfg = config_mod.parse(
         {
             "store": {"url": f"sqlite:///{tmp_path}/roles.db"},
@@ -140,7 +138,9 @@ def test_a_wrong_token_is_401_and_basic_auth_works(
     client: tuple[TestClient, Runtime], tokens: dict[str, str]
 ) -> None:
     test_client, _ = client
-    wrong = test_client.get(f"{API}/circuit-breakers", headers={"Authorization": "Bearer " + "x" * 32})
+    wrong = test_client.get(
+        f"{API}/circuit-breakers", headers={"Authorization": "Bearer " + "x" * 32}
+    )
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "UNAUTHORIZED"
     basic = base64.b64encode(f"anyone:{tokens['viewer']}".encode()).decode()
     ok = test_client.get(f"{API}/circuit-breakers", headers={"Authorization": f"Basic {basic}"})

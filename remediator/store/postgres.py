@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
@@ -44,7 +44,7 @@ from remediator.store.postgres_outbox import PostgresOutboxOps
 from remediator.store.postgres_schema import INTAKE_LOCKS, migrate
 from remediator.store.postgres_state import PostgresStateOps
 from remediator.store.postgres_tx import Tx
-from remediator.store.rows import EVENT_COLUMNS, event_from_row, item_from_row
+from remediator.store.rows import EVENT_COLUMNS, event_from_row, events_sql, item_from_row
 
 DEFAULT_POOL_SIZE = 10
 _INBOX_MARKS = ", ".join(["%s"] * 13)
@@ -60,21 +60,19 @@ _CLAIM = (
 
 
 def split_url(url: str) -> tuple[str, int]:
-    """The libpq URI without remediator's own parameters, and the pool size."""
+    """The libpq URI without remediator's own parameter, and the pool size."""
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ValueError(f"not a postgresql URL: {url!r}")
     query = parse_qsl(parts.query, keep_blank_values=True)
-    size = DEFAULT_POOL_SIZE
-    kept = []
-    for key, value in query:
-        if key == "pool_size":
-            size = int(value)
-            if size < 1:
-                raise ValueError("pool_size must be at least 1")
-        else:
-            kept.append((key, value))
-    return urlunsplit(parts._replace(query=urlencode(kept))), size
+    sizes = [value for key, value in query if key == "pool_size"]
+    if not sizes:
+        return url, DEFAULT_POOL_SIZE
+    size = int(sizes[-1])
+    if size < 1:
+        raise ValueError("pool_size must be at least 1")
+    kept = urlencode([(k, v) for k, v in query if k != "pool_size"], quote_via=quote)
+    return urlunsplit(parts._replace(query=kept)), size
 
 
 class PostgresStore(PostgresStateOps, PostgresOutboxOps):
@@ -164,29 +162,7 @@ class PostgresStore(PostgresStateOps, PostgresOutboxOps):
         return await self._write(lambda tx: tx.append(events))
 
     async def events(self, query: EventQuery) -> list[Event]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        text_filters: tuple[tuple[str, str | None], ...] = (
-            ("type", query.type),
-            ("target", query.target),
-            ("severity", query.severity),
-            ("fingerprint", query.fingerprint),
-        )
-        for column, value in text_filters:
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        for op, bound in (
-            ("time >= %s", query.since),
-            ("time <= %s", query.until),
-            ("id < %s", query.before_id),
-        ):
-            if bound is not None:
-                clauses.append(op)
-                params.append(bound)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {EVENT_COLUMNS} FROM events {where} ORDER BY id DESC LIMIT %s"  # noqa: S608
-        params.append(query.limit)
+        sql, params = events_sql(query, "%s")
         rows = await self._rows(sql, params)
         return [event_from_row(row, self.recording) for row in rows]
 

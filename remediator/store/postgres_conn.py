@@ -29,6 +29,7 @@ from remediator.events import Event
 log = logging.getLogger("remediator.store")
 
 Connection = psycopg.AsyncConnection[TupleRow]
+IDLE_IN_TX_MS = 30_000  # no job waits on anything but the database inside a transaction
 
 
 class Pool:
@@ -40,13 +41,12 @@ class Pool:
         self.connect_timeout = connect_timeout
         self._slots = asyncio.Semaphore(size)
         self._idle: list[Connection] = []
-        self._busy: set[Connection] = set()
         self._closed = False
 
     async def connect(self) -> Connection:
         """A new autocommit connection; :class:`StoreUnavailable` if the server can't be had."""
         try:
-            return await psycopg.AsyncConnection.connect(
+            conn = await psycopg.AsyncConnection.connect(
                 self.conninfo,
                 autocommit=True,
                 connect_timeout=self.connect_timeout,
@@ -54,6 +54,14 @@ class Pool:
             )
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot connect to the store: {brief(exc)}") from None
+        try:
+            # A replica that stalls inside a transaction (paused, partitioned) must not hold
+            # its locks (a fingerprint, the audit head) for long: the server aborts it.
+            await conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TX_MS}")
+        except psycopg.Error as exc:
+            await _close(conn)
+            raise StoreUnavailable(f"cannot set up the store connection: {brief(exc)}") from None
+        return conn
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -61,11 +69,9 @@ class Pool:
             raise StoreUnavailable("the store is not open")
         async with self._slots:
             conn = await self._take()
-            self._busy.add(conn)
             try:
                 yield conn
             finally:
-                self._busy.discard(conn)
                 await self._give_back(conn)
 
     async def _take(self) -> Connection:
@@ -73,6 +79,7 @@ class Pool:
             conn = self._idle.pop()
             if not (conn.closed or conn.broken):
                 return conn
+            await _close(conn)
         return await self.connect()
 
     async def _give_back(self, conn: Connection) -> None:

@@ -20,12 +20,7 @@ from remediator.store.base import InboxItem
 from remediator.store.postgres_breakers import PostgresBreakerOps
 from remediator.store.postgres_tx import Tx
 from remediator.store.records import COUNTED, RUNNING, Remediation, TargetState
-from remediator.store.rows import INBOX_COLUMNS, item_from_row
-
-_REMEDIATION_COLUMNS = (
-    "id, playbook, fingerprint, episode_id, target, state, reason, started_at, finished_at, "
-    "attempts"
-)
+from remediator.store.rows import INBOX_COLUMNS, REMEDIATION_COLUMNS, item_from_row
 
 
 def _target_state(target: str, row: tuple[Any, ...] | None) -> TargetState:
@@ -175,7 +170,7 @@ class PostgresStateOps(PostgresBreakerOps):
             clauses.append("state = %s")
             params.append(state)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {_REMEDIATION_COLUMNS} FROM remediations {where} ORDER BY id LIMIT %s"  # noqa: S608
+        sql = f"SELECT {REMEDIATION_COLUMNS} FROM remediations {where} ORDER BY id LIMIT %s"  # noqa: S608
         rows = await self._rows(sql, [*params, limit])
         return [Remediation(*row) for row in rows]
 
@@ -207,7 +202,7 @@ class PostgresStateOps(PostgresBreakerOps):
         Rows another replica is changing right now are skipped (it is dealing with them)."""
 
         async def job(tx: Tx) -> list[Remediation]:
-            sql = f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE state = 'running'"  # noqa: S608
+            sql = f"SELECT {REMEDIATION_COLUMNS} FROM remediations WHERE state = 'running'"  # noqa: S608
             params: tuple[Any, ...] = ()
             if expired_only:
                 sql += " AND (lease_until IS NULL OR lease_until < %s)"

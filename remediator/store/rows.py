@@ -16,7 +16,7 @@ from typing import Any
 
 from remediator.events import Event
 from remediator.recording import Recording
-from remediator.store.base import InboxItem
+from remediator.store.base import EventQuery, InboxItem
 
 EVENT_COLUMNS = (
     "id, time, type, severity, category, target, playbook, action, outcome, duration, "
@@ -26,10 +26,37 @@ INBOX_COLUMNS = (
     "id, fingerprint, episode_id, status, alertname, labels, annotations, starts_at, ends_at, "
     "generator_url, received_at, priority, attempts"
 )
+REMEDIATION_COLUMNS = (
+    "id, playbook, fingerprint, episode_id, target, state, reason, started_at, finished_at, "
+    "attempts"
+)
 OUTBOX_COLUMNS = (
     "event_id, channel, destination, incident, phase, payload, dedupe_key, next_attempt_at, "
     "created_at"
 )
+
+
+def events_sql(query: EventQuery, mark: str) -> tuple[str, list[Any]]:
+    """The SELECT of :data:`EVENT_COLUMNS` for ``query`` (newest first) and its parameters,
+    with the backend's placeholder ``mark`` (``?`` or ``%s``)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    filters: tuple[tuple[str, object], ...] = (
+        ("type =", query.type),
+        ("target =", query.target),
+        ("severity =", query.severity),
+        ("fingerprint =", query.fingerprint),
+        ("time >=", query.since),
+        ("time <=", query.until),
+        ("id <", query.before_id),
+    )
+    for condition, value in filters:
+        if value is not None:
+            clauses.append(f"{condition} {mark}")
+            params.append(value)
+    where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+    sql = f"SELECT {EVENT_COLUMNS} FROM events {where}ORDER BY id DESC LIMIT {mark}"  # noqa: S608
+    return sql, [*params, query.limit]
 
 
 def link(events: list[Event], recording: Recording, last_id: int, prev_hash: str) -> list[Event]:

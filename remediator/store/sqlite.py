@@ -29,6 +29,7 @@ from remediator.store.ingest_logic import (
     inbox_values,
     intake_event,
 )
+from remediator.store.rows import events_sql
 from remediator.store.schema import SQLITE_MIGRATIONS
 from remediator.store.sqlite_outbox import SqliteOutboxOps
 from remediator.store.sqlite_rows import EVENT_COLUMNS, append_events, event_from_row, item_from_row
@@ -153,29 +154,7 @@ class SqliteStore(SqliteStateOps, SqliteOutboxOps):
         return await self._write(lambda conn: append_events(conn, events))
 
     async def events(self, query: EventQuery) -> list[Event]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        text_filters: tuple[tuple[str, str | None], ...] = (
-            ("type", query.type),
-            ("target", query.target),
-            ("severity", query.severity),
-            ("fingerprint", query.fingerprint),
-        )
-        for column, value in text_filters:
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        for op, bound in (
-            ("time >= ?", query.since),
-            ("time <= ?", query.until),
-            ("id < ?", query.before_id),
-        ):
-            if bound is not None:
-                clauses.append(op)
-                params.append(bound)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {EVENT_COLUMNS} FROM events {where} ORDER BY id DESC LIMIT ?"  # noqa: S608
-        params.append(query.limit)
+        sql, params = events_sql(query, "?")
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [event_from_row(row, self.recording) for row in rows]
 

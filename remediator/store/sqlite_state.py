@@ -19,15 +19,11 @@ from remediator.episodes import Episode
 from remediator.events import Event
 from remediator.store.base import InboxItem
 from remediator.store.records import COUNTED, RUNNING, Remediation, TargetState
+from remediator.store.rows import REMEDIATION_COLUMNS
 from remediator.store.sqlite_rows import append_events, item_from_row
 
 T = TypeVar("T")
 TransitionEvents = Callable[[Transition], list[Event]]
-
-_REMEDIATION_COLUMNS = (
-    "id, playbook, fingerprint, episode_id, target, state, reason, started_at, finished_at, "
-    "attempts"
-)
 
 
 def _breaker(conn: sqlite3.Connection, target: str) -> BreakerState:
@@ -225,7 +221,7 @@ class SqliteStateOps:
             clauses.append("state = ?")
             params.append(state)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {_REMEDIATION_COLUMNS} FROM remediations {where} ORDER BY id LIMIT ?"  # noqa: S608
+        sql = f"SELECT {REMEDIATION_COLUMNS} FROM remediations {where} ORDER BY id LIMIT ?"  # noqa: S608
         rows = await self._read(lambda c: c.execute(sql, [*params, limit]).fetchall())
         return [Remediation(*row) for row in rows]
 
@@ -258,7 +254,7 @@ class SqliteStateOps:
         ``expired_only``, only those whose owner's lease has expired (other replicas live on)."""
 
         def job(c: sqlite3.Connection) -> list[Remediation]:
-            sql = f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE state = ?"  # noqa: S608
+            sql = f"SELECT {REMEDIATION_COLUMNS} FROM remediations WHERE state = ?"  # noqa: S608
             params: tuple[object, ...] = (RUNNING,)
             if expired_only:
                 sql += " AND (lease_until IS NULL OR lease_until < ?)"

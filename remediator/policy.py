@@ -1,0 +1,25 @@
+"""The recording policy of a configuration: which secrets to redact, whether to seal free text,
+and where notifications go. Built at start-up and again on every configuration change."""
+
+from __future__ import annotations
+
+import os
+
+from remediator.auth import Authenticator
+from remediator.config import Config
+from remediator.errors import ConfigError
+from remediator.notifications import build_router
+from remediator.recording import Recording, cipher_from_env
+from remediator.redaction import configured_secrets
+
+
+def recording_for(config: Config, authenticator: Authenticator) -> Recording:
+    try:
+        cipher = cipher_from_env(config.audit.encryption_key_env, os.environ)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    return Recording(
+        secrets=configured_secrets(config, authenticator.secrets, os.environ),
+        cipher=cipher,
+        route=build_router(config),
+    )
