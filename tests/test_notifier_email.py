@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from remediator.config import EmailConfig
+from remediator.errors import ConfigError
 from remediator.notifiers.base import Delivery, Notification
 from remediator.notifiers.email import EmailNotifier, build_message, recipients
 from tests.smtpserver import (
@@ -106,6 +107,7 @@ def test_plain_delivery_and_message_format(smtp_server: SMTPServer) -> None:
     assert msg["From"] == "remediator@example.test"
     assert msg["To"] == OPS
     assert msg["Date"] is not None
+    assert msg["X-Remediator-Incident"] == "abc123:1"
     text, html = parts(msg)
     for label, value in [
         ("Alert:", "HighMemory <script>alert(1)</script>"),
@@ -178,11 +180,9 @@ def test_wrong_password_is_permanent_and_never_shown(starttls_server: SMTPServer
     assert starttls_server.messages == []
 
 
-def test_missing_password_env_is_permanent(starttls_server: SMTPServer) -> None:
-    notifier = EmailNotifier(starttls_server.email_config(), env={})
-    delivery = asyncio.run(notifier.send(note()))
-    assert not delivery.ok and delivery.permanent
-    assert PASSWORD_ENV in delivery.detail
+def test_missing_password_env_is_a_config_error(starttls_server: SMTPServer) -> None:
+    with pytest.raises(ConfigError, match=PASSWORD_ENV):
+        EmailNotifier(starttls_server.email_config(), env={})
 
 
 def test_partial_refusal_is_ok_with_refused_listed(smtp_server: SMTPServer) -> None:
