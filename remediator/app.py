@@ -36,7 +36,6 @@ from remediator.retention import Retention
 from remediator.runner import StepRunner
 from remediator.runtime import Runtime
 from remediator.store import Store, create_store
-from remediator.store.sqlite import sqlite_path
 from remediator.worker import Worker
 
 log = logging.getLogger("remediator.app")
@@ -174,14 +173,9 @@ async def build_runtime(
         metrics=the_metrics,
         clock=the_clock,
     )
-    retention = None
-    if config.store.url.startswith("sqlite:"):
-        retention = Retention(
-            path=sqlite_path(config.store.url),
-            retention=config.audit.retention,
-            recording=recording,
-            clock=the_clock,
-        )
+    retention = Retention(
+        store=the_store, retention=config.audit.retention, recording=recording, clock=the_clock
+    )
     escalator = Escalator(config=config, store=the_store, clock=the_clock, metrics=the_metrics)
     limiter = RateLimiter(config.api.rate_limit.rate, config.api.rate_limit.burst)
     return Runtime(

@@ -14,6 +14,8 @@ through the store protocol (``audit_anchor``, ``events_after``), e.g. PostgreSQL
 
 Retention deletes events older than ``audit.retention`` and moves the checkpoint (the last pruned
 id and hash), recording an ``audit:checkpoint`` event, so verification still works afterwards.
+Every backend does it in one transaction (``Store.prune``); :func:`prune` does it on a SQLite
+file directly, :func:`prune_url` on any store by its URL.
 """
 
 from __future__ import annotations
@@ -25,12 +27,21 @@ from pathlib import Path
 
 from remediator.events import Event, record_hash
 from remediator.recording import SEALED, Recording
-from remediator.store.base import AuditAnchor, Store
-from remediator.store.sqlite import audit_anchor
-from remediator.store.sqlite_rows import EVENT_COLUMNS, append_events, event_from_row
+from remediator.store.base import CHECKPOINT, AuditAnchor, Store
+from remediator.store.sqlite import audit_anchor, prune_events
+from remediator.store.sqlite_rows import EVENT_COLUMNS, event_from_row
 from remediator.store.sqlite_writer import connect, connect_reader
 
-CHECKPOINT = "audit:checkpoint"
+__all__ = [
+    "CHECKPOINT",
+    "Verdict",
+    "prune",
+    "prune_url",
+    "verify",
+    "verify_connection",
+    "verify_store",
+    "verify_url",
+]
 PAGE = 5000
 
 
@@ -164,39 +175,31 @@ def verify(path: Path, recording: Recording) -> Verdict:
 
 
 def prune(path: Path, recording: Recording, *, before: float, now: float) -> int:
-    """Delete events older than ``before``; keep the chain verifiable. Returns the count."""
+    """Delete events older than ``before`` in the SQLite store at ``path``, keeping the chain
+    verifiable (:func:`remediator.store.sqlite.prune_events`); the number deleted. A running
+    store does the same through :meth:`Store.prune <remediator.store.base.Store.prune>`."""
     conn = connect(path)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        row = conn.execute(
-            "SELECT max(id) FROM events WHERE time < ? AND id < (SELECT max(id) FROM events)",
-            (before,),
-        ).fetchone()
-        through = row[0]
-        if through is None:
-            conn.execute("COMMIT")
-            return 0
-        last = conn.execute("SELECT hash FROM events WHERE id = ?", (through,)).fetchone()[0]
-        deleted = conn.execute("DELETE FROM events WHERE id <= ?", (through,)).rowcount
-        conn.execute(
-            "INSERT INTO audit_checkpoint (id, through_id, hash, pruned_at) VALUES (1, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET through_id = excluded.through_id, "
-            "hash = excluded.hash, pruned_at = excluded.pruned_at",
-            (through, last, now),
-        )
-        from remediator.store.sqlite_rows import COMMITTING
-
-        COMMITTING.recording = recording
         try:
-            append_events(conn, [Event(type=CHECKPOINT, time=now, actor="retention",
-                                       message=f"pruned {deleted} events through id {through}",
-                                       details={"through_id": through, "hash": last})])  # fmt: skip
-        finally:
-            COMMITTING.recording = None
+            deleted = prune_events(conn, before=before, now=now, recording=recording)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         conn.execute("COMMIT")
-        return int(deleted)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        return deleted
     finally:
         conn.close()
+
+
+async def prune_url(url: str, recording: Recording, *, before: float, now: float) -> int:
+    """Open the store at ``url`` (any backend), prune it (:meth:`Store.prune`), close it."""
+    from remediator.store import create_store
+
+    store = create_store(url)
+    await store.open()
+    try:
+        store.configure(recording)
+        return await store.prune(before=before, now=now, recording=recording)
+    finally:
+        await store.close()

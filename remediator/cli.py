@@ -210,22 +210,36 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_prune(args: argparse.Namespace) -> int:
+    """Prune the store ``serve`` would use: a SQLite file directly, any other backend (e.g. a
+    PostgreSQL database several replicas share) through its store, in one transaction."""
+    import asyncio
     import time
 
     from remediator import audit
     from remediator.durations import parse_duration
+    from remediator.errors import StoreUnavailable
 
-    found = _audit_target(args)
+    found = _audit_target(args, any_backend=True)
     if isinstance(found, int):
         return found
-    path, recording = found
+    where, recording = found
     try:
         age = parse_duration(args.older_than)
     except ValueError as exc:
         print(f"--older-than: {exc}", file=sys.stderr)
         return 2
     now = time.time()
-    pruned = audit.prune(path, recording, before=now - age, now=now)
+    if isinstance(where, Path):
+        if not where.exists():
+            print(f"audit: no store at {where}", file=sys.stderr)
+            return 2
+        pruned = audit.prune(where, recording, before=now - age, now=now)
+    else:
+        try:
+            pruned = asyncio.run(audit.prune_url(where, recording, before=now - age, now=now))
+        except StoreUnavailable as exc:
+            print(f"audit: {exc.message}", file=sys.stderr)
+            return 2
     print(f"pruned {pruned} events older than {args.older_than}")
     return 0
 

@@ -34,16 +34,31 @@ class Placement(Enum):
     NEW_OPEN = "new_open"  # a firing alert that starts a new episode
     NEW_CLOSED = "new_closed"  # a resolved alert of an episode never seen firing
     CLOSE = "close"  # a resolved alert that ends the open episode
+    STALE = "stale"  # a late copy from an earlier episode (an HA peer): recorded, changes nothing
 
 
 def place(
-    latest: Episode | None, *, status: AlertStatus, starts_at: float, ends_at: float | None
+    latest: Episode | None,
+    *,
+    status: AlertStatus,
+    starts_at: float,
+    ends_at: float | None,
+    previous: Episode | None = None,
 ) -> Placement:
-    """Where an alert with this status and time range belongs, given the latest episode."""
+    """Where an alert with this status and time range belongs, given the latest episode (and
+    the one before it, to recognise late copies of an earlier episode from an HA peer)."""
     if latest is None:
         return Placement.NEW_OPEN if status == "firing" else Placement.NEW_CLOSED
     if latest.open:
-        return Placement.SAME if status == "firing" else Placement.CLOSE
+        if status == "resolved":
+            # A resolve that ended before this episode began belongs to an earlier one.
+            stale = ends_at is not None and ends_at < latest.starts_at
+            return Placement.STALE if stale else Placement.CLOSE
+        # A firing copy that started before the previous episode ended belongs to that one.
+        ended = previous.resolved_at if previous is not None else None
+        if ended is not None and starts_at < ended:
+            return Placement.STALE
+        return Placement.SAME
     # The latest episode is closed. An alert that started before it ended is a late repeat of it
     # (an HA peer, or a re-send racing the resolve); one that started at or after is a new one.
     assert latest.resolved_at is not None

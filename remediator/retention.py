@@ -1,32 +1,50 @@
-"""Retention: events older than ``audit.retention`` are pruned hourly, behind a checkpoint."""
+"""Retention: events older than ``audit.retention`` are pruned hourly, behind a checkpoint.
+
+Works on every backend (:meth:`Store.prune <remediator.store.base.Store.prune>`: one
+transaction). With several replicas on one database, only the one holding the ``retention``
+lease prunes; another takes over within a few intervals if it dies.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from pathlib import Path
 
-from remediator import audit
 from remediator.clock import Clock
 from remediator.periodic import Periodic
 from remediator.recording import Recording
+from remediator.store import Store
+from remediator.worker import worker_name
 
 log = logging.getLogger("remediator.retention")
 INTERVAL = 3600.0
+LEASE = "retention"
+LEASE_TTL = 3 * INTERVAL
 
 
 class Retention:
-    def __init__(self, *, path: Path, retention: float, recording: Recording, clock: Clock) -> None:
-        self.path = path
+    def __init__(
+        self,
+        *,
+        store: Store,
+        retention: float,
+        recording: Recording,
+        clock: Clock,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
         self.retention = retention
         self.recording = recording
         self.clock = clock
+        self.owner = owner or worker_name()
         self._periodic = Periodic("retention", INTERVAL, self.run_once)
 
     async def run_once(self) -> int:
+        """One round: prune if this replica holds the lease; the number of events deleted."""
         now = self.clock.now()
-        pruned = await asyncio.to_thread(
-            audit.prune, self.path, self.recording, before=now - self.retention, now=now
+        if not await self.store.lead(LEASE, owner=self.owner, now=now, ttl=LEASE_TTL):
+            return 0
+        pruned = await self.store.prune(
+            before=now - self.retention, now=now, recording=self.recording
         )
         if pruned:
             log.info("audit events pruned", extra={"pruned": pruned})

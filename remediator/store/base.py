@@ -20,6 +20,19 @@ from remediator.recording import Recording
 from remediator.store.records import OutboxItem, Remediation, TargetState
 
 TransitionEvents = Callable[[Transition], list[Event]]
+CHECKPOINT = "audit:checkpoint"
+
+
+def checkpoint_event(*, deleted: int, through: int, hash_: str, now: float) -> Event:
+    """The ``audit:checkpoint`` event retention appends after deleting events through id
+    ``through`` (whose hash was ``hash_``): the chain verifies from there on."""
+    return Event(
+        type=CHECKPOINT,
+        time=now,
+        actor="retention",
+        message=f"pruned {deleted} events through id {through}",
+        details={"through_id": through, "hash": hash_},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +147,12 @@ class Store(Protocol):
 
     async def audit_anchor(self) -> AuditAnchor:
         """The chain's head and retention checkpoint, read together."""
+        ...
+
+    async def prune(self, *, before: float, now: float, recording: Recording) -> int:
+        """Retention, in one transaction: delete every event through the last one older than
+        ``before`` (never the chain's head), move the checkpoint to it, and append an
+        ``audit:checkpoint`` event (with ``recording``'s policy). The number deleted."""
         ...
 
     # -- engine state (see remediator/store/records.py) ----------------------------------------

@@ -3,7 +3,7 @@
 Every backend runs the same loop, per alert, inside the one transaction of the notification
 (and, with several writers, while holding the alert's fingerprint exclusively)::
 
-    intake = decide(latest_episode(fingerprint), alert, now)
+    intake = decide(*latest_episodes(fingerprint), alert, now)
     episode = insert_episode(alert, resolved_at=intake.new_resolved_at) if intake.new_episode
               else intake.episode_id (closing it at intake.close_at, or moving its start to
               intake.move_start)
@@ -48,10 +48,18 @@ class Intake:
         return self.placement in (Placement.NEW_OPEN, Placement.NEW_CLOSED)
 
 
-def decide(latest: Episode | None, alert: Alert, now: float) -> Intake:
-    """The intake of ``alert`` received at ``now``, given its fingerprint's latest episode."""
+def decide(
+    latest: Episode | None, alert: Alert, now: float, previous: Episode | None = None
+) -> Intake:
+    """The intake of ``alert`` received at ``now``, given its fingerprint's latest episode and
+    the one before it."""
     starts, ends = alert.starts_ts, alert.ends_ts
-    placement = place(latest, status=alert.status, starts_at=starts, ends_at=ends)
+    placement = place(
+        latest, status=alert.status, starts_at=starts, ends_at=ends, previous=previous
+    )
+    if placement is Placement.STALE:
+        assert latest is not None
+        return Intake(placement, latest.id, late_repeat=True)
     if placement is Placement.NEW_OPEN:
         return Intake(placement, None)
     if placement is Placement.NEW_CLOSED:

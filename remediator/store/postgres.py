@@ -14,7 +14,8 @@ writers in several processes:
 - claims (inbox, outbox) use ``FOR UPDATE SKIP LOCKED`` plus a lease: a replica never takes an
   item another one holds, and takes over one whose lease expired;
 - breakers, remediation starts, leases and target data are read-modify-write under row locks;
-- the audit chain stays one chain: appends queue on the row lock of ``audit_head``.
+- the audit chain stays one chain: appends queue on the row lock of ``audit_head``; retention
+  (``prune``) holds that lock while it deletes and moves the checkpoint.
 
 ``raw`` takes PostgreSQL's paramstyle (``%s``) and runs in a read-only transaction.
 """
@@ -32,7 +33,13 @@ from remediator.episodes import Episode
 from remediator.errors import StoreUnavailable
 from remediator.events import GENESIS_HASH, Event
 from remediator.recording import Recording
-from remediator.store.base import AuditAnchor, EventQuery, InboxItem, IngestResult
+from remediator.store.base import (
+    AuditAnchor,
+    EventQuery,
+    InboxItem,
+    IngestResult,
+    checkpoint_event,
+)
 from remediator.store.ingest_logic import (
     INBOX_INSERT_COLUMNS,
     decide,
@@ -201,6 +208,40 @@ class PostgresStore(PostgresStateOps, PostgresOutboxOps):
         assert row is not None
         return AuditAnchor(row[0], row[1], row[2] or 0, row[3] or GENESIS_HASH)
 
+    async def prune(self, *, before: float, now: float, recording: Recording) -> int:
+        """Retention in one transaction holding the audit head's row lock (no replica appends
+        meanwhile): delete through the last event older than ``before`` (never the head), move
+        the checkpoint there, append ``audit:checkpoint`` through the normal append path."""
+
+        async def job(tx: Tx) -> int:
+            head = await tx.one("SELECT last_id FROM audit_head WHERE id = 1 FOR UPDATE")
+            if head is None:
+                return 0  # nothing was ever appended
+            row = await tx.one(
+                "SELECT max(id) FROM events WHERE time < %s AND id < %s", (before, head[0])
+            )
+            if row is None or row[0] is None:
+                return 0
+            through = int(row[0])
+            found = await tx.one("SELECT hash FROM events WHERE id = %s", (through,))
+            assert found is not None
+            last = str(found[0])
+            deleted = await tx.execute("DELETE FROM events WHERE id <= %s", (through,))
+            await tx.execute(
+                "INSERT INTO audit_checkpoint (id, through_id, hash, pruned_at) "
+                "VALUES (1, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                "through_id = excluded.through_id, hash = excluded.hash, "
+                "pruned_at = excluded.pruned_at",
+                (through, last, now),
+            )
+            tx.recording = recording
+            await tx.append(
+                [checkpoint_event(deleted=deleted, through=through, hash_=last, now=now)]
+            )
+            return deleted
+
+        return await self._write(job)
+
 
 async def _ingest(
     tx: Tx, alerts: list[Alert], now: float, receiver: str, group_key: str
@@ -214,12 +255,15 @@ async def _ingest(
     new = duplicates = 0
     events: list[Event] = []
     for alert in alerts:
-        row = await tx.one(
+        rows = await tx.all(
             "SELECT id, fingerprint, starts_at, resolved_at FROM episodes "
-            "WHERE fingerprint = %s ORDER BY id DESC LIMIT 1",
+            "WHERE fingerprint = %s ORDER BY id DESC LIMIT 2",
             (alert.fingerprint,),
         )
-        intake = decide(Episode(*row) if row else None, alert, now)
+        found = [Episode(*row) for row in rows]
+        intake = decide(
+            found[0] if found else None, alert, now, found[1] if len(found) > 1 else None
+        )
         if intake.episode_id is None:
             created = await tx.one(
                 "INSERT INTO episodes (fingerprint, alertname, starts_at, opened_at, "

@@ -21,7 +21,13 @@ from remediator.episodes import Episode
 from remediator.errors import StoreUnavailable
 from remediator.events import GENESIS_HASH, Event
 from remediator.recording import Recording
-from remediator.store.base import AuditAnchor, EventQuery, InboxItem, IngestResult
+from remediator.store.base import (
+    AuditAnchor,
+    EventQuery,
+    InboxItem,
+    IngestResult,
+    checkpoint_event,
+)
 from remediator.store.ingest_logic import (
     INBOX_INSERT_COLUMNS,
     SEVERITY_PRIORITY,
@@ -32,7 +38,13 @@ from remediator.store.ingest_logic import (
 from remediator.store.rows import events_sql
 from remediator.store.schema import SQLITE_MIGRATIONS
 from remediator.store.sqlite_outbox import SqliteOutboxOps
-from remediator.store.sqlite_rows import EVENT_COLUMNS, append_events, event_from_row, item_from_row
+from remediator.store.sqlite_rows import (
+    COMMITTING,
+    EVENT_COLUMNS,
+    append_events,
+    event_from_row,
+    item_from_row,
+)
 from remediator.store.sqlite_state import SqliteStateOps
 from remediator.store.sqlite_writer import Readers, Writer, connect
 
@@ -188,6 +200,12 @@ class SqliteStore(SqliteStateOps, SqliteOutboxOps):
     async def audit_anchor(self) -> AuditAnchor:
         return await self._read(audit_anchor)
 
+    async def prune(self, *, before: float, now: float, recording: Recording) -> int:
+        """Retention, as one job of the writer (its events are published like any other)."""
+        return await self._write(
+            lambda conn: prune_events(conn, before=before, now=now, recording=recording)
+        )
+
 
 def audit_anchor(conn: sqlite3.Connection) -> AuditAnchor:
     """The chain's head and retention checkpoint, read in one statement."""
@@ -201,6 +219,38 @@ def audit_anchor(conn: sqlite3.Connection) -> AuditAnchor:
 
 
 # -- write jobs (run on the writer thread, inside a savepoint) ----------------------------------
+
+
+def prune_events(
+    conn: sqlite3.Connection, *, before: float, now: float, recording: Recording
+) -> int:
+    """Delete the events through the last one older than ``before`` (never the newest), move
+    the checkpoint there and append the ``audit:checkpoint`` event; the number deleted. The
+    caller holds the write transaction (the writer's savepoint, or ``audit.prune``'s)."""
+    row = conn.execute(
+        "SELECT max(id) FROM events WHERE time < ? AND id < (SELECT max(id) FROM events)",
+        (before,),
+    ).fetchone()
+    through = row[0]
+    if through is None:
+        return 0
+    last = str(conn.execute("SELECT hash FROM events WHERE id = ?", (through,)).fetchone()[0])
+    deleted = int(conn.execute("DELETE FROM events WHERE id <= ?", (through,)).rowcount)
+    conn.execute(
+        "INSERT INTO audit_checkpoint (id, through_id, hash, pruned_at) VALUES (1, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET through_id = excluded.through_id, "
+        "hash = excluded.hash, pruned_at = excluded.pruned_at",
+        (through, last, now),
+    )
+    previous = getattr(COMMITTING, "recording", None)
+    COMMITTING.recording = recording
+    try:
+        append_events(
+            conn, [checkpoint_event(deleted=deleted, through=through, hash_=last, now=now)]
+        )
+    finally:
+        COMMITTING.recording = previous
+    return deleted
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -235,13 +285,14 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-def _latest_episode(conn: sqlite3.Connection, fingerprint: str) -> Episode | None:
-    row = conn.execute(
+def _latest_episodes(conn: sqlite3.Connection, fingerprint: str) -> list[Episode]:
+    """The fingerprint's latest episode and the one before it, newest first."""
+    rows = conn.execute(
         "SELECT id, fingerprint, starts_at, resolved_at FROM episodes "
-        "WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
+        "WHERE fingerprint = ? ORDER BY id DESC LIMIT 2",
         (fingerprint,),
-    ).fetchone()
-    return Episode(*row) if row else None
+    ).fetchall()
+    return [Episode(*row) for row in rows]
 
 
 def _ingest(
@@ -250,7 +301,10 @@ def _ingest(
     new = duplicates = 0
     events: list[Event] = []
     for alert in alerts:
-        intake = decide(_latest_episode(conn, alert.fingerprint), alert, now)
+        found = _latest_episodes(conn, alert.fingerprint)
+        intake = decide(
+            found[0] if found else None, alert, now, found[1] if len(found) > 1 else None
+        )
         if intake.episode_id is None:
             episode_id = _insert_episode(conn, alert, now, resolved_at=intake.new_resolved_at)
         else:
