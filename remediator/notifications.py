@@ -8,7 +8,7 @@ per incident; email sends one message per remediation outcome; webhooks get ever
 Escalations (``recovery:escalated``) go through the escalation levels: each level lists the
 reasons it handles and its channels; a level fires at most once per incident (alert episode),
 enforced by the outbox's unique ``dedupe_key``. With no levels configured, every escalation goes
-to every configured channel, once per incident and reason. A notification that was dead-lettered
+to every configured channel, once per incident. A notification that was dead-lettered
 on one channel escalates through the others.
 
 Destinations come only from configuration, never from alert content.
@@ -142,7 +142,10 @@ def build_router(config: Config) -> Router | None:
         failed_channel = str(event.details.get("channel", ""))
         usable = [c for c in configured if c != failed_channel]
         if not levels:
-            return rows(event, usable, "escalated", f"esc:{incident}:{event.outcome}")
+            # One implicit level: once per incident (a dead-lettered notification is its own
+            # case, so that it still escalates through the other channels).
+            level = "notification_dead" if event.outcome == "notification_dead" else "default"
+            return rows(event, usable, "escalated", f"esc:{incident}:{level}")
         out: list[OutboxRow] = []
         for level in levels:
             if _level_applies(level, event):
