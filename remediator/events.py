@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 # Event types. The seed's names are kept exactly.
@@ -70,10 +70,12 @@ class Event:
         return asdict(self)
 
 
+_FIELDS = tuple(f.name for f in fields(Event) if f.name != "hash")
+
+
 def canonical(event: Event) -> bytes:
     """The canonical bytes of a record: sorted keys, no whitespace, without its own hash."""
-    record = event.as_dict()
-    record.pop("hash")
+    record = {name: getattr(event, name) for name in _FIELDS}  # shallow: no deep copy
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -6,6 +6,15 @@ kind: services 60 s, external HTTP APIs 2 min, processes 30 s). Results are expo
 an event (``service:degraded`` / ``service:recovered``). When an open breaker's reset timeout has
 passed, the monitor moves it to half-open and probes the target: a healthy probe closes it, an
 unhealthy one opens it again.
+
+With several replicas on one database, every replica checks its targets (its own
+``remediator_target_up``, and the probes of ``verify.health`` steps), but only the one holding
+the ``health`` lease records state changes and probes open breakers, so a change is one event,
+not one per replica. The lease is renewed every ``LEAD_RENEW`` seconds for ``LEAD_TTL``: when
+its holder dies, another replica takes over within ``LEAD_TTL + LEAD_RENEW``. A new holder
+starts from the states last recorded (the newest ``service:degraded`` / ``service:recovered``
+of the monitor per target), so a change no holder recorded is recorded late, not lost, and not
+twice.
 """
 
 from __future__ import annotations
@@ -17,19 +26,26 @@ from collections.abc import Coroutine
 from typing import Any
 
 from remediator import events as ev
-from remediator.breaker import STATE_VALUE, Transition
+from remediator.breaker import STATE_VALUE, BreakerState, Transition
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
 from remediator.clock import Clock
 from remediator.config import Config
+from remediator.errors import StoreUnavailable
 from remediator.events import Event, EventBus
 from remediator.metrics import Metrics
 from remediator.periodic import Periodic
-from remediator.store import Store
+from remediator.store import EventQuery, Store
 from remediator.targets import Target
+from remediator.worker import worker_name
 
 log = logging.getLogger("remediator.health")
 LOOP_TICK = 1.0
+LEASE = "health"
+LEAD_RENEW = 5.0  # seconds between attempts to take or renew the lease
+LEAD_TTL = 15.0  # how long a taken lease holds: three renewals
+ACTOR = "health"
+RECORDED_LOOKBACK = 20  # events of a kind per target searched for the monitor's own
 
 
 class HealthMonitor:
@@ -44,8 +60,13 @@ class HealthMonitor:
         clock: Clock,
         bus: EventBus,
         config_version: int = 1,
+        owner: str | None = None,
     ) -> None:
         self.checks = checks
+        self.owner = owner or worker_name()
+        self._leading = False
+        self._lead_checked: float | None = None  # monotonic time of the last lease attempt
+        self._reported: dict[str, bool] = {}  # the state last recorded, while leading
         self.clients = clients
         self.store = store
         self.metrics = metrics
@@ -62,6 +83,8 @@ class HealthMonitor:
         names = {t.name for t in config.targets}
         for gone in set(self._status) - names:
             del self._status[gone]
+        for gone in set(self._reported) - names:
+            del self._reported[gone]
 
     def interval(self, target: Target) -> float:
         if target.check_interval is not None:
@@ -73,6 +96,42 @@ class HealthMonitor:
             return health.system_interval
         return health.service_interval
 
+    async def leading(self) -> bool:
+        """Whether this replica holds the ``health`` lease: taken or renewed at most every
+        ``LEAD_RENEW`` seconds, so an answer is never used beyond its lease's expiry."""
+        now = self.clock.monotonic()
+        if self._lead_checked is not None and now - self._lead_checked < LEAD_RENEW:
+            return self._leading
+        self._lead_checked = now
+        was = self._leading
+        try:
+            self._leading = await self.store.lead(
+                LEASE, owner=self.owner, now=self.clock.now(), ttl=LEAD_TTL
+            )
+            if self._leading and not was:
+                self._reported = await self._recorded_states()
+        except StoreUnavailable as exc:
+            log.warning("health lease not renewed", extra={"error": exc.message})
+            self._leading = False
+        if not self._leading:
+            self._reported.clear()  # another replica records; reread when leading again
+        return self._leading
+
+    async def _recorded_states(self) -> dict[str, bool]:
+        """Per target, the state the health monitor (of any replica) last recorded: where a
+        new lease holder picks up, so it records what changed since, once."""
+        found: dict[str, tuple[int, bool]] = {}
+        for kind, healthy in ((ev.SERVICE_DEGRADED, False), (ev.SERVICE_RECOVERED, True)):
+            for target in self.config.targets:
+                query = EventQuery(type=kind, target=target.name, limit=RECORDED_LOOKBACK)
+                for event in await self.store.events(query):
+                    if event.actor != ACTOR or event.id is None:
+                        continue
+                    if event.id > found.get(target.name, (0, True))[0]:
+                        found[target.name] = (event.id, healthy)
+                    break  # newest first
+        return {name: healthy for name, (_, healthy) in found.items()}
+
     def status(self, name: str) -> CheckResult | None:
         return self._status.get(name)
 
@@ -80,7 +139,8 @@ class HealthMonitor:
         return dict(self._status)
 
     async def check_now(self, target: Target) -> CheckResult:
-        """Run the target's check now; record metrics, and an event when its state changed."""
+        """Run the target's check now; record metrics, and (on the replica holding the health
+        lease) an event when its state changed."""
         check = self.checks.get(target.type)
         started = time.monotonic()
         if check is None:
@@ -98,11 +158,14 @@ class HealthMonitor:
         duration = time.monotonic() - started
         self.metrics.target_up.labels(target.name).set(1 if result.healthy else 0)
         self.metrics.target_check_duration.labels(target.name).observe(duration)
-        previous = self._status.get(target.name)
         self._status[target.name] = result
+        if not await self.leading():
+            return result
+        previous = self._reported.get(target.name)
+        self._reported[target.name] = result.healthy
         if previous is None and result.healthy:
             return result
-        if previous is None or previous.healthy != result.healthy:
+        if previous is None or previous != result.healthy:
             kind = ev.SERVICE_RECOVERED if result.healthy else ev.SERVICE_DEGRADED
             event = Event(
                 type=kind,
@@ -111,7 +174,7 @@ class HealthMonitor:
                 severity="info" if result.healthy else "high",
                 outcome="up" if result.healthy else "down",
                 message=result.detail,
-                actor="health",
+                actor=ACTOR,
                 config_version=self.config_version,
             )
             await self._record([event])
@@ -136,7 +199,7 @@ class HealthMonitor:
                 type=kind,
                 time=self.clock.now(),
                 target=t.state.target,
-                actor="health",
+                actor=ACTOR,
                 outcome=t.changed_to or "",
                 message=f"circuit {t.changed_to} (health probe)",
                 config_version=self.config_version,
@@ -162,9 +225,12 @@ class HealthMonitor:
             self.metrics.circuit_trips.labels(target.name).inc()
 
     async def run_due(self) -> None:
-        """One round: every target whose check is due, and every open breaker."""
+        """One round: every target whose check is due, and (on the replica holding the health
+        lease) every open breaker."""
         now = self.clock.monotonic()
-        breakers = {b.target: b for b in await self.store.breakers()}
+        breakers: dict[str, BreakerState] = {}
+        if await self.leading():
+            breakers = {b.target: b for b in await self.store.breakers()}
         work: list[Coroutine[Any, Any, object]] = []
         for target in self.config.targets:
             state = breakers.get(target.name)

@@ -77,7 +77,7 @@ async def receive(request: Request) -> Response:
         if result.new:
             rt.metrics.inbox_pending.inc(result.new)
             rt.worker.wake()
-        log.info(
+        log.debug(
             "alerts received",
             extra={
                 "receiver": payload.receiver,

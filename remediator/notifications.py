@@ -144,8 +144,8 @@ def build_router(config: Config) -> Router | None:
         if not levels:
             # One implicit level: once per incident (a dead-lettered notification is its own
             # case, so that it still escalates through the other channels).
-            level = "notification_dead" if event.outcome == "notification_dead" else "default"
-            return rows(event, usable, "escalated", f"esc:{incident}:{level}")
+            implicit = "notification_dead" if event.outcome == "notification_dead" else "default"
+            return rows(event, usable, "escalated", f"esc:{incident}:{implicit}")
         out: list[OutboxRow] = []
         for level in levels:
             if _level_applies(level, event):

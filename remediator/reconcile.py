@@ -14,6 +14,10 @@ closed episode), so closing is guarded: nothing is closed when Alertmanager cann
 answers anything but a valid 200, or when it started less than ``startup_grace`` ago (it keeps
 alerts in memory only; Prometheus re-sends them within a few evaluation intervals); an episode is
 closed only when it started, and remediator first stored it, more than one interval ago.
+
+With several replicas on one database, a round runs only on the replica holding the
+``reconcile`` lease (renewed every round, for three intervals): the others answer ``ok`` with
+``leader`` False and do nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from remediator.errors import StoreUnavailable
 from remediator.metrics import Metrics
 from remediator.redaction import redact_text
 from remediator.store import Store
+from remediator.worker import worker_name
 
 log = logging.getLogger("remediator.reconcile")
 
@@ -46,6 +51,7 @@ TIMEOUT = 10.0
 STARTUP_GRACE = 300.0
 ACTIVE_STATES = frozenset({"active", "suppressed", "unprocessed"})
 QUERY = {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "true"}
+LEASE = "reconcile"
 M = TypeVar("M")
 
 
@@ -90,6 +96,7 @@ class ReconcileResult:
     ok: bool = False  # False: Alertmanager or the store failed, nothing (more) was done
     deferred: int = 0  # episodes missing from Alertmanager but not closed yet (guards)
     error: str = ""
+    leader: bool = True  # False: another replica holds the reconcile lease; nothing was done
 
 
 def firing(entry: GettableAlert) -> Alert:
@@ -120,6 +127,7 @@ class Reconciler:
         client: httpx2.AsyncClient | None = None,
         on_new: Callable[[], None] | None = None,
         startup_grace: float = STARTUP_GRACE,
+        owner: str | None = None,
     ) -> None:
         if not settings.url:
             raise ValueError("alertmanager.url is not set")
@@ -130,6 +138,7 @@ class Reconciler:
         self.metrics = metrics
         self.on_new = on_new
         self.startup_grace = startup_grace
+        self.owner = owner or worker_name()
         self._client = client
         self._owns_client = client is None
         self._stop = asyncio.Event()
@@ -170,6 +179,21 @@ class Reconciler:
 
     async def run_once(self) -> ReconcileResult:
         started = self.clock.monotonic()
+        try:
+            leading = await self.store.lead(
+                LEASE,
+                owner=self.owner,
+                now=self.clock.now(),
+                ttl=3 * self.settings.reconcile_interval,
+            )
+        except StoreUnavailable as exc:
+            log.warning(
+                "reconcile failed; nothing closed", extra={"ok": False, "error": exc.message}
+            )
+            return ReconcileResult(ok=False, error=exc.message)
+        if not leading:
+            log.debug("another replica holds the reconcile lease", extra={"owner": self.owner})
+            return ReconcileResult(ok=True, leader=False)
         try:
             status = await self._get("/api/v2/status", _STATUS, {})
             alerts = await self._get("/api/v2/alerts", _ALERTS, QUERY)

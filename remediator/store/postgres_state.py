@@ -63,9 +63,9 @@ class PostgresStateOps(PostgresBreakerOps):
         if not names:
             return 0
         row = await self._row(
-            "SELECT count(DISTINCT target) FROM episodes "
-            "WHERE resolved_at IS NULL AND target = ANY(%s)",
-            (list(names),),
+            "SELECT count(*) FROM unnest(%s::text[]) AS t(name) WHERE EXISTS "
+            "(SELECT 1 FROM episodes e WHERE e.resolved_at IS NULL AND e.target = t.name)",
+            (sorted(set(names)),),
         )
         return int(row[0]) if row else 0
 

@@ -162,4 +162,8 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         until REAL NOT NULL
     );
     """,
+    # 5: the blast-radius guard asks, per target of a type, whether it has an open episode.
+    """
+    CREATE INDEX episodes_open_target ON episodes (target) WHERE resolved_at IS NULL;
+    """,
 )

@@ -100,10 +100,11 @@ class SqliteStateOps:
         """How many of these targets have an open (firing) episode now."""
         if not names:
             return 0
-        marks = ",".join("?" * len(names))
+        # One index probe per target (episodes_open), whatever the number of open episodes.
+        values = ",".join(["(?)"] * len(names))
         sql = (
-            "SELECT count(DISTINCT target) FROM episodes "  # noqa: S608
-            f"WHERE resolved_at IS NULL AND target IN ({marks})"
+            f"WITH t(name) AS (VALUES {values}) SELECT count(*) FROM t WHERE EXISTS "  # noqa: S608
+            "(SELECT 1 FROM episodes e WHERE e.resolved_at IS NULL AND e.target = t.name)"
         )
         row = await self._read(lambda c: c.execute(sql, names).fetchone())
         return int(row[0])

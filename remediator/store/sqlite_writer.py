@@ -122,6 +122,11 @@ class Writer:
                     outcomes.append((future, None, exc))
                 else:
                     conn.execute("RELEASE job")
+                    if isinstance(result, sqlite3.Cursor):
+                        # A cursor belongs to this thread's connection: finalise it here, never
+                        # on the event loop's thread while this thread runs the statement.
+                        result.close()
+                        result = None
                     outcomes.append((future, result, None))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
