@@ -91,7 +91,7 @@ def where_to_look(stack: Stack, result: ChainResult) -> str:
             f"  Prometheus    {stack.prometheus.url}/alerts   "
             f"(graph: leak_bytes / leak_limit_bytes, remediator_remediations_total)",
             f"  Alertmanager  {stack.alertmanager.url}/#/alerts",
-            f"  audit log     {remediator_command()} audit verify --config {config}   (coming soon)",
+            f"  audit log     {remediator_command()} audit verify --config {config}",
             f"  container     {result.target} (docker at {stack.docker_host})",
             f"  logs          {logs}",
             "",
