@@ -182,7 +182,7 @@ def test_a_real_process_flapping_for_a_while_respects_cooldown_and_window(
     for i, t in enumerate(starts):
         assert sum(1 for s in starts[:i] if s > t - window) < count
     assert len(starts) <= count * math.ceil(elapsed / window)
-    assert len(starts) >= 2 * count  # it did act, in more than one window
+    assert len(starts) > count  # it did act, in more than one window
     blocked = dict(
         db_rows(
             db, "SELECT reason, count(*) FROM remediations WHERE state = 'blocked' GROUP BY reason"
