@@ -1,8 +1,10 @@
-"""``python -m bench [all|intake|storm|latency|e2e|profile]`` (``make bench`` runs ``all``).
+"""``python -m bench [all|intake|storm|latency|e2e|profile|replicas]`` (``make bench`` runs
+``all``).
 
 Every benchmark measures remediator and its baseline in the same run and prints a Markdown
 table with both, their ratio and the machine's core count. ``profile`` runs the intake and storm
-loads under py-spy and prints the hot spots.
+loads under py-spy and prints the hot spots. ``replicas`` (not part of ``all``: it needs a
+PostgreSQL server) compares intake with one and with several replicas on one database.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import e2e, intake, latency, profile, storm
+from bench import e2e, intake, latency, profile, replicas, storm
 from bench.procs import BenchError
 from bench.table import Table, machine
 
@@ -25,7 +27,11 @@ BENCHMARKS = ("intake", "storm", "latency", "e2e")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
-        "which", nargs="?", default="all", choices=["all", *BENCHMARKS, "profile"], help="what"
+        "which",
+        nargs="?",
+        default="all",
+        choices=["all", *BENCHMARKS, "profile", "replicas"],
+        help="what",
     )
     p.add_argument("--seconds", type=float, default=6.0, help="intake: seconds per wrk run")
     p.add_argument(
@@ -38,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=10, help="e2e: breach-to-resolved runs")
     p.add_argument("--py-spy", dest="py_spy", help="profile: the py-spy binary")
     p.add_argument("--profile-dir", default="/tmp/remediator-bench-profile", help="profile")
+    p.add_argument(
+        "--replicas", type=int, default=3, help="replicas: the count compared with one (3)"
+    )
+    p.add_argument("--pg", help="replicas: PostgreSQL DSN (default: tests/services.sh's)")
     p.add_argument("--keep", action="store_true", help="keep temporary stores and logs")
     p.add_argument("--out", help="also append the tables (Markdown) to this file")
     return p
@@ -54,6 +64,15 @@ def _runners(args: argparse.Namespace) -> dict[str, Callable[[], list[Table]]]:
             latency.Settings(samples=args.samples, rate=args.rate, keep=args.keep)
         ),
         "e2e": lambda: e2e.run(e2e.Settings(runs=args.runs, keep=args.keep)),
+        "replicas": lambda: replicas.run(
+            replicas.Settings(
+                replicas=args.replicas,
+                connections=conns,
+                seconds=args.seconds,
+                dsn=args.pg,
+                keep=args.keep,
+            )
+        ),
     }
 
 

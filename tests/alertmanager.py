@@ -1,9 +1,14 @@
-"""A real Alertmanager process on a loopback port, for tests. Stopped by its PID only."""
+"""A real Alertmanager process on a loopback port, for tests. Stopped by its PID only.
+
+Alone (the default: clustering off), or one peer of an HA cluster on loopback: give each
+instance its own ``cluster_port`` and the others' as ``peers``; they gossip silences and the
+notification log, so the pair notifies once, as in production."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +17,20 @@ import yaml
 
 from tests.serving import free_port
 
+CLUSTER_FLAGS = (
+    "--cluster.settle-timeout=2s",
+    "--cluster.gossip-interval=50ms",
+    "--cluster.pushpull-interval=1s",
+)
+
 
 class Alertmanager:
-    """``webhook_url`` None: alerts route to a receiver without integrations (API use only)."""
+    """``webhook_url`` None: alerts route to a receiver without integrations (API use only).
+
+    ``webhook_urls`` adds one ``webhook_config`` per URL to the same receiver (every
+    notification goes to each: one per remediator replica). ``cluster_port`` turns clustering
+    on, on ``127.0.0.1:cluster_port``, joining the peers on ``127.0.0.1:<port>`` of ``peers``.
+    """
 
     def __init__(
         self,
@@ -22,18 +38,33 @@ class Alertmanager:
         workdir: Path,
         webhook_url: str | None = None,
         token: str | None = None,
+        *,
+        webhook_urls: Sequence[str] = (),
+        cluster_port: int | None = None,
+        peers: Sequence[int] = (),
     ) -> None:
+        if peers and cluster_port is None:
+            raise ValueError("peers need a cluster_port")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.cluster_port = cluster_port
         workdir.mkdir(parents=True, exist_ok=True)
         receiver: dict[str, Any] = {"name": "remediator"}
-        if webhook_url is not None:
-            webhook: dict[str, Any] = {"url": webhook_url, "send_resolved": True}
+        urls = ([webhook_url] if webhook_url is not None else []) + list(webhook_urls)
+        if urls:
+            http_config: dict[str, Any] = {}
             if token is not None:
                 token_file = workdir / "am.token"
                 token_file.write_text(token)
-                webhook["http_config"] = {"authorization": {"credentials_file": str(token_file)}}
-            receiver["webhook_configs"] = [webhook]
+                http_config = {"authorization": {"credentials_file": str(token_file)}}
+            receiver["webhook_configs"] = [
+                {
+                    "url": url,
+                    "send_resolved": True,
+                    **({"http_config": http_config} if http_config else {}),
+                }
+                for url in urls
+            ]
         config = {
             "route": {
                 "receiver": "remediator",
@@ -47,6 +78,15 @@ class Alertmanager:
         self.config_path = workdir / "alertmanager.yml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "alertmanager.log"
+        if cluster_port is None:
+            cluster = ["--cluster.listen-address="]
+        else:
+            cluster = [
+                f"--cluster.listen-address=127.0.0.1:{cluster_port}",
+                f"--cluster.advertise-address=127.0.0.1:{cluster_port}",
+                *(f"--cluster.peer=127.0.0.1:{peer}" for peer in peers),
+                *CLUSTER_FLAGS,
+            ]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [
@@ -54,7 +94,7 @@ class Alertmanager:
                     f"--config.file={self.config_path}",
                     f"--storage.path={workdir / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--cluster.listen-address=",
+                    *cluster,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -69,6 +109,17 @@ class Alertmanager:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("alertmanager did not start:\n" + self.log_path.read_text()[-3000:])
+
+    def status(self) -> dict[str, Any]:
+        """``GET /api/v2/status`` (``cluster.status`` is "ready" once clustered and settled)."""
+        answer = httpx.get(f"{self.url}/api/v2/status", timeout=5)
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    def cluster_peers(self) -> int:
+        """How many members (itself included) this instance sees in its cluster."""
+        return len(self.status().get("cluster", {}).get("peers") or [])
 
     def post(self, alerts: list[dict[str, Any]]) -> None:
         answer = httpx.post(f"{self.url}/api/v2/alerts", json=alerts, timeout=5)
