@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 
-from remediator import backoff
+from remediator import backoff, recovery
 from remediator import events as ev
 from remediator.breaker import STATE_VALUE, Transition
 from remediator.clock import Clock
@@ -34,7 +34,7 @@ from remediator.metrics import Metrics
 from remediator.runner import StepContext, StepRunner
 from remediator.store import InboxItem, Store
 from remediator.store.base import TransitionEvents
-from remediator.store.records import BLOCKED, DRY_RUN, FAILED, SUCCEEDED, Remediation
+from remediator.store.records import BLOCKED, DRY_RUN, FAILED, RUNNING, SUCCEEDED, Remediation
 from remediator.targets import Target
 from remediator.worker import worker_name
 
@@ -162,7 +162,7 @@ class Engine:
             labels=item.labels,
             annotations=item.annotations,
         )
-        base = self._base(item, decision)
+        base = self.base_event(item, decision)
         events: list[Event] = []
         if decision.health_event:
             events.append(replace(base, type=decision.health_event, message=item.alertname))
@@ -226,6 +226,8 @@ class Engine:
             lease=self.lease,
         )
         if rid is None:
+            rid = await self._take_over(item, plan.name, target.name, started)
+        if rid is None:
             return [self._skip(base, "already_remediated", decision)]
         if not dry and not await self._admit(target, base):
             events = self._blocked(base, "circuit_open", decision, "circuit breaker open")
@@ -245,6 +247,39 @@ class Engine:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+
+    async def _take_over(
+        self, item: InboxItem, playbook: str, target: str, started: Event
+    ) -> int | None:
+        """The remediation of this item exists. While it is running (its replica may have
+        died with its inbox lease expiring before the remediation's), keep trying to take it
+        over: its id once its lease expired, None once it finished."""
+        while await self._running(item, playbook, target):
+            await self.clock.sleep(self.lease / 3)
+            now = self.clock.now()
+            rid = await self.store.start_remediation(
+                playbook=playbook,
+                fingerprint=item.fingerprint,
+                episode_id=item.episode_id,
+                target=target,
+                now=now,
+                config_version=self.config_version,
+                events=[replace(started, time=now)],
+                owner=self.owner,
+                lease=self.lease,
+            )
+            if rid is not None:
+                return rid
+        return None
+
+    async def _running(self, item: InboxItem, playbook: str, target: str) -> bool:
+        running = await self.store.remediations(target=target, state=RUNNING)
+        return any(
+            r.playbook == playbook
+            and r.fingerprint == item.fingerprint
+            and r.episode_id == item.episode_id
+            for r in running
+        )
 
     async def _keep_lease(self, rid: int) -> None:
         """Renew this remediation's lease while it runs, so no other replica takes it over."""
@@ -390,43 +425,12 @@ class Engine:
 
         return make
 
-    # -- resolved ------------------------------------------------------------------------------
-
     async def _resolved(self, item: InboxItem) -> Outcome:
-        episode = await self.store.episode(item.episode_id)
-        ended = item.ends_at if item.ends_at is not None else item.received_at
-        started = episode.starts_at if episode is not None else item.starts_at
-        mttr = max(ended - started, 0.0)
-        decision = decide(
-            self.catalog,
-            fingerprint=item.fingerprint,
-            status="resolved",
-            labels=item.labels,
-            annotations=item.annotations,
-        )
-        playbook = decision.plan.name if decision.plan else ""
-        self.metrics.time_to_recovery.labels(playbook, decision.classification.category).observe(
-            mttr
-        )
-        base = self._base(item, decision)
-        target = ""
-        if decision.plan is not None:
-            target = decision.plan.target.render(labels=item.labels, annotations=item.annotations)
-        recovered = replace(
-            base,
-            type=ev.SERVICE_RECOVERED,
-            time=self.clock.now(),
-            target=target if target in self.catalog.targets else "",
-            playbook=playbook,
-            outcome="recovered",
-            duration=mttr,
-            message=f"{item.alertname} resolved after {mttr:.1f}s",
-        )
-        return [recovered], "resolved"
+        return await recovery.record(self, item)
 
     # -- events --------------------------------------------------------------------------------
 
-    def _base(self, item: InboxItem, decision: Decision) -> Event:
+    def base_event(self, item: InboxItem, decision: Decision) -> Event:
         c = decision.classification
         return Event(
             type="",

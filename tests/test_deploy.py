@@ -840,4 +840,4 @@ def test_deployment_doc_references_exist() -> None:
         "PostgreSQL",
     ):
         assert section in text
-    assert "planned" in text
+    assert "postgresql://" in text

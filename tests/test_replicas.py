@@ -798,7 +798,13 @@ def test_an_engine_that_is_down_opens_only_its_targets_breakers_for_every_replic
         opened = sorted(t for (t,) in query(
             "SELECT target FROM events WHERE type = 'circuit:open' ORDER BY target"
         ))  # fmt: skip
-        assert opened == ["far-0", "far-1"]  # once each, though three replicas acted
+        trail = query(
+            "SELECT id, type, target, outcome, fingerprint, message FROM events "
+            "WHERE target LIKE 'far-%' ORDER BY id"
+        )
+        breakers = query("SELECT * FROM breakers ORDER BY target")
+        # once each, though three replicas acted
+        assert opened == ["far-0", "far-1"], "\n".join(map(str, [*trail, *breakers]))
         assert dict(query("SELECT target, state FROM breakers")) == {
             "near-0": "closed", "near-1": "closed", "far-0": "open", "far-1": "open",
         }  # fmt: skip

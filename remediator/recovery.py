@@ -1,0 +1,51 @@
+"""Recording a recovery: a resolved alert closes its episode's story with the time it took.
+
+The time to recovery runs from the episode's ``startsAt`` (the earliest any Alertmanager
+reported) to the resolved alert's ``endsAt``; it is exported as
+``remediator_time_to_recovery_seconds{playbook,category}`` and recorded as ``service:recovered``.
+Resolved alerts never start a state-changing action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from remediator import events as ev
+from remediator.decisions import decide
+from remediator.events import Event
+from remediator.store import InboxItem
+
+if TYPE_CHECKING:
+    from remediator.engine import Engine
+
+
+async def record(engine: Engine, item: InboxItem) -> tuple[list[Event], str]:
+    episode = await engine.store.episode(item.episode_id)
+    ended = item.ends_at if item.ends_at is not None else item.received_at
+    started = episode.starts_at if episode is not None else item.starts_at
+    mttr = max(ended - started, 0.0)
+    decision = decide(
+        engine.catalog,
+        fingerprint=item.fingerprint,
+        status="resolved",
+        labels=item.labels,
+        annotations=item.annotations,
+    )
+    playbook = decision.plan.name if decision.plan else ""
+    category = decision.classification.category
+    engine.metrics.time_to_recovery.labels(playbook, category).observe(mttr)
+    target = ""
+    if decision.plan is not None:
+        target = decision.plan.target.render(labels=item.labels, annotations=item.annotations)
+    recovered = replace(
+        engine.base_event(item, decision),
+        type=ev.SERVICE_RECOVERED,
+        time=engine.clock.now(),
+        target=target if target in engine.catalog.targets else "",
+        playbook=playbook,
+        outcome="recovered",
+        duration=mttr,
+        message=f"{item.alertname} resolved after {mttr:.1f}s",
+    )
+    return [recovered], "resolved"
