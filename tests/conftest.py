@@ -16,7 +16,7 @@ from remediator.app import create_app
 from remediator.auth import Authenticator, Principal
 from remediator.runtime import Runtime
 
-pytest_plugins = ["tests.realservices", "tests.slackapi", "tests.smtpserver"]
+pytest_plugins = ["tests.realservices", "tests.slackapi", "tests.smtpserver", "tests.dockerd"]
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "alertmanager"

@@ -13,10 +13,14 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
+import pytest
 
 from tests.realservices import TEST_LABELS, services_dir
 
@@ -126,3 +130,32 @@ class SecondDockerd:
 
 def labels() -> dict[str, str]:
     return dict(TEST_LABELS)
+
+
+@pytest.fixture
+def far_engine(docker_client: docker.DockerClient, test_image: str) -> Iterator[SecondDockerd]:
+    """A second engine holding the test image; its test containers removed, then stopped."""
+    engine = SecondDockerd()
+    try:
+        engine.start()
+        engine.load_image(docker_client, test_image)
+        yield engine
+    finally:
+        if engine.proc is None or engine.proc.poll() is not None:
+            engine.start()
+        engine.remove_test_containers()
+        engine.stop()
+
+
+def run_sleepers(engine: SecondDockerd, image: str, count: int) -> list[Any]:
+    """``count`` running test containers on ``engine`` (created, never pulled), labelled."""
+    made = []
+    with contextlib.closing(engine.client()) as client:
+        for i in range(count):
+            container = client.containers.create(
+                image, ["sleep", "3600"], network_mode="none", init=True,
+                labels=labels(), name=f"far-{i}-{uuid.uuid4().hex[:8]}",
+            )  # fmt: skip
+            container.start()
+            made.append(container)
+    return made

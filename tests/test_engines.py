@@ -3,34 +3,16 @@ an engine that is down affects only its own targets."""
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
 import httpx2 as httpx
-import pytest
 
-from tests.dockerd import SecondDockerd
+from tests.dockerd import SecondDockerd, run_sleepers
 from tests.realservices import ContainerFactory
 from tests.serving import Served
 from tests.test_engine_docker import StartCounter, alert, config, events, payload, post, wait_for
-
-
-@pytest.fixture
-def far_engine(docker_client: docker.DockerClient, test_image: str) -> Iterator[SecondDockerd]:
-    engine = SecondDockerd()
-    try:
-        engine.start()
-        engine.load_image(docker_client, test_image)
-        yield engine
-    finally:
-        if engine.proc is None or engine.proc.poll() is not None:
-            engine.start()
-        engine.remove_test_containers()
-        engine.stop()
 
 
 def test_an_engine_that_is_down_affects_only_its_own_targets(
@@ -42,15 +24,7 @@ def test_an_engine_that_is_down_affects_only_its_own_targets(
     test_image: str,
 ) -> None:
     near = [container_factory(("sleep", "3600"), init=True) for _ in range(2)]
-    with contextlib.closing(far_engine.client()) as far_client:
-        far = []
-        for i in range(2):
-            c = far_client.containers.create(
-                test_image, ["sleep", "3600"], network_mode="none", init=True,
-                labels={"remediator.test": "1"}, name=f"far-{i}-{int(time.time())}",
-            )  # fmt: skip
-            c.start()
-            far.append(c)
+    far = run_sleepers(far_engine, test_image, 2)
     targets: list[dict[str, Any]] = [
         {"name": f"near-{i}", "type": "docker_container", "container": c.name}
         for i, c in enumerate(near)

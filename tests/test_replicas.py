@@ -58,7 +58,7 @@ from remediator.reconcile import Reconciler
 from remediator.store import EventQuery, Store
 from remediator.targets import Target
 from tests.alertmanager import Alertmanager
-from tests.dockerd import SecondDockerd
+from tests.dockerd import SecondDockerd, run_sleepers
 from tests.realservices import ContainerFactory
 from tests.serving import Served, free_port
 from tests.store_helpers import run, store_url
@@ -715,20 +715,6 @@ def test_three_replicas_behind_an_alertmanager_pair(
 # -- a second Docker engine: only its targets' breakers open, on every replica -------------
 
 
-@pytest.fixture
-def far_engine(docker_client: docker.DockerClient, test_image: str) -> Iterator[SecondDockerd]:
-    engine = SecondDockerd()
-    try:
-        engine.start()
-        engine.load_image(docker_client, test_image)
-        yield engine
-    finally:
-        if engine.proc is None or engine.proc.poll() is not None:
-            engine.start()
-        engine.remove_test_containers()
-        engine.stop()
-
-
 @pytest.mark.postgres
 @pytest.mark.docker
 def test_an_engine_that_is_down_opens_only_its_targets_breakers_for_every_replica(
@@ -741,15 +727,7 @@ def test_an_engine_that_is_down_opens_only_its_targets_breakers_for_every_replic
     test_image: str,
 ) -> None:
     near = [container_factory(("sleep", "3600"), init=True) for _ in range(2)]
-    with contextlib.closing(far_engine.client()) as far_client:
-        far = []
-        for i in range(2):
-            made = far_client.containers.create(
-                test_image, ["sleep", "3600"], network_mode="none", init=True,
-                labels={"remediator.test": "1"}, name=f"far-{i}-{uuid.uuid4().hex[:8]}",
-            )  # fmt: skip
-            made.start()
-            far.append(made)
+    far = run_sleepers(far_engine, test_image, 2)
     targets: list[dict[str, Any]] = [
         {"name": f"near-{i}", "type": "docker_container", "container": c.name}
         for i, c in enumerate(near)
