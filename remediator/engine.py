@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import replace
 
 from remediator import backoff, recovery
 from remediator import events as ev
@@ -28,7 +28,7 @@ from remediator.decisions import (
     StrategyLike,
     decide,
 )
-from remediator.events import Event
+from remediator.events import Event, evolve
 from remediator.guards import ESCALATING, Guards
 from remediator.metrics import Metrics
 from remediator.runner import StepContext, StepRunner
@@ -36,11 +36,12 @@ from remediator.store import InboxItem, Store
 from remediator.store.base import TransitionEvents
 from remediator.store.records import BLOCKED, DRY_RUN, FAILED, RUNNING, SUCCEEDED, Remediation
 from remediator.targets import Target
-from remediator.worker import worker_name
+from remediator.worker import COMPLETED, worker_name
 
 log = logging.getLogger("remediator.engine")
 Outcome = tuple[list[Event], str]
 ESCALATE_ON_SKIP = frozenset({UNKNOWN_PATTERN, TARGET_NOT_REGISTERED})
+DECIDED = "decided"
 
 
 class Engine:
@@ -163,72 +164,76 @@ class Engine:
             annotations=item.annotations,
         )
         base = self.base_event(item, decision)
-        events: list[Event] = []
+        detected: list[Event] = []  # the detection comes first in the audit trail
         if decision.health_event:
-            events.append(replace(base, type=decision.health_event, message=item.alertname))
+            detected.append(evolve(base, type=decision.health_event, message=item.alertname))
         if not decision.runs:
             reason = decision.reason or "no_playbook"
-            events.append(self._skip(base, reason, decision))
+            events = [*detected, self._skip(base, reason, decision)]
             if reason in ESCALATE_ON_SKIP:
                 events.append(self._escalation(base, reason, _skip_detail(decision)))
             if reason == TARGET_NOT_REGISTERED:
                 self.metrics.guard_blocks.labels(reason).inc()
             return events, "skipped"
-        assert decision.plan is not None and decision.target is not None
-        if events:  # the detection comes first in the audit trail
-            await self.store.append(events)
-            events = []
-        await self.store.mark_targets([(item.episode_id, decision.target.name)])
+        assert decision.target is not None
         lock = self.target_lock(decision.target.name)
+        if detected and lock.locked():  # the target is busy: record the detection now
+            await self.store.append(detected)
+            detected = []
         async with lock:
-            events += await self._remediate(item, decision, base, dry_run=dry_run)
-        return events, "decided"
+            return await self._remediate(item, decision, base, detected, dry_run=dry_run)
 
     async def _remediate(
-        self, item: InboxItem, decision: Decision, base: Event, *, dry_run: bool
-    ) -> list[Event]:
+        self,
+        item: InboxItem,
+        decision: Decision,
+        base: Event,
+        detected: list[Event],
+        *,
+        dry_run: bool,
+    ) -> Outcome:
+        """Guard, claim and run. ``detected`` (the health event, unless already recorded) is
+        recorded exactly once: by the claim (``start_remediation``, which also marks the
+        episode's target), or with the item's completion when no claim is tried. The last write
+        of a run completes the item (the outcome is then :data:`~remediator.worker.COMPLETED`)."""
         plan, target = decision.plan, decision.target
         assert plan is not None and target is not None
-        base = replace(base, target=target.name, playbook=plan.name)
+        base = evolve(base, target=target.name, playbook=plan.name)
         dry = dry_run or plan.dry_run or self.config.safety.dry_run
-        episode = await self.store.episode(item.episode_id)
-        if episode is not None and not episode.open:
-            return [self._skip(base, "resolved", decision)]
         now = self.clock.now()
-        verdict = await self.guards.check(plan=plan, target=target, now=now)
-        if not verdict.allowed:
-            reason = verdict.reason or ""
-            events = self._blocked(base, reason, decision, verdict.detail)
-            claimed = await self.store.start_remediation(
-                playbook=plan.name,
-                fingerprint=item.fingerprint,
-                episode_id=item.episode_id,
-                target=target.name,
-                now=now,
-                state=BLOCKED,
-                reason=reason,
-                config_version=self.config_version,
-                events=events,
-            )
-            return [] if claimed is not None else [self._skip(base, "already_remediated", decision)]
-        started = replace(
-            base, type="recovery:started", time=now, message=f"running {plan.name} on {target.name}"
+        snapshot = await self.guards.snapshot(
+            plan=plan, target=target, now=now, episode_id=item.episode_id
         )
-        rid = await self.store.start_remediation(
+        if snapshot.episode is not None and not snapshot.episode.open:
+            return [*detected, self._skip(base, "resolved", decision)], DECIDED
+        verdict = self.guards.verdict(snapshot, plan=plan, target=target, now=now)
+        claim = functools.partial(
+            self.store.start_remediation,
             playbook=plan.name,
             fingerprint=item.fingerprint,
             episode_id=item.episode_id,
             target=target.name,
             now=now,
             config_version=self.config_version,
-            events=[started],
-            owner=self.owner,
-            lease=self.lease,
+            before_events=detected,
+            mark=True,
         )
+        if not verdict.allowed:
+            reason = verdict.reason or ""
+            events = self._blocked(base, reason, decision, verdict.detail)
+            claimed = await claim(state=BLOCKED, reason=reason, events=events)
+            if claimed is not None:
+                return [], DECIDED
+            return [self._skip(base, "already_remediated", decision)], DECIDED
+        started = evolve(
+            base, type="recovery:started", time=now, message=f"running {plan.name} on {target.name}"
+        )
+        rid = await claim(events=[started], owner=self.owner, lease=self.lease)
         if rid is None:
             rid = await self._take_over(item, plan.name, target.name, started)
         if rid is None:
-            return [self._skip(base, "already_remediated", decision)]
+            return [self._skip(base, "already_remediated", decision)], DECIDED
+        done = (item.id, DECIDED)
         if not dry and not await self._admit(target, base):
             events = self._blocked(base, "circuit_open", decision, "circuit breaker open")
             await self.store.finish_remediation(
@@ -238,11 +243,13 @@ class Engine:
                 attempts=0,
                 reason="circuit_open",
                 events=events,
+                complete_item=done,
             )
-            return []
+            return [], COMPLETED
         keeper = asyncio.create_task(self._keep_lease(rid), name=f"lease-{rid}")
         try:
-            return await self._attempts(item, decision, base, rid, dry=dry)
+            await self._attempts(item, decision, base, rid, dry=dry, done=done)
+            return [], COMPLETED
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -264,7 +271,7 @@ class Engine:
                 target=target,
                 now=now,
                 config_version=self.config_version,
-                events=[replace(started, time=now)],
+                events=[evolve(started, time=now)],
                 owner=self.owner,
                 lease=self.lease,
             )
@@ -310,8 +317,16 @@ class Engine:
         return allowed
 
     async def _attempts(
-        self, item: InboxItem, decision: Decision, base: Event, rid: int, *, dry: bool
-    ) -> list[Event]:
+        self,
+        item: InboxItem,
+        decision: Decision,
+        base: Event,
+        rid: int,
+        *,
+        dry: bool,
+        done: tuple[int, str],
+    ) -> None:
+        """Run the steps with retries; the final write records the result, completes ``done``."""
         plan, target = decision.plan, decision.target
         assert plan is not None and target is not None
         ctx = StepContext(
@@ -347,7 +362,7 @@ class Engine:
         state = DRY_RUN if dry else (SUCCEEDED if ok else FAILED)
         if not ok:
             events.append(
-                replace(
+                evolve(
                     base,
                     type=ev.RECOVERY_FAILED,
                     time=now,
@@ -359,10 +374,10 @@ class Engine:
                 await self.store.remediations(target=target.name, state=FAILED, limit=1000)
             )
             escalation = self._escalation(base, "remediation_failed", detail)
-            events.append(replace(escalation, details={**escalation.details, "failures": failures}))
+            events.append(evolve(escalation, details={**escalation.details, "failures": failures}))
         elif dry:
             events.append(
-                replace(
+                evolve(
                     base,
                     type="recovery:dry_run",
                     time=now,
@@ -372,7 +387,7 @@ class Engine:
             )
         else:
             events.append(
-                replace(
+                evolve(
                     base,
                     type=ev.RECOVERY_SUCCEEDED,
                     time=now,
@@ -382,9 +397,8 @@ class Engine:
                 )
             )
         await self.store.finish_remediation(
-            rid, state=state, now=now, attempts=attempt, events=events
+            rid, state=state, now=now, attempts=attempt, events=events, complete_item=done
         )
-        return []
 
     async def _report(self, target: Target, *, ok: bool, base: Event) -> None:
         transition = await self.store.report(
@@ -413,7 +427,7 @@ class Engine:
             }[t.changed_to or "closed"]
             message = f"circuit {t.changed_to} ({t.state.failures} consecutive failure(s))"
             return [
-                replace(
+                evolve(
                     base,
                     type=kind,
                     time=self.clock.now(),
@@ -451,7 +465,7 @@ class Engine:
 
     def _skip(self, base: Event, reason: str, decision: Decision, detail: str = "") -> Event:
         message = detail or _skip_detail(decision) or reason
-        return replace(
+        return evolve(
             base,
             type=ev.RECOVERY_SKIPPED,
             time=self.clock.now(),
@@ -462,7 +476,7 @@ class Engine:
 
     def _escalation(self, base: Event, reason: str, detail: str) -> Event:
         self.metrics.escalations.labels(reason).inc()
-        return replace(
+        return evolve(
             base,
             type=ev.RECOVERY_ESCALATED,
             time=self.clock.now(),

@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # Event types. The seed's names are kept exactly.
@@ -63,20 +63,41 @@ class Event:
 
     def chained(self, *, event_id: int, prev_hash: str) -> Event:
         """This event as appended after ``prev_hash`` with ``event_id``, hash filled in."""
-        linked = replace(self, id=event_id, prev_hash=prev_hash, hash="")
-        return replace(linked, hash=record_hash(linked))
+        record = {name: getattr(self, name) for name in _FIELDS}
+        record["id"], record["prev_hash"] = event_id, prev_hash
+        return Event(**record, hash=hashlib.sha256(_encode(record)).hexdigest())
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 _FIELDS = tuple(f.name for f in fields(Event) if f.name != "hash")
+_ALL_FIELDS = (*_FIELDS, "hash")
+_SET = object.__setattr__
+
+
+def evolve(event: Event, **changes: Any) -> Event:
+    """``dataclasses.replace`` for events, without its per-call introspection: the engine
+    derives several events per alert from one base event."""
+    new = object.__new__(Event)
+    for name in _ALL_FIELDS:
+        _SET(new, name, changes.pop(name) if name in changes else getattr(event, name))
+    if changes:
+        raise TypeError(f"Event has no field {sorted(changes)[0]!r}")
+    return new
 
 
 def canonical(event: Event) -> bytes:
     """The canonical bytes of a record: sorted keys, no whitespace, without its own hash."""
-    record = {name: getattr(event, name) for name in _FIELDS}  # shallow: no deep copy
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _encode({name: getattr(event, name) for name in _FIELDS})  # shallow: no deep copy
+
+
+# One encoder, built once: json.dumps with these options would build a new one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _encode(record: dict[str, Any]) -> bytes:
+    return _CANONICAL.encode(record).encode()
 
 
 def record_hash(event: Event) -> str:

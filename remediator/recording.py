@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from remediator.events import Event
+from remediator.events import Event, evolve
 from remediator.redaction import redact, redact_text
 
 SEALED = "enc:"
+
+
+_SORTED = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), built once
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +49,12 @@ class Recording:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def redact(self, event: Event) -> Event:
-        return replace(
-            event,
-            message=redact_text(event.message, self.secrets),
-            details=redact(event.details, self.secrets),
-        )
+        """The event with every configured secret masked (the same event if it has none)."""
+        message = redact_text(event.message, self.secrets)
+        details = redact(event.details, self.secrets)
+        if message == event.message and details == event.details:
+            return event
+        return evolve(event, message=message, details=details)
 
     def seal_text(self, text: str) -> str:
         if self.cipher is None:
@@ -68,7 +72,7 @@ class Recording:
             return stored
 
     def seal_details(self, details: dict[str, Any]) -> str:
-        text = json.dumps(details, sort_keys=True)
+        text = _SORTED.encode(details)
         return self.seal_text(text) if self.cipher is not None else text
 
     def open_details(self, stored: str) -> dict[str, Any]:

@@ -8,12 +8,11 @@ Resolved alerts never start a state-changing action.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from remediator import events as ev
 from remediator.decisions import decide
-from remediator.events import Event
+from remediator.events import Event, evolve
 from remediator.store import InboxItem
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ async def record(engine: Engine, item: InboxItem) -> tuple[list[Event], str]:
     target = ""
     if decision.plan is not None:
         target = decision.plan.target.render(labels=item.labels, annotations=item.annotations)
-    recovered = replace(
+    recovered = evolve(
         engine.base_event(item, decision),
         type=ev.SERVICE_RECOVERED,
         time=engine.clock.now(),

@@ -6,6 +6,7 @@ Credentials in URLs and DSNs (``redis://:pw@host``, ``postgresql://user:pw@host/
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -20,12 +21,31 @@ _KV_SECRET = re.compile(
 REDACTED = "***"
 
 
+# Every key _KV_SECRET knows starts with one of these (same case rules): a cheap test first.
+_KV_HINT = re.compile(r"pass|pwd|token|secret|api", re.IGNORECASE)
+_CACHED_LENGTH = 256  # short strings recur (URLs, names, messages): their results are cached
+
+
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
     """``text`` with URL credentials, ``key=secret`` pairs and the given secrets masked."""
-    out = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
-    out = _KV_SECRET.sub(lambda m: f"{m.group('key')}{REDACTED}", out)
+    if len(text) <= _CACHED_LENGTH:
+        return _redact_short(text, secrets)
+    return _redact(text, secrets)
+
+
+@functools.lru_cache(maxsize=4096)
+def _redact_short(text: str, secrets: tuple[str, ...]) -> str:
+    return _redact(text, secrets)
+
+
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
+    out = text
+    if "@" in out:  # each pattern needs its separator: skip the regex when it is absent
+        out = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", out)
+    if ("=" in out or ":" in out) and _KV_HINT.search(out):
+        out = _KV_SECRET.sub(lambda m: f"{m.group('key')}{REDACTED}", out)
     for secret in secrets:
-        if secret:
+        if secret and secret in out:
             out = out.replace(secret, REDACTED)
     return out
 

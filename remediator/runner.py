@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from remediator import events as ev
@@ -20,7 +20,7 @@ from remediator import steps as st
 from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.clients import Clients
 from remediator.clock import Clock
-from remediator.events import Event
+from remediator.events import Event, evolve
 from remediator.metrics import Metrics
 from remediator.redaction import redact, redact_text
 from remediator.store import Store
@@ -78,7 +78,8 @@ class StepRunner:
         for step in steps:
             started = time.monotonic()
             try:
-                outcome = await asyncio.wait_for(self._one(step, ctx, result), timeout=step.timeout)
+                async with asyncio.timeout(step.timeout):  # no extra task, unlike wait_for
+                    outcome = await self._one(step, ctx, result)
             except TimeoutError:
                 outcome = ActionResult(False, f"timed out after {step.timeout:.0f}s")
             duration = time.monotonic() - started
@@ -235,4 +236,4 @@ class StepRunner:
 
 
 def _event(base: Event, type_: str, **fields: Any) -> Event:
-    return replace(base, type=type_, **fields)
+    return evolve(base, type=type_, **fields)

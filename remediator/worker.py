@@ -25,6 +25,10 @@ log = logging.getLogger("remediator.worker")
 
 Outcome = tuple[list[Event], str]
 Processor = Callable[[InboxItem], Awaitable[Outcome]]
+# The outcome a processor returns when it completed the item itself, in its last write
+# (``Store.finish_remediation(complete_item=...)``), with every event recorded: the worker does
+# not complete it again. A processor that raises has completed nothing: the item is retried.
+COMPLETED = "-completed"
 Preparer = Callable[[list[InboxItem]], Awaitable[None]]
 
 
@@ -139,7 +143,10 @@ class Worker:
     async def _handle(self, item: InboxItem) -> None:
         try:
             events, outcome = await self.process(item)
-            await self.store.complete(item.id, events=events, outcome=outcome)
+            if outcome != COMPLETED:
+                await self.store.complete(item.id, events=events, outcome=outcome)
+            elif events:  # not expected: recorded all the same, after the completion
+                await self.store.append(events)
             self.metrics.inbox_pending.dec()
         except StoreUnavailable as exc:
             log.warning(

@@ -279,3 +279,36 @@ def test_targets_of_open_episodes(store_url: str) -> None:
         assert await store.alerting_targets([]) == 0
 
     run(store_url, body)
+
+
+def test_a_claim_carries_the_detection_and_the_mark_a_finish_the_completion(
+    store_url: str,
+) -> None:
+    """``start_remediation(before_events=, mark=)`` appends the detection whether or not it
+    claims, before the claim's events; ``finish_remediation(complete_item=)`` completes the
+    inbox item in the same transaction."""
+
+    async def body(store: Store) -> None:
+        result = await store.ingest([alert("x"), alert("y")], received_at=1.0, receiver="r", group_key="g")  # fmt: skip
+        x, y = (e.details["episode"] for e in result.events)
+        items = {i.fingerprint: i for i in await store.claim(worker="w", now=2.0, lease=30.0, limit=10)}  # fmt: skip
+        assert await store.alerting_targets(["web"]) == 0
+        rid = await store.start_remediation(playbook="p", fingerprint="x", episode_id=x, target="web", now=3.0, events=[event(2)], before_events=[event(1)], mark=True, owner="o", lease=30.0)  # fmt: skip
+        assert rid is not None
+        assert await store.alerting_targets(["web"]) == 1
+        again = await store.start_remediation(playbook="p", fingerprint="x", episode_id=x, target="web", now=4.0, events=[event(4)], before_events=[event(3)], mark=True)  # fmt: skip
+        assert again is None  # not claimed: only the detection is recorded
+        blocked = await store.start_remediation(playbook="p", fingerprint="y", episode_id=y, target="db", now=5.0, state="blocked", reason="paused", events=[event(6)], before_events=[event(5)])  # fmt: skip
+        assert blocked is not None
+        assert await store.alerting_targets(["db"]) == 0  # not marked
+        await store.finish_remediation(rid, state=SUCCEEDED, now=7.0, attempts=1, events=[event(7)], complete_item=(items["x"].id, "decided"))  # fmt: skip
+        assert [e.message for e in await chain_ok(store)][2:] == [f"event {n}" for n in (1, 2, 3, 5, 6, 7)]  # fmt: skip
+        assert await store.pending_count() == 1
+        rows = await store.raw("SELECT fingerprint, state, outcome, done_at FROM inbox ORDER BY fingerprint")  # fmt: skip
+        assert [tuple(r) for r in rows] == [("x", "done", "decided", 7.0), ("y", "pending", None, None)]  # fmt: skip
+        [rem] = await store.remediations(state=SUCCEEDED)
+        assert (rem.id, rem.finished_at) == (rid, 7.0)
+        # the completed item is never claimed again; the other one is, once its lease expired
+        assert [i.fingerprint for i in await store.claim(worker="v", now=100.0, lease=30.0, limit=10)] == ["y"]  # fmt: skip
+
+    run(store_url, body)

@@ -1,5 +1,5 @@
 """Whole behavioural suites, every test of them, again on a PostgreSQL store: the engine
-(test_engine.py), the outbox (test_outbox.py) and the webhook intake through the app
+(test_engine.py, and its writes per alert: test_engine_writes.py), the outbox (test_outbox.py) and the webhook intake through the app
 (test_intake.py).
 
 The tests are collected here a second time (same functions, same parameters); autouse and
@@ -20,13 +20,13 @@ import pytest
 from psycopg import sql
 
 from remediator import config as config_mod
-from tests import test_engine, test_intake, test_outbox
+from tests import test_engine, test_engine_writes, test_intake, test_outbox
 from tests.conftest import ALERTS, HEALTH, AppHarness, fixture_payload
 from tests.engine_harness import EngineHarness, Recorder
 from tests.test_outbox import slack, smtp  # noqa: F401  (the outbox tests' fixtures)
 
 pytestmark = pytest.mark.postgres
-SUITES = (test_engine, test_outbox, test_intake)
+SUITES = (test_engine, test_engine_writes, test_outbox, test_intake)
 SQLITE_ONLY = {"test_store_that_cannot_commit_answers_503_and_recovers"}
 TESTS = {
     name: getattr(suite, name)

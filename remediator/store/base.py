@@ -17,7 +17,7 @@ from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
 from remediator.events import Event
 from remediator.recording import Recording
-from remediator.store.records import OutboxItem, Remediation, TargetState
+from remediator.store.records import GuardSnapshot, OutboxItem, Remediation, TargetState
 
 TransitionEvents = Callable[[Transition], list[Event]]
 CHECKPOINT = "audit:checkpoint"
@@ -185,9 +185,15 @@ class Store(Protocol):
         events: list[Event] | None = None,
         owner: str = ...,
         lease: float = ...,
+        before_events: list[Event] | None = None,
+        mark: bool = False,
     ) -> int | None:
         """Claim the one remediation of (playbook, fingerprint, episode); None if it exists.
-        A running one whose owner's lease expired is taken over (its id is returned)."""
+        A running one whose owner's lease expired is taken over (its id is returned).
+
+        In the same transaction, with ``mark``, record that the episode is about ``target``
+        (as :meth:`mark_targets`), and append ``before_events`` whether or not the claim
+        succeeds, before ``events`` (which are appended only if it does)."""
         ...
 
     async def renew_remediation(self, remediation_id: int, *, owner: str, until: float) -> None:
@@ -208,7 +214,12 @@ class Store(Protocol):
         attempts: int,
         reason: str = ...,
         events: list[Event] | None = None,
-    ) -> None: ...
+        complete_item: tuple[int, str] | None = None,
+    ) -> None:
+        """Record the end of a remediation with its events; with ``complete_item`` (inbox id,
+        outcome), also mark that inbox item done (as :meth:`complete`), in the same
+        transaction."""
+        ...
 
     async def remediations(
         self, *, target: str | None = None, state: str | None = None, limit: int = 1000
@@ -217,6 +228,22 @@ class Store(Protocol):
     async def last_started(self, *, target: str, playbook: str) -> float | None: ...
 
     async def count_started(self, *, target: str, since: float) -> int: ...
+
+    async def guard_snapshot(
+        self,
+        *,
+        target: str,
+        playbook: str,
+        flag: str,
+        peers: list[str] | None,
+        since: float | None,
+        episode_id: int | None = None,
+    ) -> GuardSnapshot:
+        """In one read (one consistent view): the episode (if ``episode_id``), the value of
+        ``flag``, the target's state, :meth:`alerting_targets` of ``peers`` (None if
+        ``peers`` is None), :meth:`last_started` of the playbook on the target,
+        :meth:`count_started` since ``since`` (None if ``since`` is None) and the breaker."""
+        ...
 
     async def interrupt_running(
         self,

@@ -25,6 +25,7 @@ from remediator.alerts import Alert
 from remediator.episodes import Episode, Placement, place, resolved_time
 from remediator.events import ALERT_DUPLICATE, ALERT_RECEIVED, ALERT_RESOLVED, Event
 
+_SORTED = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), built once
 SEVERITY_PRIORITY = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}
 INBOX_INSERT_COLUMNS = (
     "fingerprint, episode_id, status, alertname, labels, annotations, starts_at, ends_at, "
@@ -86,8 +87,8 @@ def inbox_values(
         episode_id,
         alert.status,
         alert.alertname,
-        json.dumps(alert.labels, sort_keys=True),
-        json.dumps(alert.annotations, sort_keys=True),
+        _SORTED.encode(alert.labels),
+        _SORTED.encode(alert.annotations),
         alert.starts_ts,
         alert.ends_ts,
         alert.generator_url,

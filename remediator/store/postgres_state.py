@@ -19,7 +19,14 @@ from remediator.events import Event
 from remediator.store.base import InboxItem
 from remediator.store.postgres_breakers import PostgresBreakerOps
 from remediator.store.postgres_tx import Tx
-from remediator.store.records import COUNTED, RUNNING, Remediation, TargetState
+from remediator.store.records import (
+    COUNTED,
+    RUNNING,
+    GuardSnapshot,
+    Remediation,
+    TargetState,
+    guard_snapshot_from_row,
+)
 from remediator.store.rows import INBOX_COLUMNS, REMEDIATION_COLUMNS, item_from_row
 
 
@@ -85,13 +92,28 @@ class PostgresStateOps(PostgresBreakerOps):
         events: list[Event] | None = None,
         owner: str = "",
         lease: float = 0.0,
+        before_events: list[Event] | None = None,
+        mark: bool = False,
     ) -> int | None:
         """Claim the one remediation of (playbook, fingerprint, episode); None if it exists.
 
-        A running remediation whose owner's lease expired (its replica died) is taken over."""
+        A running remediation whose owner's lease expired (its replica died) is taken over.
+        With ``mark``, the episode is marked as about ``target`` first (its row, then the
+        remediation's: the order of every transaction that takes both); ``before_events`` are
+        appended whether or not the claim succeeds, ``events`` after them if it does."""
         until = now + lease if lease else None
 
         async def job(tx: Tx) -> int | None:
+            rid = await claim(tx)
+            await tx.append([*(before_events or []), *(events or [] if rid is not None else [])])
+            return rid
+
+        async def claim(tx: Tx) -> int | None:
+            if mark:
+                await tx.execute(
+                    "UPDATE episodes SET target = %s WHERE id = %s AND target IS DISTINCT FROM %s",
+                    (target, episode_id, target),
+                )
             row = await tx.one(
                 "INSERT INTO remediations (playbook, fingerprint, episode_id, target, state, "
                 "reason, started_at, config_version, owner, lease_until) "
@@ -109,10 +131,7 @@ class PostgresStateOps(PostgresBreakerOps):
                     "AND lease_until IS NOT NULL AND lease_until < %s RETURNING id",
                     (owner, until, playbook, fingerprint, episode_id, now),
                 )
-                if row is None:
-                    return None
-            await tx.append(events or [])
-            return int(row[0])
+            return None if row is None else int(row[0])
 
         return await self._write(job)
 
@@ -148,13 +167,25 @@ class PostgresStateOps(PostgresBreakerOps):
         attempts: int,
         reason: str = "",
         events: list[Event] | None = None,
+        complete_item: tuple[int, str] | None = None,
     ) -> None:
+        """Record the end of a remediation; with ``complete_item`` (inbox id, outcome), mark
+        that inbox item done in the same transaction (rows locked as by each alone: the
+        remediation's, the item's, then the audit head)."""
+
         async def job(tx: Tx) -> None:
             await tx.execute(
                 "UPDATE remediations SET state = %s, finished_at = %s, attempts = %s, "
                 "reason = %s, lease_until = NULL WHERE id = %s",
                 (state, now, attempts, reason, remediation_id),
             )
+            if complete_item is not None:
+                item_id, outcome = complete_item
+                await tx.execute(
+                    "UPDATE inbox SET state = 'done', outcome = %s, done_at = %s, "
+                    "lease_until = NULL WHERE id = %s",
+                    (outcome, now, item_id),
+                )
             await tx.append(events or [])
 
         await self._write(job)
@@ -189,6 +220,47 @@ class PostgresStateOps(PostgresBreakerOps):
             (target, since, list(COUNTED)),
         )
         return int(row[0]) if row else 0
+
+    async def guard_snapshot(
+        self,
+        *,
+        target: str,
+        playbook: str,
+        flag: str,
+        peers: list[str] | None,
+        since: float | None,
+        episode_id: int | None = None,
+    ) -> GuardSnapshot:
+        """What the guards need, in one statement (one round trip, one consistent view)."""
+        counted = list(COUNTED)
+        alerting, count = "NULL", "NULL"
+        params: list[Any] = [flag, target, playbook, counted]
+        if since is not None:
+            count = (
+                "(SELECT count(*) FROM remediations WHERE target = %s AND started_at > %s "
+                "AND state = ANY(%s))"
+            )
+            params += [target, since, counted]
+        if peers is not None:  # one index probe per peer (episodes_open)
+            alerting = (
+                "(SELECT count(*) FROM unnest(%s::text[]) AS p(name) WHERE EXISTS "
+                "(SELECT 1 FROM episodes o WHERE o.resolved_at IS NULL AND o.target = p.name))"
+            )
+            params.append(sorted(set(peers)))
+        row = await self._row(
+            "SELECT e.id, e.fingerprint, e.starts_at, e.resolved_at, "  # noqa: S608
+            "(SELECT value FROM flags WHERE name = %s), "
+            "t.registered_at, t.quarantined_at, t.quarantine_reason, t.data, "
+            "b.state, b.failures, b.opened_at, b.trials, "
+            "(SELECT max(started_at) FROM remediations WHERE target = %s AND playbook = %s "
+            f"AND state = ANY(%s)), {count}, {alerting} "
+            "FROM (SELECT 1) AS one LEFT JOIN episodes AS e ON e.id = %s "
+            "LEFT JOIN target_state AS t ON t.target = %s "
+            "LEFT JOIN breakers AS b ON b.target = %s",
+            [*params, episode_id, target, target],
+        )
+        assert row is not None
+        return guard_snapshot_from_row(row, target=target)
 
     async def interrupt_running(
         self,

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from remediator.breaker import BreakerState
+from remediator.episodes import Episode
 
 # Remediation states. RUNNING becomes one of the others; INTERRUPTED marks a run cut by a crash.
 RUNNING = "running"
@@ -54,3 +59,40 @@ class OutboxItem:
     phase: str
     payload: dict[str, Any]
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSnapshot:
+    """Everything the guards (remediator/guards.py) decide on, read at once by
+    ``Store.guard_snapshot``: one read, one consistent view of the store."""
+
+    episode: Episode | None  # None: no episode asked for, or it does not exist
+    flag: str | None  # the value of the flag asked for (the kill switch), None if unset
+    target: TargetState
+    alerting: int | None  # how many of the peers have an open episode; None: not asked
+    last_started: float | None  # the playbook's last counted start on the target
+    count_started: int | None  # counted starts on the target since ``since``; None: not asked
+    breaker: BreakerState
+
+
+def guard_snapshot_from_row(row: Sequence[Any], *, target: str) -> GuardSnapshot:
+    """The snapshot of one row laid out as both backends select it: the episode (4 columns),
+    the flag, the target state (4), the breaker (4), last started, count started, alerting."""
+    episode = Episode(*row[0:4]) if row[0] is not None else None
+    state = TargetState(
+        target, row[5], row[6], row[7], json.loads(row[8]) if row[8] is not None else {}
+    )
+    breaker = (
+        BreakerState(target, row[9], row[10], row[11], row[12])
+        if row[9] is not None
+        else BreakerState(target=target)
+    )
+    return GuardSnapshot(
+        episode=episode,
+        flag=None if row[4] is None else str(row[4]),
+        target=state,
+        alerting=None if row[15] is None else int(row[15]),
+        last_started=None if row[13] is None else float(row[13]),
+        count_started=None if row[14] is None else int(row[14]),
+        breaker=breaker,
+    )

@@ -105,13 +105,17 @@ class SqliteStore(SqliteStateOps, SqliteOutboxOps):
             self._writer = None
         self._readers.close()
 
-    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, job: Callable[[sqlite3.Connection], T], *, heavy: bool = False) -> T:
         if self._writer is None:
             raise StoreUnavailable("the store is not open")
-        return await self._writer.run(job)
+        return await self._writer.run(job, heavy=heavy)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._readers.run(fn)
+
+    def _peek(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read by index on the calling thread (cheaper than :meth:`_read`'s hand-off)."""
+        return self._readers.now(fn)
 
     # -- operations --------------------------------------------------------------------------
 
@@ -203,7 +207,8 @@ class SqliteStore(SqliteStateOps, SqliteOutboxOps):
     async def prune(self, *, before: float, now: float, recording: Recording) -> int:
         """Retention, as one job of the writer (its events are published like any other)."""
         return await self._write(
-            lambda conn: prune_events(conn, before=before, now=now, recording=recording)
+            lambda conn: prune_events(conn, before=before, now=now, recording=recording),
+            heavy=True,
         )
 
 
@@ -320,7 +325,7 @@ def _ingest(
                     (intake.move_start, episode_id),
                 )
         inserted = 0
-        if not intake.late_repeat:
+        if not intake.late_repeat and not _queued(conn, alert, episode_id, intake.new_episode):
             values = inbox_values(
                 alert, episode_id=episode_id, now=now, receiver=receiver, group_key=group_key
             )
@@ -340,6 +345,20 @@ def _ingest(
         )
     appended = append_events(conn, events)
     return IngestResult(received=len(alerts), new=new, duplicates=duplicates, events=appended)
+
+
+def _queued(conn: sqlite3.Connection, alert: Alert, episode_id: int, new_episode: bool) -> bool:
+    """Whether this alert state is already in the inbox: a look-up by the unique key, cheaper
+    than building the row for an INSERT that would be ignored (Alertmanager re-sends a lot)."""
+    if new_episode:
+        return False
+    return (
+        conn.execute(
+            "SELECT 1 FROM inbox WHERE fingerprint = ? AND episode_id = ? AND status = ?",
+            (alert.fingerprint, episode_id, alert.status),
+        ).fetchone()
+        is not None
+    )
 
 
 def _insert_episode(

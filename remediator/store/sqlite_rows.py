@@ -23,33 +23,40 @@ __all__ = [
     "append_events",
     "event_from_row",
     "event_row",
+    "flush_head",
     "item_from_row",
 ]
 
-# The batch the writer thread is running: ``events`` appended so far (published once committed)
-# and ``recording``, the policy applied to every appended event.
+# The batch the writer is running (on the thread running it): ``events`` appended so far
+# (published once committed), ``recording``, the policy applied to every appended event, and
+# ``head``, the chain's head as of the last append of the batch (None: not read yet). Within a
+# batch the head row is read once and written once, by :func:`flush_head` before the COMMIT.
 COMMITTING = threading.local()
 
 
 def append_events(conn: sqlite3.Connection, events: list[Event]) -> list[Event]:
     """Append to the hash chain, with the batch's recording policy (redaction, sealing,
-    notification routing). Runs on the single writer, so the chain has one head."""
+    notification routing). Runs under the write lock, so the chain has one head."""
     if not events:
         return []
     recording: Recording = getattr(COMMITTING, "recording", None) or Recording()
-    row = conn.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
-    last_id, prev = (row[0], row[1]) if row else (0, GENESIS_HASH)
-    out = link(events, recording, last_id, prev)
+    batched = hasattr(COMMITTING, "head")
+    head: tuple[int, str] | None = getattr(COMMITTING, "head", None)
+    if head is None:
+        row = conn.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
+        head = (row[0], row[1]) if row else (0, GENESIS_HASH)
+    out = link(events, recording, head[0], head[1])
     conn.executemany(
         f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "  # noqa: S608
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [event_row(e, recording) for e in out],
     )
-    conn.execute(
-        "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, ?, ?) "
-        "ON CONFLICT (id) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash",
-        (out[-1].id, out[-1].hash),
-    )
+    last_id = out[-1].id
+    assert last_id is not None
+    if batched:
+        COMMITTING.head = (last_id, out[-1].hash)
+    else:
+        _write_head(conn, last_id, out[-1].hash)
     notes = outbox_rows(out, recording)
     if notes:
         conn.executemany(
@@ -61,3 +68,18 @@ def append_events(conn: sqlite3.Connection, events: list[Event]) -> list[Event]:
     if pending is not None:
         pending.extend(out)
     return out
+
+
+def flush_head(conn: sqlite3.Connection) -> None:
+    """Write the batch's head, if the batch appended (the writer calls it before COMMIT)."""
+    head: tuple[int, str] | None = getattr(COMMITTING, "head", None)
+    if head is not None:
+        _write_head(conn, head[0], head[1])
+
+
+def _write_head(conn: sqlite3.Connection, last_id: int, last_hash: str) -> None:
+    conn.execute(
+        "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash",
+        (last_id, last_hash),
+    )

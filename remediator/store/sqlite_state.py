@@ -18,8 +18,16 @@ from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
 from remediator.events import Event
 from remediator.store.base import InboxItem
-from remediator.store.records import COUNTED, RUNNING, Remediation, TargetState
+from remediator.store.records import (
+    COUNTED,
+    RUNNING,
+    GuardSnapshot,
+    Remediation,
+    TargetState,
+    guard_snapshot_from_row,
+)
 from remediator.store.rows import REMEDIATION_COLUMNS
+from remediator.store.sqlite_guards import guard_snapshot_sql
 from remediator.store.sqlite_rows import append_events, item_from_row
 
 T = TypeVar("T")
@@ -67,10 +75,13 @@ class SqliteStateOps:
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError
 
+    def _peek(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError
+
     # -- episodes ----------------------------------------------------------------------------
 
     async def episode(self, episode_id: int) -> Episode | None:
-        row = await self._read(
+        row = self._peek(  # by primary key: on this thread, no hand-off
             lambda c: c.execute(
                 "SELECT id, fingerprint, starts_at, resolved_at FROM episodes WHERE id = ?",
                 (episode_id,),
@@ -98,6 +109,7 @@ class SqliteStateOps:
 
     async def alerting_targets(self, names: list[str]) -> int:
         """How many of these targets have an open (firing) episode now."""
+        names = sorted(set(names))
         if not names:
             return 0
         # One index probe per target (episodes_open), whatever the number of open episodes.
@@ -125,30 +137,34 @@ class SqliteStateOps:
         events: list[Event] | None = None,
         owner: str = "",
         lease: float = 0.0,
+        before_events: list[Event] | None = None,
+        mark: bool = False,
     ) -> int | None:
         """Claim the one remediation of (playbook, fingerprint, episode); None if it exists.
 
-        A running remediation whose owner's lease expired (its replica died) is taken over."""
+        A running remediation whose owner's lease expired (its replica died) is taken over.
+        With ``mark``, the episode is marked as about ``target`` first; ``before_events`` are
+        appended whether or not the claim succeeds, ``events`` after them if it does."""
 
         def job(c: sqlite3.Connection) -> int | None:
+            rid = claim(c)
+            append_events(c, [*(before_events or []), *(events or [] if rid is not None else [])])
+            return rid
+
+        def claim(c: sqlite3.Connection) -> int | None:
+            if mark:
+                c.execute(
+                    "UPDATE episodes SET target = ? WHERE id = ? AND target IS NOT ?",
+                    (target, episode_id, target),
+                )
             until = now + lease if lease else None
             cursor = c.execute(
                 "INSERT OR IGNORE INTO remediations (playbook, fingerprint, episode_id, target, "
                 "state, reason, started_at, config_version, owner, lease_until) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    playbook,
-                    fingerprint,
-                    episode_id,
-                    target,
-                    state,
-                    reason,
-                    now,
-                    config_version,
-                    owner,
-                    until,
-                ),
-            )
+                (playbook, fingerprint, episode_id, target, state, reason, now,
+                 config_version, owner, until),
+            )  # fmt: skip
             if cursor.rowcount == 0:
                 if state != RUNNING:
                     return None
@@ -158,11 +174,7 @@ class SqliteStateOps:
                     "AND lease_until IS NOT NULL AND lease_until < ? RETURNING id",
                     (owner, until, playbook, fingerprint, episode_id, now),
                 ).fetchone()
-                if row is None:
-                    return None
-                append_events(c, events or [])
-                return int(row[0])
-            append_events(c, events or [])
+                return None if row is None else int(row[0])
             return cursor.lastrowid
 
         return await self._write(job)
@@ -200,13 +212,24 @@ class SqliteStateOps:
         attempts: int,
         reason: str = "",
         events: list[Event] | None = None,
+        complete_item: tuple[int, str] | None = None,
     ) -> None:
+        """Record the end of a remediation; with ``complete_item`` (inbox id, outcome), mark
+        that inbox item done in the same transaction."""
+
         def job(c: sqlite3.Connection) -> None:
             c.execute(
                 "UPDATE remediations SET state = ?, finished_at = ?, attempts = ?, reason = ?, "
                 "lease_until = NULL WHERE id = ?",
                 (state, now, attempts, reason, remediation_id),
             )
+            if complete_item is not None:
+                item_id, outcome = complete_item
+                c.execute(
+                    "UPDATE inbox SET state = 'done', outcome = ?, done_at = ?, "
+                    "lease_until = NULL WHERE id = ?",
+                    (outcome, now, item_id),
+                )
             append_events(c, events or [])
 
         await self._write(job)
@@ -243,6 +266,28 @@ class SqliteStateOps:
         )
         row = await self._read(lambda c: c.execute(sql, (target, since, *COUNTED)).fetchone())
         return int(row[0])
+
+    async def guard_snapshot(
+        self,
+        *,
+        target: str,
+        playbook: str,
+        flag: str,
+        peers: list[str] | None,
+        since: float | None,
+        episode_id: int | None = None,
+    ) -> GuardSnapshot:
+        """What the guards need, in one statement (one read, one consistent view)."""
+        sql, params = guard_snapshot_sql(
+            target=target,
+            playbook=playbook,
+            flag=flag,
+            peers=peers,
+            since=since,
+            episode_id=episode_id,
+        )
+        row = self._peek(lambda c: c.execute(sql, params).fetchone())  # index look-ups only
+        return guard_snapshot_from_row(row, target=target)
 
     async def interrupt_running(
         self,

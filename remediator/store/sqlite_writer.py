@@ -1,10 +1,17 @@
-"""SQLite plumbing: one writer thread with group commit, and per-thread readers.
+"""SQLite plumbing: the group-committing writer, and the readers.
 
-Every write is a job run by the single writer thread. The thread takes all jobs waiting at that
-moment, runs each inside its own SAVEPOINT of one transaction, and commits once: concurrent
-webhook requests share one fsync, and a job that fails rolls back alone. A job's future is
-resolved only after the COMMIT returned, so an acknowledged write is on disk. Reads use their own
-connections (WAL readers never block the writer).
+Every write is a job: a function of the connection. Jobs queued while a commit is in flight
+form the next batch. A batch runs in one transaction, each job inside its own SAVEPOINT (a job
+that fails rolls back alone), and commits once: concurrent webhook requests share one fsync. A
+job's future is resolved only after the COMMIT returned, so an acknowledged write is on disk.
+
+The jobs' statements run on the event loop's own thread, and only the COMMIT (the fsync) runs
+on the writer's thread: a batch costs one thread hand-off instead of one per job, and the loop
+and a writer thread never take turns on the GIL statement by statement. Jobs are short (a few
+rows each); a job that may run long (retention's delete) is queued as ``heavy`` and runs, with
+its commit, on the writer's thread. Reads use their own connections (WAL readers never block the
+writer): :meth:`Readers.run` on the default executor, :meth:`Readers.now` on the calling
+thread for point lookups by index, which cost less than a hand-off.
 """
 
 from __future__ import annotations
@@ -13,24 +20,28 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import queue
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from remediator.errors import StoreUnavailable
 from remediator.events import Event
 from remediator.recording import Recording
-from remediator.store.sqlite_rows import COMMITTING
+from remediator.store.sqlite_rows import COMMITTING, flush_head
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 log = logging.getLogger("remediator.store")
 
 _MAX_BATCH = 512
-_STOP = object()
+# A batch stops taking jobs once it has run this long (the rest wait for the next commit), so
+# the event loop, which runs the statements, is never held for long.
+_BATCH_SECONDS = 0.02
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -50,8 +61,24 @@ def connect_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
+@dataclass(eq=False)
+class _Queue:
+    """The jobs one event loop queued, and whether that loop is draining them."""
+
+    jobs: list[tuple[Job, asyncio.Future[Any]]] = field(default_factory=list)
+    draining: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Outcome:
+    results: list[tuple[Any, BaseException | None]]
+    appended: list[Event]
+    error: BaseException | None = None
+
+
 class Writer:
-    """The single writer thread of one database."""
+    """The one writer of a database file."""
 
     def __init__(
         self,
@@ -62,107 +89,177 @@ class Writer:
         self.conn = conn
         self.on_commit = on_commit
         self.recording = recording or Recording()
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
-        self._thread.start()
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        # One batch at a time on the connection, whichever event loop (tests may use several).
+        self._busy = threading.Lock()
+        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closed = False
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return not self._closed
 
-    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        if not self._thread.is_alive():
+    async def run(self, job: Callable[[sqlite3.Connection], T], *, heavy: bool = False) -> T:
+        if self._closed:
             raise StoreUnavailable("the store is not open")
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._jobs.put((job, future))
-        return await asyncio.wrap_future(future)
+        loop = asyncio.get_running_loop()
+        if heavy:
+            await self._acquire()
+            outcome = await _finish(loop.run_in_executor(self._thread, self._heavy, job))
+            self._publish(outcome)
+            result, error = outcome.results[0]
+            if error is not None:
+                raise error
+            return result  # type: ignore[no-any-return]
+        future: asyncio.Future[T] = loop.create_future()
+        queue = self._queues.get(loop)
+        if queue is None:
+            queue = self._queues[loop] = _Queue()
+        queue.jobs.append((job, future))
+        if not queue.draining:
+            queue.draining = True
+            queue.task = loop.create_task(self._drain(queue))
+        return await future
 
     async def stop(self) -> None:
-        self._jobs.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
-        self.conn.close()
+        self._closed = True
+        await self._acquire()
+        try:
+            self.conn.close()
+        finally:
+            self._busy.release()
+        self._thread.shutdown(wait=True)
 
-    def _loop(self) -> None:
-        while True:
-            first = self._jobs.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < _MAX_BATCH:
+    async def _acquire(self) -> None:
+        if not self._busy.acquire(blocking=False):
+            await asyncio.to_thread(self._busy.acquire)
+
+    async def _drain(self, queue: _Queue) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while queue.jobs and not self._closed:
+                batch, queue.jobs[:] = queue.jobs[:_MAX_BATCH], queue.jobs[_MAX_BATCH:]
+                await self._acquire()
+                if self._closed:
+                    self._busy.release()
+                    queue.jobs[:0] = batch
+                    break
                 try:
-                    nxt = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                batch.append(nxt)
-            self._run_batch(batch)
-            if stop:
-                return
+                    outcome = self._batch([job for job, _ in batch], budget=_BATCH_SECONDS)
+                except BaseException:
+                    self._busy.release()
+                    raise
+                if len(outcome.results) < len(batch):  # over budget: the rest go next
+                    queue.jobs[:0] = batch[len(outcome.results) :]
+                    batch = batch[: len(outcome.results)]
+                if outcome.error is None:
+                    commit = loop.run_in_executor(self._thread, self._commit, outcome)
+                    outcome = await _finish(commit)
+                else:
+                    self._busy.release()
+                self._publish(outcome)
+                for (_, future), (result, error) in zip(batch, outcome.results, strict=True):
+                    if future.done():  # its caller stopped waiting
+                        continue
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(result)
+        finally:
+            queue.draining = False
+            for _, future in queue.jobs if self._closed else ():
+                if not future.done():
+                    future.set_exception(StoreUnavailable("the store is not open"))
 
-    def _run_batch(self, batch: list[tuple[Job, concurrent.futures.Future[Any]]]) -> None:
+    def _heavy(self, job: Job) -> _Outcome:
+        """One job and its commit, on the writer's thread; releases ``_busy``."""
+        try:
+            outcome = self._batch([job])
+            return outcome if outcome.error is not None else self._commit_locked(outcome)
+        finally:
+            self._busy.release()
+
+    def _commit(self, outcome: _Outcome) -> _Outcome:
+        """COMMIT on the writer's thread; releases ``_busy`` once the connection is free."""
+        try:
+            return self._commit_locked(outcome)
+        finally:
+            self._busy.release()
+
+    def _batch(self, jobs: list[Job], budget: float | None = None) -> _Outcome:
+        """BEGIN and run the jobs, each in its savepoint, until they are done or ``budget``
+        seconds have passed (at least one runs); the caller holds ``_busy``."""
+        deadline = None if budget is None else time.perf_counter() + budget
         conn = self.conn
-        outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
         appended: list[Event] = []
+        results: list[tuple[Any, BaseException | None]] = []
         COMMITTING.events = appended
         COMMITTING.recording = self.recording
+        COMMITTING.head = None
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job, future in batch:
+            for job in jobs:
+                if results and deadline is not None and time.perf_counter() > deadline:
+                    break
                 conn.execute("SAVEPOINT job")
-                mark = len(appended)
+                mark, head = len(appended), COMMITTING.head
                 try:
                     result = job(conn)
                 except Exception as exc:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     del appended[mark:]
-                    outcomes.append((future, None, exc))
+                    COMMITTING.head = head
+                    failure: BaseException = exc
+                    if isinstance(exc, sqlite3.Error):
+                        failure = StoreUnavailable(f"the store could not write: {exc}")
+                    results.append((None, failure))
                 else:
                     conn.execute("RELEASE job")
                     if isinstance(result, sqlite3.Cursor):
-                        # A cursor belongs to this thread's connection: finalise it here, never
-                        # on the event loop's thread while this thread runs the statement.
                         result.close()
                         result = None
-                    outcomes.append((future, result, None))
-            conn.execute("COMMIT")
+                    results.append((result, None))
+            flush_head(conn)
         except sqlite3.Error as exc:
-            log.error("store commit failed", extra={"error": str(exc)})
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            for _, future in batch:
-                _settle(future, error=StoreUnavailable(f"the store could not commit: {exc}"))
-            return
+            return self._failed(jobs, exc)
         finally:
             COMMITTING.events = None
-        if appended and self.on_commit is not None:
+            del COMMITTING.head
+        return _Outcome(results, appended)
+
+    def _commit_locked(self, outcome: _Outcome) -> _Outcome:
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            return self._failed(outcome.results, exc)
+        return outcome
+
+    def _failed(self, jobs: list[Any], exc: sqlite3.Error) -> _Outcome:
+        log.error("store commit failed", extra={"error": str(exc)})
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("ROLLBACK")
+        error = StoreUnavailable(f"the store could not commit: {exc}")
+        return _Outcome([(None, error) for _ in jobs], [], error)
+
+    def _publish(self, outcome: _Outcome) -> None:
+        if outcome.appended and self.on_commit is not None:
             try:
-                self.on_commit(appended)
+                self.on_commit(outcome.appended)
             except Exception:
                 log.exception("event publication failed")
-        for future, result, error in outcomes:
-            if isinstance(error, sqlite3.Error):
-                error = StoreUnavailable(f"the store could not write: {error}")
-            _settle(future, result, error)
 
 
-def _settle(
-    future: concurrent.futures.Future[Any], result: Any = None, error: BaseException | None = None
-) -> None:
-    """Hand a job's outcome to its caller. A caller that stopped waiting (its task was
-    cancelled, which cancels the future) gets nothing; the writer thread must not die of it."""
-    with contextlib.suppress(concurrent.futures.InvalidStateError):
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
+async def _finish(future: asyncio.Future[_Outcome]) -> _Outcome:
+    """The outcome of work on the writer's thread. The work goes on if the awaiting task is
+    cancelled (a commit cannot be taken back), and releases the lock itself when done."""
+    return await asyncio.shield(future)
 
 
 class Readers:
-    """One read connection per thread of the default executor."""
+    """One read connection per thread."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -179,14 +276,19 @@ class Readers:
                 self._all.append(conn)
         return conn
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            try:
-                return fn(self._conn())
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"the store could not be read: {exc}") from None
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._conn())
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"the store could not be read: {exc}") from None
 
-        return await asyncio.to_thread(call)
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read on the default executor (for reads that may touch many rows)."""
+        return await asyncio.to_thread(self.call, fn)
+
+    def now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read on the calling thread: for lookups by index, cheaper than a hand-off."""
+        return self.call(fn)
 
     def close(self) -> None:
         with self._lock:
