@@ -23,6 +23,7 @@ from remediator.engine import Engine
 from remediator.escalator import Escalator
 from remediator.events import EventBus
 from remediator.health import HealthMonitor
+from remediator.intake_asgi import App
 from remediator.metrics import Metrics
 from remediator.notifiers import build_notifiers
 from remediator.outbox import Outbox
@@ -59,7 +60,9 @@ def create_app(
     rng: random.Random | None = None,
     on_runtime: Callable[[Runtime], None] | None = None,
 ) -> Starlette:
-    """The app. Everything long-lived is built in the lifespan and reached via request.state.
+    """The app. Everything long-lived is built in the lifespan and reached via request.state
+    (``scope["state"]``); the Alertmanager webhook is served in front of the Starlette routing
+    (remediator/intake_asgi.py).
 
     ``actions`` replaces the built-in action registry (tests use it to count calls)."""
 
@@ -86,7 +89,7 @@ def create_app(
             await stop(rt)
             log.info("remediator stopped")
 
-    return Starlette(routes=routes(), lifespan=lifespan)
+    return App(routes=routes(), lifespan=lifespan)
 
 
 async def build_runtime(

@@ -14,6 +14,7 @@ import functools
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from remediator import backoff, recovery
 from remediator import events as ev
@@ -28,12 +29,12 @@ from remediator.decisions import (
     StrategyLike,
     decide,
 )
+from remediator.engine_events import EngineEvents, skip_detail
 from remediator.events import Event, evolve
-from remediator.guards import ESCALATING, Guards
+from remediator.guards import ESCALATING, Guards, blast_peers
 from remediator.metrics import Metrics
 from remediator.runner import StepContext, StepRunner
 from remediator.store import InboxItem, Store
-from remediator.store.base import TransitionEvents
 from remediator.store.records import BLOCKED, DRY_RUN, FAILED, RUNNING, SUCCEEDED, Remediation
 from remediator.targets import Target
 from remediator.worker import COMPLETED, worker_name
@@ -42,9 +43,20 @@ log = logging.getLogger("remediator.engine")
 Outcome = tuple[list[Event], str]
 ESCALATE_ON_SKIP = frozenset({UNKNOWN_PATTERN, TARGET_NOT_REGISTERED})
 DECIDED = "decided"
+PREPARED_FOR = 1.0  # seconds a batch's blast-radius count stands for its alerts
 
 
-class Engine:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What :meth:`Engine.prepare` worked out for one alert of a claimed batch."""
+
+    catalog: Catalog
+    decision: Decision
+    alerting: int | None  # the blast-radius count of its target's type (None: not counted)
+    at: float  # monotonic time of the count
+
+
+class Engine(EngineEvents):
     def __init__(
         self,
         *,
@@ -65,6 +77,9 @@ class Engine:
         self.runner = runner
         self.rng = rng or random.Random()
         self._locks: dict[str, asyncio.Lock] = {}
+        # Decisions made for a claimed batch by prepare(), by inbox id, until process() takes
+        # them (an item that is not processed here is claimed again and prepared again).
+        self._prepared: dict[int, Prepared] = {}
         self.strategies = list(strategies or [])
         self.owner = owner or worker_name()
         self.lease = lease
@@ -137,32 +152,47 @@ class Engine:
     async def prepare(self, items: list[InboxItem]) -> None:
         """Mark the target of every firing alert of a claimed batch before acting on any, so
         the blast-radius guard sees a storm as a whole."""
+        decided: dict[int, Decision] = {}
         pairs = []
         for item in items:
             if item.status != "firing":
                 continue
-            decision = decide(
-                self.catalog,
-                fingerprint=item.fingerprint,
-                status=item.status,
-                labels=item.labels,
-                annotations=item.annotations,
-            )
+            decision = decided[item.id] = self._decide(item)[0]
             if decision.runs and decision.target is not None:
                 pairs.append((item.episode_id, decision.target.name))
         if pairs:
             await self.store.mark_targets(pairs)
+        # The blast-radius count of each target type, once for the batch, now that its
+        # targets are marked: what every alert of the batch would read.
+        counts: dict[str, int] = {}
+        for decision in decided.values():
+            if decision.runs and decision.target is not None:
+                peers = blast_peers(self.config, decision.target)
+                if peers is not None and decision.target.type not in counts:
+                    counts[decision.target.type] = await self.store.alerting_targets(peers)
+        at = self.clock.monotonic()
+        for item_id, decision in decided.items():  # process() takes each once
+            kind = decision.target.type if decision.target is not None else ""
+            self._prepared[item_id] = Prepared(self.catalog, decision, counts.get(kind), at)
 
-    async def process(self, item: InboxItem, *, dry_run: bool = False) -> Outcome:
-        if item.status != "firing":
-            return await self._resolved(item)
-        decision = decide(
+    def _decide(self, item: InboxItem) -> tuple[Decision, Prepared | None]:
+        """The decision for a firing alert: the one its batch was prepared with (with its
+        blast-radius count) if made with this configuration, else a new one."""
+        ready = self._prepared.pop(item.id, None)
+        if ready is not None and ready.catalog is self.catalog:
+            return ready.decision, ready
+        return decide(
             self.catalog,
             fingerprint=item.fingerprint,
             status=item.status,
             labels=item.labels,
             annotations=item.annotations,
-        )
+        ), None
+
+    async def process(self, item: InboxItem, *, dry_run: bool = False) -> Outcome:
+        if item.status != "firing":
+            return await self._resolved(item)
+        decision, prepared = self._decide(item)
         base = self.base_event(item, decision)
         detected: list[Event] = []  # the detection comes first in the audit trail
         if decision.health_event:
@@ -171,7 +201,7 @@ class Engine:
             reason = decision.reason or "no_playbook"
             events = [*detected, self._skip(base, reason, decision)]
             if reason in ESCALATE_ON_SKIP:
-                events.append(self._escalation(base, reason, _skip_detail(decision)))
+                events.append(self._escalation(base, reason, skip_detail(decision)))
             if reason == TARGET_NOT_REGISTERED:
                 self.metrics.guard_blocks.labels(reason).inc()
             return events, "skipped"
@@ -181,7 +211,9 @@ class Engine:
             await self.store.append(detected)
             detected = []
         async with lock:
-            return await self._remediate(item, decision, base, detected, dry_run=dry_run)
+            return await self._remediate(
+                item, decision, base, detected, dry_run=dry_run, prepared=prepared
+            )
 
     async def _remediate(
         self,
@@ -191,6 +223,7 @@ class Engine:
         detected: list[Event],
         *,
         dry_run: bool,
+        prepared: Prepared | None = None,
     ) -> Outcome:
         """Guard, claim and run. ``detected`` (the health event, unless already recorded) is
         recorded exactly once: by the claim (``start_remediation``, which also marks the
@@ -201,8 +234,13 @@ class Engine:
         base = evolve(base, target=target.name, playbook=plan.name)
         dry = dry_run or plan.dry_run or self.config.safety.dry_run
         now = self.clock.now()
+        counted = prepared is not None and self.clock.monotonic() - prepared.at < PREPARED_FOR
         snapshot = await self.guards.snapshot(
-            plan=plan, target=target, now=now, episode_id=item.episode_id
+            plan=plan,
+            target=target,
+            now=now,
+            episode_id=item.episode_id,
+            alerting=prepared.alerting if counted and prepared is not None else None,
         )
         if snapshot.episode is not None and not snapshot.episode.open:
             return [*detected, self._skip(base, "resolved", decision)], DECIDED
@@ -418,80 +456,5 @@ class Engine:
         if transition.changed_to == "open":
             self.metrics.circuit_trips.labels(state.target).inc()
 
-    def _transition_events(self, base: Event) -> TransitionEvents:
-        def make(t: Transition) -> list[Event]:
-            kind = {
-                "open": ev.CIRCUIT_OPEN,
-                "half-open": ev.CIRCUIT_HALF_OPEN,
-                "closed": ev.CIRCUIT_CLOSED,
-            }[t.changed_to or "closed"]
-            message = f"circuit {t.changed_to} ({t.state.failures} consecutive failure(s))"
-            return [
-                evolve(
-                    base,
-                    type=kind,
-                    time=self.clock.now(),
-                    target=t.state.target,
-                    outcome=t.changed_to or "",
-                    message=message,
-                )
-            ]
-
-        return make
-
     async def _resolved(self, item: InboxItem) -> Outcome:
         return await recovery.record(self, item)
-
-    # -- events --------------------------------------------------------------------------------
-
-    def base_event(self, item: InboxItem, decision: Decision) -> Event:
-        c = decision.classification
-        return Event(
-            type="",
-            time=self.clock.now(),
-            severity=c.severity,
-            category=c.category,
-            fingerprint=item.fingerprint,
-            alertname=item.alertname,
-            status=item.status,
-            config_version=self.config_version,
-            details={
-                "episode": item.episode_id,
-                "pattern": c.pattern_id,
-                "generator_url": item.generator_url,
-                "runbook_url": item.annotations.get("runbook_url", ""),
-            },
-        )
-
-    def _skip(self, base: Event, reason: str, decision: Decision, detail: str = "") -> Event:
-        message = detail or _skip_detail(decision) or reason
-        return evolve(
-            base,
-            type=ev.RECOVERY_SKIPPED,
-            time=self.clock.now(),
-            outcome=reason,
-            message=message,
-            details={**base.details, "reason": reason},
-        )
-
-    def _escalation(self, base: Event, reason: str, detail: str) -> Event:
-        self.metrics.escalations.labels(reason).inc()
-        return evolve(
-            base,
-            type=ev.RECOVERY_ESCALATED,
-            time=self.clock.now(),
-            outcome=reason,
-            severity=base.severity,
-            message=detail or reason,
-            details={**base.details, "reason": reason},
-        )
-
-
-def _skip_detail(decision: Decision) -> str:
-    if decision.reason == TARGET_NOT_REGISTERED:
-        from remediator.decisions import sanitize
-
-        return f"target {sanitize(decision.rendered_target)!r} is not registered; refused"
-    if decision.reason == UNKNOWN_PATTERN:
-        return "no failure pattern matched and no playbook applies; escalating instead of guessing"
-    return decision.reason or ""

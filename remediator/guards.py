@@ -16,7 +16,7 @@ All state comes from the store, so every replica sees the same answer: one read
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from remediator.config import Config
 from remediator.decisions import Plan
@@ -57,19 +57,30 @@ class Guards:
         return (await self.store.flag(PAUSE_FLAG)) == "1"
 
     async def snapshot(
-        self, *, plan: Plan, target: Target, now: float, episode_id: int | None = None
+        self,
+        *,
+        plan: Plan,
+        target: Target,
+        now: float,
+        episode_id: int | None = None,
+        alerting: int | None = None,
     ) -> GuardSnapshot:
         """Everything :func:`evaluate` needs for this plan and target at ``now``, in one read
-        (with the episode, if ``episode_id``)."""
+        (with the episode, if ``episode_id``). ``alerting``: the blast-radius count, if the
+        caller has just read it (for a claimed batch as a whole), so it is not read again."""
         limit = plan.max_per_window
-        return await self.store.guard_snapshot(
+        peers = blast_peers(self.config, target)
+        snapshot = await self.store.guard_snapshot(
             target=target.name,
             playbook=plan.name,
             flag=PAUSE_FLAG,
-            peers=blast_peers(self.config, target),
+            peers=None if alerting is not None else peers,
             since=None if limit is None else now - limit.window,
             episode_id=episode_id,
         )
+        if alerting is not None and peers is not None:
+            return replace(snapshot, alerting=alerting)
+        return snapshot
 
     def verdict(
         self, snapshot: GuardSnapshot, *, plan: Plan, target: Target, now: float

@@ -178,10 +178,14 @@ class Metrics:
         for channel in ("slack", "email", "webhook"):
             for outcome in ("sent", "retry", "dead"):
                 self.notifications.labels(channel, outcome)
-        for status in ("firing", "resolved"):
-            self.alerts_received.labels(status)
-        for code in ("200", "400", "401", "403", "413", "422", "500", "503"):
-            self.webhook_requests.labels(code)
+        # The webhook's labelled children, looked up once: ``labels()`` is slow per request.
+        self.alerts_received_by_status: dict[str, Counter] = {
+            status: self.alerts_received.labels(status) for status in ("firing", "resolved")
+        }
+        self.webhook_requests_by_code: dict[int, Counter] = {
+            code: self.webhook_requests.labels(str(code))
+            for code in (200, 400, 401, 403, 413, 422, 500, 503)
+        }
         self.paused.set(0)
 
     def prepare(

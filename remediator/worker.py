@@ -37,6 +37,13 @@ async def mark_seen(item: InboxItem) -> Outcome:
     return [], "seen"
 
 
+FILL_WINDOW = 0.02  # seconds a claim may wait for more room while items are in hand
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -66,6 +73,8 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
+        self._last_fill = 0.0  # loop time of the last claim
+        self._fill_due: float | None = None  # a claim put off until then
 
     @property
     def alive(self) -> bool:
@@ -107,14 +116,26 @@ class Worker:
             if claimed or self._stopping:
                 continue
             self._wake.clear()
+            timeout = self.settings.poll_interval
+            if self._fill_due is not None:
+                timeout = min(timeout, max(0.0, self._fill_due - _loop_time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def _fill(self) -> int:
-        """Claim as many items as there is room for, and start them."""
+        """Claim as many items as there is room for, and start them. While items are in hand,
+        a claim waits (at most FILL_WINDOW) until half the room is free: one claim (and one
+        prepare) for many items, instead of one per item as each one finishes."""
         room = self.settings.concurrency - len(self._inflight)
         if room <= 0:
             return 0
+        now = _loop_time()
+        half = min(self.settings.batch, self.settings.concurrency) // 2
+        if self._inflight and room < half and now - self._last_fill < FILL_WINDOW:
+            self._fill_due = self._last_fill + FILL_WINDOW
+            return 0
+        self._fill_due = None
+        self._last_fill = now
         items = await self.store.claim(
             worker=self.name,
             now=self.clock.now(),
