@@ -195,6 +195,7 @@ class EscalationConfig(_Section):
 class AuditConfig(_Section):
     encryption_key_env: str | None = None
     retention: Duration = 90 * 86400.0
+    duplicate_interval: Duration = 60.0
 
 
 class Config(_Section):

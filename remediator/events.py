@@ -65,7 +65,11 @@ class Event:
         """This event as appended after ``prev_hash`` with ``event_id``, hash filled in."""
         record = {name: getattr(self, name) for name in _FIELDS}
         record["id"], record["prev_hash"] = event_id, prev_hash
-        return Event(**record, hash=hashlib.sha256(_encode(record)).hexdigest())
+        record["hash"] = hashlib.sha256(_encode(record)).hexdigest()
+        linked = object.__new__(Event)  # every field is in the record: no __init__ needed
+        for name, value in record.items():
+            _SET(linked, name, value)
+        return linked
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

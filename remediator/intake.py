@@ -91,6 +91,7 @@ async def accept(
                 received_at=rt.clock.now(),
                 receiver=payload.receiver,
                 group_key=payload.group_key,
+                duplicate_interval=rt.config.audit.duplicate_interval,
             )
         except StoreUnavailable:
             metrics.store_write_failures.inc()

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
+from remediator.app import create_app
+from remediator.clock import FakeClock
 from tests.conftest import ALERTS, EVENTS, AppHarness, fixture_names, fixture_payload
 
 Headers = Callable[[str], dict[str, str]]
@@ -245,3 +248,67 @@ def test_tokens_never_appear_in_metrics_or_errors(
     text = harness.client.get("/metrics").text + bad.text
     for token in tokens.values():
         assert token not in text
+
+
+def _repeat_harness(
+    make_config: Callable[..., Any], authenticator: Any, clock: FakeClock, **audit: Any
+) -> tuple[TestClient, list[Any]]:
+    holder: list[Any] = []
+    app = create_app(
+        make_config(audit=audit) if audit else make_config(),
+        authenticator=authenticator,
+        clock=clock,
+        on_runtime=holder.append,
+    )
+    return TestClient(app, raise_server_exceptions=False), holder
+
+
+def test_repeats_of_an_alert_state_are_counted_and_recorded_once_per_interval(
+    make_config: Callable[..., Any], authenticator: Any, headers: Headers
+) -> None:
+    payload = fixture_payload("firing_single.json")
+    clock = FakeClock()
+    client, _ = _repeat_harness(make_config, authenticator, clock)  # default: 60 s
+    with client:
+
+        def post() -> dict[str, Any]:
+            answer = client.post(ALERTS, json=payload, headers=headers("alertmanager"))
+            assert answer.status_code == 200, answer.text
+            body: dict[str, Any] = answer.json()
+            return body
+
+        def duplicates() -> list[dict[str, Any]]:
+            answer = client.get(
+                EVENTS, headers=headers("viewer"), params={"type": "alert:duplicate"}
+            )
+            found: list[dict[str, Any]] = answer.json()["events"]
+            return found
+
+        assert post()["new"] == 1
+        answers = [post() for _ in range(4)]  # an HA pair and a group re-send, within seconds
+        assert [a["duplicates"] for a in answers] == [1, 1, 1, 1]  # every repeat is counted
+        recorded = duplicates()
+        assert len(recorded) == 1  # the first repeat is recorded, the next three only counted
+        assert recorded[0]["details"]["repeats"] == 1
+        metrics = client.get("/metrics").text
+        assert "remediator_alerts_duplicate_total 4.0" in metrics
+        clock.advance(61)
+        assert post()["duplicates"] == 1
+        recorded = duplicates()
+        assert len(recorded) == 2
+        assert recorded[0]["details"]["repeats"] == 5  # newest first: the count so far
+
+
+def test_with_a_zero_interval_every_repeat_is_recorded(
+    make_config: Callable[..., Any], authenticator: Any, headers: Headers
+) -> None:
+    payload = fixture_payload("firing_single.json")
+    client, _ = _repeat_harness(make_config, authenticator, FakeClock(), duplicate_interval="0s")
+    with client:
+        for _ in range(4):
+            assert (
+                client.post(ALERTS, json=payload, headers=headers("alertmanager")).status_code
+                == 200
+            )
+        answer = client.get(EVENTS, headers=headers("viewer"), params={"type": "alert:duplicate"})
+        assert [e["details"]["repeats"] for e in answer.json()["events"]] == [3, 2, 1]

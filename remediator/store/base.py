@@ -105,9 +105,17 @@ class Store(Protocol):
         ...
 
     async def ingest(
-        self, alerts: list[Alert], *, received_at: float, receiver: str, group_key: str
+        self,
+        alerts: list[Alert],
+        *,
+        received_at: float,
+        receiver: str,
+        group_key: str,
+        duplicate_interval: float = 0.0,
     ) -> IngestResult:
-        """Record every alert of a notification, deduplicated by episode, in one commit."""
+        """Record every alert of a notification, deduplicated by episode, in one commit. A
+        repeat of an alert state is counted, and recorded as ``alert:duplicate`` if the last
+        record of that state is ``duplicate_interval`` old (always, with 0)."""
         ...
 
     async def claim(self, *, worker: str, now: float, lease: float, limit: int) -> list[InboxItem]:

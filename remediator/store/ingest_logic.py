@@ -13,6 +13,12 @@ Every backend runs the same loop, per alert, inside the one transaction of the n
 The inbox is unique on (fingerprint, episode_id, status), so a notification re-sent by
 Alertmanager, or by its HA peer, queues each alert state once; a late repeat of a closed episode
 is recorded as a duplicate without being queued.
+
+Repeats are counted on the state's inbox row (``repeats``) and recorded as ``alert:duplicate``
+at most once per ``audit.duplicate_interval``: Alertmanager re-sends every group on each
+group_interval and every HA peer sends it too, so recording each copy would fill the audit
+chain with records that say nothing new. Every repeat still counts in the webhook's answer and
+in ``remediator_alerts_duplicate_total``.
 """
 
 from __future__ import annotations
@@ -100,13 +106,27 @@ def inbox_values(
 
 
 def intake_event(
-    alert: Alert, *, inserted: bool, episode_id: int, now: float, receiver: str
+    alert: Alert,
+    *,
+    inserted: bool,
+    episode_id: int,
+    now: float,
+    receiver: str,
+    repeats: int | None = None,
 ) -> Event:
-    """The event recording an alert's arrival: received/resolved if queued, else duplicate."""
+    """The event recording an alert's arrival: received/resolved if queued, else duplicate
+    (with the number of ``repeats`` of its state so far, when counted)."""
     if inserted:
         kind = ALERT_RECEIVED if alert.status == "firing" else ALERT_RESOLVED
     else:
         kind = ALERT_DUPLICATE
+    details: dict[str, Any] = {
+        "episode": episode_id,
+        "starts_at": alert.starts_ts,
+        "ends_at": alert.ends_ts,
+    }
+    if repeats is not None:
+        details["repeats"] = repeats
     return Event(
         type=kind,
         time=now,
@@ -116,5 +136,32 @@ def intake_event(
         status=alert.status,
         message=f"{alert.alertname} {alert.status}",
         actor=f"alertmanager:{receiver}",
-        details={"episode": episode_id, "starts_at": alert.starts_ts, "ends_at": alert.ends_ts},
+        details=details,
     )
+
+
+def repeat_sql(mark: str) -> str:
+    """Count a repeat of an alert state on its inbox row, and take the turn to record it if the
+    last record is ``interval`` old (or none was made, or ``interval`` <= 0). Parameters:
+    :func:`repeat_params`; the row returned: (repeats, repeats_recorded), equal when this repeat
+    is to be recorded. No row: the state has no inbox row (recorded every time)."""
+    due = f"({mark} <= 0 OR repeat_recorded_at IS NULL OR {mark} - repeat_recorded_at >= {mark})"
+    return (
+        f"UPDATE inbox SET repeats = repeats + 1, "  # noqa: S608
+        f"repeat_recorded_at = CASE WHEN {due} THEN {mark} ELSE repeat_recorded_at END, "
+        f"repeats_recorded = CASE WHEN {due} THEN repeats + 1 ELSE repeats_recorded END "
+        f"WHERE fingerprint = {mark} AND episode_id = {mark} AND status = {mark} "
+        "RETURNING repeats, repeats_recorded"
+    )
+
+
+def repeat_params(alert: Alert, *, episode_id: int, now: float, interval: float) -> tuple[Any, ...]:
+    due = (interval, now, interval)
+    return (*due, now, *due, alert.fingerprint, episode_id, alert.status)
+
+
+def recorded_repeat(row: tuple[Any, ...] | None) -> tuple[bool, int | None]:
+    """Whether a repeat is recorded as alert:duplicate, and the state's repeats so far."""
+    if row is None:
+        return True, None
+    return int(row[0]) == int(row[1]), int(row[0])

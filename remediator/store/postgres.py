@@ -45,6 +45,9 @@ from remediator.store.ingest_logic import (
     decide,
     inbox_values,
     intake_event,
+    recorded_repeat,
+    repeat_params,
+    repeat_sql,
 )
 from remediator.store.postgres_conn import Pool, brief
 from remediator.store.postgres_outbox import PostgresOutboxOps
@@ -130,9 +133,17 @@ class PostgresStore(PostgresStateOps, PostgresOutboxOps):
         await self._write(job)
 
     async def ingest(
-        self, alerts: list[Alert], *, received_at: float, receiver: str, group_key: str
+        self,
+        alerts: list[Alert],
+        *,
+        received_at: float,
+        receiver: str,
+        group_key: str,
+        duplicate_interval: float = 0.0,
     ) -> IngestResult:
-        return await self._write(lambda tx: _ingest(tx, alerts, received_at, receiver, group_key))
+        return await self._write(
+            lambda tx: _ingest(tx, alerts, received_at, receiver, group_key, duplicate_interval)
+        )
 
     async def claim(self, *, worker: str, now: float, lease: float, limit: int) -> list[InboxItem]:
         async def job(tx: Tx) -> list[InboxItem]:
@@ -243,8 +254,16 @@ class PostgresStore(PostgresStateOps, PostgresOutboxOps):
         return await self._write(job)
 
 
+REPEAT_SQL = repeat_sql("%s")
+
+
 async def _ingest(
-    tx: Tx, alerts: list[Alert], now: float, receiver: str, group_key: str
+    tx: Tx,
+    alerts: list[Alert],
+    now: float,
+    receiver: str,
+    group_key: str,
+    duplicate_interval: float = 0.0,
 ) -> IngestResult:
     """SQLite's ``_ingest`` (the shared rules of remediator/store/ingest_logic.py), holding
     each fingerprint's advisory lock for the transaction, taken in one order (no deadlock)."""
@@ -293,13 +312,26 @@ async def _ingest(
                     alert, episode_id=episode_id, now=now, receiver=receiver, group_key=group_key
                 ),
             )
+        repeats = None
         if inserted:
             new += 1
         else:
             duplicates += 1
+            row = await tx.one(
+                REPEAT_SQL,
+                repeat_params(alert, episode_id=episode_id, now=now, interval=duplicate_interval),
+            )
+            recorded, repeats = recorded_repeat(row)
+            if not recorded:
+                continue
         events.append(
             intake_event(
-                alert, inserted=bool(inserted), episode_id=episode_id, now=now, receiver=receiver
+                alert,
+                inserted=bool(inserted),
+                episode_id=episode_id,
+                now=now,
+                receiver=receiver,
+                repeats=repeats,
             )
         )
     appended = await tx.append(events)

@@ -34,6 +34,9 @@ from remediator.store.ingest_logic import (
     decide,
     inbox_values,
     intake_event,
+    recorded_repeat,
+    repeat_params,
+    repeat_sql,
 )
 from remediator.store.rows import events_sql
 from remediator.store.schema import SQLITE_MIGRATIONS
@@ -49,6 +52,7 @@ from remediator.store.sqlite_state import SqliteStateOps
 from remediator.store.sqlite_writer import Readers, Writer, connect
 
 T = TypeVar("T")
+REPEAT_SQL = repeat_sql("?")
 log = logging.getLogger("remediator.store")
 __all__ = ["SEVERITY_PRIORITY", "SqliteStore", "migrate", "sqlite_path"]
 
@@ -123,10 +127,16 @@ class SqliteStore(SqliteStateOps, SqliteOutboxOps):
         await self._write(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def ingest(
-        self, alerts: list[Alert], *, received_at: float, receiver: str, group_key: str
+        self,
+        alerts: list[Alert],
+        *,
+        received_at: float,
+        receiver: str,
+        group_key: str,
+        duplicate_interval: float = 0.0,
     ) -> IngestResult:
         return await self._write(
-            lambda conn: _ingest(conn, alerts, received_at, receiver, group_key)
+            lambda conn: _ingest(conn, alerts, received_at, receiver, group_key, duplicate_interval)
         )
 
     async def claim(self, *, worker: str, now: float, lease: float, limit: int) -> list[InboxItem]:
@@ -290,23 +300,30 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-def _latest_episodes(conn: sqlite3.Connection, fingerprint: str) -> list[Episode]:
-    """The fingerprint's latest episode and the one before it, newest first."""
+def _latest_episodes(conn: sqlite3.Connection, alert: Alert) -> tuple[list[Episode], set[int]]:
+    """The fingerprint's latest episode and the one before it, newest first, and which of
+    them already have this alert's state (status) in the inbox."""
     rows = conn.execute(
-        "SELECT id, fingerprint, starts_at, resolved_at FROM episodes "
-        "WHERE fingerprint = ? ORDER BY id DESC LIMIT 2",
-        (fingerprint,),
+        "SELECT e.id, e.fingerprint, e.starts_at, e.resolved_at, EXISTS (SELECT 1 FROM inbox i "
+        "WHERE i.fingerprint = e.fingerprint AND i.episode_id = e.id AND i.status = ?) "
+        "FROM episodes e WHERE e.fingerprint = ? ORDER BY e.id DESC LIMIT 2",
+        (alert.status, alert.fingerprint),
     ).fetchall()
-    return [Episode(*row) for row in rows]
+    return [Episode(*row[:4]) for row in rows], {row[0] for row in rows if row[4]}
 
 
 def _ingest(
-    conn: sqlite3.Connection, alerts: list[Alert], now: float, receiver: str, group_key: str
+    conn: sqlite3.Connection,
+    alerts: list[Alert],
+    now: float,
+    receiver: str,
+    group_key: str,
+    duplicate_interval: float = 0.0,
 ) -> IngestResult:
     new = duplicates = 0
     events: list[Event] = []
     for alert in alerts:
-        found = _latest_episodes(conn, alert.fingerprint)
+        found, queued = _latest_episodes(conn, alert)
         intake = decide(
             found[0] if found else None, alert, now, found[1] if len(found) > 1 else None
         )
@@ -325,7 +342,7 @@ def _ingest(
                     (intake.move_start, episode_id),
                 )
         inserted = 0
-        if not intake.late_repeat and not _queued(conn, alert, episode_id, intake.new_episode):
+        if not intake.late_repeat and episode_id not in queued:
             values = inbox_values(
                 alert, episode_id=episode_id, now=now, receiver=receiver, group_key=group_key
             )
@@ -334,31 +351,30 @@ def _ingest(
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             ).rowcount
+        repeats = None
         if inserted:
             new += 1
         else:
             duplicates += 1
+            row = conn.execute(
+                REPEAT_SQL,
+                repeat_params(alert, episode_id=episode_id, now=now, interval=duplicate_interval),
+            ).fetchone()
+            recorded, repeats = recorded_repeat(row)
+            if not recorded:
+                continue
         events.append(
             intake_event(
-                alert, inserted=bool(inserted), episode_id=episode_id, now=now, receiver=receiver
+                alert,
+                inserted=bool(inserted),
+                episode_id=episode_id,
+                now=now,
+                receiver=receiver,
+                repeats=repeats,
             )
         )
     appended = append_events(conn, events)
     return IngestResult(received=len(alerts), new=new, duplicates=duplicates, events=appended)
-
-
-def _queued(conn: sqlite3.Connection, alert: Alert, episode_id: int, new_episode: bool) -> bool:
-    """Whether this alert state is already in the inbox: a look-up by the unique key, cheaper
-    than building the row for an INSERT that would be ignored (Alertmanager re-sends a lot)."""
-    if new_episode:
-        return False
-    return (
-        conn.execute(
-            "SELECT 1 FROM inbox WHERE fingerprint = ? AND episode_id = ? AND status = ?",
-            (alert.fingerprint, episode_id, alert.status),
-        ).fetchone()
-        is not None
-    )
 
 
 def _insert_episode(
