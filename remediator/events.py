@@ -63,13 +63,7 @@ class Event:
 
     def chained(self, *, event_id: int, prev_hash: str) -> Event:
         """This event as appended after ``prev_hash`` with ``event_id``, hash filled in."""
-        record = {name: getattr(self, name) for name in _FIELDS}
-        record["id"], record["prev_hash"] = event_id, prev_hash
-        record["hash"] = hashlib.sha256(_encode(record)).hexdigest()
-        linked = object.__new__(Event)  # every field is in the record: no __init__ needed
-        for name, value in record.items():
-            _SET(linked, name, value)
-        return linked
+        return chain(self, event_id=event_id, prev_hash=prev_hash)[0]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +72,30 @@ class Event:
 _FIELDS = tuple(f.name for f in fields(Event) if f.name != "hash")
 _ALL_FIELDS = (*_FIELDS, "hash")
 _SET = object.__setattr__
+# The record's keys before and after "details", in the sorted order of the canonical form.
+_BEFORE = tuple(sorted(name for name in _FIELDS if name < "details"))
+_AFTER = tuple(sorted(name for name in _FIELDS if name > "details"))
+
+
+def chain(event: Event, *, event_id: int, prev_hash: str) -> tuple[Event, str]:
+    """``event`` appended after ``prev_hash`` with ``event_id`` (its hash filled in), and its
+    details in canonical JSON: encoded once, for the hash and for the stored row.
+
+    The canonical record (:func:`canonical`) is assembled from the keys before ``details``, the
+    details, and the keys after it, each encoded with the canonical encoder: byte for byte the
+    encoding of the whole record, whose keys are sorted."""
+    details = _CANONICAL.encode(event.details)
+    before = _CANONICAL.encode({name: getattr(event, name) for name in _BEFORE})
+    after = {name: getattr(event, name) for name in _AFTER}
+    after["id"], after["prev_hash"] = event_id, prev_hash
+    text = f'{before[:-1]},"details":{details},{_CANONICAL.encode(after)[1:]}'
+    linked = object.__new__(Event)  # every field is set below: no __init__ needed
+    for name in _ALL_FIELDS:
+        _SET(linked, name, getattr(event, name))
+    _SET(linked, "id", event_id)
+    _SET(linked, "prev_hash", prev_hash)
+    _SET(linked, "hash", hashlib.sha256(text.encode()).hexdigest())
+    return linked, details
 
 
 def evolve(event: Event, **changes: Any) -> Event:

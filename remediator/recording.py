@@ -47,14 +47,30 @@ class Recording:
     cipher: Fernet | None = None
     route: Router | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    _last_details: tuple[dict[str, Any], dict[str, Any]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def redact(self, event: Event) -> Event:
         """The event with every configured secret masked (the same event if it has none)."""
         message = redact_text(event.message, self.secrets)
-        details = redact(event.details, self.secrets)
-        if message == event.message and details == event.details:
+        details = self._redact_details(event.details)
+        if message == event.message and details is event.details:
             return event
         return evolve(event, message=message, details=details)
+
+    def _redact_details(self, details: dict[str, Any]) -> dict[str, Any]:
+        """``details`` redacted: the same object if nothing changed. The events of one alert
+        share their details object, so the last one seen is remembered (held, so its identity
+        stays its own; events and their details are never changed once made)."""
+        last = self._last_details
+        if last is not None and last[0] is details:
+            return last[1]
+        redacted: dict[str, Any] = redact(details, self.secrets)
+        if redacted == details:
+            redacted = details
+        self._last_details = (details, redacted)
+        return redacted
 
     def seal_text(self, text: str) -> str:
         if self.cipher is None:
@@ -72,7 +88,10 @@ class Recording:
             return stored
 
     def seal_details(self, details: dict[str, Any]) -> str:
-        text = _SORTED.encode(details)
+        return self.seal_json(_SORTED.encode(details))
+
+    def seal_json(self, text: str) -> str:
+        """Details already encoded as JSON, sealed if the policy encrypts."""
         return self.seal_text(text) if self.cipher is not None else text
 
     def open_details(self, stored: str) -> dict[str, Any]:

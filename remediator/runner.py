@@ -9,6 +9,7 @@ the attempt; a failed verification counts as a failed remediation. Every step be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -142,7 +143,8 @@ class StepRunner:
             return ActionResult(False, f"no such action: {name}")
         if ctx.target.type not in action.target_types:
             return ActionResult(False, "wrong target type")
-        async with self.slots:
+        # A dry run touches nothing: it takes none of the max_concurrent_actions slots.
+        async with self.slots if not ctx.dry_run else contextlib.nullcontext():
             try:
                 outcome = await action.run(
                     ActionContext(

@@ -28,7 +28,7 @@ from remediator.errors import StoreUnavailable
 from remediator.events import GENESIS_HASH, Event
 from remediator.recording import Recording
 from remediator.store.postgres_conn import Connection, Pool, Publisher, brief
-from remediator.store.rows import EVENT_COLUMNS, OUTBOX_COLUMNS, event_row, link, outbox_rows
+from remediator.store.rows import EVENT_COLUMNS, OUTBOX_COLUMNS, link_rows, outbox_rows
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -74,10 +74,10 @@ class Tx:
         last_id, prev = int(head[0]), str(head[1])
         if self.ticket is None:
             self.ticket = self.publisher.reserve(last_id + 1)
-        out = link(events, self.recording, last_id, prev)
+        out, rows = link_rows(events, self.recording, last_id, prev)
         await self.many(
             f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({_EVENT_MARKS})",  # noqa: S608
-            [event_row(e, self.recording) for e in out],
+            rows,
         )
         await self.execute(
             "UPDATE audit_head SET last_id = %s, last_hash = %s WHERE id = 1",

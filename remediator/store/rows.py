@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from remediator.events import Event
+from remediator.events import Event, chain
 from remediator.recording import Recording
 from remediator.store.base import EventQuery, InboxItem
 
@@ -61,14 +61,24 @@ def events_sql(query: EventQuery, mark: str) -> tuple[str, list[Any]]:
 
 def link(events: list[Event], recording: Recording, last_id: int, prev_hash: str) -> list[Event]:
     """The events redacted and chained after the head (``last_id``, ``prev_hash``)."""
+    return link_rows(events, recording, last_id, prev_hash)[0]
+
+
+def link_rows(
+    events: list[Event], recording: Recording, last_id: int, prev_hash: str
+) -> tuple[list[Event], list[tuple[Any, ...]]]:
+    """The events redacted and chained after the head, and their stored rows
+    (:data:`EVENT_COLUMNS`, free text sealed): the details are encoded once for both."""
     out: list[Event] = []
+    rows: list[tuple[Any, ...]] = []
     prev = prev_hash
     for event in events:
         last_id += 1
-        linked = recording.redact(event).chained(event_id=last_id, prev_hash=prev)
+        linked, details = chain(recording.redact(event), event_id=last_id, prev_hash=prev)
         out.append(linked)
+        rows.append(event_row(linked, recording, details))
         prev = linked.hash
-    return out
+    return out, rows
 
 
 def outbox_rows(events: list[Event], recording: Recording) -> list[tuple[Any, ...]]:
@@ -95,8 +105,9 @@ def outbox_rows(events: list[Event], recording: Recording) -> list[tuple[Any, ..
     return rows
 
 
-def event_row(e: Event, recording: Recording) -> tuple[Any, ...]:
-    """The stored row of a linked event (:data:`EVENT_COLUMNS`), free text sealed."""
+def event_row(e: Event, recording: Recording, details: str | None = None) -> tuple[Any, ...]:
+    """The stored row of a linked event (:data:`EVENT_COLUMNS`), free text sealed; ``details``:
+    its details already encoded as JSON (any JSON form reads back the same)."""
     return (
         e.id,
         e.time,
@@ -114,7 +125,7 @@ def event_row(e: Event, recording: Recording) -> tuple[Any, ...]:
         recording.seal_text(e.message),
         e.actor,
         e.config_version,
-        recording.seal_details(e.details),
+        recording.seal_details(e.details) if details is None else recording.seal_json(details),
         e.prev_hash,
         e.hash,
     )

@@ -13,7 +13,7 @@ from remediator.store.rows import (
     event_from_row,
     event_row,
     item_from_row,
-    link,
+    link_rows,
     outbox_rows,
 )
 
@@ -45,11 +45,11 @@ def append_events(conn: sqlite3.Connection, events: list[Event]) -> list[Event]:
     if head is None:
         row = conn.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
         head = (row[0], row[1]) if row else (0, GENESIS_HASH)
-    out = link(events, recording, head[0], head[1])
+    out, rows = link_rows(events, recording, head[0], head[1])
     conn.executemany(
         f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "  # noqa: S608
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [event_row(e, recording) for e in out],
+        rows,
     )
     last_id = out[-1].id
     assert last_id is not None
