@@ -79,8 +79,12 @@ class StepRunner:
         for step in steps:
             started = time.monotonic()
             try:
-                async with asyncio.timeout(step.timeout):  # no extra task, unlike wait_for
+                if ctx.dry_run and not isinstance(step, st.PluginStep):
+                    # Built-in steps only describe themselves in a dry run: nothing to bound.
                     outcome = await self._one(step, ctx, result)
+                else:
+                    async with asyncio.timeout(step.timeout):  # no extra task, unlike wait_for
+                        outcome = await self._one(step, ctx, result)
             except TimeoutError:
                 outcome = ActionResult(False, f"timed out after {step.timeout:.0f}s")
             duration = time.monotonic() - started
