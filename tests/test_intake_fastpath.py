@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import httpx2
 import pytest
 import uvicorn
@@ -42,7 +41,7 @@ CHALLENGE = 'Bearer realm="remediator"'
 
 # Starlette's TestClient speaks httpx; the uvicorn tests use the project's httpx2.
 Client = TestClient | httpx2.Client
-Answer = httpx.Response | httpx2.Response
+Answer = httpx2.Response
 
 
 class Webhook:
