@@ -148,3 +148,51 @@ def test_a_stopped_writer_refuses_jobs(tmp_path: Path) -> None:
             await writer.run(_insert(1))
 
     asyncio.run(main())
+
+
+def test_a_batch_abandoned_while_waiting_for_the_connection_does_not_keep_it(
+    tmp_path: Path,
+) -> None:
+    """An event loop that ends (its tasks cancelled) while its batch waits for the connection
+    held by a heavy job must not leave the connection taken once that job is done."""
+    path = tmp_path / "w.db"
+    writer, _ = _writer(path)
+    release = threading.Event()
+    holding = threading.Event()
+
+    def heavy(conn: sqlite3.Connection) -> None:
+        holding.set()
+        release.wait(10)
+        conn.execute("INSERT INTO t (x) VALUES (1)")
+
+    heavy_done: list[BaseException | None] = []
+
+    def heavy_loop() -> None:
+        async def main() -> None:
+            await writer.run(heavy, heavy=True)
+
+        try:
+            asyncio.run(main())
+            heavy_done.append(None)
+        except BaseException as exc:  # pragma: no cover - reported below
+            heavy_done.append(exc)
+
+    holder = threading.Thread(target=heavy_loop)
+    holder.start()
+    assert holding.wait(10)
+
+    async def abandoned() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(writer.run(_insert(2)), timeout=0.1)
+
+    asyncio.run(abandoned())  # ends its loop: the waiting batch is cancelled
+    release.set()
+    holder.join(timeout=10)
+    assert heavy_done == [None]
+
+    async def later() -> None:
+        await asyncio.wait_for(writer.run(_insert(3)), timeout=5)
+        await writer.stop()
+
+    asyncio.run(later())
+    assert _rows(path) == [1, 3]

@@ -42,6 +42,7 @@ _MAX_BATCH = 512
 # A batch stops taking jobs once it has run this long (the rest wait for the next commit), so
 # the event loop, which runs the statements, is never held for long.
 _BATCH_SECONDS = 0.02
+_POLL = 0.001  # seconds between tries for the connection while another batch has it
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -133,8 +134,13 @@ class Writer:
         self._thread.shutdown(wait=True)
 
     async def _acquire(self) -> None:
-        if not self._busy.acquire(blocking=False):
-            await asyncio.to_thread(self._busy.acquire)
+        """Take the connection. Only contended while a heavy job or another event loop's batch
+        runs, so it polls: the lock is only ever taken by this task, never by a thread that
+        would keep it if this task were cancelled meanwhile."""
+        # A threading.Lock: the holder may be another event loop's task, or the writer's thread,
+        # so no asyncio.Event (bound to one loop) can announce its release.
+        while not self._busy.acquire(blocking=False):  # noqa: ASYNC110
+            await asyncio.sleep(_POLL)
 
     async def _drain(self, queue: _Queue) -> None:
         loop = asyncio.get_running_loop()
