@@ -55,6 +55,10 @@ class Prepared:
     alerting: int | None  # the blast-radius count of its target's type (None: not counted)
     at: float  # monotonic time of the count
 
+    def alerting_at(self, monotonic: float) -> int | None:
+        """The blast-radius count while it stands (PREPARED_FOR), else None: read it anew."""
+        return self.alerting if monotonic - self.at < PREPARED_FOR else None
+
 
 class Engine(EngineEvents):
     def __init__(
@@ -234,13 +238,12 @@ class Engine(EngineEvents):
         base = evolve(base, target=target.name, playbook=plan.name)
         dry = dry_run or plan.dry_run or self.config.safety.dry_run
         now = self.clock.now()
-        counted = prepared is not None and self.clock.monotonic() - prepared.at < PREPARED_FOR
         snapshot = await self.guards.snapshot(
             plan=plan,
             target=target,
             now=now,
             episode_id=item.episode_id,
-            alerting=prepared.alerting if counted and prepared is not None else None,
+            alerting=prepared.alerting_at(self.clock.monotonic()) if prepared else None,
         )
         if snapshot.episode is not None and not snapshot.episode.open:
             return [*detected, self._skip(base, "resolved", decision)], DECIDED

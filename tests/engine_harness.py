@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -133,3 +135,35 @@ class EngineHarness:
         await self.rt.bus.stop()
         await self.rt.clients.aclose()
         await self.rt.store.close()
+
+
+def restart_playbook(**extra: Any) -> dict[str, Any]:
+    """The suites' playbook: restart the alert's container once, no cooldown, no retry."""
+    book: dict[str, Any] = {
+        "name": "restart",
+        "match": ['alertname="ContainerMemoryHigh"'],
+        "target": "{{ labels.container }}",
+        "steps": [{"action": "docker.restart"}],
+        "cooldown": "0s",
+        "retry": {"max_attempts": 1},
+    }
+    book.update(extra)
+    return book
+
+
+def run(
+    tmp_path: Path,
+    sections: dict[str, Any],
+    body: Callable[[EngineHarness], Awaitable[None]],
+    recorder: Recorder | None = None,
+) -> None:
+    """Run ``body`` on a fresh harness (closed afterwards) in its own event loop."""
+
+    async def main() -> None:
+        h = await EngineHarness.create(tmp_path, sections, recorder=recorder)
+        try:
+            await body(h)
+        finally:
+            await h.close()
+
+    asyncio.run(main())

@@ -3,51 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from remediator.actions.base import ActionContext
 from remediator.events import Event
 from remediator.store.records import BLOCKED, FAILED, INTERRUPTED, SUCCEEDED
-from tests.engine_harness import EngineHarness, Recorder, alert
+from tests.engine_harness import EngineHarness, Recorder, alert, restart_playbook, run
 
 WEB = {"name": "web", "type": "docker_container"}
 
 
 def containers(n: int) -> list[dict[str, str]]:
     return [{"name": f"web-{i}", "type": "docker_container"} for i in range(n)]
-
-
-def restart_playbook(**extra: Any) -> dict[str, Any]:
-    book: dict[str, Any] = {
-        "name": "restart",
-        "match": ['alertname="ContainerMemoryHigh"'],
-        "target": "{{ labels.container }}",
-        "steps": [{"action": "docker.restart"}],
-        "cooldown": "0s",
-        "retry": {"max_attempts": 1},
-    }
-    book.update(extra)
-    return book
-
-
-def run(
-    tmp_path: Path,
-    sections: dict[str, Any],
-    body: Callable[[EngineHarness], Awaitable[None]],
-    recorder: Recorder | None = None,
-) -> None:
-    async def main() -> None:
-        h = await EngineHarness.create(tmp_path, sections, recorder=recorder)
-        try:
-            await body(h)
-        finally:
-            await h.close()
-
-    asyncio.run(main())
 
 
 def test_a_firing_alert_runs_its_playbook_once(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from remediator.errors import StoreUnavailable
 from remediator.events import Event
 from remediator.store import Store
 from remediator.store.records import DRY_RUN, RUNNING, SUCCEEDED
-from tests.engine_harness import EngineHarness, Recorder, alert
+from tests.engine_harness import EngineHarness, Recorder, alert, restart_playbook, run
 
 WEB = {"name": "web", "type": "docker_container"}
 WRITES = (
@@ -72,35 +72,6 @@ class WriteLog:
         return calls
 
 
-def book(**extra: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "restart",
-        "match": ['alertname="ContainerMemoryHigh"'],
-        "target": "{{ labels.container }}",
-        "steps": [{"action": "docker.restart"}],
-        "cooldown": "0s",
-        "retry": {"max_attempts": 1},
-    }
-    data.update(extra)
-    return data
-
-
-def run(
-    tmp_path: Path,
-    sections: dict[str, Any],
-    body: Callable[[EngineHarness], Awaitable[None]],
-    recorder: Recorder | None = None,
-) -> None:
-    async def main() -> None:
-        h = await EngineHarness.create(tmp_path, sections, recorder=recorder)
-        try:
-            await body(h)
-        finally:
-            await h.close()
-
-    asyncio.run(main())
-
-
 def pending_gauge(h: EngineHarness) -> float:
     value = h.rt.metrics.registry.get_sample_value("remediator_inbox_pending")
     return value or 0.0
@@ -141,7 +112,7 @@ def test_a_decided_dry_run_alert_costs_two_writer_jobs(tmp_path: Path) -> None:
         [rem] = await h.rt.store.remediations()
         assert rem.state == DRY_RUN
 
-    run(tmp_path, {"targets": [WEB], "playbooks": [book(dry_run=True)]}, body)
+    run(tmp_path, {"targets": [WEB], "playbooks": [restart_playbook(dry_run=True)]}, body)
 
 
 def test_a_storm_batch_costs_two_writer_jobs_per_alert(tmp_path: Path) -> None:
@@ -159,7 +130,7 @@ def test_a_storm_batch_costs_two_writer_jobs_per_alert(tmp_path: Path) -> None:
 
     sections = {
         "targets": targets,
-        "playbooks": [book(dry_run=True)],
+        "playbooks": [restart_playbook(dry_run=True)],
         "safety": {"blast_radius": 1.0},
     }
     run(tmp_path, sections, body)
@@ -181,7 +152,7 @@ def test_a_real_run_adds_only_the_breaker_steps(tmp_path: Path) -> None:
         ]
         assert await inbox(h) == [("done", "decided")]
 
-    run(tmp_path, {"targets": [WEB], "playbooks": [book()]}, body)
+    run(tmp_path, {"targets": [WEB], "playbooks": [restart_playbook()]}, body)
 
 
 def test_a_blocked_alert_records_its_detection_once_before_the_block(tmp_path: Path) -> None:
@@ -199,7 +170,7 @@ def test_a_blocked_alert_records_its_detection_once_before_the_block(tmp_path: P
         assert await h.reasons() == ["paused"]
         assert await inbox(h) == [("done", "decided")]
 
-    run(tmp_path, {"targets": [WEB], "playbooks": [book()]}, body)
+    run(tmp_path, {"targets": [WEB], "playbooks": [restart_playbook()]}, body)
 
 
 def test_an_already_remediated_episode_records_its_detection_once(tmp_path: Path) -> None:
@@ -220,7 +191,7 @@ def test_an_already_remediated_episode_records_its_detection_once(tmp_path: Path
         assert await h.reasons() == ["already_remediated"]
         assert await inbox(h) == [("done", "decided")]
 
-    run(tmp_path, {"targets": [WEB], "playbooks": [book()]}, body)
+    run(tmp_path, {"targets": [WEB], "playbooks": [restart_playbook()]}, body)
 
 
 def test_a_resolved_episode_records_its_detection_once_with_the_skip(tmp_path: Path) -> None:
@@ -237,7 +208,7 @@ def test_a_resolved_episode_records_its_detection_once_with_the_skip(tmp_path: P
         assert await h.reasons() == ["resolved"]
         assert await inbox(h) == [("done", "decided"), ("done", "resolved")]
 
-    run(tmp_path, {"targets": [WEB], "playbooks": [book()]}, body)
+    run(tmp_path, {"targets": [WEB], "playbooks": [restart_playbook()]}, body)
 
 
 def test_a_take_over_records_the_detection_once(tmp_path: Path) -> None:
@@ -262,7 +233,7 @@ def test_a_take_over_records_the_detection_once(tmp_path: Path) -> None:
         assert (rem.id, rem.state) == (dead, SUCCEEDED)
         assert await inbox(h) == [("done", "decided")]
 
-    run(tmp_path, {"targets": [WEB], "playbooks": [book()]}, body)
+    run(tmp_path, {"targets": [WEB], "playbooks": [restart_playbook()]}, body)
 
 
 def test_an_item_whose_final_write_fails_is_retried_after_its_lease(tmp_path: Path) -> None:
@@ -297,7 +268,7 @@ def test_an_item_whose_final_write_fails_is_retried_after_its_lease(tmp_path: Pa
         events: list[Event] = await h.events("recovery:succeeded")
         assert len(events) == 1
 
-    run(tmp_path, {"targets": [WEB], "playbooks": [book()]}, body)
+    run(tmp_path, {"targets": [WEB], "playbooks": [restart_playbook()]}, body)
 
 
 def test_a_busy_target_does_not_hold_back_the_detection(tmp_path: Path) -> None:
@@ -334,5 +305,5 @@ def test_a_busy_target_does_not_hold_back_the_detection(tmp_path: Path) -> None:
             ]
         assert await inbox(h) == [("done", "decided")] * 2
 
-    sections = {"targets": [WEB], "playbooks": [book()]}
+    sections = {"targets": [WEB], "playbooks": [restart_playbook()]}
     run(tmp_path, sections, body, recorder)
