@@ -1,4 +1,4 @@
-"""Webhook bodies built from the real Alertmanager payloads in ``shared/fixtures/alertmanager``.
+"""Webhook bodies built from the real Alertmanager payloads in ``tests/fixtures/alertmanager``.
 
 The fixture ``firing_single.json`` (one ``HighMemoryUsage`` alert, version 4) is used as is,
 with two changes: a ``container`` label naming the registered target the benchmark playbook acts
@@ -21,9 +21,9 @@ CONTAINER_MARK: Final = "__CT__"
 
 
 def fixtures_dir() -> Path:
-    """``$BENCH_FIXTURES_DIR``, else ``shared/fixtures/alertmanager`` beside the work tree."""
+    """``$BENCH_FIXTURES_DIR``, else the repository's ``tests/fixtures/alertmanager``."""
     configured = os.environ.get("BENCH_FIXTURES_DIR")
-    return Path(configured) if configured else ROOT.parent / "shared" / "fixtures" / "alertmanager"
+    return Path(configured) if configured else ROOT / "tests" / "fixtures" / "alertmanager"
 
 
 def fixture(name: str = FIXTURE) -> dict[str, Any]:

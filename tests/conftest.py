@@ -19,7 +19,7 @@ from remediator.runtime import Runtime
 pytest_plugins = ["tests.realservices", "tests.slackapi", "tests.smtpserver", "tests.dockerd"]
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "alertmanager"
+FIXTURES = ROOT / "tests" / "fixtures" / "alertmanager"
 ALERTS = "/api/v1/recovery/alerts"
 EVENTS = "/api/v1/recovery/events"
 HEALTH = "/api/v1/recovery/health"
