@@ -73,7 +73,7 @@ class Clients:
         """The cached async Redis client for ``url`` (``db`` overrides the URL's database)."""
         import redis.asyncio
         from redis.backoff import NoBackoff
-        from redis.retry import Retry
+        from redis.asyncio.retry import Retry
 
         key = (url, db)
         with self._lock:
