@@ -8,12 +8,12 @@ always lands before its updates.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from remediator.events import Event
+from remediator.recording import Recording
 from remediator.store.records import OutboxItem
 from remediator.store.sqlite_rows import append_events
 
@@ -21,6 +21,13 @@ T = TypeVar("T")
 
 
 class SqliteOutboxOps:
+    recording: Recording
+
+    def _payload(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        """A claimed row's payload, opened with the recording's key if sealed."""
+        payload: dict[str, Any] = self.recording.open_json(row[6], f"outbox row {row[0]}")
+        return payload
+
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError
 
@@ -45,7 +52,7 @@ class SqliteOutboxOps:
                 [(worker, now + lease, row[0]) for row in rows],
             )
             return [
-                OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7]) for r in rows
+                OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], self._payload(r), r[7]) for r in rows
             ]
 
         return await self._write(job)
@@ -66,7 +73,7 @@ class SqliteOutboxOps:
             lambda c: c.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, "
                 "lease_until = NULL WHERE id = ?",
-                (next_at, error, item_id),
+                (next_at, self.recording.seal_text(error), item_id),
             )
         )
 
@@ -79,7 +86,7 @@ class SqliteOutboxOps:
             c.execute(
                 "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, "
                 "lease_until = NULL, sent_at = ? WHERE id = ?",
-                (error, now, item_id),
+                (self.recording.seal_text(error), now, item_id),
             )
             append_events(c, events)
 
