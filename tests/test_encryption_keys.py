@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
+from remediator import config as config_mod
 from remediator.audit import verify_store
 from remediator.errors import SealedUnreadable
 from remediator.events import Event
 from remediator.recording import SEALED, OutboxRow, Recording, cipher_from_env
+from remediator.redaction import configured_secrets, redact_text
 from remediator.store import EventQuery, Store
 from tests.engine_harness import alert
 from tests.store_helpers import run, store_url
@@ -99,3 +101,10 @@ def test_the_key_variable_takes_a_comma_separated_list_and_names_a_bad_key() -> 
         cipher_from_env(ENV, {ENV: f"{B},not-a-key"})
     with pytest.raises(ValueError, match=f"{ENV} is not set"):
         cipher_from_env(ENV, {ENV: " , "})
+
+
+def test_every_key_of_the_list_is_a_secret_kept_out_of_records() -> None:
+    cfg = config_mod.parse({"audit": {"encryption_key_env": ENV}}, env={})
+    secrets = configured_secrets(cfg, (), {ENV: f"{B}, {A}"})
+    assert A in secrets and B in secrets
+    assert redact_text(f"old key {A} new key {B}", secrets) == "old key *** new key ***"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from remediator.events import Event
 from remediator.store.postgres_tx import PgBase, Tx
 from remediator.store.records import OutboxItem
+from remediator.store.rows import outbox_item
 
 
 class PostgresOutboxOps(PgBase):
@@ -31,19 +32,7 @@ class PostgresOutboxOps(PgBase):
                 "u.incident, u.phase, u.payload, u.attempts",
                 (now, now, limit, worker, now + lease),
             )
-            return [
-                OutboxItem(
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    tx.recording.open_json(r[6], f"outbox row {r[0]}"),
-                    r[7],
-                )
-                for r in sorted(rows, key=lambda r: int(r[0]))
-            ]
+            return [outbox_item(r, tx.recording) for r in sorted(rows, key=lambda r: int(r[0]))]
 
         return await self._write(job)
 

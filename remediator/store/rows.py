@@ -18,6 +18,7 @@ from typing import Any
 from remediator.events import Event, chain
 from remediator.recording import Recording
 from remediator.store.base import EventQuery, InboxItem
+from remediator.store.records import OutboxItem
 
 EVENT_COLUMNS = (
     "id, time, type, severity, category, target, playbook, action, outcome, duration, "
@@ -202,3 +203,11 @@ def item_from_row(row: tuple[Any, ...], recording: Recording | None = None) -> I
         priority=row[11],
         attempts=row[12] + 1,
     )
+
+
+def outbox_item(row: tuple[Any, ...], recording: Recording) -> OutboxItem:
+    """A claimed outbox row (id, event_id, channel, destination, incident, phase, payload,
+    attempts), its payload opened with ``recording``'s key (or
+    :class:`~remediator.errors.SealedUnreadable`)."""
+    payload: dict[str, Any] = recording.open_json(row[6], f"outbox row {row[0]}")
+    return OutboxItem(row[0], row[1], row[2], row[3], row[4], row[5], payload, row[7])

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from remediator.events import Event
 from remediator.recording import Recording
 from remediator.store.records import OutboxItem
+from remediator.store.rows import outbox_item
 from remediator.store.sqlite_rows import append_events
 
 T = TypeVar("T")
@@ -22,11 +23,6 @@ T = TypeVar("T")
 
 class SqliteOutboxOps:
     recording: Recording
-
-    def _payload(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        """A claimed row's payload, opened with the recording's key if sealed."""
-        payload: dict[str, Any] = self.recording.open_json(row[6], f"outbox row {row[0]}")
-        return payload
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError
@@ -51,9 +47,7 @@ class SqliteOutboxOps:
                 "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE id = ?",
                 [(worker, now + lease, row[0]) for row in rows],
             )
-            return [
-                OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], self._payload(r), r[7]) for r in rows
-            ]
+            return [outbox_item(r, self.recording) for r in rows]
 
         return await self._write(job)
 
