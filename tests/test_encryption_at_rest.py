@@ -25,28 +25,22 @@ from remediator.app import create_app
 from remediator.auth import Authenticator, Principal
 from remediator.clock import iso
 from remediator.runtime import Runtime
+from remediator.store.sqlite import sqlite_path
 from tests.conftest import ALERTS, EVENTS
 from tests.engine_harness import EngineHarness
 from tests.slackapi import SlackAPI
 from tests.smtpserver import SMTPServer
+from tests.store_helpers import store_url
 from tests.test_notifier_webhook import Server, server
-from tests.test_outbox import SLACK_TOKEN_ENV, deliver, slack, smtp
+from tests.test_outbox import deliver, slack, smtp
+from tests.test_outbox import sections as outbox_sections
 
-__all__ = ["server", "slack", "smtp"]  # fixtures
+__all__ = ["server", "slack", "smtp", "store_url"]  # fixtures
 
 KEY_ENV = "REMEDIATOR_TEST_AUDIT_KEY"
 # Dots are outside the url-safe base64 alphabet of Fernet tokens: a hit is always a leak.
 CANARY = "cnry.4711.zebra"
 ALERTNAME = f"ContainerMemoryHigh.{CANARY}"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The store URL: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/engine.db"
-    url: str = request.getfixturevalue("pg_database")
-    return url
 
 
 @pytest.fixture
@@ -80,40 +74,25 @@ def canary_alert(status: str = "firing") -> Alert:
 
 
 def sections(url: str, slack: SlackAPI, smtp: SMTPServer, hooks: Server) -> dict[str, Any]:
-    return {
-        "store": {"url": url},
-        "audit": {"encryption_key_env": KEY_ENV},
-        "targets": [{"name": "web", "type": "docker_container"}],
-        "playbooks": [
-            {
-                "name": "restart",
-                "match": ['alertname=~"ContainerMemoryHigh.*"'],
-                "target": "{{ labels.container }}",
-                "steps": [{"action": "docker.restart"}],
-                "cooldown": "0s",
-                "retry": {"max_attempts": 1},
-                "max_per_window": None,
-            }
-        ],
-        "notifications": {
-            "slack": {
-                "api_url": slack.url,
-                "token_env": SLACK_TOKEN_ENV,
-                "channel": "#ops",
-                "pace": "0s",
-            },
-            "email": smtp.email_config(to=["oncall@example.test"]).model_dump(mode="json"),
-            "webhooks": [{"name": "hook", "url": hooks.url("/hook")}],
-        },
-    }
+    """test_outbox's configuration, on ``url``, encrypted, with a webhook, for the canary."""
+    data = outbox_sections(
+        slack,
+        smtp,
+        playbook={"match": ['alertname=~"ContainerMemoryHigh.*"']},
+        store={"url": url},
+        audit={"encryption_key_env": KEY_ENV},
+    )
+    data["notifications"]["webhooks"] = [{"name": "hook", "url": hooks.url("/hook")}]
+    return data
 
 
-def stored_bytes(url: str, tmp_path: Path) -> bytes:
+def stored_bytes(url: str) -> bytes:
     """Everything the store keeps at rest: the SQLite file, its WAL and shared memory, or each
     PostgreSQL table copied out as text."""
     if url.startswith("sqlite"):
-        files = sorted(tmp_path.glob("engine.db*"))
-        assert any(f.name == "engine.db" for f in files)
+        path = sqlite_path(url)
+        files = sorted(path.parent.glob(f"{path.name}*"))
+        assert path in files
         return b"".join(f.read_bytes() for f in files)
     out = bytearray()
     with psycopg.connect(url) as conn:
@@ -130,6 +109,11 @@ def stored_bytes(url: str, tmp_path: Path) -> bytes:
     return bytes(out)
 
 
+def leaks(data: bytes) -> int:
+    """How many readable copies of the canary ``data`` holds."""
+    return data.count(CANARY.encode())
+
+
 def mail_text(smtp: SMTPServer) -> str:
     texts = []
     for mail in smtp.messages:
@@ -141,10 +125,10 @@ def mail_text(smtp: SMTPServer) -> str:
 
 
 def test_no_alert_text_is_readable_at_rest_yet_events_and_notifications_show_it(
-    tmp_path: Path, backend: str, key: str, slack: SlackAPI, smtp: SMTPServer, server: Server
+    tmp_path: Path, store_url: str, key: str, slack: SlackAPI, smtp: SMTPServer, server: Server
 ) -> None:
     async def main() -> bytes:
-        h = await EngineHarness.create(tmp_path, sections(backend, slack, smtp, server))
+        h = await EngineHarness.create(tmp_path, sections(store_url, slack, smtp, server))
         try:
             for status in ("firing", "resolved"):
                 await h.rt.store.ingest(
@@ -169,7 +153,7 @@ def test_no_alert_text_is_readable_at_rest_yet_events_and_notifications_show_it(
             assert item.annotations["summary"] == f"summary {CANARY}"
             assert CANARY in item.generator_url
             assert len(await h.events("notification:sent")) >= 3
-            return stored_bytes(backend, tmp_path)  # the store still open: the WAL too
+            return stored_bytes(store_url)  # the store still open: the WAL too
         finally:
             await h.rt.outbox.stop()
             await h.close()
@@ -178,18 +162,18 @@ def test_no_alert_text_is_readable_at_rest_yet_events_and_notifications_show_it(
     assert any(CANARY in m.text or CANARY in repr(m.blocks) for m in slack.messages)
     assert CANARY in mail_text(smtp)
     assert any(CANARY.encode() in seen.body for seen in server.seen)
-    assert while_open.count(CANARY.encode()) == 0
-    assert stored_bytes(backend, tmp_path).count(CANARY.encode()) == 0
+    assert leaks(while_open) == 0
+    assert leaks(stored_bytes(store_url)) == 0
     assert b"enc:" in while_open  # sealed, not merely absent
 
 
 def test_the_events_api_shows_sealed_alert_text_that_the_store_does_not(
-    tmp_path: Path, backend: str, key: str, tokens: dict[str, str]
+    store_url: str, key: str, tokens: dict[str, str]
 ) -> None:
     """Through the HTTP intake and the events API of a whole app."""
     cfg = config_mod.parse(
         {
-            "store": {"url": backend},
+            "store": {"url": store_url},
             "health": {"enabled": False},
             "audit": {"encryption_key_env": KEY_ENV},
         },
@@ -225,5 +209,5 @@ def test_the_events_api_shows_sealed_alert_text_that_the_store_does_not(
         assert shown.status_code == 200
         [event] = shown.json()["events"]
         assert event["alertname"] == ALERTNAME
-        assert stored_bytes(backend, tmp_path).count(CANARY.encode()) == 0
-    assert stored_bytes(backend, tmp_path).count(CANARY.encode()) == 0
+        assert leaks(stored_bytes(store_url)) == 0
+    assert leaks(stored_bytes(store_url)) == 0
