@@ -60,6 +60,9 @@ def test_rotated_keys_read_old_and_new_rows_and_a_dropped_key_fails_clearly(
         assert item.labels["container"] == "c-old"
         [note] = await store.claim_outbox(worker="w", now=2000.0, lease=30.0, limit=10)
         assert note.payload == {"m": "ContainerMemoryHigh firing"}
+        await store.outbox_retry(note.id, next_at=2001.0, error="HTTP 500: ContainerMemoryHigh")
+        [[error]] = await store.raw("SELECT last_error FROM outbox")
+        assert error.startswith(SEALED) and "ContainerMemoryHigh" not in error
         await store.complete(item.id, events=[], outcome="done")
         await write(store, "new", "written under B")
         seen = await messages(store)
@@ -108,3 +111,26 @@ def test_every_key_of_the_list_is_a_secret_kept_out_of_records() -> None:
     secrets = configured_secrets(cfg, (), {ENV: f"{B}, {A}"})
     assert A in secrets and B in secrets
     assert redact_text(f"old key {A} new key {B}", secrets) == "old key *** new key ***"
+
+
+def test_switching_encryption_on_keeps_plain_rows_readable_and_seals_new_ones(
+    store_url: str,
+) -> None:
+    async def plain(store: Store) -> None:
+        await write(store, "before", "stored in the clear")
+
+    async def sealed(store: Store) -> None:
+        await write(store, "after", "stored sealed")
+        items = await store.claim(worker="w", now=1001.0, lease=30.0, limit=10)
+        assert {i.fingerprint: i.annotations["summary"] for i in items} == {
+            "before": "stored in the clear",
+            "after": "stored sealed",
+        }
+        rows = await store.raw("SELECT fingerprint, annotations FROM inbox ORDER BY id")
+        assert rows[0] == ("before", '{"summary": "stored in the clear"}')
+        assert rows[1][0] == "after" and rows[1][1].startswith(SEALED)
+        seen = await messages(store)
+        assert seen["before"][1] == seen["after"][1] == "ContainerMemoryHigh firing"
+
+    run(store_url, plain, Recording(route=_route))
+    run(store_url, sealed, recording(A))
