@@ -4,6 +4,7 @@
 
     RemediatorError                      code
     ├── ConfigError                      CONFIG_INVALID
+    ├── SealedUnreadable                 KEY_UNAVAILABLE
     ├── RequestError                     (HTTP-facing, carries a status)
     │   ├── MalformedJSON                MALFORMED_JSON        400
     │   ├── SchemaViolation              VALIDATION_FAILED     422
@@ -45,6 +46,13 @@ class ConfigError(RemediatorError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+class SealedUnreadable(RemediatorError):
+    """A stored row is encrypted with a key the configuration no longer holds (a key dropped
+    from ``audit.encryption_key_env`` too early, or encryption switched off)."""
+
+    code = "KEY_UNAVAILABLE"
 
 
 class RequestError(RemediatorError):

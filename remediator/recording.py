@@ -8,6 +8,13 @@ A :class:`Recording` is handed to the store; the store applies it to every appen
 3. ``seal``: with ``audit.encryption_key_env`` set, ``message`` and ``details`` are stored
    encrypted with Fernet (AES-128-CBC + HMAC-SHA256, from ``cryptography``); reads ``open`` them;
 4. ``route``: the notifications the event causes are written to the outbox in the same commit.
+
+With a key, the store seals every column that holds alert text the same way (the inbox's labels,
+annotations, alertname, generator_url, receiver and group_key; the episode's alertname; the
+event's alertname and actor; the outbox payload and last error): what stays readable is listed
+in docs/architecture.md ("Encryption at rest"). The variable may hold several keys separated by
+commas (:class:`~cryptography.fernet.MultiFernet`): the first seals, every one opens, so a key
+is rotated by putting the new one first and dropping the old one once no row needs it.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from remediator.errors import SealedUnreadable
 from remediator.events import Event, evolve
 from remediator.redaction import redact, redact_text
 
@@ -44,7 +52,7 @@ Router = Callable[[Event], list[OutboxRow]]
 @dataclass
 class Recording:
     secrets: tuple[str, ...] = ()
-    cipher: Fernet | None = None
+    cipher: Fernet | MultiFernet | None = None
     route: Router | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     _last_details: tuple[dict[str, Any], dict[str, Any]] | None = field(
@@ -87,6 +95,19 @@ class Recording:
         except InvalidToken:
             return stored
 
+    def open_json(self, stored: str, what: str) -> Any:
+        """A sealed (or plain) JSON column decoded; a sealed one this recording cannot open
+        raises :class:`SealedUnreadable` naming ``what`` (plain JSON never starts with
+        :data:`SEALED`, so nothing is guessed)."""
+        text = self.open_text(stored)
+        if text.startswith(SEALED):
+            raise SealedUnreadable(
+                f"{what} is encrypted with a key that audit.encryption_key_env does not hold"
+                if self.cipher is not None
+                else f"{what} is encrypted and audit.encryption_key_env is not set"
+            )
+        return json.loads(text)
+
     def seal_details(self, details: dict[str, Any]) -> str:
         return self.seal_json(_SORTED.encode(details))
 
@@ -102,18 +123,22 @@ class Recording:
         return loaded
 
 
-def cipher_from_env(name: str | None, env: Mapping[str, str]) -> Fernet | None:
-    """The Fernet cipher from the key in environment variable ``name`` (None: no encryption)."""
+def cipher_from_env(name: str | None, env: Mapping[str, str]) -> MultiFernet | None:
+    """The cipher from the keys in environment variable ``name`` (None: no encryption): one
+    Fernet key, or several separated by commas — the first encrypts, any of them decrypts."""
     if not name:
         return None
-    key = env.get(name, "")
-    if not key:
+    keys = [key.strip() for key in env.get(name, "").split(",") if key.strip()]
+    if not keys:
         raise ValueError(f"audit.encryption_key_env: {name} is not set")
-    try:
-        return Fernet(key.encode())
-    except ValueError:
-        raise ValueError(
-            f"audit.encryption_key_env: {name} is not a Fernet key "
-            "(32 url-safe base64-encoded bytes; make one with "
-            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)"
-        ) from None
+    ciphers: list[Fernet] = []
+    for number, key in enumerate(keys, start=1):
+        try:
+            ciphers.append(Fernet(key.encode()))
+        except ValueError:
+            raise ValueError(
+                f"audit.encryption_key_env: key {number} of {name} is not a Fernet key "
+                "(32 url-safe base64-encoded bytes; make one with "
+                "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)"
+            ) from None
+    return MultiFernet(ciphers)

@@ -75,6 +75,8 @@ def configured_secrets(
         config.audit.encryption_key_env,
     ]
     found += [env[name] for name in names if name and env.get(name)]
+    if config.audit.encryption_key_env:  # several keys, comma-separated: each one is a secret
+        found += [key.strip() for key in env.get(config.audit.encryption_key_env, "").split(",")]
     if notes.slack is not None and notes.slack.webhook_url:
         found.append(notes.slack.webhook_url)
     for target in config.targets:

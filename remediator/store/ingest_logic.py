@@ -30,6 +30,7 @@ from typing import Any
 from remediator.alerts import Alert
 from remediator.episodes import Episode, Placement, place, resolved_time
 from remediator.events import ALERT_DUPLICATE, ALERT_RECEIVED, ALERT_RESOLVED, Event
+from remediator.recording import Recording
 
 _SORTED = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), built once
 SEVERITY_PRIORITY = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}
@@ -85,24 +86,49 @@ def priority(alert: Alert) -> int:
 
 
 def inbox_values(
-    alert: Alert, *, episode_id: int, now: float, receiver: str, group_key: str
+    alert: Alert,
+    *,
+    episode_id: int,
+    now: float,
+    receiver: str,
+    group_key: str,
+    recording: Recording | None = None,
 ) -> tuple[Any, ...]:
-    """The inbox row (:data:`INBOX_INSERT_COLUMNS`) of an alert."""
+    """The inbox row (:data:`INBOX_INSERT_COLUMNS`) of an alert; with ``recording``'s key, its
+    text (alertname, labels, annotations, generator URL, receiver, group key) sealed."""
+    text: tuple[str, ...] = (
+        alert.alertname,
+        _SORTED.encode(alert.labels),
+        _SORTED.encode(alert.annotations),
+        alert.generator_url,
+        receiver,
+        group_key,
+    )
+    if recording is not None and recording.cipher is not None:
+        text = tuple(recording.seal_text(value) for value in text)
+    name, labels, annotations, url, receiver, group_key = text
     return (
         alert.fingerprint,
         episode_id,
         alert.status,
-        alert.alertname,
-        _SORTED.encode(alert.labels),
-        _SORTED.encode(alert.annotations),
+        name,
+        labels,
+        annotations,
         alert.starts_ts,
         alert.ends_ts,
-        alert.generator_url,
+        url,
         receiver,
         group_key,
         now,
         priority(alert),
     )
+
+
+def episode_alertname(alert: Alert, recording: Recording | None) -> str:
+    """The alertname an episode row keeps (sealed with ``recording``'s key; never read back)."""
+    if recording is not None and recording.cipher is not None:
+        return recording.seal_text(alert.alertname)
+    return alert.alertname
 
 
 def intake_event(

@@ -43,6 +43,7 @@ from remediator.store.base import (
 from remediator.store.ingest_logic import (
     INBOX_INSERT_COLUMNS,
     decide,
+    episode_alertname,
     inbox_values,
     intake_event,
     recorded_repeat,
@@ -150,7 +151,7 @@ class PostgresStore(PostgresStateOps, PostgresOutboxOps):
             rows = await tx.all(_CLAIM, (now, limit, worker, now + lease))
             # RETURNING gives the counted attempts; item_from_row counts the claim itself.
             rows = sorted(rows, key=lambda r: (r[11], r[0]))
-            return [item_from_row((*r[:12], r[12] - 1)) for r in rows]
+            return [item_from_row((*r[:12], r[12] - 1), tx.recording) for r in rows]
 
         return await self._write(job)
 
@@ -287,7 +288,13 @@ async def _ingest(
             created = await tx.one(
                 "INSERT INTO episodes (fingerprint, alertname, starts_at, opened_at, "
                 "resolved_at) VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (alert.fingerprint, alert.alertname, alert.starts_ts, now, intake.new_resolved_at),
+                (
+                    alert.fingerprint,
+                    episode_alertname(alert, tx.recording),
+                    alert.starts_ts,
+                    now,
+                    intake.new_resolved_at,
+                ),
             )
             assert created is not None
             episode_id = int(created[0])
@@ -309,7 +316,12 @@ async def _ingest(
                 f"INSERT INTO inbox ({INBOX_INSERT_COLUMNS}) VALUES ({_INBOX_MARKS}) "  # noqa: S608
                 "ON CONFLICT (fingerprint, episode_id, status) DO NOTHING",
                 inbox_values(
-                    alert, episode_id=episode_id, now=now, receiver=receiver, group_key=group_key
+                    alert,
+                    episode_id=episode_id,
+                    now=now,
+                    receiver=receiver,
+                    group_key=group_key,
+                    recording=tx.recording,
                 ),
             )
         repeats = None

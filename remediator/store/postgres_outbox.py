@@ -9,11 +9,10 @@ its updates, whichever replica delivers them.
 
 from __future__ import annotations
 
-import json
-
 from remediator.events import Event
 from remediator.store.postgres_tx import PgBase, Tx
 from remediator.store.records import OutboxItem
+from remediator.store.rows import outbox_item
 
 
 class PostgresOutboxOps(PgBase):
@@ -33,10 +32,7 @@ class PostgresOutboxOps(PgBase):
                 "u.incident, u.phase, u.payload, u.attempts",
                 (now, now, limit, worker, now + lease),
             )
-            return [
-                OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7])
-                for r in sorted(rows, key=lambda r: int(r[0]))
-            ]
+            return [outbox_item(r, tx.recording) for r in sorted(rows, key=lambda r: int(r[0]))]
 
         return await self._write(job)
 
@@ -56,7 +52,7 @@ class PostgresOutboxOps(PgBase):
             lambda tx: tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = %s, "
                 "last_error = %s, lease_until = NULL WHERE id = %s",
-                (next_at, error, item_id),
+                (next_at, self.recording.seal_text(error), item_id),
             )
         )
 
@@ -69,7 +65,7 @@ class PostgresOutboxOps(PgBase):
             await tx.execute(
                 "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = %s, "
                 "lease_until = NULL, sent_at = %s WHERE id = %s",
-                (error, now, item_id),
+                (self.recording.seal_text(error), now, item_id),
             )
             await tx.append(events)
 

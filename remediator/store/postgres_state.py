@@ -391,4 +391,4 @@ class PostgresStateOps(PostgresBreakerOps):
         if row is None:
             return None
         # item_from_row counts the claim about to happen; this is a plain read.
-        return replace(item_from_row(row), attempts=row[12])
+        return replace(item_from_row(row, self.recording), attempts=row[12])

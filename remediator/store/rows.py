@@ -3,7 +3,8 @@
 Every backend appends events the same way (see remediator/recording.py):
 
 1. :func:`link` — redact each event, then chain it (ids ``last_id + 1 ...``, SHA-256 hashes);
-2. :func:`event_row` — the stored row, with free text sealed;
+2. :func:`event_row` — the stored row, with free text sealed (message, details, and with a
+   key the alertname and actor too: attacker-supplied text, never filtered on);
 3. :func:`outbox_rows` — the notifications the events cause, for the outbox in the same commit.
 
 The backend only supplies the head of the chain (under its own lock) and runs the inserts.
@@ -17,6 +18,7 @@ from typing import Any
 from remediator.events import Event, chain
 from remediator.recording import Recording
 from remediator.store.base import EventQuery, InboxItem
+from remediator.store.records import OutboxItem
 
 EVENT_COLUMNS = (
     "id, time, type, severity, category, target, playbook, action, outcome, duration, "
@@ -88,7 +90,7 @@ def outbox_rows(events: list[Event], recording: Recording) -> list[tuple[Any, ..
     rows: list[tuple[Any, ...]] = []
     for event in events:
         for note in recording.route(event):
-            payload = json.dumps(note.payload, sort_keys=True)
+            payload = recording.seal_json(json.dumps(note.payload, sort_keys=True))
             rows.append(
                 (
                     event.id,
@@ -108,6 +110,9 @@ def outbox_rows(events: list[Event], recording: Recording) -> list[tuple[Any, ..
 def event_row(e: Event, recording: Recording, details: str | None = None) -> tuple[Any, ...]:
     """The stored row of a linked event (:data:`EVENT_COLUMNS`), free text sealed; ``details``:
     its details already encoded as JSON (any JSON form reads back the same)."""
+    alertname, actor = e.alertname, e.actor
+    if recording.cipher is not None:
+        alertname, actor = recording.seal_text(alertname), recording.seal_text(actor)
     return (
         e.id,
         e.time,
@@ -120,10 +125,10 @@ def event_row(e: Event, recording: Recording, details: str | None = None) -> tup
         e.outcome,
         e.duration,
         e.fingerprint,
-        e.alertname,
+        alertname,
         e.status,
         recording.seal_text(e.message),
-        e.actor,
+        actor,
         e.config_version,
         recording.seal_details(e.details) if details is None else recording.seal_json(details),
         e.prev_hash,
@@ -167,10 +172,10 @@ def event_from_row(row: tuple[Any, ...], recording: Recording | None = None) -> 
         outcome=outcome,
         duration=duration,
         fingerprint=fp,
-        alertname=name,
+        alertname=opener.open_text(name),
         status=status,
         message=opener.open_text(msg),
-        actor=actor,
+        actor=opener.open_text(actor),
         config_version=version,
         details=opener.open_details(details),
         prev_hash=prev_hash,
@@ -178,20 +183,31 @@ def event_from_row(row: tuple[Any, ...], recording: Recording | None = None) -> 
     )
 
 
-def item_from_row(row: tuple[Any, ...]) -> InboxItem:
-    """An inbox row (:data:`INBOX_COLUMNS`) as claimed: ``attempts`` counts this claim."""
+def item_from_row(row: tuple[Any, ...], recording: Recording | None = None) -> InboxItem:
+    """An inbox row (:data:`INBOX_COLUMNS`) as claimed: ``attempts`` counts this claim. Sealed
+    columns are opened with ``recording``'s key; labels or annotations it cannot open raise
+    :class:`~remediator.errors.SealedUnreadable` (the item is never handled half-read)."""
+    opener = recording or Recording()
     return InboxItem(
         id=row[0],
         fingerprint=row[1],
         episode_id=row[2],
         status=row[3],
-        alertname=row[4],
-        labels=json.loads(row[5]),
-        annotations=json.loads(row[6]),
+        alertname=opener.open_text(row[4]),
+        labels=opener.open_json(row[5], f"inbox row {row[0]}"),
+        annotations=opener.open_json(row[6], f"inbox row {row[0]}"),
         starts_at=row[7],
         ends_at=row[8],
-        generator_url=row[9],
+        generator_url=opener.open_text(row[9]),
         received_at=row[10],
         priority=row[11],
         attempts=row[12] + 1,
     )
+
+
+def outbox_item(row: tuple[Any, ...], recording: Recording) -> OutboxItem:
+    """A claimed outbox row (id, event_id, channel, destination, incident, phase, payload,
+    attempts), its payload opened with ``recording``'s key (or
+    :class:`~remediator.errors.SealedUnreadable`)."""
+    payload: dict[str, Any] = recording.open_json(row[6], f"outbox row {row[0]}")
+    return OutboxItem(row[0], row[1], row[2], row[3], row[4], row[5], payload, row[7])

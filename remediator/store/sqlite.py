@@ -32,6 +32,7 @@ from remediator.store.ingest_logic import (
     INBOX_INSERT_COLUMNS,
     SEVERITY_PRIORITY,
     decide,
+    episode_alertname,
     inbox_values,
     intake_event,
     recorded_repeat,
@@ -153,7 +154,7 @@ class SqliteStore(SqliteStateOps, SqliteOutboxOps):
                 "WHERE id = ?",
                 [(worker, now + lease, row[0]) for row in rows],
             )
-            return [item_from_row(row) for row in rows]
+            return [item_from_row(row, self.recording) for row in rows]
 
         return await self._write(job)
 
@@ -322,13 +323,16 @@ def _ingest(
 ) -> IngestResult:
     new = duplicates = 0
     events: list[Event] = []
+    recording: Recording | None = getattr(COMMITTING, "recording", None)  # the writer's policy
     for alert in alerts:
         found, queued = _latest_episodes(conn, alert)
         intake = decide(
             found[0] if found else None, alert, now, found[1] if len(found) > 1 else None
         )
         if intake.episode_id is None:
-            episode_id = _insert_episode(conn, alert, now, resolved_at=intake.new_resolved_at)
+            episode_id = _insert_episode(
+                conn, alert, now, resolved_at=intake.new_resolved_at, recording=recording
+            )
         else:
             episode_id = intake.episode_id
             if intake.close_at is not None:
@@ -344,7 +348,12 @@ def _ingest(
         inserted = 0
         if not intake.late_repeat and episode_id not in queued:
             values = inbox_values(
-                alert, episode_id=episode_id, now=now, receiver=receiver, group_key=group_key
+                alert,
+                episode_id=episode_id,
+                now=now,
+                receiver=receiver,
+                group_key=group_key,
+                recording=recording,
             )
             inserted = conn.execute(
                 f"INSERT OR IGNORE INTO inbox ({INBOX_INSERT_COLUMNS}) "  # noqa: S608
@@ -378,12 +387,18 @@ def _ingest(
 
 
 def _insert_episode(
-    conn: sqlite3.Connection, alert: Alert, now: float, *, resolved_at: float | None
+    conn: sqlite3.Connection,
+    alert: Alert,
+    now: float,
+    *,
+    resolved_at: float | None,
+    recording: Recording | None = None,
 ) -> int:
+    name = episode_alertname(alert, recording)
     cursor = conn.execute(
         "INSERT INTO episodes (fingerprint, alertname, starts_at, opened_at, resolved_at) "
         "VALUES (?, ?, ?, ?, ?)",
-        (alert.fingerprint, alert.alertname, alert.starts_ts, now, resolved_at),
+        (alert.fingerprint, name, alert.starts_ts, now, resolved_at),
     )
     assert cursor.lastrowid is not None
     return cursor.lastrowid

@@ -8,19 +8,22 @@ always lands before its updates.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
 from remediator.events import Event
+from remediator.recording import Recording
 from remediator.store.records import OutboxItem
+from remediator.store.rows import outbox_item
 from remediator.store.sqlite_rows import append_events
 
 T = TypeVar("T")
 
 
 class SqliteOutboxOps:
+    recording: Recording
+
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError
 
@@ -44,9 +47,7 @@ class SqliteOutboxOps:
                 "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE id = ?",
                 [(worker, now + lease, row[0]) for row in rows],
             )
-            return [
-                OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7]) for r in rows
-            ]
+            return [outbox_item(r, self.recording) for r in rows]
 
         return await self._write(job)
 
@@ -66,7 +67,7 @@ class SqliteOutboxOps:
             lambda c: c.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, "
                 "lease_until = NULL WHERE id = ?",
-                (next_at, error, item_id),
+                (next_at, self.recording.seal_text(error), item_id),
             )
         )
 
@@ -79,7 +80,7 @@ class SqliteOutboxOps:
             c.execute(
                 "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, "
                 "lease_until = NULL, sent_at = ? WHERE id = ?",
-                (error, now, item_id),
+                (self.recording.seal_text(error), now, item_id),
             )
             append_events(c, events)
 

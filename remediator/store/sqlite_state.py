@@ -17,6 +17,7 @@ from remediator.breaker import BreakerState, Transition
 from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
 from remediator.events import Event
+from remediator.recording import Recording
 from remediator.store.base import InboxItem
 from remediator.store.records import (
     COUNTED,
@@ -67,7 +68,10 @@ def _target_state(conn: sqlite3.Connection, target: str) -> TargetState:
 
 
 class SqliteStateOps:
-    """Engine-state operations; the host class provides ``_write`` and ``_read``."""
+    """Engine-state operations; the host class provides ``_write``, ``_read`` and
+    ``recording``."""
+
+    recording: Recording
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError
@@ -478,4 +482,4 @@ class SqliteStateOps:
         if row is None:
             return None
         # item_from_row counts the claim about to happen; this is a plain read.
-        return replace(item_from_row(row), attempts=row[12])
+        return replace(item_from_row(row, self.recording), attempts=row[12])
