@@ -245,7 +245,9 @@ def test_a_catastrophic_regex_on_a_long_label_is_decided_quickly(
 
         def decided() -> list[dict[str, Any]]:
             found = call("GET", "/events", params={"fingerprint": "redos"})
-            events: list[dict[str, Any]] = found.json()["events"] if found.status_code == 200 else []
+            events: list[dict[str, Any]] = (
+                found.json()["events"] if found.status_code == 200 else []
+            )
             return [e for e in events if e["type"].startswith("recovery:")]
 
         while not decided() and time.monotonic() < deadline:
