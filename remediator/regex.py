@@ -55,5 +55,7 @@ def _reason(exc: Exception) -> str:
     reason = exc.args[0] if exc.args else str(exc)
     text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
     if "invalid perl operator" in text or "invalid escape sequence" in text:
-        text += " (RE2 syntax: no backreferences, lookarounds or atomic groups)"
+        text += (
+            " (not in RE2's syntax: no backreferences, lookarounds or atomic groups; \\z for \\Z)"
+        )
     return text

@@ -15,8 +15,10 @@ import yaml
 
 from remediator import cli, reload
 from remediator.clock import iso
+from remediator.store import Store
+from remediator.store.api_patterns import StoredPattern
 from tests.serving import Served
-from tests.store_helpers import store_url
+from tests.store_helpers import chain_ok, event, run, store_url
 from tests.test_management import API, CACHE, DB, RESTART, WEB, MakeMgmt, error_code, make_mgmt
 
 __all__ = ["make_mgmt", "store_url"]  # the fixtures
@@ -263,3 +265,25 @@ def test_a_catastrophic_regex_on_a_long_label_is_decided_quickly(
             served.terminate(timeout=10)
         except Exception:
             served.kill9()
+
+
+def test_the_store_keeps_api_patterns_in_order_and_one_per_id(store_url: str) -> None:
+    def record(pattern_id: str, position: int | None = None) -> StoredPattern:
+        spec = {**CACHE_FULL, "id": pattern_id}
+        return StoredPattern(pattern_id, spec, actor="admin", added_at=5.0, position=position)
+
+    async def body(store: Store) -> None:
+        first = await store.add_api_pattern(record("b"), events=[event(1)])
+        assert first is not None and first.position == 1
+        assert await store.add_api_pattern(record("a"), events=[]) is not None
+        assert await store.add_api_pattern(record("b"), events=[event(2)]) is None
+        assert [(p.id, p.position) for p in await store.api_patterns()] == [("b", 1), ("a", 2)]
+        assert (await store.api_patterns())[0] == record("b", 1)
+        assert await store.delete_api_patterns(["b", "nope"], events=[event(3)]) == ["b"]
+        assert await store.delete_api_patterns(["b"], events=[event(4)]) == []
+        # Put back where it was (what a failed DELETE does).
+        assert await store.add_api_pattern(record("b", 1), events=[]) is not None
+        assert [p.id for p in await store.api_patterns()] == ["b", "a"]
+        assert [e.message for e in await chain_ok(store)] == ["event 1", "event 3"]
+
+    run(store_url, body)
