@@ -3,7 +3,9 @@ name of the caller's token."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -45,6 +47,7 @@ from remediator.schemas import (
     TriggerRequest,
     TriggerResponse,
 )
+from remediator.store.api_patterns import StoredPattern
 from remediator.web import read_body
 
 # -- circuit breakers --------------------------------------------------------------------------
@@ -180,7 +183,7 @@ async def put_configuration(request: Request, rt: Runtime, who: Principal) -> Re
     data = configdoc.restore_secrets(data, current, secrets=known_secrets(rt))
     config = validate_configuration(data)
     try:
-        applied = await reload.apply(rt, config, actor=who.name, source="api")
+        applied = await reload.apply(rt, config, actor=who.name, source="api", conflicts="refuse")
     except ConfigError as exc:
         raise ValidationFailed(_tidy(exc.problems)) from None
     return ok(ConfigurationApplied, applied_json(applied))
@@ -190,8 +193,12 @@ async def put_configuration(request: Request, rt: Runtime, who: Principal) -> Re
 
 
 async def add_pattern(request: Request, rt: Runtime, who: Principal) -> Response:
-    """Add a user pattern after the existing user patterns (before the built-ins)."""
+    """Add a pattern after the configuration's and the earlier API ones (before the
+    built-ins), stored first: reloads and restarts keep it (remediator/api_patterns.py)."""
     spec = await parse_body(request, rt, PatternSpec)
+    record = StoredPattern(
+        id=spec.id, spec=spec.model_dump(mode="json"), actor=who.name, added_at=rt.clock.now()
+    )
 
     def change(config: Config) -> Config:
         known = effective_patterns(config.patterns, builtin=config.builtin_patterns)
@@ -199,16 +206,24 @@ async def add_pattern(request: Request, rt: Runtime, who: Principal) -> Response
             raise PatternExists(f"a pattern with id {spec.id!r} exists")
         return reload.derive(config, patterns=[*config.model_dump()["patterns"], spec.model_dump()])
 
-    try:
-        applied = await reload.update(rt, change, actor=who.name, source="api:patterns")
-    except ConfigError as exc:
-        raise ValidationFailed(_tidy(exc.problems)) from None
-    pattern = {**spec.model_dump(mode="json"), "builtin": False}
+    async with rt.config_lock:
+        config = _checked(lambda: change(rt.config))
+        if await rt.store.add_api_pattern(record, events=[]) is None:
+            raise PatternExists(f"a pattern with id {spec.id!r} is stored (added on a replica)")
+        try:
+            applied = await _apply_locked(rt, config, who)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await rt.store.delete_api_patterns([spec.id], events=[])
+            raise
+        rt.api_patterns = rt.api_patterns | {spec.id}
+    pattern = {**record.spec, "builtin": False, "source": "api"}
     return ok(PatternAdded, {"version": applied.version, "pattern": pattern}, 201)
 
 
 async def delete_pattern(request: Request, rt: Runtime, who: Principal) -> Response:
-    """Delete a user pattern (by path, or ``?id=``); built-in ones cannot be deleted."""
+    """Delete a pattern: one added through the API for good (from the store), one of the
+    configuration until the next reload; built-in ones cannot be deleted."""
     pattern_id = request.path_params.get("id") or request.query_params.get("id") or ""
     if not pattern_id:
         raise ValidationFailed(["id: required"])
@@ -225,11 +240,37 @@ async def delete_pattern(request: Request, rt: Runtime, who: Principal) -> Respo
             raise Missing("PATTERN_NOT_FOUND", f"no user pattern with id {pattern_id!r}")
         return reload.derive(config, patterns=[p.model_dump() for p in kept])
 
+    async with rt.config_lock:
+        config = _checked(lambda: change(rt.config))
+        stored = []
+        if pattern_id in rt.api_patterns:
+            stored = [p for p in await rt.store.api_patterns() if p.id == pattern_id]
+            await rt.store.delete_api_patterns([pattern_id], events=[])
+        try:
+            applied = await _apply_locked(rt, config, who)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                for record in stored:  # put it back where it was
+                    await rt.store.add_api_pattern(record, events=[])
+            raise
+        rt.api_patterns = rt.api_patterns - {pattern_id}
+    return ok(PatternDeleted, {"version": applied.version, "deleted": pattern_id})
+
+
+def _checked(change: Callable[[], Config]) -> Config:
     try:
-        applied = await reload.update(rt, change, actor=who.name, source="api:patterns")
+        return change()
     except ConfigError as exc:
         raise ValidationFailed(_tidy(exc.problems)) from None
-    return ok(PatternDeleted, {"version": applied.version, "deleted": pattern_id})
+
+
+async def _apply_locked(rt: Runtime, config: Config, who: Principal) -> reload.Applied:
+    try:
+        return await reload.update_locked(
+            rt, lambda _: config, actor=who.name, source="api:patterns"
+        )
+    except ConfigError as exc:
+        raise ValidationFailed(_tidy(exc.problems)) from None
 
 
 # -- the kill switch ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from remediator import endpoints, logs, reload
+from remediator import api_patterns, endpoints, logs, reload
 from remediator.actions import Action, builtin_actions
 from remediator.auth import Authenticator
 from remediator.checks import builtin_checks
@@ -114,8 +114,15 @@ async def build_runtime(
     bus = EventBus()
     the_plugins.subscribe(bus)
     the_store.subscribe(bus.feed_threadsafe)
+    # The patterns added through the API come after the file's (remediator/api_patterns.py).
+    merged = await api_patterns.at_startup(the_store, config)
+    config = merged.config
     # The configuration's version survives restarts (remediator/reload.py).
     version = await reload.startup_version(the_store, config, now=the_clock.now())
+    await api_patterns.drop(
+        the_store, merged.dropped, actor="startup", source="file", now=the_clock.now(),
+        config_version=version,
+    )  # fmt: skip
     clients = Clients()
     registry = {**(actions if actions is not None else builtin_actions()), **the_plugins.actions}
     monitor = HealthMonitor(
@@ -200,6 +207,7 @@ async def build_runtime(
         plugins=the_plugins,
         started_at=the_clock.now(),
         config_version=version,
+        api_patterns=merged.api_ids,
     )
 
 

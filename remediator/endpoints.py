@@ -142,7 +142,7 @@ OPERATIONS: tuple[Operation, ...] = (
     managed(
         "PUT", f"{PREFIX}/configuration", admin.put_configuration,
         "Replace the configuration without a restart", "admin", ConfigurationApplied,
-        request=Config, errors=(503,),
+        request=Config, errors=(409, 503),
     ),
     managed(
         "GET", f"{PREFIX}/patterns", management.list_patterns, "The effective failure patterns",

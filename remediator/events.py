@@ -33,6 +33,7 @@ RECOVERY_ESCALATED = "recovery:escalated"
 RECOVERY_VERIFIED = "recovery:verified"
 RECOVERY_SUCCEEDED = "recovery:succeeded"
 CONFIG_CHANGED = "config:changed"
+PATTERN_DROPPED = "pattern:dropped"
 
 GENESIS_HASH = "0" * 64
 

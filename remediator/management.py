@@ -235,8 +235,18 @@ def patterns_json(rt: Runtime) -> list[dict[str, Any]]:
     config = rt.config
     user = {p.id for p in config.patterns}
     builtin = {p.id for p in DEFAULT_PATTERNS}
+
+    def source(pattern_id: str) -> str:
+        if pattern_id not in user:
+            return "builtin"
+        return "api" if pattern_id in rt.api_patterns else "file"
+
     return [
-        {**p.model_dump(mode="json"), "builtin": p.id in builtin and p.id not in user}
+        {
+            **p.model_dump(mode="json"),
+            "builtin": p.id in builtin and p.id not in user,
+            "source": source(p.id),
+        }
         for p in effective_patterns(config.patterns, builtin=config.builtin_patterns)
     ]
 

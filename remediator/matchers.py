@@ -1,10 +1,14 @@
-"""Alertmanager label matchers: ``name=value``, ``!=``, ``=~`` and ``!~`` (anchored regexes)."""
+"""Alertmanager label matchers: ``name=value``, ``!=``, ``=~`` and ``!~`` (anchored regexes).
+
+The regexes run on RE2 (remediator/regex.py), as Alertmanager's own (Go's RE2 syntax)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+from remediator.regex import Regex, RegexError, compile_regex
 
 Op = Literal["=", "!=", "=~", "!~"]
 
@@ -18,7 +22,7 @@ class Matcher:
     name: str
     op: Op
     value: str
-    regex: re.Pattern[str] | None = None
+    regex: Regex | None = None
 
     def matches(self, labels: dict[str, str]) -> bool:
         actual = labels.get(self.name, "")
@@ -54,8 +58,8 @@ def parse(text: str) -> Matcher:
     regex = None
     if op in ("=~", "!~"):
         try:
-            regex = re.compile(value)
-        except re.error as exc:
+            regex = compile_regex(value)
+        except RegexError as exc:
             raise ValueError(f"invalid regex in matcher {text!r}: {exc}") from None
     return Matcher(name=found.group("name"), op=op, value=value, regex=regex)
 

@@ -13,13 +13,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remediator.durations import Duration
+from remediator.regex import Regex, RegexError, compile_regex
 from remediator.steps import Step
 
 Category = Literal["network", "database", "memory", "disk", "cpu", "api", "latency", "unknown"]
 Severity = Literal["low", "medium", "high", "critical"]
 Flag = Literal["i", "m", "s"]
 
-_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
 DEFAULT_FIELDS = ("labels.alertname", "annotations.summary", "annotations.description")
 
 
@@ -40,8 +40,8 @@ class PatternSpec(BaseModel):
     @classmethod
     def _compiles(cls, value: str) -> str:
         try:
-            re.compile(value)
-        except re.error as exc:
+            compile_regex(value)
+        except RegexError as exc:
             raise ValueError(f"invalid regex: {exc}") from None
         return value
 
@@ -62,11 +62,9 @@ class PatternSpec(BaseModel):
             compile_template(value)
         return value
 
-    def compiled(self) -> re.Pattern[str]:
-        flags = 0
-        for flag in self.flags:
-            flags |= _FLAGS[flag]
-        return re.compile(self.pattern, flags)
+    def compiled(self) -> Regex:
+        """The regex on RE2, a linear-time engine (remediator/regex.py)."""
+        return compile_regex(self.pattern, flags="".join(self.flags))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from remediator import api_patterns, configdoc, logs
 from remediator import config as config_mod
-from remediator import configdoc, logs
+from remediator.api_patterns import Conflicts
 from remediator.config import Config
 from remediator.decisions import Catalog
 from remediator.errors import ConfigError
@@ -136,9 +137,24 @@ def _changed_event(
     )
 
 
-async def apply(rt: Runtime, config: Config, *, actor: str, source: str) -> Applied:
-    """Make ``config`` the running configuration, atomically; ConfigError changes nothing."""
-    return await update(rt, lambda _: config, actor=actor, source=source)
+async def apply(
+    rt: Runtime, config: Config, *, actor: str, source: str, conflicts: Conflicts = "file"
+) -> Applied:
+    """Make ``config`` (a file's, or PUT /configuration's) the running configuration with the
+    stored API patterns after its own, atomically; ConfigError changes nothing. An API pattern
+    whose id ``config`` also has is dropped (``conflicts="file"``: deleted from the store with a
+    ``pattern:dropped`` event) or refused (``"refuse"``: PatternExists); see
+    remediator/api_patterns.py."""
+    async with rt.config_lock:
+        stored = api_patterns.specs(await rt.store.api_patterns())
+        merged = api_patterns.merge(config, stored, conflicts=conflicts)
+        applied = await update_locked(rt, lambda _: merged.config, actor=actor, source=source)
+        rt.api_patterns = merged.api_ids
+        await api_patterns.drop(
+            rt.store, merged.dropped, actor=actor, source=source, now=rt.clock.now(),
+            config_version=applied.version,
+        )  # fmt: skip
+        return applied
 
 
 async def update(
@@ -147,47 +163,54 @@ async def update(
     """Apply ``change(current configuration)``, read and written under one lock so that two
     concurrent changes cannot lose one another. ``change`` may raise to refuse."""
     async with rt.config_lock:
-        old = rt.config
-        config = change(old)
-        problems = restart_problems(old, config)
-        if problems:
-            raise ConfigError(problems)
-        try:
-            Catalog.from_config(config, rt.engine.strategies)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError([f"<root>: {exc}"]) from None
-        summary = configdoc.diff(
-            configdoc.digest(old, redact=False), configdoc.digest(config, redact=False)
+        return await update_locked(rt, change, actor=actor, source=source)
+
+
+async def update_locked(
+    rt: Runtime, change: Callable[[Config], Config], *, actor: str, source: str
+) -> Applied:
+    """:func:`update`, for a caller that holds ``rt.config_lock``."""
+    old = rt.config
+    config = change(old)
+    problems = restart_problems(old, config)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        Catalog.from_config(config, rt.engine.strategies)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError([f"<root>: {exc}"]) from None
+    summary = configdoc.diff(
+        configdoc.digest(old, redact=False), configdoc.digest(config, redact=False)
+    )
+    if old == config:
+        return Applied(rt.config_version, rt.config_version, False, summary)
+    now = rt.clock.now()
+    stored = _stored_version(await rt.store.flag(VERSION_FLAG))
+    previous = rt.config_version
+    version = max(stored, previous) + 1
+    event = _changed_event(
+        version=version,
+        previous=previous,
+        actor=actor,
+        source=source,
+        summary=summary,
+        now=now,
+    )
+    await rt.store.set_flag(VERSION_FLAG, str(version), actor=actor, now=now, events=[event])
+    # From here on nothing can fail but the digest, which only serves the next start-up.
+    _swap(rt, old, config, version)
+    try:
+        await rt.store.set_flag(
+            DIGEST_FLAG, json.dumps(configdoc.digest(config)), actor=actor, now=now, events=[]
         )
-        if old == config:
-            return Applied(rt.config_version, rt.config_version, False, summary)
-        now = rt.clock.now()
-        stored = _stored_version(await rt.store.flag(VERSION_FLAG))
-        previous = rt.config_version
-        version = max(stored, previous) + 1
-        event = _changed_event(
-            version=version,
-            previous=previous,
-            actor=actor,
-            source=source,
-            summary=summary,
-            now=now,
-        )
-        await rt.store.set_flag(VERSION_FLAG, str(version), actor=actor, now=now, events=[event])
-        # From here on nothing can fail but the digest, which only serves the next start-up.
-        _swap(rt, old, config, version)
-        try:
-            await rt.store.set_flag(
-                DIGEST_FLAG, json.dumps(configdoc.digest(config)), actor=actor, now=now, events=[]
-            )
-        except Exception:
-            log.warning("configuration digest not stored", extra={"version": version})
-        await _health_monitor(rt, old, config)
-        log.info(
-            "configuration applied",
-            extra={"version": version, "actor": actor, "source": source, "diff": summary},
-        )
-        return Applied(version, previous, True, summary)
+    except Exception:
+        log.warning("configuration digest not stored", extra={"version": version})
+    await _health_monitor(rt, old, config)
+    log.info(
+        "configuration applied",
+        extra={"version": version, "actor": actor, "source": source, "diff": summary},
+    )
+    return Applied(version, previous, True, summary)
 
 
 def derive(config: Config, **sections: Any) -> Config:

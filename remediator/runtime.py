@@ -42,6 +42,8 @@ class Runtime:
     retention: Retention | None = None
     draining: bool = False
     config_version: int = 1
+    # The ids of the running patterns added through the API (remediator/api_patterns.py).
+    api_patterns: frozenset[str] = frozenset()
     started_at: float = field(default=0.0)
     # The management API: per-token rate limits, and one configuration change at a time.
     limiter: RateLimiter = field(default_factory=RateLimiter)

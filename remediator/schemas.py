@@ -338,6 +338,10 @@ class ConfigurationApplied(_Answer):
 
 class PatternOut(PatternSpec):
     builtin: bool = Field(description="A built-in default, which cannot be deleted")
+    source: Literal["file", "api", "builtin"] = Field(
+        description="Where it comes from: the configuration (file, or PUT /configuration), "
+        "POST /patterns (stored: kept across reloads and restarts), or the built-ins"
+    )
 
 
 class PatternsResponse(_Answer):

@@ -17,6 +17,7 @@ from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
 from remediator.events import Event
 from remediator.recording import Recording
+from remediator.store.api_patterns import StoredPattern
 from remediator.store.records import GuardSnapshot, OutboxItem, Remediation, TargetState
 
 TransitionEvents = Callable[[Transition], list[Event]]
@@ -343,3 +344,21 @@ class Store(Protocol):
     async def save_slack_thread(
         self, incident: str, destination: str, *, channel: str, ts: str
     ) -> None: ...
+
+    # -- failure patterns added through the API (remediator/store/api_patterns.py) -------------
+
+    async def api_patterns(self) -> list[StoredPattern]:
+        """Every stored API pattern, in the order they were added."""
+        ...
+
+    async def add_api_pattern(
+        self, pattern: StoredPattern, *, events: list[Event]
+    ) -> StoredPattern | None:
+        """Store ``pattern`` (last, unless it has a position) with ``events``, in one commit;
+        None, and nothing recorded, if a pattern with its id is stored."""
+        ...
+
+    async def delete_api_patterns(self, ids: list[str], *, events: list[Event]) -> list[str]:
+        """Delete these API patterns and, if any was stored, append ``events``, in one commit;
+        the ids deleted."""
+        ...

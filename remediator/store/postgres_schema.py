@@ -195,6 +195,17 @@ PG_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE inbox ADD COLUMN repeat_recorded_at DOUBLE PRECISION;
     ALTER TABLE inbox ADD COLUMN repeats_recorded INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: failure patterns added through the API (POST /patterns), kept across reloads and
+    # restarts, in the order they were added (remediator/store/api_patterns.py).
+    """
+    CREATE TABLE patterns (
+        id TEXT PRIMARY KEY,
+        position BIGINT NOT NULL,
+        spec TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        added_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 

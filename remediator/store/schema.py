@@ -173,4 +173,15 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE inbox ADD COLUMN repeat_recorded_at REAL;
     ALTER TABLE inbox ADD COLUMN repeats_recorded INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: failure patterns added through the API (POST /patterns), kept across reloads and
+    # restarts, in the order they were added (remediator/store/api_patterns.py).
+    """
+    CREATE TABLE patterns (
+        id TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        added_at REAL NOT NULL
+    );
+    """,
 )
