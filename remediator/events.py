@@ -33,6 +33,10 @@ RECOVERY_ESCALATED = "recovery:escalated"
 RECOVERY_VERIFIED = "recovery:verified"
 RECOVERY_SUCCEEDED = "recovery:succeeded"
 CONFIG_CHANGED = "config:changed"
+
+GENESIS_HASH = "0" * 64
+
+# The other event types (named as constants together with the table below).
 HEALTH_HIGH_MEMORY = "health:high_memory"
 HEALTH_HIGH_CPU = "health:high_cpu"
 HEALTH_HIGH_DISK = "health:high_disk"
@@ -49,7 +53,7 @@ NOTIFICATION_DEAD = "notification:dead"
 AUDIT_CHECKPOINT = "audit:checkpoint"
 
 # Every event type, in the order of docs/playbooks.md#events (rendered from here by
-# ``python -m remediator.docgen``): type -> (when it is recorded, its outcome and notable fields).
+# ``python -m remediator.eventdoc``): type -> (when it is recorded, its outcome and notable fields).
 # A new type gets a row here; tests/test_event_types.py fails on a type the code emits without one.
 # fmt: off
 EVENT_TYPES: dict[str, tuple[str, str]] = {
@@ -85,8 +89,6 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     AUDIT_CHECKPOINT: ("retention pruned old events; the chain verifies from here on", "`actor: retention`, `details.through_id`, `details.hash`"),
 }
 # fmt: on
-
-GENESIS_HASH = "0" * 64
 
 
 @dataclass(frozen=True, slots=True)
