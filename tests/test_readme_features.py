@@ -104,8 +104,13 @@ def test_at_most_max_concurrent_actions_run_at_once(app: Callable[..., Any]) -> 
         }
         with app(**sections) as running:
             started = time.monotonic()
-            for i, name in enumerate(names):
-                running.post(firing("SlowHook", f"f{i:015d}", "slow hook", service=name))
+            # One group of four alerts, as Alertmanager sends it: one batch for the worker.
+            payload = firing("SlowHook", "f" * 16, "slow hook", service=names[0])
+            payload["alerts"] = [
+                firing("SlowHook", f"f{i:015d}", "slow hook", service=name)["alerts"][0]
+                for i, name in enumerate(names)
+            ]
+            running.post(payload)
             done = running.wait_for("recovery:succeeded", 4)
             elapsed = time.monotonic() - started
         assert sorted(e["target"] for e in done) == sorted(names)
