@@ -280,7 +280,7 @@ async def _switch(request: Request, rt: Runtime, who: Principal, *, paused: bool
     req = await parse_body(request, rt, PauseRequest, optional=True)
     was = await rt.engine.guards.paused()
     now = rt.clock.now()
-    kind, verb = ("recovery:paused", "paused") if paused else ("recovery:resumed", "resumed")
+    kind, verb = (ev.RECOVERY_PAUSED, "paused") if paused else (ev.RECOVERY_RESUMED, "resumed")
     reason = req.reason.strip()
     event = Event(
         type=kind,

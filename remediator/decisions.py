@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from remediator import events as ev
 from remediator.config import Config
 from remediator.matchers import Matcher, all_match
 from remediator.patterns import Classification, Classifier, effective_patterns
@@ -30,11 +31,11 @@ TARGET_NOT_REGISTERED = "target_not_registered"
 TARGET_WRONG_TYPE = "target_wrong_type"
 
 _CATEGORY_EVENTS = {
-    "memory": "health:high_memory",
-    "cpu": "health:high_cpu",
-    "disk": "health:high_disk",
-    "latency": "health:slow_response",
-    "api": "health:high_errors",
+    "memory": ev.HEALTH_HIGH_MEMORY,
+    "cpu": ev.HEALTH_HIGH_CPU,
+    "disk": ev.HEALTH_HIGH_DISK,
+    "latency": ev.HEALTH_SLOW_RESPONSE,
+    "api": ev.HEALTH_HIGH_ERRORS,
 }
 
 

@@ -267,7 +267,10 @@ class Engine(EngineEvents):
                 return [], DECIDED
             return [self._skip(base, "already_remediated", decision)], DECIDED
         started = evolve(
-            base, type="recovery:started", time=now, message=f"running {plan.name} on {target.name}"
+            base,
+            type=ev.RECOVERY_STARTED,
+            time=now,
+            message=f"running {plan.name} on {target.name}",
         )
         rid = await claim(events=[started], owner=self.owner, lease=self.lease)
         if rid is None:
@@ -420,7 +423,7 @@ class Engine(EngineEvents):
             events.append(
                 evolve(
                     base,
-                    type="recovery:dry_run",
+                    type=ev.RECOVERY_DRY_RUN,
                     time=now,
                     outcome="dry_run",
                     message=f"{plan.name} on {target.name}: dry run, nothing was changed",

@@ -37,6 +37,61 @@ PATTERN_DROPPED = "pattern:dropped"
 
 GENESIS_HASH = "0" * 64
 
+# The other event types (named as constants together with the table below).
+HEALTH_HIGH_MEMORY = "health:high_memory"
+HEALTH_HIGH_CPU = "health:high_cpu"
+HEALTH_HIGH_DISK = "health:high_disk"
+HEALTH_SLOW_RESPONSE = "health:slow_response"
+HEALTH_HIGH_ERRORS = "health:high_errors"
+RECOVERY_STARTED = "recovery:started"
+RECOVERY_TRIGGERED = "recovery:triggered"
+RECOVERY_DRY_RUN = "recovery:dry_run"
+RECOVERY_QUARANTINED = "recovery:quarantined"
+RECOVERY_PAUSED = "recovery:paused"
+RECOVERY_RESUMED = "recovery:resumed"
+NOTIFICATION_SENT = "notification:sent"
+NOTIFICATION_DEAD = "notification:dead"
+AUDIT_CHECKPOINT = "audit:checkpoint"
+
+# Every event type, in the order of docs/playbooks.md#events (rendered from here by
+# ``python -m remediator.eventdoc``): type -> (when it is recorded, its outcome and notable fields).
+# A new type gets a row here; tests/test_event_types.py fails on a type the code emits without one.
+# fmt: off
+EVENT_TYPES: dict[str, tuple[str, str]] = {
+    ALERT_RECEIVED: ("intake stored a new firing alert", "`actor: alertmanager:<receiver>`, `details.episode`"),
+    ALERT_RESOLVED: ("intake stored a new resolved alert", "`actor: alertmanager:<receiver>`, `details.episode`"),
+    ALERT_DUPLICATE: ("intake got an alert it already had in that state (re-send, HA peer); at most once per `audit.duplicate_interval`", "`details.repeats`"),
+    SERVICE_REGISTERED: ("start-up found a target it had not seen before", "`target`"),
+    PATTERN_DROPPED: ("start-up or SIGHUP loaded a file that defines the id of a pattern added through the API: the file's wins, the API one is deleted", "`dropped`, `actor: startup` or `sighup`, `details.pattern`: the dropped pattern"),
+    HEALTH_HIGH_MEMORY: ("a firing alert of category `memory` is processed", "`message`: the alert name"),
+    HEALTH_HIGH_CPU: ("a firing alert of category `cpu` is processed", "`message`: the alert name"),
+    HEALTH_HIGH_DISK: ("a firing alert of category `disk` is processed", "`message`: the alert name"),
+    HEALTH_SLOW_RESPONSE: ("a firing alert of category `latency` is processed", "`message`: the alert name"),
+    HEALTH_HIGH_ERRORS: ("a firing alert of category `api` is processed", "`message`: the alert name"),
+    RECOVERY_STARTED: ("a remediation was claimed and is about to run", "`playbook`, `target`"),
+    RECOVERY_TRIGGERED: ("a manual run (`POST /trigger`) was admitted", "`started` or `dry_run`; `actor`: the caller, `details.bypassed`"),
+    RECOVERY_ACTION: ("one step ran (once per step per attempt)", "`success`, `failure` or `dry_run`; `action`, `duration`, `message` (the detail), `details.data`"),
+    RECOVERY_VERIFIED: ("a `verify.health` or `verify.prometheus` step passed (not in a dry run), after its `recovery:action`", "`verified`; `action`, `message`: what held"),
+    RECOVERY_QUARANTINED: ("a `quarantine` step quarantined the target", "`success`"),
+    RECOVERY_SUCCEEDED: ("an attempt ran every step successfully", "`success`; `duration`, `message`: the attempt"),
+    RECOVERY_DRY_RUN: ("a dry run finished: its steps only said what they would do", "`dry_run`"),
+    RECOVERY_FAILED: ("every attempt failed, or a restart interrupted a run", "`failure` or `interrupted`"),
+    RECOVERY_SKIPPED: ("nothing ran, or a retry stopped", "the reason (see [Safety guards](#safety-guards))"),
+    RECOVERY_ESCALATED: ("a human must look", "the reason: `unknown_pattern`, `target_not_registered`, `quarantined`, `blast_radius`, `max_per_window`, `circuit_open`, `remediation_failed`, `no_recovery`, `notification_dead`, or an `escalate` step's `reason`; `severity`: the alert's (`high` for `no_recovery` and `notification_dead`)"),
+    RECOVERY_PAUSED: ("the kill switch was set (`POST /pause`)", "`paused`; `actor`: the caller, `details.reason`, `details.changed`"),
+    RECOVERY_RESUMED: ("the kill switch was cleared (`POST /resume`)", "`resumed`; `actor`: the caller, `details.reason`, `details.changed`"),
+    CIRCUIT_OPEN: ("a breaker opened", "`open`. `actor: health` for probes"),
+    CIRCUIT_HALF_OPEN: ("a breaker let trials through after `reset_timeout`", "`half-open`. `actor: health` for probes"),
+    CIRCUIT_CLOSED: ("a breaker closed (a success, a healthy probe, or `POST /circuit-breakers/{service}/reset`)", "`closed`. `actor: health` for probes"),
+    SERVICE_DEGRADED: ("a target's first health check failed, or one failed after passing (`actor: health`)", "`down`, `message`: the check's detail"),
+    SERVICE_RECOVERED: ("a health check passed after failing (`actor: health`), or an alert resolved", "`up`, `message`: the check's detail; or `recovered`, `duration`: the time to recovery (also in `remediator_time_to_recovery_seconds`)"),
+    NOTIFICATION_SENT: ("the outbox delivered a notification", "`sent` or `partial`; `action`: the channel, `details.phase`"),
+    NOTIFICATION_DEAD: ("the outbox gave up on a notification (with a `recovery:escalated`)", "`dead`; `action`: the channel"),
+    CONFIG_CHANGED: ("a new configuration version was applied (API, SIGHUP, or a changed file at start-up)", "`applied`; `actor`, `config_version`, `details.diff`"),
+    AUDIT_CHECKPOINT: ("retention pruned old events; the chain verifies from here on", "`actor: retention`, `details.through_id`, `details.hash`"),
+}
+# fmt: on
+
 
 @dataclass(frozen=True, slots=True)
 class Event:

@@ -209,7 +209,7 @@ async def trigger(
         base = replace(base, details={**base.details, "bypassed": bypassed})
         started = replace(
             base,
-            type="recovery:triggered",
+            type=ev.RECOVERY_TRIGGERED,
             time=now,
             outcome="dry_run" if dry_run else "started",
             message=f"manual run of {plan.name} on {target.name} by {actor}"
@@ -319,7 +319,7 @@ async def _run(
         events.append(
             replace(
                 base,
-                type="recovery:dry_run",
+                type=ev.RECOVERY_DRY_RUN,
                 time=now,
                 outcome="dry_run",
                 message=f"manual run of {plan.name} on {target.name}: dry run, nothing was changed",

@@ -25,8 +25,8 @@ from remediator.store.records import OutboxItem
 from remediator.worker import worker_name
 
 log = logging.getLogger("remediator.outbox")
-NOTIFICATION_SENT = "notification:sent"
-NOTIFICATION_DEAD = "notification:dead"
+NOTIFICATION_SENT = ev.NOTIFICATION_SENT
+NOTIFICATION_DEAD = ev.NOTIFICATION_DEAD
 MAX_BACKOFF = 300.0
 
 

@@ -1,7 +1,7 @@
 """Applying a new configuration without a restart: all of it, or none of it.
 
 A new configuration (from ``PUT /configuration``, a pattern added or deleted through the API, or
-the file re-read on SIGHUP) is validated, checked for changes that need a restart, persisted as a
+the file re-read on SIGHUP) is validated, checked for changes that need a restart, recorded as a
 new version (the store flag ``config_version``, with a ``config:changed`` event in the same
 commit) and only then swapped in: the engine's catalog and guards, the health monitor, the
 runtime's configuration. Every later event carries the new version. A configuration that fails

@@ -213,7 +213,7 @@ class StepRunner:
         now = self.clock.now()
         event = _event(
             ctx.base,
-            "recovery:quarantined",
+            ev.RECOVERY_QUARANTINED,
             time=now,
             target=ctx.target.name,
             playbook=ctx.playbook,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 from pathlib import Path
 
 import pytest
@@ -232,7 +234,13 @@ def test_retries_follow_backoff_and_stop_on_success(tmp_path: Path) -> None:
         await h.drain()
         assert h.recorder.count() == 3
         waited = h.clock.now() - before
-        assert 0 <= waited <= 10 + 20  # full jitter within the two ceilings
+        # Full jitter: uniform in [0, 10s] before the second attempt, in [0, 20s] before the
+        # third, drawn from the harness's seeded generator and slept on the fake clock.
+        draws = random.Random(7)
+        first, second = draws.uniform(0.0, 10.0), draws.uniform(0.0, 20.0)
+        assert waited == pytest.approx(first + second)
+        times = [e.time for e in await h.events("recovery:action")]
+        assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([first, second])
         [rem] = await h.rt.store.remediations()
         assert (rem.state, rem.attempts) == (SUCCEEDED, 3)
 

@@ -15,13 +15,13 @@ from remediator.alerts import Alert
 from remediator.breaker import BreakerState, Transition
 from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
-from remediator.events import Event
+from remediator.events import AUDIT_CHECKPOINT, Event
 from remediator.recording import Recording
 from remediator.store.api_patterns import StoredPattern
 from remediator.store.records import GuardSnapshot, OutboxItem, Remediation, TargetState
 
 TransitionEvents = Callable[[Transition], list[Event]]
-CHECKPOINT = "audit:checkpoint"
+CHECKPOINT = AUDIT_CHECKPOINT
 
 
 def checkpoint_event(*, deleted: int, through: int, hash_: str, now: float) -> Event:
