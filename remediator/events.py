@@ -32,6 +32,7 @@ RECOVERY_SKIPPED = "recovery:skipped"
 RECOVERY_ESCALATED = "recovery:escalated"
 RECOVERY_VERIFIED = "recovery:verified"
 RECOVERY_SUCCEEDED = "recovery:succeeded"
+RECOVERY_QUARANTINE_LIFTED = "recovery:quarantine_lifted"
 CONFIG_CHANGED = "config:changed"
 
 GENESIS_HASH = "0" * 64

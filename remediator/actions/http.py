@@ -1,4 +1,5 @@
-"""HTTP recovery actions: call (an admin endpoint of the target) and failover (to backup_url).
+"""HTTP recovery actions: call (an admin endpoint of the target), failover (to backup_url) and
+failback (to base_url).
 
 Requests go through the shared ``httpx2.AsyncClient`` (no redirects are followed, no cookies are
 kept). Details carry the method, the path without its query string and the status, never a
@@ -17,7 +18,14 @@ from remediator.actions.base import Action, GuardedAction
 from remediator.clients import Clients
 from remediator.targets import HttpTarget
 
-__all__ = ["ACTIONS", "HttpCallAction", "HttpFailoverAction", "http_error", "join_url"]
+__all__ = [
+    "ACTIONS",
+    "HttpCallAction",
+    "HttpFailbackAction",
+    "HttpFailoverAction",
+    "http_error",
+    "join_url",
+]
 
 Outcome = tuple[bool, str, dict[str, Any]]
 
@@ -131,4 +139,30 @@ class HttpFailoverAction(_HttpAction):
         return True, f"{where}; now active", {"active_url": target.backup_url}
 
 
-ACTIONS: tuple[Action, ...] = (HttpCallAction(), HttpFailoverAction())
+class HttpFailbackAction(_HttpAction):
+    """Check that base_url (the primary) answers health_path with an expected status, then
+    switch back to it."""
+
+    name = "http.failback"
+    step_type = steps.HttpFailback
+
+    def describe(self, target: HttpTarget, step: steps.HttpFailback) -> str:
+        return f"switch {target.name} back to its base_url after a health check"
+
+    async def perform(
+        self, target: HttpTarget, step: steps.HttpFailback, clients: Clients
+    ) -> Outcome:
+        status = await _status(
+            clients.http(),
+            "GET",
+            join_url(target.base_url, target.health_path),
+            headers=dict(target.headers),
+            timeout=step.timeout,
+        )
+        where = f"primary of {target.name}: GET {_show_path(target.health_path)} -> {status}"
+        if status not in target.expected_status:
+            return False, f"{where}; not failing back", {"status": status}
+        return True, f"{where}; now active", {"active_url": target.base_url}
+
+
+ACTIONS: tuple[Action, ...] = (HttpCallAction(), HttpFailoverAction(), HttpFailbackAction())
