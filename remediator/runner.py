@@ -22,6 +22,7 @@ from remediator import steps as st
 from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.clients import Clients
 from remediator.clock import Clock
+from remediator.errors import StoreUnavailable
 from remediator.events import Event, evolve
 from remediator.metrics import Metrics
 from remediator.redaction import redact, redact_text
@@ -152,7 +153,10 @@ class StepRunner:
         # Every step but a switch acts on the endpoint a failover made active (remediator/failover.py).
         target = ctx.target
         if step.action not in failover.SWITCHES:
-            target = await failover.resolve(self.store, target)
+            try:
+                target = await failover.resolve(self.store, target)
+            except StoreUnavailable:  # never act on an endpoint that may not be the active one
+                return ActionResult(False, "store unavailable: the active endpoint is unknown")
         # A dry run touches nothing: it takes none of the max_concurrent_actions slots.
         async with self.slots if not ctx.dry_run else contextlib.nullcontext():
             try:
