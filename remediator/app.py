@@ -208,7 +208,7 @@ async def start(rt: Runtime) -> None:
     await rt.engine.startup()
     rt.metrics.paused.set(1 if await rt.engine.guards.paused() else 0)
     rt.metrics.inbox_pending.set(await rt.store.pending_count())
-    await quarantine.export(rt.store, rt.metrics, [t.name for t in rt.config.targets])
+    await quarantine.export(rt.store, rt.metrics, names=[t.name for t in rt.config.targets])
     await rt.worker.start()
     if rt.reconciler is not None:
         await rt.reconciler.start()

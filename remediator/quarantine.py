@@ -61,7 +61,7 @@ def state_json(state: TargetState) -> dict[str, Any]:
     }
 
 
-async def export(store: Store, metrics: Metrics, names: list[str]) -> None:
+async def export(store: Store, metrics: Metrics, *, names: list[str]) -> None:
     """Set ``remediator_quarantined`` for ``names`` and every quarantined target from the
     store (shared by every replica); unchanged while the store is unavailable."""
     try:

@@ -23,7 +23,7 @@ from remediator.store.records import TargetState
 from remediator.targets import HttpTarget, Target
 
 
-def endpoint_json(rt: Runtime, target: HttpTarget, state: TargetState) -> dict[str, Any]:
+def endpoint_json(rt: Runtime, target: HttpTarget, *, state: TargetState) -> dict[str, Any]:
     secrets = known_secrets(rt)
     active = failover.following(target, state.data)
     assert isinstance(active, HttpTarget)
@@ -52,7 +52,9 @@ async def target_json(rt: Runtime, target: Target) -> dict[str, Any]:
             "quarantined_at": iso(state.quarantined_at) if state.quarantined_at else None,
             "reason": state.quarantine_reason,
         },
-        "endpoint": endpoint_json(rt, target, state) if isinstance(target, HttpTarget) else None,
+        "endpoint": endpoint_json(rt, target, state=state)
+        if isinstance(target, HttpTarget)
+        else None,
     }
 
 

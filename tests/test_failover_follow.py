@@ -13,16 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 
 from remediator import config as config_mod
-from remediator.app import create_app
 from remediator.auth import Authenticator
-from remediator.clock import FakeClock, iso
-from remediator.plugins import Plugins
-from remediator.ratelimit import RateLimiter
-from remediator.runtime import Runtime
+from remediator.clock import iso
 from remediator.store import EventQuery
+from tests.inprocess import InProcess, start
 
 API = "/api/v1/recovery"
 
@@ -80,35 +76,23 @@ def servers() -> Iterator[tuple[Server, Server]]:
         yield primary, backup
 
 
-class Remediator:
-    """One in-process remediator (real actions, fake clock) on a store file."""
-
-    def __init__(self, client: TestClient, rt: Runtime, headers: Callable[[str], dict[str, str]]):
-        self.client, self.rt, self.headers = client, rt, headers
-
-    def call(self, method: str, path: str, role: str = "admin", **kw: Any) -> Any:
-        return self.client.request(method, API + path, headers=self.headers(role), **kw)
-
-    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        assert self.client.portal is not None
-        return self.client.portal.call(fn, *args)
-
+class Remediator(InProcess):
     def endpoint(self) -> dict[str, Any]:
-        answer = self.call("GET", "/targets/api", "viewer")
+        answer = self.call("GET", f"{API}/targets/api", "viewer")
         assert answer.status_code == 200, answer.text
         found: dict[str, Any] = answer.json()["endpoint"]
         return found
 
     def trigger(self, action: str, **params: Any) -> dict[str, Any]:
         body = {"target": "api", "action": action, "params": params, "force": True, "reason": "t"}
-        answer = self.call("POST", "/trigger", json=body)
+        answer = self.call("POST", f"{API}/trigger", json=body)
         assert answer.status_code == 200, answer.text
         result: dict[str, Any] = answer.json()
         return result
 
 
 @pytest.fixture
-def start(
+def restart(
     tmp_path: Path,
     servers: tuple[Server, Server],
     authenticator: Authenticator,
@@ -138,14 +122,7 @@ def start(
 
         def make() -> Remediator:
             stack.close()  # a restart: the previous runtime stops first
-            holder: list[Runtime] = []
-            app = create_app(
-                cfg, authenticator=authenticator, clock=FakeClock(), plugins=Plugins(),
-                on_runtime=holder.append,
-            )  # fmt: skip
-            client = stack.enter_context(TestClient(app, raise_server_exceptions=False))
-            holder[0].limiter = RateLimiter(rate=1000, burst=1000)
-            return Remediator(client, holder[0], headers)
+            return start(stack, cfg, authenticator=authenticator, headers=headers, kind=Remediator)
 
         yield make
 
@@ -167,11 +144,11 @@ ALERT = {
 
 
 def test_after_a_failover_checks_steps_and_the_api_use_the_backup_even_after_a_restart(
-    servers: tuple[Server, Server], start: Callable[[], Remediator]
+    servers: tuple[Server, Server], restart: Callable[[], Remediator]
 ) -> None:
     primary, backup = servers
-    first = start()
-    assert first.call("POST", "/alerts", "alertmanager", json=ALERT).status_code == 200
+    first = restart()
+    assert first.call("POST", f"{API}/alerts", "alertmanager", json=ALERT).status_code == 200
     deadline = time.monotonic() + 20
     while not first.run(first.rt.store.events, EventQuery(type="recovery:succeeded")):
         assert time.monotonic() < deadline, "the failover playbook did not succeed"
@@ -183,14 +160,14 @@ def test_after_a_failover_checks_steps_and_the_api_use_the_backup_even_after_a_r
         "primary_url": primary.url, "backup_url": backup.url, "active_url": backup.url,
         "on_backup": True,
     }  # fmt: skip
-    detail = first.call("GET", "/targets/api", "viewer").json()
+    detail = first.call("GET", f"{API}/targets/api", "viewer").json()
     assert detail["health"]["status"] == "up"  # the backup's health, the primary is down
     assert detail["breaker"]["state"] == "closed"
     assert detail["quarantine"] == {"quarantined": False, "quarantined_at": None, "reason": None}
 
     # A restart: a new runtime on the same store keeps following the backup.
     backup.seen.clear()
-    second = start()
+    second = restart()
     assert second.endpoint()["active_url"] == backup.url
     target = second.rt.config.target("api")
     assert second.run(second.rt.monitor.check_now, target).healthy
@@ -215,13 +192,13 @@ def test_after_a_failover_checks_steps_and_the_api_use_the_backup_even_after_a_r
 
 
 def test_an_unknown_target_is_404_and_other_types_have_no_endpoint(
-    start: Callable[[], Remediator],
+    restart: Callable[[], Remediator],
 ) -> None:
-    remediator = start()
+    remediator = restart()
     assert remediator.endpoint()["active_url"] == remediator.rt.config.target("api").base_url  # type: ignore[union-attr]
-    missing = remediator.call("GET", "/targets/nope", "viewer")
+    missing = remediator.call("GET", f"{API}/targets/nope", "viewer")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "SERVICE_NOT_FOUND"
-    web = remediator.call("GET", "/targets/web").json()  # admin may read too
+    web = remediator.call("GET", f"{API}/targets/web").json()  # admin may read too
     assert web["type"] == "docker_container" and web["endpoint"] is None
     assert web["health"] == {"status": "unknown", "detail": ""}

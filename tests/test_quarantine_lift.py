@@ -13,18 +13,14 @@ import docker
 import httpx2 as httpx
 import pytest
 import yaml
-from starlette.testclient import TestClient
 
 from remediator import cli
 from remediator import config as config_mod
-from remediator.app import create_app
 from remediator.auth import Authenticator
-from remediator.clock import FakeClock, iso
+from remediator.clock import iso
 from remediator.events import Event
-from remediator.plugins import Plugins
-from remediator.ratelimit import RateLimiter
-from remediator.runtime import Runtime
 from remediator.store import EventQuery
+from tests.inprocess import InProcess, start
 from tests.realservices import ContainerFactory
 from tests.serving import Served
 from tests.store_helpers import opened, store_url
@@ -199,17 +195,7 @@ def test_the_cli_lists_and_lifts_a_quarantine_in_the_configured_store(
 # -- two replicas on one PostgreSQL database ---------------------------------------------------
 
 
-class Replica:
-    def __init__(self, client: TestClient, rt: Runtime, headers: Callable[[str], dict[str, str]]):
-        self.client, self.rt, self.headers = client, rt, headers
-
-    def call(self, method: str, path: str, role: str = "admin", **kw: Any) -> Any:
-        return self.client.request(method, path, headers=self.headers(role), **kw)
-
-    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        assert self.client.portal is not None
-        return self.client.portal.call(fn, *args)
-
+class Replica(InProcess):
     def alert(self, body: dict[str, Any]) -> None:
         assert self.call("POST", f"{API}/alerts", "alertmanager", json=body).status_code == 200
         wait_for(lambda: self.run(self.rt.store.pending_count) == 0, "the worker")
@@ -233,17 +219,10 @@ def test_a_quarantine_is_lifted_on_one_replica_for_both(
         env={},
     )
     with contextlib.ExitStack() as stack:
-        replicas = []
-        for _ in range(2):
-            holder: list[Runtime] = []
-            app = create_app(
-                cfg, authenticator=authenticator, clock=FakeClock(), plugins=Plugins(),
-                on_runtime=holder.append,
-            )  # fmt: skip
-            client = stack.enter_context(TestClient(app, raise_server_exceptions=False))
-            holder[0].limiter = RateLimiter(rate=1000, burst=1000)
-            replicas.append(Replica(client, holder[0], headers))
-        a, b = replicas
+        a, b = (
+            start(stack, cfg, authenticator=authenticator, headers=headers, kind=Replica)
+            for _ in range(2)
+        )
         a.alert(payload("r1", "api"))
         assert len(a.events("recovery:quarantined")) == 1
         for replica in (a, b):  # b did not quarantine it: it reads the store

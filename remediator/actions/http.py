@@ -72,6 +72,24 @@ async def _status(
         return response.status_code
 
 
+async def _switch(
+    target: HttpTarget, *, url: str, role: str, verb: str, timeout: float, clients: Clients
+) -> Outcome:
+    """Make ``url`` (the target's ``role``: backup or primary) the active URL if its health
+    check answers one of the target's expected statuses."""
+    status = await _status(
+        clients.http(),
+        "GET",
+        join_url(url, target.health_path),
+        headers=dict(target.headers),
+        timeout=timeout,
+    )
+    where = f"{role} of {target.name}: GET {_show_path(target.health_path)} -> {status}"
+    if status not in target.expected_status:
+        return False, f"{where}; not {verb}", {"status": status}
+    return True, f"{where}; now active", {"active_url": url}
+
+
 class _HttpAction(GuardedAction):
     target_types: ClassVar[frozenset[str]] = frozenset({"http"})
     target_class = HttpTarget
@@ -126,17 +144,10 @@ class HttpFailoverAction(_HttpAction):
     ) -> Outcome:
         if target.backup_url is None:
             return False, f"{target.name} has no backup_url to fail over to", {}
-        status = await _status(
-            clients.http(),
-            "GET",
-            join_url(target.backup_url, target.health_path),
-            headers=dict(target.headers),
-            timeout=step.timeout,
-        )
-        where = f"backup of {target.name}: GET {_show_path(target.health_path)} -> {status}"
-        if status not in target.expected_status:
-            return False, f"{where}; not failing over", {"status": status}
-        return True, f"{where}; now active", {"active_url": target.backup_url}
+        return await _switch(
+            target, url=target.backup_url, role="backup", verb="failing over",
+            timeout=step.timeout, clients=clients,
+        )  # fmt: skip
 
 
 class HttpFailbackAction(_HttpAction):
@@ -152,17 +163,10 @@ class HttpFailbackAction(_HttpAction):
     async def perform(
         self, target: HttpTarget, step: steps.HttpFailback, clients: Clients
     ) -> Outcome:
-        status = await _status(
-            clients.http(),
-            "GET",
-            join_url(target.base_url, target.health_path),
-            headers=dict(target.headers),
-            timeout=step.timeout,
-        )
-        where = f"primary of {target.name}: GET {_show_path(target.health_path)} -> {status}"
-        if status not in target.expected_status:
-            return False, f"{where}; not failing back", {"status": status}
-        return True, f"{where}; now active", {"active_url": target.base_url}
+        return await _switch(
+            target, url=target.base_url, role="primary", verb="failing back",
+            timeout=step.timeout, clients=clients,
+        )  # fmt: skip
 
 
 ACTIONS: tuple[Action, ...] = (HttpCallAction(), HttpFailoverAction(), HttpFailbackAction())

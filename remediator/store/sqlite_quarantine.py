@@ -6,21 +6,16 @@ writer, so of two lifts of one quarantine exactly one finds it (and records its 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
 from remediator.events import Event
+from remediator.store import quarantine_sql as sql
 from remediator.store.records import TargetState
 from remediator.store.sqlite_rows import append_events
 
 T = TypeVar("T")
-_COLUMNS = "target, registered_at, quarantined_at, quarantine_reason, data"
-
-
-def _state(row: tuple[object, ...]) -> TargetState:
-    return TargetState(str(row[0]), row[1], row[2], row[3], json.loads(str(row[4])))  # type: ignore[arg-type]
 
 
 class SqliteQuarantineOps:
@@ -33,13 +28,8 @@ class SqliteQuarantineOps:
         raise NotImplementedError
 
     async def quarantined_targets(self) -> list[TargetState]:
-        rows = await self._read(
-            lambda c: c.execute(
-                f"SELECT {_COLUMNS} FROM target_state "  # noqa: S608
-                "WHERE quarantined_at IS NOT NULL ORDER BY target"
-            ).fetchall()
-        )
-        return [_state(row) for row in rows]
+        rows = await self._read(lambda c: c.execute(sql.LIST).fetchall())
+        return [sql.state(row) for row in rows]
 
     async def lift_quarantine(
         self,
@@ -49,20 +39,11 @@ class SqliteQuarantineOps:
         events_for: Callable[[TargetState], list[Event]],
     ) -> TargetState | None:
         def job(c: sqlite3.Connection) -> TargetState | None:
-            row = c.execute(
-                f"SELECT {_COLUMNS} FROM target_state "  # noqa: S608
-                "WHERE target = ? AND quarantined_at IS NOT NULL",
-                (target,),
-            ).fetchone()
+            row = c.execute(sql.find("?"), (target,)).fetchone()
             if row is None:
                 return None
-            before = _state(row)
-            kept = {k: v for k, v in before.data.items() if k not in drop}
-            c.execute(
-                "UPDATE target_state SET quarantined_at = NULL, quarantine_reason = NULL, "
-                "data = ? WHERE target = ?",
-                (json.dumps(kept, sort_keys=True), target),
-            )
+            before = sql.state(row)
+            c.execute(sql.release("?"), (sql.kept(before, drop), target))
             append_events(c, events_for(before))
             return before
 
