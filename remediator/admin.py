@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from remediator import config as config_mod
-from remediator import configdoc, dryrun, manual, reload
+from remediator import configdoc, dryrun, manual, quarantine, reload
 from remediator import events as ev
 from remediator.auth import Principal
 from remediator.breaker import Transition
@@ -40,10 +40,12 @@ from remediator.schemas import (
     ConfigurationApplied,
     DryRunRequest,
     DryRunResponse,
+    LiftRequest,
     PatternAdded,
     PatternDeleted,
     PauseRequest,
     PauseState,
+    QuarantineLifted,
     TriggerRequest,
     TriggerResponse,
 )
@@ -88,6 +90,18 @@ async def reset_breaker(request: Request, rt: Runtime, who: Principal) -> Respon
             "changed": before != transition.state,
         },
     )
+
+
+# -- quarantine --------------------------------------------------------------------------------
+
+
+async def lift_quarantine(request: Request, rt: Runtime, who: Principal) -> Response:
+    """Release a quarantined target (a reason is required); unpause what it paused."""
+    req = await parse_body(request, rt, LiftRequest)
+    lifted = await quarantine.lift(
+        rt, request.path_params["target"], actor=who.name, reason=req.reason.strip()
+    )
+    return ok(QuarantineLifted, lifted.as_json())
 
 
 # -- manual runs and dry runs ------------------------------------------------------------------

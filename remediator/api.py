@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from remediator import quarantine
 from remediator.clock import iso
 from remediator.errors import RequestError, SchemaViolation, StoreUnavailable
 from remediator.events import Event
@@ -104,4 +105,6 @@ async def events(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     rt = runtime(request)
+    # Quarantine is shared by replicas: read it at each scrape (remediator/quarantine.py).
+    await quarantine.export(rt.store, rt.metrics, names=[t.name for t in rt.config.targets])
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)

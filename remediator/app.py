@@ -12,7 +12,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from remediator import api_patterns, endpoints, logs, reload
+from remediator import api_patterns, endpoints, logs, quarantine, reload
 from remediator.actions import Action, builtin_actions
 from remediator.auth import Authenticator
 from remediator.checks import builtin_checks
@@ -216,6 +216,7 @@ async def start(rt: Runtime) -> None:
     await rt.engine.startup()
     rt.metrics.paused.set(1 if await rt.engine.guards.paused() else 0)
     rt.metrics.inbox_pending.set(await rt.store.pending_count())
+    await quarantine.export(rt.store, rt.metrics, names=[t.name for t in rt.config.targets])
     await rt.worker.start()
     if rt.reconciler is not None:
         await rt.reconciler.start()

@@ -1,4 +1,4 @@
-"""The ``remediator`` command: serve, check-config, tokens, version."""
+"""The ``remediator`` command: serve, check-config, tokens, simulate, audit, quarantine, version."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 import secrets
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, overload
@@ -244,6 +245,86 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quarantine_store(args: argparse.Namespace) -> tuple[config_mod.Config, Recording] | int:
+    from remediator.auth import Authenticator
+    from remediator.policy import recording_for
+
+    try:
+        cfg = load_config(_config_path(args.config))
+        return cfg, recording_for(cfg, Authenticator([]))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config: {line}", file=sys.stderr)
+        return 2
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """List the quarantined targets, or lift one's quarantine, in the store ``serve`` would
+    use (any backend: every replica sees it); lifting unpauses what the quarantine paused."""
+    import asyncio
+    import getpass
+
+    from remediator import quarantine
+    from remediator.actions import builtin_actions
+    from remediator.clients import Clients
+    from remediator.errors import NotQuarantined, StoreUnavailable
+    from remediator.store import create_store
+
+    found = _quarantine_store(args)
+    if isinstance(found, int):
+        return found
+    cfg, recording = found
+    if args.quarantine_command == "lift" and not args.reason.strip():
+        print("quarantine lift: --reason must not be empty", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        store = create_store(cfg.store.url)
+        store.configure(recording)
+        await store.open()
+        clients = Clients()
+        try:
+            if args.quarantine_command == "list":
+                states = await store.quarantined_targets()
+                for state in states:
+                    row = quarantine.state_json(state)
+                    paused = " (paused)" if row["paused"] else ""
+                    print(f"{row['target']}\t{row['quarantined_at']}\t{row['reason']}{paused}")
+                if not states:
+                    print("no target is quarantined", file=sys.stderr)
+                return 0
+            try:
+                user = getpass.getuser()
+            except (KeyError, OSError):
+                user = "unknown"
+            lifted = await quarantine.lift_in(
+                store,
+                args.target,
+                actor=f"cli:{user}",
+                reason=args.reason.strip(),
+                now=time.time(),
+                config=cfg,
+                config_version=0,
+                clients=clients,
+                unpause=builtin_actions().get("docker.unpause"),
+            )
+        except NotQuarantined as exc:
+            print(f"quarantine: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await asyncio.to_thread(clients.close)
+            await clients.aclose()
+            await store.close()
+        print(f"{args.target}: {lifted.detail}")
+        return 0 if lifted.unpaused is not False else 1
+
+    try:
+        return asyncio.run(main())
+    except StoreUnavailable as exc:
+        print(f"quarantine: {exc.message}", file=sys.stderr)
+        return 2
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"remediator {__version__}")
     return 0
@@ -283,6 +364,17 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
     ap.add_argument("--older-than", default="90d", help="age, e.g. 30d (default 90d)")
     ap.set_defaults(func=cmd_audit_prune)
+
+    q = sub.add_parser("quarantine", help="list quarantined targets, or lift a quarantine")
+    q_sub = q.add_subparsers(dest="quarantine_command", required=True)
+    ql = q_sub.add_parser("list", help="the quarantined targets: name, since, reason")
+    ql.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
+    ql.set_defaults(func=cmd_quarantine)
+    qf = q_sub.add_parser("lift", help="release a target; unpause what the quarantine paused")
+    qf.add_argument("target", help="the quarantined target")
+    qf.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+    qf.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
+    qf.set_defaults(func=cmd_quarantine)
 
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(func=cmd_version)

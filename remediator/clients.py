@@ -72,8 +72,8 @@ class Clients:
     def redis(self, url: str, *, db: int | None = None) -> redis.asyncio.Redis:
         """The cached async Redis client for ``url`` (``db`` overrides the URL's database)."""
         import redis.asyncio
-        from redis.backoff import NoBackoff
         from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         key = (url, db)
         with self._lock:

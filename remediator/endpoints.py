@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
-from remediator import admin, api, intake, management, openapi
+from remediator import admin, api, intake, management, openapi, target_views
 from remediator.alerts import WebhookPayload
 from remediator.auth import Capability
 from remediator.config import Config
@@ -33,12 +33,16 @@ from remediator.schemas import (
     EventsResponse,
     HealthResponse,
     IntakeResponse,
+    LiftRequest,
     PatternAdded,
     PatternDeleted,
     PatternsResponse,
     PauseRequest,
     PauseState,
+    QuarantineLifted,
+    QuarantineResponse,
     StatisticsResponse,
+    TargetResponse,
     TriggerRequest,
     TriggerResponse,
 )
@@ -125,6 +129,22 @@ OPERATIONS: tuple[Operation, ...] = (
         "Reset a target's circuit breaker", "admin", BreakerReset, errors=(404, 503),
         route=f"{PREFIX}/circuit-breakers/{{service:path}}/reset",
         params=(Param("service", "path", _NAME, "A registered target"),),
+    ),
+    managed(
+        "GET", f"{PREFIX}/targets/{{name}}", target_views.get_target,
+        "A target: health, circuit breaker, quarantine, active endpoint", "read", TargetResponse,
+        errors=(404, 503), route=f"{PREFIX}/targets/{{name:path}}",
+        params=(Param("name", "path", _NAME, "A registered target"),),
+    ),
+    managed(
+        "GET", f"{PREFIX}/quarantine", target_views.list_quarantine, "The quarantined targets",
+        "read", QuarantineResponse, errors=(503,),
+    ),
+    managed(
+        "DELETE", f"{PREFIX}/quarantine/{{target}}", admin.lift_quarantine,
+        "Lift a target's quarantine", "admin", QuarantineLifted, request=LiftRequest,
+        errors=(404, 422, 503), route=f"{PREFIX}/quarantine/{{target:path}}",
+        params=(Param("target", "path", _NAME, "A quarantined target"),),
     ),
     managed(
         "POST", f"{PREFIX}/trigger", admin.trigger, "Run a playbook or action now", "admin",

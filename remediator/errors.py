@@ -13,6 +13,7 @@
     │   ├── BodyTooLarge                 PAYLOAD_TOO_LARGE     413
     │   ├── NotFound                     NOT_FOUND             404
     │   ├── ServiceNotFound              SERVICE_NOT_FOUND     404
+    │   ├── NotQuarantined               NOT_QUARANTINED       404
     │   ├── PatternExists                PATTERN_EXISTS        409
     │   ├── CircuitOpen                  CIRCUIT_OPEN          409
     │   ├── RateLimited                  RATE_LIMITED          429
@@ -88,6 +89,13 @@ class NotFound(RequestError):
 
 class ServiceNotFound(RequestError):
     code = "SERVICE_NOT_FOUND"
+    status = 404
+
+
+class NotQuarantined(RequestError):
+    """Lifting the quarantine of a target that is not quarantined."""
+
+    code = "NOT_QUARANTINED"
     status = 404
 
 

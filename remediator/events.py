@@ -32,6 +32,7 @@ RECOVERY_SKIPPED = "recovery:skipped"
 RECOVERY_ESCALATED = "recovery:escalated"
 RECOVERY_VERIFIED = "recovery:verified"
 RECOVERY_SUCCEEDED = "recovery:succeeded"
+RECOVERY_QUARANTINE_LIFTED = "recovery:quarantine_lifted"
 CONFIG_CHANGED = "config:changed"
 PATTERN_DROPPED = "pattern:dropped"
 
@@ -73,6 +74,7 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     RECOVERY_ACTION: ("one step ran (once per step per attempt)", "`success`, `failure` or `dry_run`; `action`, `duration`, `message` (the detail), `details.data`"),
     RECOVERY_VERIFIED: ("a `verify.health` or `verify.prometheus` step passed (not in a dry run), after its `recovery:action`", "`verified`; `action`, `message`: what held"),
     RECOVERY_QUARANTINED: ("a `quarantine` step quarantined the target", "`success`"),
+    RECOVERY_QUARANTINE_LIFTED: ("an operator lifted a quarantine (API or CLI)", "`lifted`; `actor`, `details.reason`, `details.quarantine_reason`"),
     RECOVERY_SUCCEEDED: ("an attempt ran every step successfully", "`success`; `duration`, `message`: the attempt"),
     RECOVERY_DRY_RUN: ("a dry run finished: its steps only said what they would do", "`dry_run`"),
     RECOVERY_FAILED: ("every attempt failed, or a restart interrupted a run", "`failure` or `interrupted`"),

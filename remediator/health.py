@@ -2,7 +2,8 @@
 
 Each target is checked on its interval (``check_interval``, else the seed's interval for its
 kind: services 60 s, external HTTP APIs 2 min, processes 30 s). Results are exported as
-``remediator_target_up`` and ``remediator_target_check_duration_seconds``; a change of state is
+``remediator_target_up`` and ``remediator_target_check_duration_seconds``; an HTTP target that
+failed over is checked on its active endpoint (remediator/failover.py). A change of state is
 an event (``service:degraded`` / ``service:recovered``). When an open breaker's reset timeout has
 passed, the monitor moves it to half-open and probes the target: a healthy probe closes it, an
 unhealthy one opens it again.
@@ -26,6 +27,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from remediator import events as ev
+from remediator import failover
 from remediator.breaker import STATE_VALUE, BreakerState, Transition
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
@@ -73,6 +75,7 @@ class HealthMonitor:
         self.clock = clock
         self.bus = bus
         self._status: dict[str, CheckResult] = {}
+        self._following: dict[str, Target] = {}  # the endpoint last read, for a store outage
         self._due: dict[str, float] = {}
         self._periodic = Periodic("health", LOOP_TICK, self.run_due)
         self.apply(config, config_version)
@@ -85,6 +88,7 @@ class HealthMonitor:
             del self._status[gone]
         for gone in set(self._reported) - names:
             del self._reported[gone]
+        self._following.clear()  # targets may have changed: read them again
 
     def interval(self, target: Target) -> float:
         if target.check_interval is not None:
@@ -143,6 +147,7 @@ class HealthMonitor:
         lease) an event when its state changed."""
         check = self.checks.get(target.type)
         started = time.monotonic()
+        target = await self._follow(target)
         if check is None:
             result = CheckResult(False, f"no health check for type {target.type}")
         else:
@@ -179,6 +184,16 @@ class HealthMonitor:
             )
             await self._record([event])
         return result
+
+    async def _follow(self, target: Target) -> Target:
+        """The target on the endpoint a failover made active (remediator/failover.py); while
+        the store is unavailable, the endpoint last read."""
+        try:
+            following = await failover.resolve(self.store, target)
+        except StoreUnavailable:
+            return self._following.get(target.name, target)
+        self._following[target.name] = following
+        return following
 
     async def probe(self, target: Target) -> bool:
         return (await self.check_now(target)).healthy

@@ -115,6 +115,12 @@ class Metrics:
             "1 while the global kill switch stops all actions.",
             registry=r,
         )
+        self.quarantined = Gauge(
+            "remediator_quarantined",
+            "1 while the target is quarantined (no automatic actions until lifted), else 0.",
+            ["target"],
+            registry=r,
+        )
 
         # Notifications, escalation, audit, recovery time (issue 4).
         self.notifications = Counter(
@@ -195,6 +201,7 @@ class Metrics:
         each playbook's step actions by outcome, action durations, recovery times."""
         for target in targets:
             self.circuit_trips.labels(target)
+            self.quarantined.labels(target)
             self.target_up.labels(target)
         for playbook, actions in plans.items():
             for action in actions:

@@ -34,8 +34,8 @@ ERRORS: dict[int, tuple[str, str]] = {
     401: ("No or invalid credentials", "UNAUTHORIZED"),
     403: ("The token's role may not do this", "FORBIDDEN"),
     404: (
-        "Unknown target, playbook or pattern",
-        "SERVICE_NOT_FOUND, PLAYBOOK_NOT_FOUND, PATTERN_NOT_FOUND",
+        "Unknown target, playbook or pattern, or a target not quarantined",
+        "SERVICE_NOT_FOUND, PLAYBOOK_NOT_FOUND, PATTERN_NOT_FOUND, NOT_QUARANTINED",
     ),
     409: (
         "Refused by a guard or a conflict",

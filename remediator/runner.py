@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remediator import events as ev
+from remediator import failover
 from remediator import steps as st
 from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.clients import Clients
 from remediator.clock import Clock
+from remediator.errors import StoreUnavailable
 from remediator.events import Event, evolve
 from remediator.metrics import Metrics
 from remediator.redaction import redact, redact_text
@@ -31,6 +33,7 @@ log = logging.getLogger("remediator.runner")
 HealthProbe = Callable[[Target], Awaitable[bool]]
 PromQuery = Callable[[str], Awaitable[int]]  # the number of series a query returns
 Escalate = Callable[[str, str], Event]  # (reason, detail) -> the escalation event
+QUARANTINE_PAUSED = "quarantine_paused"  # target data: the quarantine step paused the container
 
 
 @dataclass
@@ -147,12 +150,19 @@ class StepRunner:
             return ActionResult(False, f"no such action: {name}")
         if ctx.target.type not in action.target_types:
             return ActionResult(False, "wrong target type")
+        # Every step but a switch acts on the endpoint a failover made active (remediator/failover.py).
+        target = ctx.target
+        if step.action not in failover.SWITCHES:
+            try:
+                target = await failover.resolve(self.store, target)
+            except StoreUnavailable:  # never act on an endpoint that may not be the active one
+                return ActionResult(False, "store unavailable: the active endpoint is unknown")
         # A dry run touches nothing: it takes none of the max_concurrent_actions slots.
         async with self.slots if not ctx.dry_run else contextlib.nullcontext():
             try:
                 outcome = await action.run(
                     ActionContext(
-                        target=ctx.target, step=step, clients=self.clients, dry_run=ctx.dry_run
+                        target=target, step=step, clients=self.clients, dry_run=ctx.dry_run
                     )
                 )
             except Exception as exc:  # a plugin's bug must fail the step, not wedge the run
@@ -163,12 +173,13 @@ class StepRunner:
         return outcome
 
     async def _persist(self, step: st.Step, ctx: StepContext, outcome: ActionResult) -> None:
-        """Keep what a failover changed, so later actions and the API see it."""
+        """Keep what a failover or failback changed, so later steps, health checks and the API
+        see it (remediator/failover.py)."""
         keep: dict[str, Any] = {}
         if step.action == "redis.failover" and "primary_url" in outcome.data:
             keep["primary"] = redact_text(str(outcome.data["primary_url"]))
-        if step.action == "http.failover" and "active_url" in outcome.data:
-            keep["active_url"] = outcome.data["active_url"]
+        if step.action in failover.SWITCHES and failover.ACTIVE_URL in outcome.data:
+            keep[failover.ACTIVE_URL] = outcome.data[failover.ACTIVE_URL]
         if keep:
             await self.store.update_target_data(ctx.target.name, keep, [])
 
@@ -224,6 +235,7 @@ class StepRunner:
         await self.store.set_quarantine(
             ctx.target.name, reason=f"playbook {ctx.playbook}", now=now, events=[event]
         )
+        self.metrics.quarantined.labels(ctx.target.name).set(1)
         result.events.append(ctx.escalate("quarantined", f"{ctx.target.name} quarantined"))
         if step.pause and ctx.target.type == "docker_container":
             pause = self.actions.get("docker.pause")
@@ -237,6 +249,8 @@ class StepRunner:
                         clients=self.clients,
                     )
                 )
+            if paused.ok:  # lifting the quarantine unpauses it (remediator/quarantine.py)
+                await self.store.update_target_data(ctx.target.name, {QUARANTINE_PAUSED: True}, [])
             return ActionResult(paused.ok, f"quarantined; {paused.detail}", paused.duration)
         return ActionResult(True, "quarantined")
 

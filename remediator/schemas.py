@@ -176,6 +176,62 @@ class BreakerReset(_Answer):
     changed: bool
 
 
+# -- quarantine and targets --------------------------------------------------------------------
+
+
+class QuarantinedOut(_Answer):
+    target: str
+    quarantined_at: str = Field(description="RFC 3339")
+    reason: str = Field(description="Why, e.g. `playbook isolate-web`")
+    paused: bool = Field(description="The quarantine paused the container; lifting unpauses it")
+
+
+class QuarantineResponse(_Answer):
+    quarantined: list[QuarantinedOut]
+
+
+class LiftRequest(_Request):
+    reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
+
+
+class QuarantineLifted(_Answer):
+    target: str
+    lifted: bool
+    quarantined_at: str = Field(description="RFC 3339: when the lifted quarantine began")
+    quarantine_reason: str
+    unpaused: bool | None = Field(
+        description="Whether the container the quarantine paused was unpaused; null: none was"
+    )
+    detail: str
+
+
+class EndpointOut(_Answer):
+    primary_url: str = Field(description="base_url (credentials redacted)")
+    backup_url: str | None
+    active_url: str = Field(description="The URL checks and steps use now")
+    on_backup: bool
+
+
+class TargetQuarantine(_Answer):
+    quarantined: bool
+    quarantined_at: str | None
+    reason: str | None
+
+
+class TargetStatus(_Answer):
+    status: Status = Field(description="This replica's last health check; unknown before the first")
+    detail: str
+
+
+class TargetResponse(_Answer):
+    target: str
+    type: str
+    health: TargetStatus
+    breaker: BreakerOut
+    quarantine: TargetQuarantine
+    endpoint: EndpointOut | None = Field(description="HTTP targets only")
+
+
 # -- statistics --------------------------------------------------------------------------------
 
 

@@ -134,6 +134,10 @@ class HttpFailover(_Step):
     action: Literal["http.failover"]
 
 
+class HttpFailback(_Step):
+    action: Literal["http.failback"]
+
+
 class ProcessSignal(_Step):
     action: Literal["process.signal"]
     signal: Signal = "SIGHUP"
@@ -190,6 +194,7 @@ Step = Annotated[
     | PostgresResetPool
     | HttpCall
     | HttpFailover
+    | HttpFailback
     | ProcessSignal
     | Quarantine
     | VerifyHealth
@@ -221,6 +226,7 @@ STATE_CHANGING = frozenset(
         "postgres.reset_pool",
         "http.call",
         "http.failover",
+        "http.failback",
         "process.signal",
         "quarantine",
         "plugin",
@@ -271,6 +277,7 @@ ACTION_TARGET_TYPES: dict[str, frozenset[str]] = {
     },
     "http.call": frozenset({"http"}),
     "http.failover": frozenset({"http"}),
+    "http.failback": frozenset({"http"}),
     "process.signal": frozenset({"process"}),
 }
 

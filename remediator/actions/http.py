@@ -1,4 +1,5 @@
-"""HTTP recovery actions: call (an admin endpoint of the target) and failover (to backup_url).
+"""HTTP recovery actions: call (an admin endpoint of the target), failover (to backup_url) and
+failback (to base_url).
 
 Requests go through the shared ``httpx2.AsyncClient`` (no redirects are followed, no cookies are
 kept). Details carry the method, the path without its query string and the status, never a
@@ -17,7 +18,14 @@ from remediator.actions.base import Action, GuardedAction
 from remediator.clients import Clients
 from remediator.targets import HttpTarget
 
-__all__ = ["ACTIONS", "HttpCallAction", "HttpFailoverAction", "http_error", "join_url"]
+__all__ = [
+    "ACTIONS",
+    "HttpCallAction",
+    "HttpFailbackAction",
+    "HttpFailoverAction",
+    "http_error",
+    "join_url",
+]
 
 Outcome = tuple[bool, str, dict[str, Any]]
 
@@ -62,6 +70,24 @@ async def _status(
         kwargs["json"] = body
     async with client.stream(method, url, **kwargs) as response:
         return response.status_code
+
+
+async def _switch(
+    target: HttpTarget, *, url: str, role: str, verb: str, timeout: float, clients: Clients
+) -> Outcome:
+    """Make ``url`` (the target's ``role``: backup or primary) the active URL if its health
+    check answers one of the target's expected statuses."""
+    status = await _status(
+        clients.http(),
+        "GET",
+        join_url(url, target.health_path),
+        headers=dict(target.headers),
+        timeout=timeout,
+    )
+    where = f"{role} of {target.name}: GET {_show_path(target.health_path)} -> {status}"
+    if status not in target.expected_status:
+        return False, f"{where}; not {verb}", {"status": status}
+    return True, f"{where}; now active", {"active_url": url}
 
 
 class _HttpAction(GuardedAction):
@@ -118,17 +144,29 @@ class HttpFailoverAction(_HttpAction):
     ) -> Outcome:
         if target.backup_url is None:
             return False, f"{target.name} has no backup_url to fail over to", {}
-        status = await _status(
-            clients.http(),
-            "GET",
-            join_url(target.backup_url, target.health_path),
-            headers=dict(target.headers),
-            timeout=step.timeout,
-        )
-        where = f"backup of {target.name}: GET {_show_path(target.health_path)} -> {status}"
-        if status not in target.expected_status:
-            return False, f"{where}; not failing over", {"status": status}
-        return True, f"{where}; now active", {"active_url": target.backup_url}
+        return await _switch(
+            target, url=target.backup_url, role="backup", verb="failing over",
+            timeout=step.timeout, clients=clients,
+        )  # fmt: skip
 
 
-ACTIONS: tuple[Action, ...] = (HttpCallAction(), HttpFailoverAction())
+class HttpFailbackAction(_HttpAction):
+    """Check that base_url (the primary) answers health_path with an expected status, then
+    switch back to it."""
+
+    name = "http.failback"
+    step_type = steps.HttpFailback
+
+    def describe(self, target: HttpTarget, step: steps.HttpFailback) -> str:
+        return f"switch {target.name} back to its base_url after a health check"
+
+    async def perform(
+        self, target: HttpTarget, step: steps.HttpFailback, clients: Clients
+    ) -> Outcome:
+        return await _switch(
+            target, url=target.base_url, role="primary", verb="failing back",
+            timeout=step.timeout, clients=clients,
+        )  # fmt: skip
+
+
+ACTIONS: tuple[Action, ...] = (HttpCallAction(), HttpFailoverAction(), HttpFailbackAction())

@@ -313,6 +313,22 @@ class Store(Protocol):
         self, target: str, data: dict[str, Any], events: list[Event]
     ) -> None: ...
 
+    async def quarantined_targets(self) -> list[TargetState]:
+        """Every quarantined target's state (configured now or not), by name."""
+        ...
+
+    async def lift_quarantine(
+        self,
+        target: str,
+        *,
+        drop: tuple[str, ...] = (),
+        events_for: Callable[[TargetState], list[Event]],
+    ) -> TargetState | None:
+        """In one transaction: if ``target`` is quarantined, release it, remove the keys
+        ``drop`` from its data and append ``events_for(state before)``; that state, or None
+        (nothing appended) if it was not quarantined. Of concurrent lifts, one finds it."""
+        ...
+
     # -- reconciliation with Alertmanager (remediator/reconcile.py) ----------------------------
 
     async def latest_alert(self, fingerprint: str) -> InboxItem | None:

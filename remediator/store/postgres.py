@@ -53,6 +53,7 @@ from remediator.store.ingest_logic import (
 from remediator.store.postgres_conn import Pool, brief
 from remediator.store.postgres_outbox import PostgresOutboxOps
 from remediator.store.postgres_patterns import PostgresPatternOps
+from remediator.store.postgres_quarantine import PostgresQuarantineOps
 from remediator.store.postgres_schema import INTAKE_LOCKS, migrate
 from remediator.store.postgres_state import PostgresStateOps
 from remediator.store.postgres_tx import Tx
@@ -87,7 +88,7 @@ def split_url(url: str) -> tuple[str, int]:
     return urlunsplit(parts._replace(query=kept)), size
 
 
-class PostgresStore(PostgresStateOps, PostgresOutboxOps, PostgresPatternOps):
+class PostgresStore(PostgresStateOps, PostgresOutboxOps, PostgresPatternOps, PostgresQuarantineOps):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.conninfo, self.pool_size = split_url(url)

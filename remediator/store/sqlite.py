@@ -43,6 +43,7 @@ from remediator.store.rows import events_sql
 from remediator.store.schema import SQLITE_MIGRATIONS
 from remediator.store.sqlite_outbox import SqliteOutboxOps
 from remediator.store.sqlite_patterns import SqlitePatternOps
+from remediator.store.sqlite_quarantine import SqliteQuarantineOps
 from remediator.store.sqlite_rows import (
     COMMITTING,
     EVENT_COLUMNS,
@@ -66,7 +67,7 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-class SqliteStore(SqliteStateOps, SqliteOutboxOps, SqlitePatternOps):
+class SqliteStore(SqliteStateOps, SqliteOutboxOps, SqlitePatternOps, SqliteQuarantineOps):
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
         self._writer: Writer | None = None

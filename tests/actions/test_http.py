@@ -124,7 +124,7 @@ FAILOVER = steps.HttpFailover(action="http.failover")
 
 
 def test_exports() -> None:
-    assert [a.name for a in ACTIONS] == ["http.call", "http.failover"]
+    assert [a.name for a in ACTIONS] == ["http.call", "http.failover", "http.failback"]
     assert all(a.target_types == frozenset({"http"}) for a in ACTIONS)
     assert [c.target_type for c in CHECKS] == ["http"]
 
