@@ -5,6 +5,8 @@ own time, and an alert that resolves before a level's time stops that level."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ LEVELS = [
     {"name": "team", "when": ["no_recovery"], "no_recovery_within": "5m", "notify": ["email"]},
     {"name": "manager", "when": ["no_recovery"], "no_recovery_within": "30m", "notify": ["email"]},
 ]  # fmt: skip
+Runs = tuple[EngineHarness, Escalator]
 STEP = 10.0  # seconds between escalator rounds (production: 15s)
 
 
@@ -36,6 +39,22 @@ def _sections(server: SMTPServer) -> dict[str, Any]:
         },
         "escalation": {"levels": LEVELS},
     }
+
+
+@asynccontextmanager
+async def _escalating(tmp_path: Path, server: SMTPServer) -> AsyncIterator[Runs]:
+    """A harness with the three levels and an escalator on its clock; one alert on web firing
+    and remediated, its notifications delivered."""
+    h = await EngineHarness.create(tmp_path, _sections(server))
+    escalator = Escalator(config=h.rt.config, store=h.rt.store, clock=h.clock, metrics=h.rt.metrics)
+    try:
+        await h.send(alert("still", container="web"))
+        await h.drain()
+        await deliver(h)
+        yield h, escalator
+    finally:
+        await h.rt.outbox.stop()
+        await h.close()
 
 
 def _body(message: EmailMessage) -> str:
@@ -62,12 +81,8 @@ def test_each_level_waits_its_own_time_and_notifies_once_per_incident(
     tmp_path: Path, smtp: SMTPServer
 ) -> None:
     async def main() -> None:
-        h = await EngineHarness.create(tmp_path, _sections(smtp))
-        escalator = Escalator(
-            config=h.rt.config, store=h.rt.store, clock=h.clock, metrics=h.rt.metrics
-        )
-        try:
-            await h.send(alert("still", container="web"), alert("fixed", container="api"))
+        async with _escalating(tmp_path, smtp) as (h, escalator):
+            await h.send(alert("fixed", container="api"))
             await h.drain()
             await deliver(h)
             finished = h.clock.now()  # the fake actions take no time
@@ -99,9 +114,6 @@ def test_each_level_waits_its_own_time_and_notifies_once_per_incident(
             events = await h.events("recovery:escalated")
             assert sorted((e.target, e.details["level"]) for e in events) == sorted(first)
             assert {e.outcome for e in events} == {"no_recovery"}
-        finally:
-            await h.rt.outbox.stop()
-            await h.close()
 
     asyncio.run(main())
 
@@ -112,22 +124,12 @@ def test_a_level_is_not_notified_early_by_another_levels_escalation(
     """At 1m only the 1m level notifies: the 5m and 30m levels stay quiet until their time."""
 
     async def main() -> None:
-        h = await EngineHarness.create(tmp_path, _sections(smtp))
-        escalator = Escalator(
-            config=h.rt.config, store=h.rt.store, clock=h.clock, metrics=h.rt.metrics
-        )
-        try:
-            await h.send(alert("still", container="web"))
-            await h.drain()
-            await deliver(h)
+        async with _escalating(tmp_path, smtp) as (h, escalator):
             h.clock.advance(61)
             assert await escalator.run_once() == 1
             await h.rt.bus.drain()
             await deliver(h)
             assert _escalations(smtp, 0) == [("web", "oncall")]
             assert await escalator.run_once() == 0  # once per remediation and level
-        finally:
-            await h.rt.outbox.stop()
-            await h.close()
 
     asyncio.run(main())

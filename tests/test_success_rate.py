@@ -23,7 +23,9 @@ import pytest
 from tests.e2e.stack import Prometheus, Remediator, wait_for
 from tests.engine_harness import EngineHarness, Recorder, alert, restart_playbook, run
 from tests.realservices import ContainerFactory, require
-from tests.test_panels import JOB, load_generator, payload, rfc3339, scraped_after
+from tests.test_panels import JOB, load_generator, payload, prometheus, rfc3339, scraped_after
+
+__all__ = ["prometheus"]  # the fixture (test_panels.py), scraping this module's remediator
 
 PANEL: Final = "Remediation success rate"
 STATISTICS_PATH: Final = "/api/v1/recovery/statistics"
@@ -75,18 +77,6 @@ def remediator(
         yield served
     finally:
         served.shutdown()
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path, prometheus_bin: str, remediator: Remediator) -> Iterator[Prometheus]:
-    target = remediator.url.removeprefix("http://")
-    jobs = [{"job_name": JOB, "static_configs": [{"targets": [target]}]}]
-    server = Prometheus(prometheus_bin, tmp_path / "prometheus", jobs)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _fire(remediator: Remediator, alertname: str) -> str:
