@@ -23,9 +23,12 @@ import pytest
 from tests.e2e.stack import Prometheus, Remediator, wait_for
 from tests.engine_harness import EngineHarness, Recorder, alert, restart_playbook, run
 from tests.realservices import ContainerFactory, require
+from tests.test_management import Mgmt, make_mgmt, mgmt
 from tests.test_panels import JOB, load_generator, payload, prometheus, rfc3339, scraped_after
 
-__all__ = ["prometheus"]  # the fixture (test_panels.py), scraping this module's remediator
+# Fixtures: test_panels.py's Prometheus (scraping this module's remediator), test_management.py's
+# in-process app.
+__all__ = ["make_mgmt", "mgmt", "prometheus"]
 
 PANEL: Final = "Remediation success rate"
 STATISTICS_PATH: Final = "/api/v1/recovery/statistics"
@@ -164,3 +167,23 @@ def test_a_retried_remediation_counts_once_and_each_of_its_step_attempts(tmp_pat
         assert attempts == {"success": 1.0, "failure": 5.0}
 
     run(tmp_path, sections, body, recorder)
+
+
+def test_manual_runs_count_as_remediations_as_in_statistics(mgmt: Mgmt) -> None:
+    mgmt.recorder.outcomes = [True, False]
+    ran = mgmt.request("POST", "/trigger", json={"target": "web", "playbook": "restart-web"})
+    failed = mgmt.request("POST", "/trigger", json={"target": "cache", "action": "redis.flushdb"})
+    assert (ran.json()["state"], failed.json()["state"]) == ("succeeded", "failed")
+    stats = mgmt.request("GET", "/statistics", "viewer", params={"window": "1h"}).json()
+    assert stats["success_rate"]["overall"] == 0.5
+    registry = mgmt.rt.metrics.registry
+    counted = {
+        (playbook, outcome): registry.get_sample_value(
+            "remediator_remediations_total", {"playbook": playbook, "outcome": outcome}
+        )
+        for playbook, outcome in (
+            ("restart-web", "success"),
+            ("manual:redis.flushdb", "failure"),
+        )
+    }
+    assert counted == {("restart-web", "success"): 1.0, ("manual:redis.flushdb", "failure"): 1.0}
