@@ -308,9 +308,11 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
         ),
         stat(
             "Remediation success rate",
-            "Share of remediation steps that succeeded over the dashboard's time range: "
-            "success / (success + failure) of remediator_remediations_total. Dry runs are "
-            "left out of both sides.",
+            "Share of remediations that succeeded over the dashboard's time range: "
+            "success / (success + failure) of remediator_remediations_total, which counts each "
+            "remediation once, however many attempts and steps it took; the same number as "
+            "success_rate.overall of /api/v1/recovery/statistics over that window. Dry runs and "
+            "runs interrupted by a restart are left out of both sides.",
             units.PercentUnit,
             Query(
                 f"sum(increase(remediator_remediations_total{sel(SUCCEEDED)}"
@@ -391,8 +393,9 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
         ),
         timeseries(
             "Remediation success rate by playbook",
-            "Per playbook, success / (success + failure) of remediator_remediations_total "
-            "over the sliding $window. Dry runs are left out.",
+            "Per playbook, remediations that succeeded / (succeeded + failed), each counted "
+            "once (remediator_remediations_total), over the sliding $window. Dry runs are "
+            "left out.",
             units.PercentUnit,
             [
                 Query(
@@ -411,14 +414,15 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
             ratio=True,
         ),
         timeseries(
-            "Remediations by action and outcome",
-            "Rate of remediation steps run (remediator_remediations_total), per action and "
-            "outcome (success, failure, dry_run).",
+            "Step attempts by action and outcome",
+            "Rate of playbook steps run (remediator_action_attempts_total), per action and "
+            "outcome (success, failure, dry_run). Every attempt counts: a remediation that "
+            "succeeded on its third attempt adds the failed steps of the first two.",
             units.OpsPerSecond,
             [
                 Query(
                     "sum by (action, outcome) "
-                    f"(rate(remediator_remediations_total{sel()}[$__rate_interval]))",
+                    f"(rate(remediator_action_attempts_total{sel()}[$__rate_interval]))",
                     "{{action}} {{outcome}}",
                 )
             ],

@@ -35,7 +35,15 @@ from remediator.guards import ESCALATING, Guards, blast_peers
 from remediator.metrics import Metrics
 from remediator.runner import StepContext, StepRunner
 from remediator.store import InboxItem, Store
-from remediator.store.records import BLOCKED, DRY_RUN, FAILED, RUNNING, SUCCEEDED, Remediation
+from remediator.store.records import (
+    BLOCKED,
+    DRY_RUN,
+    FAILED,
+    INTERRUPTED,
+    RUNNING,
+    SUCCEEDED,
+    Remediation,
+)
 from remediator.targets import Target
 from remediator.worker import COMPLETED, worker_name
 
@@ -129,6 +137,7 @@ class Engine(EngineEvents):
             now=now, events_for=interrupted, expired_only=self.store.shared
         )
         for r in found:
+            self.metrics.remediation_finished(r.playbook, INTERRUPTED)
             log.warning(
                 "remediation interrupted", extra={"playbook": r.playbook, "target": r.target}
             )
@@ -443,6 +452,7 @@ class Engine(EngineEvents):
         await self.store.finish_remediation(
             rid, state=state, now=now, attempts=attempt, events=events, complete_item=done
         )
+        self.metrics.remediation_finished(plan.name, state)
 
     async def _report(self, target: Target, *, ok: bool, base: Event) -> None:
         transition = await self.store.report(

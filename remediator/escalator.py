@@ -1,5 +1,9 @@
 """Escalating what did not recover: a remediation finished, but its alert is still firing
-``no_recovery_within`` later (per escalation level). Each remediation escalates this way once.
+``no_recovery_within`` later. Each escalation level that handles ``no_recovery`` waits its own
+``no_recovery_within`` and escalates each remediation once (one ``recovery:escalated`` event
+naming the level in ``details.level``); an alert that resolves before a level's time stops that
+level. Each round reads only the finished remediations of open episodes (index look-ups, in
+pages), never the whole history.
 
 Runs on one replica at a time (the ``escalator`` lease).
 """
@@ -10,17 +14,18 @@ import logging
 
 from remediator import events as ev
 from remediator.clock import Clock
-from remediator.config import Config
+from remediator.config import Config, EscalationLevel
 from remediator.events import Event
 from remediator.metrics import Metrics
 from remediator.periodic import Periodic
 from remediator.store import Store
-from remediator.store.records import FAILED, SUCCEEDED
+from remediator.store.records import Remediation
 from remediator.worker import worker_name
 
 log = logging.getLogger("remediator.escalator")
 INTERVAL = 15.0
 REASON = "no_recovery"
+PAGE = 500  # remediations read per query
 
 
 class Escalator:
@@ -32,43 +37,55 @@ class Escalator:
         self.owner = worker_name()
         self._periodic = Periodic("escalator", INTERVAL, self.run_once)
 
+    def levels(self) -> list[EscalationLevel]:
+        """The levels that handle ``no_recovery``."""
+        return [lvl for lvl in self.config.escalation.levels if REASON in lvl.when]
+
     def window(self) -> float | None:
         """The shortest ``no_recovery_within`` of the levels that handle ``no_recovery``."""
-        waits = [
-            lvl.no_recovery_within for lvl in self.config.escalation.levels if REASON in lvl.when
-        ]
+        waits = [lvl.no_recovery_within for lvl in self.levels()]
         return min(waits) if waits else None
 
     async def run_once(self) -> int:
-        wait = self.window()
+        levels, wait = self.levels(), self.window()
         if wait is None:
             return 0
         now = self.clock.now()
         if not await self.store.lead("escalator", owner=self.owner, now=now, ttl=INTERVAL * 4):
             return 0
-        escalated = 0
-        for state in (SUCCEEDED, FAILED):
-            for rem in await self.store.remediations(state=state, limit=10_000):
-                if rem.finished_at is None or now - rem.finished_at < wait:
-                    continue
-                flag = f"escalated:{REASON}:{rem.id}"
-                if await self.store.flag(flag) is not None:
-                    continue
-                episode = await self.store.episode(rem.episode_id)
-                if episode is None or not episode.open:
-                    continue
-                event = Event(
-                    type=ev.RECOVERY_ESCALATED, time=now, severity="high", target=rem.target,
-                    playbook=rem.playbook, fingerprint=rem.fingerprint, outcome=REASON,
-                    actor="escalator",
-                    message=f"{rem.playbook} finished {now - rem.finished_at:.0f}s ago on "
-                    f"{rem.target}; the alert is still firing",
-                    details={"episode": rem.episode_id, "reason": REASON},
-                )  # fmt: skip
-                await self.store.set_flag(flag, "1", actor="escalator", now=now, events=[event])
-                self.metrics.escalations.labels(REASON).inc()
-                escalated += 1
-        return escalated
+        escalated, after = 0, 0
+        while True:
+            page = await self.store.unrecovered(
+                finished_before=now - wait, after_id=after, limit=PAGE
+            )
+            for rem in page:
+                for level in levels:
+                    escalated += await self._escalate(rem, level, now)
+            if len(page) < PAGE:
+                return escalated
+            after = page[-1].id
+
+    async def _escalate(self, rem: Remediation, level: EscalationLevel, now: float) -> int:
+        """Escalate ``rem`` at ``level`` if the level's time has passed and it has not yet."""
+        assert rem.finished_at is not None
+        if now - rem.finished_at < level.no_recovery_within:
+            return 0
+        flag = f"escalated:{REASON}:{rem.id}:{level.name}"
+        if await self.store.flag(flag) is not None:
+            return 0
+        if await self.store.flag(f"escalated:{REASON}:{rem.id}") is not None:
+            return 0  # escalated before levels waited their own time: at every level at once
+        event = Event(
+            type=ev.RECOVERY_ESCALATED, time=now, severity="high", target=rem.target,
+            playbook=rem.playbook, fingerprint=rem.fingerprint, outcome=REASON,
+            actor="escalator",
+            message=f"{rem.playbook} finished {now - rem.finished_at:.0f}s ago on "
+            f"{rem.target}; the alert is still firing (escalation level {level.name})",
+            details={"episode": rem.episode_id, "reason": REASON, "level": level.name},
+        )  # fmt: skip
+        await self.store.set_flag(flag, "1", actor="escalator", now=now, events=[event])
+        self.metrics.escalations.labels(REASON).inc()
+        return 1
 
     async def start(self) -> None:
         await self._periodic.start()

@@ -337,6 +337,7 @@ async def _run(
             )
         )
     await rt.store.finish_remediation(rid, state=state, now=now, attempts=1, events=events)
+    rt.metrics.remediation_finished(plan.name, state)
     steps = [
         {"action": e.action, "outcome": e.outcome, "duration": e.duration, "message": e.message}
         for e in result.events

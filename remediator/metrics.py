@@ -16,6 +16,13 @@ from remediator import __version__
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 ACTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# A finished remediation's state -> the outcome label of remediator_remediations_total.
+REMEDIATION_OUTCOMES = {
+    "succeeded": "success",
+    "failed": "failure",
+    "dry_run": "dry_run",
+    "interrupted": "interrupted",
+}
 RECOVERY_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
 
 
@@ -81,7 +88,15 @@ class Metrics:
         # Decisions and actions (issue 3).
         self.remediations = Counter(
             "remediator_remediations_total",
-            "Remediation steps run, by playbook, action and outcome (success|failure|dry_run).",
+            "Remediations finished, once each however many attempts it took, by playbook and "
+            "outcome (success|failure|dry_run|interrupted).",
+            ["playbook", "outcome"],
+            registry=r,
+        )
+        self.action_attempts = Counter(
+            "remediator_action_attempts_total",
+            "Playbook steps run, once per attempt (a retried remediation counts every attempt's "
+            "steps), by playbook, action and outcome (success|failure|dry_run).",
             ["playbook", "action", "outcome"],
             registry=r,
         )
@@ -194,19 +209,26 @@ class Metrics:
         }
         self.paused.set(0)
 
+    def remediation_finished(self, playbook: str, state: str) -> None:
+        """Count one finished remediation by its final state (see REMEDIATION_OUTCOMES)."""
+        self.remediations.labels(playbook, REMEDIATION_OUTCOMES[state]).inc()
+
     def prepare(
         self, *, targets: list[str], plans: dict[str, list[str]], categories: list[str]
     ) -> None:
         """Export a configuration's series at zero: each target's breaker (closed) and trips,
-        each playbook's step actions by outcome, action durations, recovery times."""
+        each playbook's remediations and step actions by outcome, action durations, recovery
+        times."""
         for target in targets:
             self.circuit_trips.labels(target)
             self.quarantined.labels(target)
             self.target_up.labels(target)
         for playbook, actions in plans.items():
+            for outcome in ("success", "failure", "dry_run"):
+                self.remediations.labels(playbook, outcome)
             for action in actions:
                 self.action_duration.labels(action)
                 for outcome in ("success", "failure", "dry_run"):
-                    self.remediations.labels(playbook, action, outcome)
+                    self.action_attempts.labels(playbook, action, outcome)
             for category in categories:
                 self.time_to_recovery.labels(playbook, category)

@@ -7,7 +7,9 @@ per incident; email sends one message per remediation outcome; webhooks get ever
 
 Escalations (``recovery:escalated``) go through the escalation levels: each level lists the
 reasons it handles and its channels; a level fires at most once per incident (alert episode),
-enforced by the outbox's unique ``dedupe_key``. With no levels configured, every escalation goes
+enforced by the outbox's unique ``dedupe_key``. An escalation that names its level in
+``details.level`` (the escalator's ``no_recovery``, once that level's own wait has passed)
+goes to that level only. With no levels configured, every escalation goes
 to every configured channel, once per incident. A notification that was dead-lettered
 on one channel escalates through the others.
 
@@ -147,8 +149,9 @@ def build_router(config: Config) -> Router | None:
             implicit = "notification_dead" if event.outcome == "notification_dead" else "default"
             return rows(event, usable, "escalated", f"esc:{incident}:{implicit}")
         out: list[OutboxRow] = []
+        named = event.details.get("level")  # the escalator's no_recovery: that level only
         for level in levels:
-            if _level_applies(level, event):
+            if (named is None or level.name == named) and _level_applies(level, event):
                 channels = [c for c in level.notify if c in usable]
                 out += rows(event, channels, "escalated", f"esc:{incident}:{level.name}")
         return out

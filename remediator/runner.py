@@ -96,7 +96,7 @@ class StepRunner:
                 if ctx.dry_run and outcome.ok
                 else ("success" if outcome.ok else "failure")
             )
-            self.metrics.remediations.labels(ctx.playbook, step.action, label).inc()
+            self.metrics.action_attempts.labels(ctx.playbook, step.action, label).inc()
             self.metrics.action_duration.labels(step.action).observe(duration)
             result.events.append(
                 _event(

@@ -3,7 +3,9 @@
 - MTTR: ``service:recovered`` durations (the alert's ``startsAt`` to its resolution) of alerts a
   playbook handles: mean, p50, p90, by playbook, target and category.
 - Success rate: ``recovery:succeeded`` / (succeeded + ``recovery:failed``), overall and by
-  playbook; by action from ``recovery:action`` outcomes (dry runs excluded).
+  playbook: remediations, each once (as ``remediator_remediations_total``, which the Grafana
+  panel and the recording rules read); by action from ``recovery:action`` outcomes, every step
+  attempt (as ``remediator_action_attempts_total``). Dry runs and interrupted runs excluded.
 - Availability: per registered target, the share of the window its health checks were up
   (``service:degraded`` → ``service:recovered`` intervals of the health monitor).
 - Breaker trips (``circuit:open``), escalations by reason, actions by type.

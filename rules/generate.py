@@ -290,9 +290,9 @@ def remediator_rules() -> list[dict[str, Any]]:
             sum by (job, instance, playbook) (rate(remediator_remediations_total{job="remediator", outcome=~"success|failure"}[30m]))
             > %(threshold)s
             """,
-            "Remediation steps are failing.",
-            "{{ $value | humanizePercentage }} of the steps of playbook {{ $labels.playbook }}"
-            " on {{ $labels.instance }} failed over the last 30m"
+            "Remediations are failing.",
+            "{{ $value | humanizePercentage }} of the remediations of playbook"
+            " {{ $labels.playbook }} on {{ $labels.instance }} failed over the last 30m"
             " (threshold %(threshold_pct)s).",
         ),
         alert(
@@ -399,7 +399,9 @@ def recording_rules() -> list[dict[str, Any]]:
             sum by (playbook) (rate(remediator_time_to_recovery_seconds_count{job="remediator"}[1h]))
             """,
         ),
-        # success / (success + failure); dry runs count in neither. The `or 0 * failure` term
+        # success / (success + failure) of remediations (each counted once, however many
+        # attempts and steps it took: /api/v1/recovery/statistics' success rate); dry runs and
+        # interrupted runs count in neither. The `or 0 * failure` term
         # gives 0 (not "no data") for a playbook that has only failed.
         record(
             "playbook:remediator_remediations_success_per_remediations:ratio_rate1h",

@@ -33,6 +33,7 @@ COUNTERS = frozenset(
         "remediator_webhook_requests_total",
         "remediator_store_write_failures_total",
         "remediator_remediations_total",
+        "remediator_action_attempts_total",
         "remediator_guard_blocks_total",
         "remediator_circuit_breaker_trips_total",
         "remediator_notifications_total",

@@ -173,7 +173,11 @@ def test_an_alert_restarts_the_container(
     assert outcomes == [("docker.restart", "success"), ("verify.health", "success")]
     metrics = httpx.get(served.url + "/metrics").text
     assert (
-        'remediator_remediations_total{action="docker.restart",outcome="success",playbook="restart-container"} 1.0'
+        'remediator_action_attempts_total{action="docker.restart",outcome="success",playbook="restart-container"} 1.0'
+        in metrics
+    )
+    assert (
+        'remediator_remediations_total{outcome="success",playbook="restart-container"} 1.0'
         in metrics
     )
 

@@ -234,6 +234,13 @@ class Store(Protocol):
         self, *, target: str | None = None, state: str | None = None, limit: int = 1000
     ) -> list[Remediation]: ...
 
+    async def unrecovered(
+        self, *, finished_before: float, after_id: int = 0, limit: int = 500
+    ) -> list[Remediation]:
+        """Finished (succeeded or failed) remediations whose episode is still open (the alert
+        keeps firing), finished at or before ``finished_before``, with ``id > after_id``, by id."""
+        ...
+
     async def last_started(self, *, target: str, playbook: str) -> float | None: ...
 
     async def count_started(self, *, target: str, since: float) -> int: ...

@@ -27,7 +27,12 @@ from remediator.store.records import (
     TargetState,
     guard_snapshot_from_row,
 )
-from remediator.store.rows import INBOX_COLUMNS, REMEDIATION_COLUMNS, item_from_row
+from remediator.store.rows import (
+    INBOX_COLUMNS,
+    REMEDIATION_COLUMNS,
+    item_from_row,
+    unrecovered_sql,
+)
 
 
 def _target_state(target: str, row: tuple[Any, ...] | None) -> TargetState:
@@ -203,6 +208,13 @@ class PostgresStateOps(PostgresBreakerOps):
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT {REMEDIATION_COLUMNS} FROM remediations {where} ORDER BY id LIMIT %s"  # noqa: S608
         rows = await self._rows(sql, [*params, limit])
+        return [Remediation(*row) for row in rows]
+
+    async def unrecovered(
+        self, *, finished_before: float, after_id: int = 0, limit: int = 500
+    ) -> list[Remediation]:
+        sql, params = unrecovered_sql("%s"), [finished_before, after_id, limit]
+        rows = await self._rows(sql, params)
         return [Remediation(*row) for row in rows]
 
     async def last_started(self, *, target: str, playbook: str) -> float | None:

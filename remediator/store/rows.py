@@ -18,7 +18,7 @@ from typing import Any
 from remediator.events import Event, chain
 from remediator.recording import Recording
 from remediator.store.base import EventQuery, InboxItem
-from remediator.store.records import OutboxItem
+from remediator.store.records import FAILED, SUCCEEDED, OutboxItem
 
 EVENT_COLUMNS = (
     "id, time, type, severity, category, target, playbook, action, outcome, duration, "
@@ -59,6 +59,23 @@ def events_sql(query: EventQuery, mark: str) -> tuple[str, list[Any]]:
     where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
     sql = f"SELECT {EVENT_COLUMNS} FROM events {where}ORDER BY id DESC LIMIT {mark}"  # noqa: S608
     return sql, [*params, query.limit]
+
+
+def unrecovered_sql(mark: str) -> str:
+    """The SELECT of :data:`REMEDIATION_COLUMNS` of finished (succeeded or failed) remediations
+    whose episode is still open, by id, with the backend's placeholder ``mark``; parameters:
+    finished at or before, id after, limit. Only index look-ups: the open episodes
+    (``episodes_open`` / ``episodes_open_target``), then each one's target's remediations (``remediations_target``;
+    a remediation marks its episode as about its target when it starts). Planners without
+    statistics would rather read ``remediations_state`` (every finished remediation ever):
+    ``CROSS JOIN`` fixes SQLite's order and ``state || ''`` takes that index out of the choices."""
+    columns = ", ".join(f"r.{name.strip()}" for name in REMEDIATION_COLUMNS.split(","))
+    return (
+        f"SELECT {columns} FROM episodes AS e CROSS JOIN remediations AS r "  # noqa: S608
+        "WHERE e.resolved_at IS NULL AND r.target = e.target AND r.episode_id = e.id "
+        f"AND r.state || '' IN ('{SUCCEEDED}', '{FAILED}') "
+        f"AND r.finished_at <= {mark} AND r.id > {mark} ORDER BY r.id LIMIT {mark}"
+    )
 
 
 def link(events: list[Event], recording: Recording, last_id: int, prev_hash: str) -> list[Event]:

@@ -27,7 +27,7 @@ from remediator.store.records import (
     TargetState,
     guard_snapshot_from_row,
 )
-from remediator.store.rows import REMEDIATION_COLUMNS
+from remediator.store.rows import REMEDIATION_COLUMNS, unrecovered_sql
 from remediator.store.sqlite_guards import guard_snapshot_sql
 from remediator.store.sqlite_rows import append_events, item_from_row
 
@@ -251,6 +251,13 @@ class SqliteStateOps:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT {REMEDIATION_COLUMNS} FROM remediations {where} ORDER BY id LIMIT ?"  # noqa: S608
         rows = await self._read(lambda c: c.execute(sql, [*params, limit]).fetchall())
+        return [Remediation(*row) for row in rows]
+
+    async def unrecovered(
+        self, *, finished_before: float, after_id: int = 0, limit: int = 500
+    ) -> list[Remediation]:
+        sql, params = unrecovered_sql("?"), [finished_before, after_id, limit]
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return [Remediation(*row) for row in rows]
 
     async def last_started(self, *, target: str, playbook: str) -> float | None:

@@ -163,7 +163,7 @@ def test_prometheus_scrapes_remediator_and_sees_the_recovery(chain: ChainRun) ->
     prometheus = chain.stack.prometheus
     assert prometheus.value(f'up{{job="{REMEDIATOR_JOB}"}}') == 1.0
     restarts = (
-        f'remediator_remediations_total{{job="{REMEDIATOR_JOB}", playbook="{PLAYBOOK}", '
+        f'remediator_action_attempts_total{{job="{REMEDIATOR_JOB}", playbook="{PLAYBOOK}", '
         'action="docker.restart", outcome="success"}'
     )
     recoveries = f'sum(remediator_time_to_recovery_seconds_count{{job="{REMEDIATOR_JOB}", playbook="{PLAYBOOK}"}})'
