@@ -81,7 +81,8 @@ class Metrics:
         # Decisions and actions (issue 3).
         self.remediations = Counter(
             "remediator_remediations_total",
-            "Remediation steps run, by playbook, action and outcome (success|failure|dry_run).",
+            "Remediation steps run, by playbook, action and outcome "
+            "(success|failure|dry_run|already_done).",
             ["playbook", "action", "outcome"],
             registry=r,
         )

@@ -50,6 +50,7 @@ from remediator.store.ingest_logic import (
     repeat_sql,
 )
 from remediator.store.postgres_conn import Pool, brief
+from remediator.store.postgres_intents import PostgresIntentOps
 from remediator.store.postgres_outbox import PostgresOutboxOps
 from remediator.store.postgres_schema import INTAKE_LOCKS, migrate
 from remediator.store.postgres_state import PostgresStateOps
@@ -85,7 +86,7 @@ def split_url(url: str) -> tuple[str, int]:
     return urlunsplit(parts._replace(query=kept)), size
 
 
-class PostgresStore(PostgresStateOps, PostgresOutboxOps):
+class PostgresStore(PostgresStateOps, PostgresOutboxOps, PostgresIntentOps):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.conninfo, self.pool_size = split_url(url)
