@@ -94,9 +94,12 @@ def _intent(step: int = 0, **fields: Any) -> StepIntent:
 
 def test_the_verdict_acts_waits_or_finds_the_step_already_done() -> None:
     intent = _intent()
-    decide = lambda i, a="docker.restart", e=None, now=1010.0: verdict(  # noqa: E731
-        i, action=a, effect=e, now=now, timeout=60.0
-    )
+
+    def decide(
+        i: StepIntent | None, a: str = "docker.restart", e: bool | None = None, now: float = 1010.0
+    ) -> str:
+        return verdict(i, action=a, effect=e, now=now, timeout=60.0)
+
     assert decide(None, e=True) == "act"  # nobody began this step
     assert decide(intent, a="docker.stop", e=True) == "act"  # another action at this index
     assert decide(intent, e=None) == "act"  # the action cannot tell: taken again
