@@ -7,8 +7,9 @@ dead owner's call already changed the target (remediator/intents.py).
 
 Probed today: ``docker.restart`` (the container's ``State.StartedAt`` and ``RestartCount``).
 The other built-in actions are idempotent (``docker.start``/``stop``/``pause``/``unpause``/
-``update_limits``/``scale``, ``docker.kill`` with SIGKILL, ``http.failover``) or repeated by the
-heir (see docs/deployment.md, "What the replicas share").
+``update_limits``/``scale``, ``docker.kill`` with SIGKILL, ``http.failover``,
+``redis.failover``) or taken again by the heir (see docs/deployment.md, "What the replicas
+share").
 """
 
 from __future__ import annotations
