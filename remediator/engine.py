@@ -382,12 +382,18 @@ class Engine(EngineEvents):
         """Run the steps with retries; the final write records the result, completes ``done``."""
         plan, target = decision.plan, decision.target
         assert plan is not None and target is not None
+        # On a shared store, each state-changing step records its intent first, and a run
+        # that took the remediation over does not repeat what its dead owner already did.
+        intents = self.store.shared and not dry
         ctx = StepContext(
             target=target,
             playbook=plan.name,
             dry_run=dry,
             base=base,
             escalate=lambda r, d: self._escalation(base, r, d),
+            remediation=rid if intents else 0,
+            owner=self.owner,
+            inherited=await self.runner.intents.inherited(rid) if intents else {},
         )
         events: list[Event] = []
         started_at = self.clock.now()

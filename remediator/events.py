@@ -71,7 +71,7 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     HEALTH_HIGH_ERRORS: ("a firing alert of category `api` is processed", "`message`: the alert name"),
     RECOVERY_STARTED: ("a remediation was claimed and is about to run", "`playbook`, `target`"),
     RECOVERY_TRIGGERED: ("a manual run (`POST /trigger`) was admitted", "`started` or `dry_run`; `actor`: the caller, `details.bypassed`"),
-    RECOVERY_ACTION: ("one step ran (once per step per attempt)", "`success`, `failure` or `dry_run`; `action`, `duration`, `message` (the detail), `details.data`"),
+    RECOVERY_ACTION: ("one step ran (once per step per attempt)", "`success`, `failure`, `dry_run`, or `already_done` (a taken-over remediation found the step already taken); `action`, `duration`, `message` (the detail), `details.data`"),
     RECOVERY_VERIFIED: ("a `verify.health` or `verify.prometheus` step passed (not in a dry run), after its `recovery:action`", "`verified`; `action`, `message`: what held"),
     RECOVERY_QUARANTINED: ("a `quarantine` step quarantined the target", "`success`"),
     RECOVERY_QUARANTINE_LIFTED: ("an operator lifted a quarantine (API or CLI)", "`lifted`; `actor`, `details.reason`, `details.quarantine_reason`"),

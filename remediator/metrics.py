@@ -96,7 +96,7 @@ class Metrics:
         self.action_attempts = Counter(
             "remediator_action_attempts_total",
             "Playbook steps run, once per attempt (a retried remediation counts every attempt's "
-            "steps), by playbook, action and outcome (success|failure|dry_run).",
+            "steps), by playbook, action and outcome (success|failure|dry_run|already_done).",
             ["playbook", "action", "outcome"],
             registry=r,
         )

@@ -24,9 +24,11 @@ from remediator.clients import Clients
 from remediator.clock import Clock
 from remediator.errors import StoreUnavailable
 from remediator.events import Event, evolve
+from remediator.intents import ALREADY_DONE, Intents
 from remediator.metrics import Metrics
 from remediator.redaction import redact, redact_text
 from remediator.store import Store
+from remediator.store.records import StepIntent
 from remediator.targets import Target
 
 log = logging.getLogger("remediator.runner")
@@ -45,6 +47,11 @@ class StepContext:
     dry_run: bool
     base: Event  # fingerprint, alertname, category, severity, config_version filled in
     escalate: Escalate
+    # The remediation whose state-changing steps record their intent first (0: none), its
+    # owner, and a previous owner's intents by step index (remediator/intents.py).
+    remediation: int = 0
+    owner: str = ""
+    inherited: dict[int, StepIntent] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,18 +83,22 @@ class StepRunner:
         self.slots = slots
         self.probe = probe
         self.query = query
+        self.intents = Intents(store=store, clock=clock)
 
     async def run(self, steps: tuple[st.Step, ...], ctx: StepContext) -> AttemptResult:
         result = AttemptResult(ok=True)
-        for step in steps:
+        for index, step in enumerate(steps):
             started = time.monotonic()
+            done = await self._already_done(step, index, ctx)
             try:
-                if ctx.dry_run and not isinstance(step, st.PluginStep):
+                if done is not None:
+                    outcome = done
+                elif ctx.dry_run and not isinstance(step, st.PluginStep):
                     # Built-in steps only describe themselves in a dry run: nothing to bound.
                     outcome = await self._one(step, ctx, result)
                 else:
                     async with asyncio.timeout(step.timeout):  # no extra task, unlike wait_for
-                        outcome = await self._one(step, ctx, result)
+                        outcome = await self._one(step, ctx, result, index=index)
             except TimeoutError:
                 outcome = ActionResult(False, f"timed out after {step.timeout:.0f}s")
             duration = time.monotonic() - started
@@ -96,6 +107,8 @@ class StepRunner:
                 if ctx.dry_run and outcome.ok
                 else ("success" if outcome.ok else "failure")
             )
+            if done is not None:
+                label = ALREADY_DONE
             self.metrics.action_attempts.labels(ctx.playbook, step.action, label).inc()
             self.metrics.action_duration.labels(step.action).observe(duration)
             result.events.append(
@@ -134,7 +147,25 @@ class StepRunner:
                 )
         return result
 
-    async def _one(self, step: st.Step, ctx: StepContext, result: AttemptResult) -> ActionResult:
+    async def _already_done(
+        self, step: st.Step, index: int, ctx: StepContext
+    ) -> ActionResult | None:
+        """For a taken-over run, at a step its previous owner began: the result if that call
+        already took effect (the step is not taken again); else None."""
+        intent = ctx.inherited.pop(index, None)  # the first attempt only
+        action = self.actions.get(step.action) if intent is not None else None
+        if intent is None or action is None or ctx.dry_run:
+            return None
+        return await self.intents.settle(
+            action,
+            ctx=ActionContext(target=ctx.target, step=step, clients=self.clients),
+            intent=intent,
+            timeout=step.timeout,
+        )
+
+    async def _one(
+        self, step: st.Step, ctx: StepContext, result: AttemptResult, *, index: int = 0
+    ) -> ActionResult:
         if isinstance(step, st.VerifyHealth):
             return await self._verify_health(step, ctx)
         if isinstance(step, st.VerifyPrometheus):
@@ -159,12 +190,17 @@ class StepRunner:
                 return ActionResult(False, "store unavailable: the active endpoint is unknown")
         # A dry run touches nothing: it takes none of the max_concurrent_actions slots.
         async with self.slots if not ctx.dry_run else contextlib.nullcontext():
-            try:
-                outcome = await action.run(
-                    ActionContext(
-                        target=target, step=step, clients=self.clients, dry_run=ctx.dry_run
-                    )
+            call = ActionContext(
+                target=target, step=step, clients=self.clients, dry_run=ctx.dry_run
+            )
+            if ctx.remediation and not ctx.dry_run and step.action in st.STATE_CHANGING:
+                refused = await self.intents.record(
+                    action, ctx=call, remediation_id=ctx.remediation, index=index, owner=ctx.owner
                 )
+                if refused is not None:
+                    return refused
+            try:
+                outcome = await action.run(call)
             except Exception as exc:  # a plugin's bug must fail the step, not wedge the run
                 log.exception("action raised", extra={"action": name})
                 return ActionResult(False, f"action raised {type(exc).__name__}")

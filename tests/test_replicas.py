@@ -11,7 +11,8 @@ three times), acting on real containers:
 * every alert leads to exactly one action (Docker's own "start" events, ``recovery:action``
   events, one remediation row per (playbook, fingerprint, episode));
 * the replica running a slow restart is killed (SIGKILL) mid-way: another one takes the
-  remediation over once its lease expired, and exactly one run completes;
+  remediation over once its lease expired, finds the restart already done (the container
+  started after the step began), and exactly one run completes with one restart;
 * pausing through one replica stops actions on all of them, at once; resuming through another
   lets them run again;
 * a target going down is seen by every replica (its own ``remediator_target_up``) but recorded
@@ -25,12 +26,14 @@ the targets down while one records it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -398,7 +401,8 @@ def _replica_config(db: str, containers: dict[str, Any]) -> dict[str, Any]:
             "name": name,
             "match": [f'alertname="{alertname}"'],
             "target": "{{ labels.container }}",
-            "steps": [{"action": "docker.restart", "stop_timeout": stop_timeout}],
+            # timeout: how long a heir waits for the effect of a restart its dead owner began
+            "steps": [{"action": "docker.restart", "stop_timeout": stop_timeout, "timeout": "10s"}],
             "cooldown": "0s",
             "max_per_window": None,
             "retry": {"max_attempts": 1},
@@ -580,15 +584,16 @@ def test_three_replicas_behind_an_alertmanager_pair(
     assert attempts == 1  # the heir's one attempt
     assert len(c.events(ev.RECOVERY_SUCCEEDED, slow_fp)) == 1
     assert [(a["action"], a["outcome"]) for a in c.events(ev.RECOVERY_ACTION, slow_fp)] == [
-        ("docker.restart", "success")
+        ("docker.restart", "already_done")
     ]
     started = c.events("recovery:started", slow_fp)
     assert len(started) == 2  # the dead replica's, and the heir's takeover
     assert started[1]["time"] >= killed_at + 1.0  # only once the dead one's lease expired
     # dockerd finishes the restart the dead replica asked for (a client's death does not
-    # cancel it); the heir cannot know and runs the playbook: two starts, one completed run.
+    # cancel it); the heir finds its intent, sees the container started since, and does not
+    # restart it again: one start, one completed run.
     time.sleep(1.0)
-    assert c.starts("slow") == 2
+    assert c.starts("slow") == 1
     [(inbox_state, inbox_attempts)] = c.query(
         "SELECT state, attempts FROM inbox WHERE fingerprint = %s", (slow_fp,)
     )
@@ -823,3 +828,180 @@ def test_an_engine_that_is_down_opens_only_its_targets_breakers_for_every_replic
     finally:
         for replica in replicas:
             replica.stop()
+
+
+# -- killed mid-restart, again and again: never a second restart ----------------------------
+
+KILL_CONTAINERS = 5  # slow containers per round, alerted at once (all restarting together:
+# a replica runs its Docker calls on the default thread pool, 6 threads on 2 cores)
+KILL_TAKEOVERS = 20  # restarts taken over from a killed replica, at least, over the rounds
+
+
+@pytest.fixture
+def kill_cluster(
+    tmp_path: Path,
+    tokens: dict[str, str],
+    pg_database: str,
+    docker_client: docker.DockerClient,
+    container_factory: ContainerFactory,
+) -> Iterator[Cluster]:
+    """Three replicas on one database (webhooks posted to them directly), acting on slow
+    containers: busybox sleep as PID 1 ignores SIGTERM, so each restart waits stop_timeout."""
+    prefix = f"remediator-kills-{uuid.uuid4().hex[:6]}"
+    containers: dict[str, Any] = {
+        f"slow{n}": container_factory(("sleep", "3600"), name_prefix=f"{prefix}-slow{n}")
+        for n in range(KILL_CONTAINERS)
+    }
+    containers["watched"] = container_factory(("sleep", "3600"), init=True, name_prefix=prefix)
+    config = _replica_config(pg_database, containers)
+    config["safety"]["max_concurrent_actions"] = KILL_CONTAINERS
+    config["health"] = {"enabled": False}
+    replicas = []
+    try:
+        for n in range(REPLICAS):
+            workdir = tmp_path / f"replica{n}"
+            workdir.mkdir()
+            replicas.append(Replica(Served(workdir, config, tokens), n))
+        with ThreadPoolExecutor(REPLICAS) as pool:
+            list(pool.map(lambda r: r.served.start(timeout=40), replicas))
+        yield Cluster(replicas, [], containers, pg_database, docker_client)
+    finally:
+        for replica in replicas:
+            replica.served.stop()  # by the PID of the process it started
+
+
+def _slow_alerts(round_: int, keys: list[str]) -> dict[str, Any]:
+    """One notification of every slow container's alert, with this round's fingerprints."""
+    alerts = [
+        {
+            "status": "firing",
+            "labels": {"alertname": "ReplicaSlow", "container": key},
+            "annotations": {},
+            "startsAt": datetime.now(UTC).isoformat(),
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://127.0.0.1:9090/graph",
+            "fingerprint": f"{round_:04x}{n:012x}",
+        }
+        for n, key in enumerate(keys)
+    ]
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="ReplicaSlow"}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "remediator",
+        "groupLabels": {"alertname": "ReplicaSlow"},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093",
+        "alerts": alerts,
+    }
+
+
+class StartStream:
+    """Docker "start" events of some containers, counted live from the engine's event stream
+    (its history keeps only the last few hundred events, too few for many rounds)."""
+
+    def __init__(self, client: docker.DockerClient, ids: list[str]) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._stream = client.events(decode=True, filters={"event": "start", "container": ids})
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(Exception):  # the stream closed
+            for found in self._stream:
+                self.counts[found["id"]] += 1
+
+    def close(self) -> None:
+        self._stream.close()
+        self._thread.join(5)
+
+
+def _restarts_began(cluster: Cluster, keys: list[str], since: float) -> bool:
+    """Whether dockerd sent each container its stop signal (a restart began) since then."""
+    found = cluster.client.events(
+        since=since,
+        until=time.time(),  # in the past: the query does not wait for new events
+        decode=True,
+        filters={"event": "kill", "container": [cluster.containers[k].id for k in keys]},
+    )
+    return {e["id"] for e in found} >= {cluster.containers[k].id for k in keys}
+
+
+def _all_succeeded(cluster: Cluster, fingerprints: list[str]) -> bool:
+    sql = "SELECT count(*) FROM remediations WHERE state = 'succeeded' AND fingerprint = ANY(%s)"
+    return cluster.query(sql, (fingerprints,)) == [(len(fingerprints),)]
+
+
+@pytest.mark.postgres
+@pytest.mark.docker
+def test_a_replica_killed_mid_restart_never_gets_a_container_restarted_twice(
+    kill_cluster: Cluster,
+) -> None:
+    """Round after round, every slow container is alerted at once; once all the restarts
+    began, the replicas running them (all but one replica at most) are killed. The heirs take
+    them over, find each restart already done, and each container starts exactly once per
+    round, until at least KILL_TAKEOVERS restarts were taken over."""
+    began = time.monotonic()
+    c = kill_cluster
+    keys = [key for key in c.containers if key != "watched"]
+    ids = {key: c.containers[key].id for key in keys}
+    starts = StartStream(c.client, list(ids.values()))
+    taken_over = 0
+    round_ = 0
+    while taken_over < KILL_TAKEOVERS:
+        round_ += 1
+        assert round_ <= 8, f"only {taken_over} restarts taken over in {round_ - 1} rounds"
+        since = time.time()
+        sender = c.live()[0]
+        answer = httpx.post(
+            sender.served.url + ALERTS,
+            json=_slow_alerts(round_, keys),
+            headers=sender.served.headers("alertmanager"),
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        wait_for(
+            functools.partial(_restarts_began, c, keys, since),
+            timeout=20,
+            what=f"every restart to begin (round {round_})",
+            cluster=c,
+        )
+        time.sleep(0.5)  # inside the restarts (stop_timeout 3s)
+        fingerprints = [f"{round_:04x}{n:012x}" for n in range(len(keys))]
+        rows = c.query(
+            "SELECT fingerprint, owner FROM remediations WHERE state = 'running' "
+            "AND fingerprint = ANY(%s)",
+            (fingerprints,),
+        )
+        owners: dict[str, list[str]] = {}
+        for fingerprint, owner in rows:
+            owners.setdefault(str(owner), []).append(str(fingerprint))
+        # The busiest owners die; one replica at least lives to take their work over.
+        doomed = sorted(owners, key=lambda o: len(owners[o]), reverse=True)[: REPLICAS - 1]
+        victims = [r for r in (c.by_owner(o) for o in doomed) if r is not None]
+        assert victims, rows
+        for victim in victims:
+            victim.served.kill9()
+        heirs = {fp for o in doomed for fp in owners[o]}
+        wait_for(
+            functools.partial(_all_succeeded, c, fingerprints),
+            timeout=40,
+            what=f"round {round_}'s remediations to succeed",
+            cluster=c,
+        )
+        time.sleep(1.0)  # room for a wrong second restart
+        assert {key: starts.counts[ids[key]] for key in keys} == dict.fromkeys(keys, round_)
+        for fingerprint in fingerprints:
+            outcomes = [a["outcome"] for a in c.events(ev.RECOVERY_ACTION, fingerprint)]
+            assert outcomes == ["already_done" if fingerprint in heirs else "success"], (
+                fingerprint,
+                outcomes,
+            )
+        taken_over += len(heirs)
+        print(f"round {round_}: {len(heirs)} restarts taken over, {time.monotonic() - began:.0f}s")
+        with ThreadPoolExecutor(len(victims)) as pool:  # back to three replicas
+            list(pool.map(lambda r: r.served.start(timeout=40), victims))
+    starts.close()
+    assert time.monotonic() - began < 150

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.actions.docker_common import (
     Outcome,
+    call_bounded,
+    engine,
     get_container,
     run_on_engine,
     state_of,
@@ -27,6 +29,7 @@ from remediator.targets import DockerContainerTarget
 CONTAINER_TARGETS: frozenset[str] = frozenset({"docker_container"})
 _KILL_SIGNALS = frozenset({"SIGKILL", "KILL", "9"})
 _STOPPED = frozenset({"created", "exited", "dead"})
+PROBE_TIMEOUT = 5.0  # seconds a probe of a container may take
 _UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -102,6 +105,30 @@ class DockerRestartAction(_ContainerAction):
         if status_before in _STOPPED:
             return Outcome(True, f"started container {name!r} (was {status_before})", data)
         return Outcome(True, f"restarted container {name!r}", data)
+
+    # Probed (remediator/actions/effects.py): a restart shows as a new StartedAt (or, by a
+    # restart policy, a higher RestartCount); a heir never restarts a container twice.
+    async def probe(self, ctx: ActionContext) -> dict[str, Any]:
+        target = ctx.target
+        if not isinstance(target, DockerContainerTarget):
+            return {}
+
+        def read() -> dict[str, Any]:
+            client = engine(ctx.clients, target.docker_host)
+            container = get_container(client, target.container_name)
+            return {
+                "started_at": _started_at(container),
+                "restart_count": int(container.attrs.get("RestartCount") or 0),
+                "status": status_of(container),
+            }
+
+        return await call_bounded(read, PROBE_TIMEOUT)
+
+    def took_effect(self, before: dict[str, Any], now: dict[str, Any]) -> bool:
+        started = now.get("started_at")
+        if started and started != before.get("started_at"):
+            return True
+        return int(now.get("restart_count") or 0) > int(before.get("restart_count") or 0)
 
 
 class DockerStopAction(_ContainerAction):

@@ -18,7 +18,13 @@ from remediator.episodes import Episode
 from remediator.events import AUDIT_CHECKPOINT, Event
 from remediator.recording import Recording
 from remediator.store.api_patterns import StoredPattern
-from remediator.store.records import GuardSnapshot, OutboxItem, Remediation, TargetState
+from remediator.store.records import (
+    GuardSnapshot,
+    OutboxItem,
+    Remediation,
+    StepIntent,
+    TargetState,
+)
 
 TransitionEvents = Callable[[Transition], list[Event]]
 CHECKPOINT = AUDIT_CHECKPOINT
@@ -207,6 +213,15 @@ class Store(Protocol):
 
     async def renew_remediation(self, remediation_id: int, *, owner: str, until: float) -> None:
         """Extend the lease of a remediation this owner is running."""
+        ...
+
+    async def record_intent(self, intent: StepIntent) -> None:
+        """Record (durably, before the call) that a state-changing step is about to be taken;
+        replaces the intent of the same remediation and step."""
+        ...
+
+    async def step_intents(self, remediation_id: int) -> list[StepIntent]:
+        """The recorded intents of a remediation, by step."""
         ...
 
     async def lead(self, name: str, *, owner: str, now: float, ttl: float) -> bool:

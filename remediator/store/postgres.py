@@ -51,6 +51,7 @@ from remediator.store.ingest_logic import (
     repeat_sql,
 )
 from remediator.store.postgres_conn import Pool, brief
+from remediator.store.postgres_intents import PostgresIntentOps
 from remediator.store.postgres_outbox import PostgresOutboxOps
 from remediator.store.postgres_patterns import PostgresPatternOps
 from remediator.store.postgres_quarantine import PostgresQuarantineOps
@@ -88,7 +89,13 @@ def split_url(url: str) -> tuple[str, int]:
     return urlunsplit(parts._replace(query=kept)), size
 
 
-class PostgresStore(PostgresStateOps, PostgresOutboxOps, PostgresPatternOps, PostgresQuarantineOps):
+class PostgresStore(
+    PostgresStateOps,
+    PostgresOutboxOps,
+    PostgresPatternOps,
+    PostgresQuarantineOps,
+    PostgresIntentOps,
+):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.conninfo, self.pool_size = split_url(url)

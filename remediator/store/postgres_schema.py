@@ -206,6 +206,23 @@ PG_MIGRATIONS: tuple[str, ...] = (
         added_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # 8: step intents — before a state-changing step calls its action, the run records which step
+    # of which remediation it is about to take, when, and what it saw of the target (the
+    # pre-call probe); a replica taking the remediation over checks whether that step already
+    # took effect instead of repeating it (remediator/intents.py). Independent of any other
+    # migration: one new table.
+    """
+    CREATE TABLE IF NOT EXISTS step_intents (
+        remediation_id BIGINT NOT NULL,
+        step INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        began_at DOUBLE PRECISION NOT NULL,
+        probe TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (remediation_id, step)
+    );
+    """,
 )
 
 

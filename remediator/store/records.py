@@ -96,3 +96,17 @@ def guard_snapshot_from_row(row: Sequence[Any], *, target: str) -> GuardSnapshot
         count_started=None if row[14] is None else int(row[14]),
         breaker=breaker,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StepIntent:
+    """A state-changing step a remediation's owner was about to take: recorded before the call,
+    so that a replica taking the remediation over can tell whether it already took effect."""
+
+    remediation_id: int
+    step: int  # the step's index in the playbook
+    action: str
+    target: str
+    owner: str
+    began_at: float
+    probe: dict[str, Any] = field(default_factory=dict)  # the target as seen before the call

@@ -41,6 +41,7 @@ from remediator.store.ingest_logic import (
 )
 from remediator.store.rows import events_sql
 from remediator.store.schema import SQLITE_MIGRATIONS
+from remediator.store.sqlite_intents import SqliteIntentOps
 from remediator.store.sqlite_outbox import SqliteOutboxOps
 from remediator.store.sqlite_patterns import SqlitePatternOps
 from remediator.store.sqlite_quarantine import SqliteQuarantineOps
@@ -67,7 +68,9 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-class SqliteStore(SqliteStateOps, SqliteOutboxOps, SqlitePatternOps, SqliteQuarantineOps):
+class SqliteStore(
+    SqliteStateOps, SqliteOutboxOps, SqlitePatternOps, SqliteQuarantineOps, SqliteIntentOps
+):
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
         self._writer: Writer | None = None
