@@ -230,7 +230,7 @@ def test_a_restart_the_dead_owner_began_is_not_repeated_by_the_heir(
         [done] = await rt.store.events(EventQuery(type=ev.RECOVERY_ACTION, limit=1))
         assert done.details["data"]["owner"] == DEAD
         value = rt.metrics.registry.get_sample_value(
-            "remediator_remediations_total",
+            "remediator_action_attempts_total",
             {"playbook": "restart", "action": "docker.restart", "outcome": ALREADY_DONE},
         )
         assert value == 1.0
