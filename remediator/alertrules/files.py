@@ -47,7 +47,7 @@ def prometheus_duration(seconds: float) -> str:
     return out
 
 
-class _Dumper(yaml.SafeDumper):
+class RuleDumper(yaml.SafeDumper):
     """Block-style YAML with indented lists and multi-line strings as literal blocks."""
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
@@ -59,7 +59,7 @@ def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
-_Dumper.add_representer(str, _represent_str)
+RuleDumper.add_representer(str, _represent_str)
 
 
 def render(healing: SelfHealingConfig) -> dict[str, str]:
@@ -76,7 +76,11 @@ def render(healing: SelfHealingConfig) -> dict[str, str]:
             group["interval"] = prometheus_duration(healing.check_interval)
         group["rules"] = rules
         body = yaml.dump(
-            {"groups": [group]}, Dumper=_Dumper, sort_keys=False, width=10_000, allow_unicode=True
+            {"groups": [group]},
+            Dumper=RuleDumper,
+            sort_keys=False,
+            width=10_000,
+            allow_unicode=True,
         )
         out[filename] = HEADER + body
     unused = sorted(set(table) - used)
