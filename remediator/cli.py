@@ -1,4 +1,5 @@
-"""The ``remediator`` command: serve, check-config, tokens, simulate, audit, quarantine, version."""
+"""The ``remediator`` command: serve, check-config, rules, tokens, simulate, audit, quarantine,
+version."""
 
 from __future__ import annotations
 
@@ -43,6 +44,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{len(cfg.playbooks)} playbooks)"
     )
     return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """Write (or ``--check``) the Prometheus rule files for the configured ``self_healing``."""
+    from remediator import alertrules
+
+    try:
+        cfg = load_config(_config_path(args.config))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    rendered = alertrules.render(cfg.self_healing)
+    return alertrules.sync(out, rendered, check=args.check, out=sys.stdout, label=f"{out}/")
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
@@ -345,6 +361,12 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a configuration file")
     c.add_argument("path", nargs="?", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
     c.set_defaults(func=cmd_check_config)
+
+    r = sub.add_parser("rules", help="write the Prometheus rules for self_healing's thresholds")
+    r.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
+    r.add_argument("--out", required=True, help="directory of the rule files")
+    r.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file differs")
+    r.set_defaults(func=cmd_rules)
 
     t = sub.add_parser("tokens", help="create local API tokens, one file per role")
     t.add_argument("--dir", default="data/tokens")

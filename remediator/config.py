@@ -84,7 +84,7 @@ class SelfHealingConfig(_Section):
     cpu_threshold: float = Field(default=80, gt=0, le=100)
     response_time_threshold: Duration = 5.0
     error_rate_threshold: float = Field(default=5, gt=0, le=100)
-    check_interval: Duration = 30.0
+    check_interval: Duration = Field(default=30.0, gt=0)
 
 
 class HealthConfig(_Section):
@@ -94,7 +94,10 @@ class HealthConfig(_Section):
     system_interval: Duration = 30.0
     service_interval: Duration = 60.0
     external_interval: Duration = 120.0
-    queue_interval: Duration = 60.0
+
+
+# Keys that were removed: check-config names each with the reason instead of "extra inputs".
+REMOVED = {"health.queue_interval": "no target type uses it"}
 
 
 class SafetyConfig(_Section):
@@ -326,6 +329,8 @@ def format_errors(exc: ValidationError) -> list[str]:
         elif kind == "union_tag_not_found":
             disc = str(ctx.get("discriminator", "")).strip("'")
             lines.append(f"{field_path((*loc, disc))}: field required")
+        elif kind == "extra_forbidden" and field_path(loc) in REMOVED:
+            lines.append(f"{field_path(loc)}: removed: {REMOVED[field_path(loc)]}")
         elif kind == "value_error" and "\n" in str(ctx.get("error", "")):
             lines.extend(str(ctx["error"]).splitlines())
         else:

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from remediator.alertrules.files import RuleDumper
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "rules"
 OUTPUT = Path(__file__).resolve().parent / "prometheusrule.yml"
@@ -39,21 +41,6 @@ METADATA: dict[str, Any] = {
 }
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block-style YAML with indented lists and multi-line strings as literal blocks."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
 def groups() -> list[dict[str, Any]]:
     """Every rule group of ``rules/*.rules.yml``, in file-name order."""
     out: list[dict[str, Any]] = []
@@ -70,7 +57,7 @@ def render() -> str:
         "metadata": METADATA,
         "spec": {"groups": groups()},
     }
-    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=10_000, allow_unicode=True)
+    body = yaml.dump(doc, Dumper=RuleDumper, sort_keys=False, width=10_000, allow_unicode=True)
     return HEADER + body
 
 

@@ -24,6 +24,7 @@ from remediator.actions.docker_common import (
     status_of,
 )
 from remediator.actions.docker_scale import DockerScaleAction
+from remediator.steps import DockerKill, DockerRestart, DockerStop
 from remediator.targets import DockerContainerTarget
 
 CONTAINER_TARGETS: frozenset[str] = frozenset({"docker_container"})
@@ -85,10 +86,10 @@ class DockerRestartAction(_ContainerAction):
     name: ClassVar[str] = "docker.restart"
     verb: ClassVar[str] = "restart"
 
-    def params(self, step: Any) -> str:
+    def params(self, step: DockerRestart) -> str:
         return f" (stop_timeout {step.stop_timeout}s)"
 
-    def apply(self, container: Any, step: Any) -> Outcome:
+    def apply(self, container: Any, step: DockerRestart) -> Outcome:
         before, status_before = _started_at(container), status_of(container)
         container.restart(timeout=step.stop_timeout)
         container.reload()
@@ -135,10 +136,10 @@ class DockerStopAction(_ContainerAction):
     name: ClassVar[str] = "docker.stop"
     verb: ClassVar[str] = "stop"
 
-    def params(self, step: Any) -> str:
+    def params(self, step: DockerStop) -> str:
         return f" (stop_timeout {step.stop_timeout}s)"
 
-    def apply(self, container: Any, step: Any) -> Outcome:
+    def apply(self, container: Any, step: DockerStop) -> Outcome:
         status_before = status_of(container)
         if not _running(container):
             data = {"status_before": status_before, "status_after": status_before}
@@ -176,10 +177,10 @@ class DockerKillAction(_ContainerAction):
     name: ClassVar[str] = "docker.kill"
     verb: ClassVar[str] = "kill"
 
-    def params(self, step: Any) -> str:
+    def params(self, step: DockerKill) -> str:
         return f" with {step.signal}"
 
-    def apply(self, container: Any, step: Any) -> Outcome:
+    def apply(self, container: Any, step: DockerKill) -> Outcome:
         signal = str(step.signal)
         status_before = status_of(container)
         name = container.name

@@ -1,0 +1,192 @@
+"""The alerts on remediator itself, and the recording rules its dashboards read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from remediator.alertrules.rulebook import RuleBook
+
+
+def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
+    return [
+        book.alert(
+            "RemediatorDown",
+            'up{job="remediator"} == 0',
+            summary="remediator is down.",
+            description="Prometheus has not been able to scrape remediator at {{ $labels.instance }}"
+            " for %(for)s: alerts are not being remediated.",
+        ),
+        book.alert(
+            "RemediatorAbsent",
+            'absent(up{job="remediator"})',
+            summary="remediator is not being scraped.",
+            description='Prometheus has no target with job="{{ $labels.job }}" for %(for)s: remediator'
+            " is not deployed or not discovered, and nothing alerts on it being down.",
+        ),
+        book.alert(
+            "RemediatorWebhookErrors",
+            """
+            sum by (job, instance) (rate(remediator_webhook_requests_total{job="remediator", code=~"5.."}[5m]))
+              /
+            sum by (job, instance) (rate(remediator_webhook_requests_total{job="remediator"}[5m]))
+            > %(threshold)s
+            """,
+            summary="remediator is failing Alertmanager webhook requests.",
+            description="{{ $value | humanizePercentage }} of webhook requests to {{ $labels.instance }}"
+            " answer 5xx (threshold %(threshold_pct)s) for more than %(for)s."
+            " Alertmanager retries, but new alerts are not being accepted.",
+        ),
+        book.alert(
+            "RemediatorRemediationsFailing",
+            """
+            sum by (job, instance, playbook) (rate(remediator_remediations_total{job="remediator", outcome="failure"}[30m]))
+              /
+            sum by (job, instance, playbook) (rate(remediator_remediations_total{job="remediator", outcome=~"success|failure"}[30m]))
+            > %(threshold)s
+            """,
+            summary="Remediations are failing.",
+            description="{{ $value | humanizePercentage }} of the remediations of playbook"
+            " {{ $labels.playbook }} on {{ $labels.instance }} failed over the last 30m"
+            " (threshold %(threshold_pct)s).",
+        ),
+        book.alert(
+            "RemediatorCircuitBreakerOpen",
+            # max_over_time: a breaker that goes half-open, fails its trial and opens again
+            # keeps the alert going.
+            'max_over_time(remediator_circuit_breaker_state{job="remediator"}[5m]) == 2',
+            summary="A remediator circuit breaker is open.",
+            description="The circuit breaker for target {{ $labels.target }} on {{ $labels.instance }}"
+            " has been open for more than %(for)s: remediator takes no action on that target.",
+        ),
+        book.alert(
+            "RemediatorInboxBacklog",
+            'remediator_inbox_pending{job="remediator"} > %(threshold)s',
+            summary="remediator is not keeping up with incoming alerts.",
+            description="{{ $value | humanize }} stored alerts are waiting for the worker on"
+            " {{ $labels.instance }} (threshold %(threshold)s) for more than %(for)s.",
+        ),
+        book.alert(
+            "RemediatorOutboxBacklog",
+            'remediator_outbox_pending{job="remediator"} > %(threshold)s',
+            summary="remediator notifications are not being delivered.",
+            description="{{ $value | humanize }} notifications are waiting in the outbox of"
+            " {{ $labels.instance }} (threshold %(threshold)s) for more than %(for)s.",
+        ),
+        book.alert(
+            "RemediatorNotificationsDead",
+            """
+            sum by (job, instance, channel) (
+              increase(remediator_notifications_total{job="remediator", outcome="dead"}[30m])
+            )
+            > %(threshold)s
+            """,
+            summary="remediator gave up delivering notifications.",
+            description="{{ $value | humanize }} notification(s) on channel {{ $labels.channel }} were given up"
+            " (dead) by {{ $labels.instance }} in the last 30m.",
+        ),
+        book.alert(
+            "RemediatorEscalating",
+            """
+            sum by (job, instance, reason) (
+              increase(remediator_escalations_total{job="remediator"}[30m])
+            )
+            > %(threshold)s
+            """,
+            summary="remediator is escalating to humans.",
+            description="remediator on {{ $labels.instance }} escalated {{ $value | humanize }} time(s)"
+            " with reason {{ $labels.reason }} in the last 30m.",
+        ),
+        book.alert(
+            "RemediatorAuditWriteFailures",
+            """
+            increase(remediator_audit_write_failures_total{job="remediator"}[15m])
+            > %(threshold)s
+            """,
+            summary="remediator cannot write its audit log.",
+            description="{{ $value | humanize }} audit event(s) could not be written on"
+            " {{ $labels.instance }} in the last 15m: the audit trail has gaps.",
+        ),
+        book.alert(
+            "RemediatorStoreWriteFailures",
+            """
+            increase(remediator_store_write_failures_total{job="remediator"}[5m])
+            > %(threshold)s
+            """,
+            summary="remediator cannot commit to its store.",
+            description="{{ $value | humanize }} store commit(s) failed on {{ $labels.instance }} in the last 5m"
+            " and failures have gone on for more than %(for)s. The webhook answers 503, so new"
+            " alerts are not stored.",
+        ),
+        book.alert(
+            "RemediatorPaused",
+            'remediator_paused{job="remediator"} == 1',
+            summary="remediator kill switch has been on for a long time.",
+            description="The kill switch of {{ $labels.instance }} has been on for more than %(for)s"
+            ": no recovery action runs until someone resumes it.",
+        ),
+    ]
+
+
+def recording_rules(book: RuleBook) -> list[dict[str, Any]]:
+    return [
+        book.record(
+            "playbook:remediator_time_to_recovery_seconds:p50_rate1h",
+            """
+            histogram_quantile(0.5,
+              sum by (playbook, le) (rate(remediator_time_to_recovery_seconds_bucket{job="remediator"}[1h]))
+            )
+            """,
+        ),
+        book.record(
+            "playbook:remediator_time_to_recovery_seconds:p90_rate1h",
+            """
+            histogram_quantile(0.9,
+              sum by (playbook, le) (rate(remediator_time_to_recovery_seconds_bucket{job="remediator"}[1h]))
+            )
+            """,
+        ),
+        book.record(
+            "playbook:remediator_time_to_recovery_seconds:mean1h",
+            """
+            sum by (playbook) (rate(remediator_time_to_recovery_seconds_sum{job="remediator"}[1h]))
+              /
+            sum by (playbook) (rate(remediator_time_to_recovery_seconds_count{job="remediator"}[1h]))
+            """,
+        ),
+        # success / (success + failure) of remediations (each counted once, however many
+        # attempts and steps it took: /api/v1/recovery/statistics' success rate); dry runs and
+        # interrupted runs count in neither. The `or 0 * failure` term
+        # gives 0 (not "no data") for a playbook that has only failed.
+        book.record(
+            "playbook:remediator_remediations_success_per_remediations:ratio_rate1h",
+            """
+            (
+                sum by (playbook) (rate(remediator_remediations_total{job="remediator", outcome="success"}[1h]))
+              or
+                0 * sum by (playbook) (rate(remediator_remediations_total{job="remediator", outcome="failure"}[1h]))
+            )
+            /
+              sum by (playbook) (rate(remediator_remediations_total{job="remediator", outcome=~"success|failure"}[1h]))
+            """,
+        ),
+        book.record(
+            "job:remediator_remediations_success_per_remediations:ratio_rate1h",
+            """
+            (
+                sum by (job) (rate(remediator_remediations_total{job="remediator", outcome="success"}[1h]))
+              or
+                0 * sum by (job) (rate(remediator_remediations_total{job="remediator", outcome="failure"}[1h]))
+            )
+            /
+              sum by (job) (rate(remediator_remediations_total{job="remediator", outcome=~"success|failure"}[1h]))
+            """,
+        ),
+        book.record(
+            "job:remediator_webhook_request_duration_seconds:p99_rate5m",
+            """
+            histogram_quantile(0.99,
+              sum by (job, le) (rate(remediator_webhook_request_duration_seconds_bucket{job="remediator"}[5m]))
+            )
+            """,
+        ),
+    ]
