@@ -376,6 +376,7 @@ class Engine(EngineEvents):
             dry_run=dry,
             base=base,
             escalate=lambda r, d: self._escalation(base, r, d),
+            labels=item.labels,
         )
         events: list[Event] = []
         started_at = self.clock.now()

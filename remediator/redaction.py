@@ -73,6 +73,8 @@ def configured_secrets(
         notes.email.password_env if notes.email else None,
         *(hook.secret_env for hook in notes.webhooks),
         config.audit.encryption_key_env,
+        config.prometheus.bearer_token_env,
+        config.prometheus.basic_auth.password_env if config.prometheus.basic_auth else None,
     ]
     found += [env[name] for name in names if name and env.get(name)]
     if notes.slack is not None and notes.slack.webhook_url:
@@ -84,6 +86,7 @@ def configured_secrets(
                 found += _url_passwords(value)
         for value in getattr(target, "headers", {}).values():
             found.append(value)
+    found += config.prometheus.headers.values()
     return tuple(sorted({s for s in found if len(s) >= 4}, key=len, reverse=True))
 
 
