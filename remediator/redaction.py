@@ -65,7 +65,8 @@ def configured_secrets(
     config: Any, tokens: tuple[str, ...], env: Mapping[str, str]
 ) -> tuple[str, ...]:
     """Every secret value the configuration points at: API tokens, the Slack token, the SMTP
-    password, webhook signing secrets, the audit key, and passwords inside target URLs/DSNs."""
+    password, webhook signing secrets, the audit key, Prometheus's bearer token, password and
+    headers (those from environment variables), and passwords inside target URLs/DSNs."""
     found: list[str] = [t for t in tokens if t]
     notes = config.notifications
     names = [

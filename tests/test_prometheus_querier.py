@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import threading
 import time
@@ -24,7 +25,8 @@ from remediator import config as config_mod
 from remediator.errors import ConfigError
 from remediator.prometheus import PrometheusQuerier
 from remediator.promql import compile_query, escape
-from tests.e2e.stack import free_port
+from remediator.steps import VerifyPrometheus
+from tests.realservices import free_port
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +211,47 @@ def test_values_are_escaped_for_their_literal() -> None:
         "sum(x{a=\"\\\"} or vector(1) #\", b='\\''}) > 1"
     )
     assert template.render({}) == "sum(x{a=\"\", b=''}) > 1"
+
+
+def test_the_condition_is_a_count_of_series_or_a_bound_on_every_value() -> None:
+    def step(**fields: Any) -> VerifyPrometheus:
+        return VerifyPrometheus(action="verify.prometheus", query="up", **fields)
+
+    assert step().holds((0.0,)) and not step().holds(())
+    assert step(expect="empty").holds(()) and not step(expect="empty").holds((0.0,))
+    below = step(below=10)
+    assert below.holds((1.0, 9.5)) and not below.holds((1.0, 10.0)) and not below.holds(())
+    assert not below.holds((math.nan,))
+    band = step(above=1, below=3)
+    assert band.holds((2.0,)) and not band.holds((1.0,))
+    assert band.condition() == "every series below 3 and above 1"
+    assert step(expect="empty").condition() == "no series"
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ({"insecure_skip_verify": True, "ca_file": "/ca.pem"}, "ca_file has no effect"),
+        ({"bearer_token_env": "A", "bearer_token_file": "/t"}, "at most one of"),
+        (
+            {"bearer_token_env": "A", "basic_auth": {"username": "u", "password_env": "P"}},
+            "not both",
+        ),
+        ({"basic_auth": {"username": "u"}}, "exactly one of password_env or password_file"),
+    ],
+)
+def test_contradictory_prometheus_settings_are_refused(
+    section: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        config_mod.parse({"prometheus": {"url": "https://127.0.0.1:9090", **section}}, env={})
+
+
+def test_below_or_above_with_expect_empty_is_refused() -> None:
+    step = {"action": "verify.prometheus", "query": "up", "expect": "empty", "below": 1}
+    data = {
+        "targets": [{"name": "web", "type": "docker_container"}],
+        "playbooks": [{"name": "p", "match": ['alertname="A"'], "target": "web", "steps": [step]}],
+    }
+    with pytest.raises(ConfigError, match="'below' and 'above' need expect: non_empty"):
+        config_mod.parse(data, env={})
