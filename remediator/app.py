@@ -30,7 +30,7 @@ from remediator.outbox import Outbox
 from remediator.plugins import Plugins
 from remediator.plugins import load as load_plugins
 from remediator.policy import recording_for
-from remediator.prometheus import query_function
+from remediator.prometheus import PrometheusQuerier
 from remediator.ratelimit import RateLimiter
 from remediator.reconcile import Reconciler
 from remediator.retention import Retention
@@ -135,9 +135,7 @@ async def build_runtime(
         bus=bus,
         config_version=version,
     )
-    query = None
-    if config.prometheus.url:
-        query = query_function(config.prometheus.url, timeout=config.prometheus.timeout)
+    query = PrometheusQuerier(config.prometheus) if config.prometheus.url else None
     runner = StepRunner(
         actions=registry,
         clients=clients,
@@ -239,6 +237,8 @@ async def stop(rt: Runtime) -> None:
     if rt.retention is not None:
         await rt.retention.stop()
     await asyncio.to_thread(rt.clients.close)
+    if isinstance(rt.engine.runner.query, PrometheusQuerier):
+        rt.engine.runner.query.close()
     await rt.clients.aclose()
     await rt.store.close()
     await rt.bus.stop()

@@ -39,6 +39,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 1
+    for line in config_mod.warnings(cfg):
+        print(f"warning: {line}", file=sys.stderr)
     print(
         f"{path}: valid ({len(cfg.targets)} targets, {len(cfg.patterns)} patterns, "
         f"{len(cfg.playbooks)} playbooks)"

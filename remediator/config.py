@@ -130,9 +130,43 @@ class ApiConfig(_Section):
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
 
 
+class PrometheusBasicAuth(_Section):
+    username: str = Field(min_length=1)
+    password_env: str | None = None
+    password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _source(self) -> PrometheusBasicAuth:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password_env or password_file")
+        return self
+
+
 class PrometheusConfig(_Section):
-    url: str | None = None  # for verify.prometheus steps
+    """The server ``verify.prometheus`` steps query (remediator/prometheus.py)."""
+
+    url: str | None = None
     timeout: Duration = 10.0
+    ca_file: str | None = None  # PEM bundle to trust instead of the system CAs
+    insecure_skip_verify: bool = False
+    bearer_token_env: str | None = None
+    bearer_token_file: str | None = None
+    basic_auth: PrometheusBasicAuth | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    max_concurrent_queries: int = Field(default=4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _auth(self) -> PrometheusConfig:
+        bearer = self.bearer_token_env is not None or self.bearer_token_file is not None
+        if self.bearer_token_env is not None and self.bearer_token_file is not None:
+            raise ValueError("give at most one of bearer_token_env or bearer_token_file")
+        if bearer and self.basic_auth is not None:
+            raise ValueError("give a bearer token or basic_auth, not both")
+        if bearer and any(k.lower() == "authorization" for k in self.headers):
+            raise ValueError("an Authorization header and a bearer token exclude each other")
+        if self.insecure_skip_verify and self.ca_file is not None:
+            raise ValueError("ca_file has no effect with insecure_skip_verify")
+        return self
 
 
 class SlackConfig(_Section):
@@ -370,3 +404,14 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
             [f"<root>: invalid YAML{where}: {getattr(exc, 'problem', exc)}"]
         ) from None
     return parse(data, env)
+
+
+def warnings(cfg: Config) -> list[str]:
+    """Valid but risky settings, one line each, for ``check-config`` to print."""
+    found: list[str] = []
+    if cfg.prometheus.insecure_skip_verify:
+        found.append(
+            "prometheus.insecure_skip_verify: TLS certificates of Prometheus are not verified; "
+            "anyone on the path can answer verify.prometheus queries (prefer ca_file)"
+        )
+    return found

@@ -394,6 +394,7 @@ class Engine(EngineEvents):
             remediation=rid if intents else 0,
             owner=self.owner,
             inherited=await self.runner.intents.inherited(rid) if intents else {},
+            labels=item.labels,
         )
         events: list[Event] = []
         started_at = self.clock.now()

@@ -65,7 +65,8 @@ def configured_secrets(
     config: Any, tokens: tuple[str, ...], env: Mapping[str, str]
 ) -> tuple[str, ...]:
     """Every secret value the configuration points at: API tokens, the Slack token, the SMTP
-    password, webhook signing secrets, the audit key, and passwords inside target URLs/DSNs."""
+    password, webhook signing secrets, the audit key, Prometheus's bearer token, password and
+    headers (those from environment variables), and passwords inside target URLs/DSNs."""
     found: list[str] = [t for t in tokens if t]
     notes = config.notifications
     names = [
@@ -73,6 +74,8 @@ def configured_secrets(
         notes.email.password_env if notes.email else None,
         *(hook.secret_env for hook in notes.webhooks),
         config.audit.encryption_key_env,
+        config.prometheus.bearer_token_env,
+        config.prometheus.basic_auth.password_env if config.prometheus.basic_auth else None,
     ]
     found += [env[name] for name in names if name and env.get(name)]
     if config.audit.encryption_key_env:  # several keys, comma-separated: each one is a secret
@@ -86,6 +89,7 @@ def configured_secrets(
                 found += _url_passwords(value)
         for value in getattr(target, "headers", {}).values():
             found.append(value)
+    found += config.prometheus.headers.values()
     return tuple(sorted({s for s in found if len(s) >= 4}, key=len, reverse=True))
 
 

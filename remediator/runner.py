@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from remediator.errors import StoreUnavailable
 from remediator.events import Event, evolve
 from remediator.intents import ALREADY_DONE, Intents
 from remediator.metrics import Metrics
+from remediator.promql import compile_query
 from remediator.redaction import redact, redact_text
 from remediator.store import Store
 from remediator.store.records import StepIntent
@@ -33,7 +34,7 @@ from remediator.targets import Target
 
 log = logging.getLogger("remediator.runner")
 HealthProbe = Callable[[Target], Awaitable[bool]]
-PromQuery = Callable[[str], Awaitable[int]]  # the number of series a query returns
+PromQuery = Callable[[str], Awaitable[tuple[float, ...]]]  # one value per series returned
 Escalate = Callable[[str, str], Event]  # (reason, detail) -> the escalation event
 QUARANTINE_PAUSED = "quarantine_paused"  # target data: the quarantine step paused the container
 
@@ -52,6 +53,7 @@ class StepContext:
     remediation: int = 0
     owner: str = ""
     inherited: dict[int, StepIntent] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)  # the alert's, for query templates
 
 
 @dataclass
@@ -239,17 +241,25 @@ class StepRunner:
             return ActionResult(
                 False, "verify.prometheus needs prometheus.url in the configuration"
             )
+        promql = compile_query(step.query).render(ctx.labels)
         deadline = self.clock.monotonic() + step.within
+        tries = 0
         while True:
+            tries += 1
             try:
-                series = await self.query(step.query)
+                values = await self.query(promql)
+            except TimeoutError as exc:  # the query's own bound (the step's surfaces outside)
+                return ActionResult(False, f"query timed out: {exc}")
             except Exception as exc:
-                return ActionResult(False, f"query failed: {type(exc).__name__}")
-            holds = series > 0 if step.expect == "non_empty" else series == 0
-            if holds:
-                return ActionResult(True, f"condition holds ({series} series)")
+                return ActionResult(False, f"query failed: {type(exc).__name__}: {exc}"[:300])
+            if step.holds(values):
+                return ActionResult(
+                    True, f"{step.condition()} after {tries} query(ies) ({len(values)} series)"
+                )
             if self.clock.monotonic() + step.interval > deadline:
-                return ActionResult(False, f"condition did not hold within {step.within:.0f}s")
+                return ActionResult(
+                    False, f"{step.condition()} did not hold within {step.within:g}s"
+                )
             await self.clock.sleep(step.interval)
 
     async def _quarantine(

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from remediator.durations import Duration
+from remediator.promql import compile_query
 
 Signal = Annotated[str, Field(pattern=r"^(SIG)?[A-Z0-9]{2,8}$")]
 
@@ -158,8 +159,36 @@ class VerifyPrometheus(_Step):
     action: Literal["verify.prometheus"]
     query: str = Field(min_length=1)
     expect: Literal["non_empty", "empty"] = "non_empty"
+    below: float | None = None
+    above: float | None = None
     within: Duration = 60.0
     interval: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _check(self) -> VerifyPrometheus:
+        compile_query(self.query)  # placeholders only inside string literals
+        if self.expect == "empty" and (self.below is not None or self.above is not None):
+            raise ValueError("'below' and 'above' need expect: non_empty")
+        return self
+
+    def holds(self, values: tuple[float, ...]) -> bool:
+        """Is the condition met by a query's values (one per series)?"""
+        if self.expect == "empty":
+            return not values
+        return bool(values) and all(
+            (self.below is None or value < self.below)
+            and (self.above is None or value > self.above)
+            for value in values
+        )
+
+    def condition(self) -> str:
+        """The condition in words, for the step's event."""
+        if self.expect == "empty":
+            return "no series"
+        bounds = [] if self.below is None else [f"below {self.below:g}"]
+        bounds += [] if self.above is None else [f"above {self.above:g}"]
+        said = " and ".join(bounds)
+        return f"every series {said}" if said else "some series"
 
 
 class Escalate(_Step):
