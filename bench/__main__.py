@@ -1,10 +1,12 @@
-"""``python -m bench [all|intake|storm|latency|e2e|profile|replicas]`` (``make bench`` runs
-``all``).
+"""``python -m bench [all|intake|storm|latency|e2e|profile|replicas|structure]`` (``make bench``
+runs ``all``).
 
 Every benchmark measures remediator and its baseline in the same run and prints a Markdown
 table with both, their ratio and the machine's core count. ``profile`` runs the intake and storm
 loads under py-spy and prints the hot spots. ``replicas`` (not part of ``all``: it needs a
 PostgreSQL server) compares intake with one and with several replicas on one database.
+``structure`` (not part of ``all``: it measures the code, not its speed) traces one alert through
+the modules and reads the import graph (``--no-trace``: the import graph only).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import e2e, intake, latency, profile, replicas, storm
+from bench import e2e, intake, latency, profile, replicas, storm, structure
 from bench.procs import BenchError
 from bench.table import Table, machine
 
@@ -30,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         "which",
         nargs="?",
         default="all",
-        choices=["all", *BENCHMARKS, "profile", "replicas"],
+        choices=["all", *BENCHMARKS, "profile", "replicas", "structure"],
         help="what",
     )
     p.add_argument("--seconds", type=float, default=6.0, help="intake: seconds per wrk run")
@@ -48,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         "--replicas", type=int, default=3, help="replicas: the count compared with one (3)"
     )
     p.add_argument("--pg", help="replicas: PostgreSQL DSN (default: tests/services.sh's)")
+    p.add_argument(
+        "--no-trace", dest="trace", action="store_false", help="structure: the import graph only"
+    )
     p.add_argument("--keep", action="store_true", help="keep temporary stores and logs")
     p.add_argument("--out", help="also append the tables (Markdown) to this file")
     return p
@@ -73,6 +78,7 @@ def _runners(args: argparse.Namespace) -> dict[str, Callable[[], list[Table]]]:
                 keep=args.keep,
             )
         ),
+        "structure": lambda: structure.run(trace=args.trace),
     }
 
 
