@@ -88,9 +88,9 @@ def all_imports(root: Path = ROOT) -> list[Import]:
     return out
 
 
-def graph(imports: Iterable[Import]) -> dict[str, set[str]]:
+def graph(imports: Iterable[Import], root: Path = ROOT) -> dict[str, set[str]]:
     """module -> the package modules it imports (every package module is a key)."""
-    edges: dict[str, set[str]] = {m: set() for m in module_files()}
+    edges: dict[str, set[str]] = {m: set() for m in module_files(root)}
     for imp in imports:
         if imp.target in edges:
             edges[imp.source].add(imp.target)
