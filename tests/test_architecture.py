@@ -41,12 +41,24 @@ Layer = tuple[str, Sequence[Sequence[str]]]
 LAYERS: Final[Sequence[Layer]] = (
     ("cli", (("remediator.cli", "remediator.__main__"),)),
     ("http", (("remediator.http",),)),
-    ("runtime", (("remediator.runtime", "remediator.plugins", "remediator.reload"),)),
+    # policy.py stays top level in the planned move and builds the recording policy from the
+    # config (it imports config, notifications, recording): placed with the runtime.
+    (
+        "runtime",
+        (
+            ("remediator.runtime", "remediator.plugins", "remediator.reload", "remediator.policy"),
+            # the Prometheus rules rendered from the config (imported by the CLI only)
+            ("remediator.alertrules",),
+        ),
+    ),
     ("engine", (("remediator.engine",),)),
     (
         "families",
         (("remediator.actions",), ("remediator.checks",), ("remediator.notifiers",)),
     ),
+    # The technology helpers shared by actions and checks (one module per technology), if they
+    # land in their own package: below the families that use them.
+    ("tech", (("remediator.tech",),)),
     ("store", (("remediator.store",),)),
     ("audit", (("remediator.audit",),)),
     ("config", (("remediator.config",),)),
@@ -61,6 +73,7 @@ LAYERS: Final[Sequence[Layer]] = (
                 "remediator.alerts",
                 "remediator.durations",
                 "remediator.clients",
+                "remediator.redaction",
             ),
         ),
     ),
