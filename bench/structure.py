@@ -109,21 +109,11 @@ def _profiled(trace: Trace) -> Iterator[None]:
 
 
 def _config(container: str, store: Path) -> dict[str, Any]:
-    return {
-        "store": {"url": f"sqlite:///{store}"},
-        "targets": [{"name": "web", "type": "docker_container", "container": container}],
-        "playbooks": [
-            {
-                "name": "restart-web",
-                "match": ['alertname="HighMemoryUsage"'],
-                "target": "{{ labels.container }}",
-                "steps": [{"action": "docker.restart", "stop_timeout": 1}],
-                "cooldown": "0s",
-                "retry": {"max_attempts": 1},
-            }
-        ],
-        "health": {"enabled": False},
-    }
+    from tests.test_engine_docker import config
+
+    target = {"name": "web", "type": "docker_container", "container": container}
+    cfg = config([target], match=['alertname="HighMemoryUsage"'])
+    return {"store": {"url": f"sqlite:///{store}"}, **cfg}
 
 
 def _payload() -> dict[str, Any]:
