@@ -19,14 +19,19 @@ from remediator import events as ev
 from remediator.auth import Principal
 from remediator.breaker import Transition
 from remediator.config import Config
-from remediator.errors import ConfigError, MalformedJSON, PatternExists, ServiceNotFound
+from remediator.errors import (
+    ConfigError,
+    Conflict,
+    MalformedJSON,
+    Missing,
+    PatternExists,
+    ServiceNotFound,
+    ValidationFailed,
+)
 from remediator.events import Event
 from remediator.guards import PAUSE_FLAG
 from remediator.intake import parse_payload
 from remediator.management import (
-    Conflict,
-    Missing,
-    ValidationFailed,
     breaker_json,
     invalid,
     known_secrets,
@@ -114,10 +119,16 @@ async def trigger(request: Request, rt: Runtime, who: Principal) -> Response:
     if req.force and not reason:
         raise ValidationFailed(["reason: required with force (it is recorded in the audit)"])
     plan, target = manual.resolve(
-        rt, req.target, playbook=req.playbook, action=req.action, params=req.params
+        rt.engine.catalog, req.target, playbook=req.playbook, action=req.action, params=req.params
     )
     result = await manual.trigger(
-        rt, plan, target, actor=who.name, force=req.force, reason=reason, dry_run=req.dry_run
+        rt.engine.runs,
+        plan,
+        target,
+        actor=who.name,
+        force=req.force,
+        reason=reason,
+        dry_run=req.dry_run,
     )
     return ok(TriggerResponse, result.as_json())
 
@@ -131,17 +142,28 @@ async def dry_run(request: Request, rt: Runtime, who: Principal) -> Response:
         raise MalformedJSON("the body is not valid JSON") from None
     if isinstance(data, dict) and "alerts" in data:
         payload = parse_payload(body)
-        traces = await dryrun.trace_alerts(rt, list(payload.alerts))
+        traces = await _dry_run(rt).trace_alerts(list(payload.alerts))
         return ok(DryRunResponse, {"mode": "alerts", "traces": traces})
     try:
         req = DryRunRequest.model_validate_json(body, strict=True)
     except ValidationError as exc:
         raise invalid(exc) from None
     plan, target = manual.resolve(
-        rt, req.target, playbook=req.playbook, action=req.action, params=req.params
+        rt.engine.catalog, req.target, playbook=req.playbook, action=req.action, params=req.params
     )
-    trace = await dryrun.trace_target(rt, plan, target)
+    trace = await _dry_run(rt).trace_target(plan, target)
     return ok(DryRunResponse, {"mode": "target", "traces": [trace]})
+
+
+def _dry_run(rt: Runtime) -> dryrun.DryRun:
+    settings = rt.config.circuit_breaker
+    return dryrun.DryRun(
+        catalog=rt.engine.catalog,
+        guards=rt.engine.guards,
+        store=rt.store,
+        clock=rt.clock,
+        breaker=lambda state: breaker_json(state, settings),
+    )
 
 
 # -- configuration -----------------------------------------------------------------------------

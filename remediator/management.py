@@ -26,9 +26,9 @@ from remediator.errors import (
     MalformedJSON,
     RateLimited,
     RequestError,
-    SchemaViolation,
     StoreUnavailable,
     Unauthorized,
+    ValidationFailed,
 )
 from remediator.guards import PAUSE_FLAG
 from remediator.patterns import DEFAULT_PATTERNS, effective_patterns
@@ -50,38 +50,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 DEFAULT_WINDOW = 86400.0
 MAX_WINDOW = 366 * 86400.0
 
-# -- errors beyond remediator.errors -----------------------------------------------------------
-
-
-class ValidationFailed(SchemaViolation):
-    """422 with one line per problem in ``details``."""
-
-    def __init__(self, details: list[str]) -> None:
-        shown = details[0] if details else "invalid request"
-        more = f" (+{len(details) - 1} more)" if len(details) > 1 else ""
-        super().__init__(shown + more)
-        self.details = details
-
-
-class Conflict(RequestError):
-    """409 with a specific code: a guard refused (PAUSED, COOLDOWN, CIRCUIT_OPEN, ...), or a
-    built-in pattern cannot be deleted (PATTERN_BUILTIN)."""
-
-    status = 409
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Missing(RequestError):
-    """404 with a specific code (PLAYBOOK_NOT_FOUND, PATTERN_NOT_FOUND)."""
-
-    status = 404
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+# -- errors as answers --------------------------------------------------------------------------
 
 
 def problem(exc: RequestError) -> JSONResponse:
