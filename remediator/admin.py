@@ -17,7 +17,7 @@ from remediator import config as config_mod
 from remediator import configdoc, dryrun, manual, quarantine, reload
 from remediator import events as ev
 from remediator.auth import Principal
-from remediator.breaker import Transition
+from remediator.breaker import Transition, breaker_json
 from remediator.config import Config
 from remediator.errors import (
     ConfigError,
@@ -31,13 +31,7 @@ from remediator.errors import (
 from remediator.events import Event
 from remediator.guards import PAUSE_FLAG
 from remediator.intake import parse_payload
-from remediator.management import (
-    breaker_json,
-    invalid,
-    known_secrets,
-    ok,
-    parse_body,
-)
+from remediator.management import invalid, known_secrets, ok, parse_body
 from remediator.patterns import DEFAULT_PATTERNS, PatternSpec, effective_patterns
 from remediator.runtime import Runtime
 from remediator.schemas import (
@@ -142,7 +136,7 @@ async def dry_run(request: Request, rt: Runtime, who: Principal) -> Response:
         raise MalformedJSON("the body is not valid JSON") from None
     if isinstance(data, dict) and "alerts" in data:
         payload = parse_payload(body)
-        traces = await _dry_run(rt).trace_alerts(list(payload.alerts))
+        traces = await dryrun.trace_alerts(rt.engine.runs, rt.engine.catalog, list(payload.alerts))
         return ok(DryRunResponse, {"mode": "alerts", "traces": traces})
     try:
         req = DryRunRequest.model_validate_json(body, strict=True)
@@ -151,19 +145,8 @@ async def dry_run(request: Request, rt: Runtime, who: Principal) -> Response:
     plan, target = manual.resolve(
         rt.engine.catalog, req.target, playbook=req.playbook, action=req.action, params=req.params
     )
-    trace = await _dry_run(rt).trace_target(plan, target)
+    trace = await dryrun.trace_target(rt.engine.runs, plan, target)
     return ok(DryRunResponse, {"mode": "target", "traces": [trace]})
-
-
-def _dry_run(rt: Runtime) -> dryrun.DryRun:
-    settings = rt.config.circuit_breaker
-    return dryrun.DryRun(
-        catalog=rt.engine.catalog,
-        guards=rt.engine.guards,
-        store=rt.store,
-        clock=rt.clock,
-        breaker=lambda state: breaker_json(state, settings),
-    )
 
 
 # -- configuration -----------------------------------------------------------------------------

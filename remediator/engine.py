@@ -9,7 +9,6 @@ recovery (:mod:`remediator.recovery`). Pending retries stop as soon as the episo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Sequence
@@ -109,10 +108,6 @@ class Engine:
         )
         self.guards = Guards(config=config, store=self.store)
         self.runs.apply(config, self.guards, version)
-
-    def target_lock(self, name: str) -> asyncio.Lock:
-        """The lock that serialises all work on one target (automatic and manual runs)."""
-        return self.runs.lock(name)
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -223,7 +218,7 @@ class Engine:
                 self.metrics.guard_blocks.labels(reason).inc()
             return events, "skipped"
         assert decision.target is not None
-        lock = self.target_lock(decision.target.name)
+        lock = self.runs.lock(decision.target.name)
         if detected and lock.locked():  # the target is busy: record the detection now
             await self.store.append(detected)
             detected = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 from remediator import events as ev
@@ -38,18 +39,18 @@ def base_event(item: InboxItem, decision: Decision, *, now: float, config_versio
     )
 
 
+@dataclass(frozen=True, slots=True)
 class EventBuilder:
     """Builds the events of one run from its base event, each stamped with the clock's time;
     escalations and guard refusals are also counted in the metrics."""
 
-    def __init__(self, base: Event, *, clock: Clock, metrics: Metrics) -> None:
-        self.base = base
-        self.clock = clock
-        self.metrics = metrics
+    base: Event
+    clock: Clock
+    metrics: Metrics
 
     def evolve(self, **fields: Any) -> EventBuilder:
         """A builder whose base event has these fields changed."""
-        return EventBuilder(evolve(self.base, **fields), clock=self.clock, metrics=self.metrics)
+        return replace(self, base=evolve(self.base, **fields))
 
     def event(self, type_: str, *, time: float | None = None, **fields: Any) -> Event:
         """An event of this type, at ``time`` (default: now)."""

@@ -128,8 +128,7 @@ class CircuitOpen(RequestError):
 
 
 class Conflict(RequestError):
-    """409 with a specific code: a guard refused (PAUSED, COOLDOWN, QUARANTINED, ...), or a
-    built-in pattern cannot be deleted (PATTERN_BUILTIN)."""
+    """409 with a specific code: a guard refused (PAUSED, COOLDOWN, ...), PATTERN_BUILTIN."""
 
     status = 409
 

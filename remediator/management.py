@@ -18,9 +18,8 @@ from starlette.responses import JSONResponse, Response
 
 from remediator import __version__, configdoc, statistics
 from remediator.auth import Capability, Principal
-from remediator.breaker import BreakerState
-from remediator.clock import iso
-from remediator.config import CircuitBreakerConfig, format_errors
+from remediator.breaker import BreakerState, breaker_json
+from remediator.config import format_errors
 from remediator.durations import parse_duration
 from remediator.errors import (
     MalformedJSON,
@@ -116,18 +115,6 @@ def ok(model: type[BaseModel], data: dict[str, Any], status: int = 200) -> JSONR
 
 
 # -- circuit breakers --------------------------------------------------------------------------
-
-
-def breaker_json(state: BreakerState, settings: CircuitBreakerConfig) -> dict[str, Any]:
-    due = state.next_half_open(settings)
-    return {
-        "target": state.target,
-        "state": state.state,
-        "failures": state.failures,
-        "opened_at": iso(state.opened_at) if state.opened_at is not None else None,
-        "next_half_open": iso(due) if due is not None else None,
-        "half_open_trials": state.trials,
-    }
 
 
 async def registered_breakers(rt: Runtime) -> list[BreakerState]:

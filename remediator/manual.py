@@ -184,22 +184,22 @@ async def trigger(
         )
         rid = await runs.claim(order, now=now, events=[started])
         assert rid is not None  # the fingerprint is new
-        result = await runs.execute(order, rid)
-    if result.state == BLOCKED:
+        state, result = await runs.execute(order, rid)
+    if state == BLOCKED:
         raise CircuitOpen("circuit breaker open")
     return RunResult(
         remediation_id=rid,
         fingerprint=fingerprint,
         plan=plan,
         target=target,
-        state=result.state,
+        state=state,
         ok=result.ok,
         dry_run=dry_run,
         forced=force,
         bypassed=bypassed,
         steps=[
             {"action": e.action, "outcome": e.outcome, "duration": e.duration, "message": e.message}
-            for e in result.steps
+            for e in result.events
             if e.type == ev.RECOVERY_ACTION
         ],
         detail=result.detail or ("dry run" if dry_run else "all steps succeeded"),

@@ -1,12 +1,8 @@
-"""One remediation run, however it starts: an alert (the engine) or ``POST /trigger``
-(:mod:`remediator.manual`).
+"""One remediation run, for an alert (the engine) and ``POST /trigger`` (:mod:`remediator.manual`).
 
-A run asks the guards (:meth:`Runs.check`), claims the one remediation record of its
-(playbook, fingerprint, episode) (:meth:`Runs.claim`, :meth:`Runs.take_over`), then
-:meth:`Runs.execute`: the target's circuit breaker admits it, the step runner runs its steps
-(with retries and backoff for an alert, once for a manual run) while its lease is renewed,
-every attempt is reported to the breaker, and the result is recorded with its metrics. All work
-on one target is serialised by :meth:`Runs.lock`.
+Ask the guards (:meth:`Runs.check`), claim the remediation (:meth:`Runs.claim`), then
+:meth:`Runs.execute`: breaker admission, the steps (retried with backoff for an alert, once by
+hand) with the lease renewed, each attempt reported to the breaker, the result and its metrics.
 """
 
 from __future__ import annotations
@@ -29,7 +25,7 @@ from remediator.engine_events import EventBuilder
 from remediator.events import Event, evolve
 from remediator.guards import COOLDOWN, Guards, Verdict
 from remediator.metrics import Metrics
-from remediator.runner import Escalate, StepContext, StepRunner
+from remediator.runner import AttemptResult, Escalate, StepContext, StepRunner
 from remediator.store import Store
 from remediator.store.records import BLOCKED, DRY_RUN, FAILED, RUNNING, SUCCEEDED
 from remediator.targets import Target
@@ -61,42 +57,21 @@ class Order:
         return f"manual run of {self.plan.name}" if self.manual else self.plan.name
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    remediation_id: int
-    state: str  # BLOCKED when the breaker refused it
-    ok: bool
-    attempts: int
-    detail: str
-    steps: list[Event]  # the events of the last attempt's steps
-
-
+@dataclass(kw_only=True)
 class Runs:
     """Makes runs; one per engine, given each new configuration by :meth:`apply`."""
 
-    config: Config
-    guards: Guards
-    config_version: int
-
-    def __init__(
-        self,
-        *,
-        store: Store,
-        metrics: Metrics,
-        clock: Clock,
-        runner: StepRunner,
-        rng: random.Random,
-        owner: str,
-        lease: float,
-    ) -> None:
-        self.store = store
-        self.metrics = metrics
-        self.clock = clock
-        self.runner = runner
-        self.rng = rng
-        self.owner = owner
-        self.lease = lease
-        self._locks: dict[str, asyncio.Lock] = {}
+    store: Store
+    metrics: Metrics
+    clock: Clock
+    runner: StepRunner
+    rng: random.Random
+    owner: str
+    lease: float
+    config: Config = field(init=False)
+    guards: Guards = field(init=False)
+    config_version: int = field(init=False)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def apply(self, config: Config, guards: Guards, version: int) -> None:
         """Use this configuration (and its guards) for every run from now on."""
@@ -145,12 +120,12 @@ class Runs:
         refused: str | None = None,
     ) -> int | None:
         """Record the run's remediation (BLOCKED with reason ``refused``, else running with
-        this replica's lease) and its events; None if it already exists. An alert's run also
-        records ``detected`` first and marks its episode's target."""
+        this replica's lease) and its events; None if it already exists. With ``detected``
+        (an alert's first claim), record those first and mark the episode's target."""
         fields: dict[str, Any] = {"owner": self.owner, "lease": self.lease}
         if refused is not None:
             fields = {"state": BLOCKED, "reason": refused}
-        if not order.manual:
+        if detected is not None:
             fields.update(before_events=detected, mark=True)
         return await self.store.start_remediation(
             playbook=order.plan.name,
@@ -187,9 +162,9 @@ class Runs:
 
     # -- the run -------------------------------------------------------------------------------
 
-    async def execute(self, order: Order, rid: int) -> Result:
-        """Run the claimed remediation ``rid`` to its end; its final write records the result
-        (and completes ``order.done``)."""
+    async def execute(self, order: Order, rid: int) -> tuple[str, AttemptResult]:
+        """Run the claimed remediation ``rid`` to its end: its state (BLOCKED when the breaker
+        refused it) and last attempt. Its final write records it (and completes ``order.done``)."""
         if not order.dry and not await self.admit(order):
             b = order.events
             if order.manual:
@@ -206,7 +181,7 @@ class Runs:
                 events=events,
                 complete_item=order.done,
             )
-            return Result(rid, BLOCKED, False, 0, "circuit breaker open", [])
+            return BLOCKED, AttemptResult(False, detail="circuit breaker open")
         keeper = asyncio.create_task(self._keep_lease(rid), name=f"lease-{rid}")
         try:
             return await self._attempts(order, rid)
@@ -226,11 +201,10 @@ class Runs:
             except Exception:
                 log.warning("remediation lease not renewed", extra={"remediation": rid})
 
-    async def _attempts(self, order: Order, rid: int) -> Result:
+    async def _attempts(self, order: Order, rid: int) -> tuple[str, AttemptResult]:
         plan, target, b = order.plan, order.target, order.events
         # On a shared store, each state-changing step of an alert's run records its intent
-        # first, and a run that took the remediation over does not repeat what its dead owner
-        # already did.
+        # first: a run that took the remediation over does not repeat what its owner did.
         intents = self.store.shared and not order.dry and not order.manual
         ctx = StepContext(
             target=target,
@@ -270,7 +244,10 @@ class Runs:
             message = f"{order.title} failed{tried}: {detail}"
             events.append(b.event(ev.RECOVERY_FAILED, time=now, outcome="failure", message=message))
             if not order.manual:
-                events.append(await self._failed_escalation(order, detail))
+                failed = await self.store.remediations(target=target.name, state=FAILED, limit=1000)
+                escalation = b.escalation("remediation_failed", detail)
+                failures = {**escalation.details, "failures": 1 + len(failed)}
+                events.append(evolve(escalation, details=failures))
         elif order.dry:
             message = f"{order.title} on {target.name}: dry run, nothing was changed"
             events.append(
@@ -291,7 +268,7 @@ class Runs:
             rid, state=state, now=now, attempts=attempt, events=events, complete_item=order.done
         )
         self.metrics.remediation_finished(plan.name, state)
-        return Result(rid, state, ok, attempt, detail, result.events)
+        return state, result
 
     def _escalate(self, order: Order) -> Escalate:
         """The escalation of an ``escalate`` or ``quarantine`` step."""
@@ -299,12 +276,6 @@ class Runs:
         if order.manual:
             return lambda r, d: b.event(ev.RECOVERY_ESCALATED, outcome=r, message=d or r)
         return b.escalation
-
-    async def _failed_escalation(self, order: Order, detail: str) -> Event:
-        """The ``remediation_failed`` escalation, with the target's count of failed runs."""
-        failed = await self.store.remediations(target=order.target.name, state=FAILED, limit=1000)
-        escalation = order.events.escalation("remediation_failed", detail)
-        return evolve(escalation, details={**escalation.details, "failures": 1 + len(failed)})
 
     # -- the target's circuit breaker ----------------------------------------------------------
 
