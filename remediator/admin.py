@@ -17,22 +17,21 @@ from remediator import config as config_mod
 from remediator import configdoc, dryrun, manual, quarantine, reload
 from remediator import events as ev
 from remediator.auth import Principal
-from remediator.breaker import Transition
+from remediator.breaker import Transition, breaker_json
 from remediator.config import Config
-from remediator.errors import ConfigError, MalformedJSON, PatternExists, ServiceNotFound
+from remediator.errors import (
+    ConfigError,
+    Conflict,
+    MalformedJSON,
+    Missing,
+    PatternExists,
+    ServiceNotFound,
+    ValidationFailed,
+)
 from remediator.events import Event
 from remediator.guards import PAUSE_FLAG
 from remediator.intake import parse_payload
-from remediator.management import (
-    Conflict,
-    Missing,
-    ValidationFailed,
-    breaker_json,
-    invalid,
-    known_secrets,
-    ok,
-    parse_body,
-)
+from remediator.management import invalid, known_secrets, ok, parse_body
 from remediator.patterns import DEFAULT_PATTERNS, PatternSpec, effective_patterns
 from remediator.runtime import Runtime
 from remediator.schemas import (
@@ -114,10 +113,16 @@ async def trigger(request: Request, rt: Runtime, who: Principal) -> Response:
     if req.force and not reason:
         raise ValidationFailed(["reason: required with force (it is recorded in the audit)"])
     plan, target = manual.resolve(
-        rt, req.target, playbook=req.playbook, action=req.action, params=req.params
+        rt.engine.catalog, req.target, playbook=req.playbook, action=req.action, params=req.params
     )
     result = await manual.trigger(
-        rt, plan, target, actor=who.name, force=req.force, reason=reason, dry_run=req.dry_run
+        rt.engine.runs,
+        plan,
+        target,
+        actor=who.name,
+        force=req.force,
+        reason=reason,
+        dry_run=req.dry_run,
     )
     return ok(TriggerResponse, result.as_json())
 
@@ -131,16 +136,16 @@ async def dry_run(request: Request, rt: Runtime, who: Principal) -> Response:
         raise MalformedJSON("the body is not valid JSON") from None
     if isinstance(data, dict) and "alerts" in data:
         payload = parse_payload(body)
-        traces = await dryrun.trace_alerts(rt, list(payload.alerts))
+        traces = await dryrun.trace_alerts(rt.engine.runs, rt.engine.catalog, list(payload.alerts))
         return ok(DryRunResponse, {"mode": "alerts", "traces": traces})
     try:
         req = DryRunRequest.model_validate_json(body, strict=True)
     except ValidationError as exc:
         raise invalid(exc) from None
     plan, target = manual.resolve(
-        rt, req.target, playbook=req.playbook, action=req.action, params=req.params
+        rt.engine.catalog, req.target, playbook=req.playbook, action=req.action, params=req.params
     )
-    trace = await dryrun.trace_target(rt, plan, target)
+    trace = await dryrun.trace_target(rt.engine.runs, plan, target)
     return ok(DryRunResponse, {"mode": "target", "traces": [trace]})
 
 

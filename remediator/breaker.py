@@ -15,8 +15,9 @@ the transition (if any); the caller persists the state and records the event.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
+from remediator.clock import iso
 from remediator.config import CircuitBreakerConfig
 
 State = Literal["closed", "half-open", "open"]
@@ -100,3 +101,16 @@ def reset(current: BreakerState) -> Transition:
     """Manual reset: closed, counters cleared."""
     changed: State | None = None if current.state == "closed" else "closed"
     return Transition(BreakerState(target=current.target), changed)
+
+
+def breaker_json(state: BreakerState, settings: CircuitBreakerConfig) -> dict[str, Any]:
+    """A breaker's state as the API shows it."""
+    due = state.next_half_open(settings)
+    return {
+        "target": state.target,
+        "state": state.state,
+        "failures": state.failures,
+        "opened_at": iso(state.opened_at) if state.opened_at is not None else None,
+        "next_half_open": iso(due) if due is not None else None,
+        "half_open_trials": state.trials,
+    }

@@ -3,7 +3,8 @@
 For an Alertmanager payload, each alert gets the decision the worker would make
 (:func:`remediator.decisions.decide`, as ``remediator simulate`` prints it) and, when a playbook
 would run, the guards' verdict now and the target's breaker. For a target and a playbook or
-action, the same verdict for what ``POST /trigger`` would run.
+action, the same verdict for what ``POST /trigger`` would run. It reads through the
+engine's :class:`~remediator.run.Runs` (its guards, store, clock and configuration).
 """
 
 from __future__ import annotations
@@ -11,33 +12,32 @@ from __future__ import annotations
 from typing import Any
 
 from remediator.alerts import Alert
-from remediator.decisions import Decision, Plan, decide, step_json
-from remediator.management import breaker_json
-from remediator.runtime import Runtime
+from remediator.breaker import breaker_json
+from remediator.decisions import Catalog, Decision, Plan, decide, step_json
+from remediator.run import Runs
 from remediator.targets import Target
 
 
-async def _guards(rt: Runtime, plan: Plan, target: Target) -> dict[str, Any]:
-    verdict = await rt.engine.guards.check(plan=plan, target=target, now=rt.clock.now())
-    breaker = await rt.store.breaker(target.name)
+async def _guards(runs: Runs, plan: Plan, target: Target) -> dict[str, Any]:
+    verdict = await runs.guards.check(plan=plan, target=target, now=runs.clock.now())
+    breaker = await runs.store.breaker(target.name)
     return {
         "guards": {"allowed": verdict.allowed, "reason": verdict.reason, "detail": verdict.detail},
-        "breaker": breaker_json(breaker, rt.config.circuit_breaker),
+        "breaker": breaker_json(breaker, runs.config.circuit_breaker),
         "would_run": verdict.allowed,
     }
 
 
-async def trace_decision(rt: Runtime, decision: Decision) -> dict[str, Any]:
+async def trace_decision(runs: Runs, decision: Decision) -> dict[str, Any]:
     """What the worker would do with one alert now: the decision and the guards' verdict."""
     out = decision.as_json()
     out.update({"guards": None, "breaker": None, "would_run": False})
     if decision.runs and decision.plan is not None and decision.target is not None:
-        out.update(await _guards(rt, decision.plan, decision.target))
+        out.update(await _guards(runs, decision.plan, decision.target))
     return out
 
 
-async def trace_alerts(rt: Runtime, alerts: list[Alert]) -> list[dict[str, Any]]:
-    catalog = rt.engine.catalog
+async def trace_alerts(runs: Runs, catalog: Catalog, alerts: list[Alert]) -> list[dict[str, Any]]:
     traces = []
     for alert in alerts:
         decision = decide(
@@ -47,11 +47,11 @@ async def trace_alerts(rt: Runtime, alerts: list[Alert]) -> list[dict[str, Any]]
             labels=alert.labels,
             annotations=alert.annotations,
         )
-        traces.append(await trace_decision(rt, decision))
+        traces.append(await trace_decision(runs, decision))
     return traces
 
 
-async def trace_target(rt: Runtime, plan: Plan, target: Target) -> dict[str, Any]:
+async def trace_target(runs: Runs, plan: Plan, target: Target) -> dict[str, Any]:
     """What ``POST /trigger`` would do with this plan and target now."""
     out: dict[str, Any] = {
         "fingerprint": "",
@@ -70,5 +70,5 @@ async def trace_target(rt: Runtime, plan: Plan, target: Target) -> dict[str, Any
         "reason": None,
         "rendered_target": None,
     }
-    out.update(await _guards(rt, plan, target))
+    out.update(await _guards(runs, plan, target))
     return out

@@ -8,6 +8,7 @@
     ├── RequestError                     (HTTP-facing, carries a status)
     │   ├── MalformedJSON                MALFORMED_JSON        400
     │   ├── SchemaViolation              VALIDATION_FAILED     422
+    │   │   └── ValidationFailed         VALIDATION_FAILED     422 (one line per problem)
     │   ├── Unauthorized                 UNAUTHORIZED          401
     │   ├── Forbidden                    FORBIDDEN             403
     │   ├── BodyTooLarge                 PAYLOAD_TOO_LARGE     413
@@ -16,6 +17,8 @@
     │   ├── NotQuarantined               NOT_QUARANTINED       404
     │   ├── PatternExists                PATTERN_EXISTS        409
     │   ├── CircuitOpen                  CIRCUIT_OPEN          409
+    │   ├── Conflict                     (its own code)        409 (PAUSED, COOLDOWN, ...)
+    │   ├── Missing                      (its own code)        404 (PLAYBOOK_NOT_FOUND, ...)
     │   ├── RateLimited                  RATE_LIMITED          429
     │   └── Unavailable                  SERVICE_UNAVAILABLE   503
     │       └── StoreUnavailable         STORE_UNAVAILABLE     503
@@ -72,6 +75,16 @@ class SchemaViolation(RequestError):
     status = 422
 
 
+class ValidationFailed(SchemaViolation):
+    """422 with one line per problem in ``details``."""
+
+    def __init__(self, details: list[str]) -> None:
+        shown = details[0] if details else "invalid request"
+        more = f" (+{len(details) - 1} more)" if len(details) > 1 else ""
+        super().__init__(shown + more)
+        self.details = details
+
+
 class Unauthorized(RequestError):
     code = "UNAUTHORIZED"
     status = 401
@@ -112,6 +125,26 @@ class PatternExists(RequestError):
 class CircuitOpen(RequestError):
     code = "CIRCUIT_OPEN"
     status = 409
+
+
+class Conflict(RequestError):
+    """409 with a specific code: a guard refused (PAUSED, COOLDOWN, ...), PATTERN_BUILTIN."""
+
+    status = 409
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Missing(RequestError):
+    """404 with a specific code (PLAYBOOK_NOT_FOUND, PATTERN_NOT_FOUND)."""
+
+    status = 404
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class RateLimited(RequestError):

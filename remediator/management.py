@@ -18,17 +18,16 @@ from starlette.responses import JSONResponse, Response
 
 from remediator import __version__, configdoc, statistics
 from remediator.auth import Capability, Principal
-from remediator.breaker import BreakerState
-from remediator.clock import iso
-from remediator.config import CircuitBreakerConfig, format_errors
+from remediator.breaker import BreakerState, breaker_json
+from remediator.config import format_errors
 from remediator.durations import parse_duration
 from remediator.errors import (
     MalformedJSON,
     RateLimited,
     RequestError,
-    SchemaViolation,
     StoreUnavailable,
     Unauthorized,
+    ValidationFailed,
 )
 from remediator.guards import PAUSE_FLAG
 from remediator.patterns import DEFAULT_PATTERNS, effective_patterns
@@ -50,38 +49,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 DEFAULT_WINDOW = 86400.0
 MAX_WINDOW = 366 * 86400.0
 
-# -- errors beyond remediator.errors -----------------------------------------------------------
-
-
-class ValidationFailed(SchemaViolation):
-    """422 with one line per problem in ``details``."""
-
-    def __init__(self, details: list[str]) -> None:
-        shown = details[0] if details else "invalid request"
-        more = f" (+{len(details) - 1} more)" if len(details) > 1 else ""
-        super().__init__(shown + more)
-        self.details = details
-
-
-class Conflict(RequestError):
-    """409 with a specific code: a guard refused (PAUSED, COOLDOWN, CIRCUIT_OPEN, ...), or a
-    built-in pattern cannot be deleted (PATTERN_BUILTIN)."""
-
-    status = 409
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Missing(RequestError):
-    """404 with a specific code (PLAYBOOK_NOT_FOUND, PATTERN_NOT_FOUND)."""
-
-    status = 404
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+# -- errors as answers --------------------------------------------------------------------------
 
 
 def problem(exc: RequestError) -> JSONResponse:
@@ -147,18 +115,6 @@ def ok(model: type[BaseModel], data: dict[str, Any], status: int = 200) -> JSONR
 
 
 # -- circuit breakers --------------------------------------------------------------------------
-
-
-def breaker_json(state: BreakerState, settings: CircuitBreakerConfig) -> dict[str, Any]:
-    due = state.next_half_open(settings)
-    return {
-        "target": state.target,
-        "state": state.state,
-        "failures": state.failures,
-        "opened_at": iso(state.opened_at) if state.opened_at is not None else None,
-        "next_half_open": iso(due) if due is not None else None,
-        "half_open_trials": state.trials,
-    }
 
 
 async def registered_breakers(rt: Runtime) -> list[BreakerState]:

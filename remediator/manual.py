@@ -1,6 +1,6 @@
 """Manual runs, for ``POST /trigger``.
 
-A manual run goes through the same path as an automatic one: the same guards (kill switch,
+A manual run is the same run as an automatic one (:mod:`remediator.run`): the same guards (kill switch,
 quarantine, blast radius, cooldown, window, circuit breaker), the same per-target lock, the same
 remediation record (exactly once, with the config version), the same breaker accounting and
 step runner. Differences: it is one attempt (no retries), ``force`` bypasses the cooldown and
@@ -9,8 +9,6 @@ nothing else, and every event of the run carries the caller's token name as its 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,19 +16,15 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from remediator import events as ev
-from remediator.breaker import STATE_VALUE, Transition
 from remediator.config import format_errors
-from remediator.decisions import Plan
-from remediator.errors import CircuitOpen, ServiceNotFound
+from remediator.decisions import Catalog, Plan
+from remediator.errors import CircuitOpen, Conflict, Missing, ServiceNotFound, ValidationFailed
 from remediator.events import Event
-from remediator.guards import COOLDOWN, Verdict
-from remediator.management import Conflict, Missing, ValidationFailed
+from remediator.guards import Verdict
 from remediator.playbooks import RetrySpec
-from remediator.runner import StepContext
-from remediator.runtime import Runtime
+from remediator.run import Order, Runs
 from remediator.steps import STATE_CHANGING, Step, fits
-from remediator.store.base import TransitionEvents
-from remediator.store.records import BLOCKED, DRY_RUN, FAILED, SUCCEEDED
+from remediator.store.records import BLOCKED
 from remediator.targets import Target
 from remediator.templates import compile_template
 
@@ -72,14 +66,18 @@ class RunResult:
 
 
 def resolve(
-    rt: Runtime, target: str, *, playbook: str | None, action: str | None, params: dict[str, Any]
+    catalog: Catalog,
+    target: str,
+    *,
+    playbook: str | None,
+    action: str | None,
+    params: dict[str, Any],
 ) -> tuple[Plan, Target]:
     """The plan to run and its target; 404 for unknown names, 422 for a bad request."""
     if (playbook is None) == (action is None):
         raise ValidationFailed(["<root>: give exactly one of 'playbook' or 'action'"])
     if playbook is not None and params:
         raise ValidationFailed(["params: only with 'action'"])
-    catalog = rt.engine.catalog
     found = catalog.targets.get(target)
     if found is None:
         raise ServiceNotFound(f"target {target!r} is not registered")
@@ -129,39 +127,8 @@ def refusal(verdict: Verdict) -> Exception:
     return Conflict(reason.upper(), verdict.detail or reason)
 
 
-def _lock(rt: Runtime, target: str) -> asyncio.Lock:
-    # The engine's per-target lock, so a manual run never overlaps an automatic one.
-    return rt.engine.target_lock(target)
-
-
-def _transition_events(rt: Runtime, base: Event) -> TransitionEvents:
-    def make(t: Transition) -> list[Event]:
-        kind = {"open": ev.CIRCUIT_OPEN, "half-open": ev.CIRCUIT_HALF_OPEN}.get(
-            t.changed_to or "", ev.CIRCUIT_CLOSED
-        )
-        return [
-            replace(
-                base,
-                type=kind,
-                time=rt.clock.now(),
-                target=t.state.target,
-                outcome=t.changed_to or "",
-                message=f"circuit {t.changed_to} ({t.state.failures} consecutive failure(s))",
-            )
-        ]
-
-    return make
-
-
-def _publish(rt: Runtime, transition: Transition) -> None:
-    state = transition.state
-    rt.metrics.circuit_state.labels(state.target).set(STATE_VALUE[state.state])
-    if transition.changed_to == "open":
-        rt.metrics.circuit_trips.labels(state.target).inc()
-
-
 async def trigger(
-    rt: Runtime,
+    runs: Runs,
     plan: Plan,
     target: Target,
     *,
@@ -172,10 +139,9 @@ async def trigger(
 ) -> RunResult:
     """Run ``plan`` once on ``target`` now, through the guards; refusals raise a 409."""
     fingerprint = f"manual-{secrets.token_hex(8)}"
-    version = rt.engine.config_version
     base = Event(
         type="",
-        time=rt.clock.now(),
+        time=runs.clock.now(),
         severity="info",
         category="manual",
         target=target.name,
@@ -183,177 +149,59 @@ async def trigger(
         fingerprint=fingerprint,
         status="manual",
         actor=actor,
-        config_version=version,
+        config_version=runs.config_version,
         details={"manual": True, "reason": reason, "force": force},
     )
-    async with _lock(rt, target.name):
-        now = rt.clock.now()
-        verdict = await rt.engine.guards.check(plan=plan, target=target, now=now)
-        bypassed: list[str] = []
-        if force and verdict.reason == COOLDOWN:
-            bypassed.append(COOLDOWN)
-            verdict = await rt.engine.guards.check(
-                plan=replace(plan, cooldown=0.0), target=target, now=now
-            )
+    order = Order(
+        plan=plan,
+        target=target,
+        events=runs.builder(base),
+        episode_id=MANUAL_EPISODE,
+        dry=dry_run,
+        manual=True,
+    )
+    async with runs.lock(target.name):
+        now = runs.clock.now()
+        verdict, bypassed = await runs.check(order, now=now, force=force)
         if not verdict.allowed:
-            skipped = replace(
-                base,
-                type=ev.RECOVERY_SKIPPED,
+            skipped = order.events.event(
+                ev.RECOVERY_SKIPPED,
                 time=now,
                 outcome=verdict.reason or "",
                 message=f"manual run refused: {verdict.detail}",
             )
-            await rt.store.append([skipped])
-            rt.metrics.guard_blocks.labels(verdict.reason or "").inc()
+            await runs.store.append([skipped])
+            runs.metrics.guard_blocks.labels(verdict.reason or "").inc()
             raise refusal(verdict)
-        base = replace(base, details={**base.details, "bypassed": bypassed})
-        started = replace(
-            base,
-            type=ev.RECOVERY_TRIGGERED,
+        b = order.events.evolve(details={**base.details, "bypassed": bypassed})
+        order = replace(order, events=b)
+        started = b.event(
+            ev.RECOVERY_TRIGGERED,
             time=now,
             outcome="dry_run" if dry_run else "started",
             message=f"manual run of {plan.name} on {target.name} by {actor}"
             + (f" (forced: {reason})" if force else f": {reason}" if reason else ""),
         )
-        rid = await rt.store.start_remediation(
-            playbook=plan.name,
-            fingerprint=fingerprint,
-            episode_id=MANUAL_EPISODE,
-            target=target.name,
-            now=now,
-            config_version=version,
-            events=[started],
-            owner=rt.engine.owner,
-            lease=rt.engine.lease,
-        )
+        rid = await runs.claim(order, now=now, events=[started])
         assert rid is not None  # the fingerprint is new
-        if not dry_run:
-            allowed, transition = await rt.store.admit(
-                target.name,
-                rt.config.circuit_breaker,
-                now=rt.clock.now(),
-                events=_transition_events(rt, base),
-            )
-            _publish(rt, transition)
-            if not allowed:
-                blocked = replace(
-                    base,
-                    type=ev.RECOVERY_SKIPPED,
-                    time=rt.clock.now(),
-                    outcome="circuit_open",
-                    message="manual run refused: circuit breaker open",
-                )
-                await rt.store.finish_remediation(
-                    rid,
-                    state=BLOCKED,
-                    now=rt.clock.now(),
-                    attempts=0,
-                    reason="circuit_open",
-                    events=[blocked],
-                )
-                raise CircuitOpen("circuit breaker open")
-        keeper = asyncio.create_task(_keep_lease(rt, rid), name=f"lease-{rid}")
-        try:
-            return await _run(rt, plan, target, base, rid, dry_run=dry_run, bypassed=bypassed)
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-
-
-async def _keep_lease(rt: Runtime, rid: int) -> None:
-    """Renew the run's lease, so no other replica takes it for an interrupted one."""
-    engine = rt.engine
-    while True:
-        await asyncio.sleep(engine.lease / 3)
-        with contextlib.suppress(Exception):
-            await rt.store.renew_remediation(
-                rid, owner=engine.owner, until=rt.clock.now() + engine.lease
-            )
-
-
-async def _run(
-    rt: Runtime,
-    plan: Plan,
-    target: Target,
-    base: Event,
-    rid: int,
-    *,
-    dry_run: bool,
-    bypassed: list[str],
-) -> RunResult:
-    ctx = StepContext(
-        target=target,
-        playbook=plan.name,
-        dry_run=dry_run,
-        base=base,
-        escalate=lambda r, d: replace(
-            base, type=ev.RECOVERY_ESCALATED, time=rt.clock.now(), outcome=r, message=d or r
-        ),
-    )
-    started_at = rt.clock.now()
-    result = await rt.engine.runner.run(plan.steps, ctx)
-    if not dry_run:
-        transition = await rt.store.report(
-            target.name,
-            rt.config.circuit_breaker,
-            ok=result.ok,
-            now=rt.clock.now(),
-            events=_transition_events(rt, base),
-        )
-        _publish(rt, transition)
-    now = rt.clock.now()
-    events = list(result.events)
-    state = DRY_RUN if dry_run else (SUCCEEDED if result.ok else FAILED)
-    if not result.ok:
-        events.append(
-            replace(
-                base,
-                type=ev.RECOVERY_FAILED,
-                time=now,
-                outcome="failure",
-                message=f"manual run of {plan.name} failed: {result.detail}",
-            )
-        )
-    elif dry_run:
-        events.append(
-            replace(
-                base,
-                type=ev.RECOVERY_DRY_RUN,
-                time=now,
-                outcome="dry_run",
-                message=f"manual run of {plan.name} on {target.name}: dry run, nothing was changed",
-            )
-        )
-    else:
-        events.append(
-            replace(
-                base,
-                type=ev.RECOVERY_SUCCEEDED,
-                time=now,
-                outcome="success",
-                duration=now - started_at,
-                message=f"manual run of {plan.name} succeeded on {target.name}",
-            )
-        )
-    await rt.store.finish_remediation(rid, state=state, now=now, attempts=1, events=events)
-    rt.metrics.remediation_finished(plan.name, state)
-    steps = [
-        {"action": e.action, "outcome": e.outcome, "duration": e.duration, "message": e.message}
-        for e in result.events
-        if e.type == ev.RECOVERY_ACTION
-    ]
+        state, result = await runs.execute(order, rid)
+    if state == BLOCKED:
+        raise CircuitOpen("circuit breaker open")
     return RunResult(
         remediation_id=rid,
-        fingerprint=base.fingerprint,
+        fingerprint=fingerprint,
         plan=plan,
         target=target,
         state=state,
         ok=result.ok,
         dry_run=dry_run,
-        forced=bool(base.details.get("force")),
+        forced=force,
         bypassed=bypassed,
-        steps=steps,
+        steps=[
+            {"action": e.action, "outcome": e.outcome, "duration": e.duration, "message": e.message}
+            for e in result.events
+            if e.type == ev.RECOVERY_ACTION
+        ],
         detail=result.detail or ("dry run" if dry_run else "all steps succeeded"),
         config_version=base.config_version,
     )

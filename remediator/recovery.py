@@ -8,24 +8,31 @@ Resolved alerts never start a state-changing action.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from remediator import events as ev
-from remediator.decisions import decide
+from remediator.decisions import Catalog, decide
+from remediator.engine_events import base_event
+from remediator.episodes import Episode
 from remediator.events import Event, evolve
+from remediator.metrics import Metrics
 from remediator.store import InboxItem
 
-if TYPE_CHECKING:
-    from remediator.engine import Engine
 
-
-async def record(engine: Engine, item: InboxItem) -> tuple[list[Event], str]:
-    episode = await engine.store.episode(item.episode_id)
+def record(
+    item: InboxItem,
+    *,
+    episode: Episode | None,
+    catalog: Catalog,
+    now: float,
+    config_version: int,
+    metrics: Metrics,
+) -> tuple[list[Event], str]:
+    """The ``service:recovered`` event of a resolved alert (of ``episode``, if known), with its
+    time to recovery observed in ``metrics``."""
     ended = item.ends_at if item.ends_at is not None else item.received_at
     started = episode.starts_at if episode is not None else item.starts_at
     mttr = max(ended - started, 0.0)
     decision = decide(
-        engine.catalog,
+        catalog,
         fingerprint=item.fingerprint,
         status="resolved",
         labels=item.labels,
@@ -33,15 +40,15 @@ async def record(engine: Engine, item: InboxItem) -> tuple[list[Event], str]:
     )
     playbook = decision.plan.name if decision.plan else ""
     category = decision.classification.category
-    engine.metrics.time_to_recovery.labels(playbook, category).observe(mttr)
+    metrics.time_to_recovery.labels(playbook, category).observe(mttr)
     target = ""
     if decision.plan is not None:
         target = decision.plan.target.render(labels=item.labels, annotations=item.annotations)
     recovered = evolve(
-        engine.base_event(item, decision),
+        base_event(item, decision, now=now, config_version=config_version),
         type=ev.SERVICE_RECOVERED,
-        time=engine.clock.now(),
-        target=target if target in engine.catalog.targets else "",
+        time=now,
+        target=target if target in catalog.targets else "",
         playbook=playbook,
         outcome="recovered",
         duration=mttr,

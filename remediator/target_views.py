@@ -13,9 +13,10 @@ from starlette.responses import Response
 
 from remediator import failover, quarantine
 from remediator.auth import Principal
+from remediator.breaker import breaker_json
 from remediator.clock import iso
 from remediator.errors import ServiceNotFound
-from remediator.management import breaker_json, known_secrets, ok
+from remediator.management import known_secrets, ok
 from remediator.redaction import redact_text
 from remediator.runtime import Runtime
 from remediator.schemas import QuarantineResponse, TargetResponse

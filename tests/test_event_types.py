@@ -2,7 +2,8 @@
 every row is a type the code records, and docs/playbooks.md#events shows exactly that table.
 
 The package is read with ``ast``: an event type reaches the store as the ``type`` of an
-``Event(...)``, ``evolve(...)`` or ``replace(...)`` (or runner's ``_event(base, type, ...)``),
+``Event(...)``, ``evolve(...)`` or ``replace(...)`` (or runner's ``_event(base, type, ...)``, or
+an ``EventBuilder``'s ``.event(type, ...)``),
 and is written either as an ``events`` constant or as a string; every such string anywhere in
 the package (maps from categories or verbs to types included) is looked up too.
 """
@@ -80,7 +81,9 @@ def emitted() -> dict[str, list[str]]:
             kinds = [k.value for k in node.keywords if k.arg == "type"]
             if callee == "_event" and len(node.args) >= 2:
                 kinds.append(node.args[1])
-            if callee not in ("Event", "evolve", "replace", "_event"):
+            if callee == "event" and isinstance(func, ast.Attribute) and node.args:
+                kinds.append(node.args[0])  # remediator/engine_events.py's EventBuilder.event
+            if callee not in ("Event", "evolve", "replace", "_event", "event"):
                 continue
             for expr in kinds:
                 value = _value(expr, names)
