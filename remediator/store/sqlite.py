@@ -39,12 +39,13 @@ from remediator.store.ingest_logic import (
     repeat_params,
     repeat_sql,
 )
+from remediator.store.quarantine import QuarantineOps
 from remediator.store.rows import events_sql
 from remediator.store.schema import SQLITE_MIGRATIONS
+from remediator.store.sqlite_driver import SqliteDriver
 from remediator.store.sqlite_intents import SqliteIntentOps
 from remediator.store.sqlite_outbox import SqliteOutboxOps
 from remediator.store.sqlite_patterns import SqlitePatternOps
-from remediator.store.sqlite_quarantine import SqliteQuarantineOps
 from remediator.store.sqlite_rows import (
     COMMITTING,
     EVENT_COLUMNS,
@@ -69,7 +70,12 @@ def sqlite_path(url: str) -> Path:
 
 
 class SqliteStore(
-    SqliteStateOps, SqliteOutboxOps, SqlitePatternOps, SqliteQuarantineOps, SqliteIntentOps
+    SqliteStateOps,
+    SqliteOutboxOps,
+    SqlitePatternOps,
+    QuarantineOps,
+    SqliteIntentOps,
+    SqliteDriver,
 ):
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
