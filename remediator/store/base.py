@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from remediator.alerts import Alert
-from remediator.breaker import BreakerState, Transition
+from remediator.breaker import BreakerState, Change, Transition
+from remediator.breaker import TransitionEvents as TransitionEvents
 from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
 from remediator.events import AUDIT_CHECKPOINT, Event
@@ -26,8 +27,8 @@ from remediator.store.records import (
     TargetState,
 )
 
-TransitionEvents = Callable[[Transition], list[Event]]
 CHECKPOINT = AUDIT_CHECKPOINT
+R = TypeVar("R")
 
 
 def checkpoint_event(*, deleted: int, through: int, hash_: str, now: float) -> Event:
@@ -91,7 +92,9 @@ class EventQuery:
     limit: int = 100
 
 
-class Store(Protocol):
+class Lifecycle(Protocol):
+    """Opening, closing and the backend's own facts."""
+
     async def open(self) -> None:
         """Connect and migrate the schema to the current version."""
         ...
@@ -110,6 +113,22 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the store answers and can be written."""
         ...
+
+    @property
+    def shared(self) -> bool:
+        """True when several remediator processes may use this store at once."""
+        ...
+
+    async def schema_version(self) -> int: ...
+
+    async def raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Read-only query for diagnostics and tests, in the backend's own paramstyle
+        (``?`` for SQLite, ``%s`` for PostgreSQL). Engine code never uses it."""
+        ...
+
+
+class Inbox(Protocol):
+    """The alert states received, queued for the worker (remediator/store/ingest_logic.py)."""
 
     async def ingest(
         self,
@@ -137,6 +156,16 @@ class Store(Protocol):
         """Keep items this worker still works on from being claimed by another."""
         ...
 
+    async def pending_count(self) -> int: ...
+
+    async def latest_alert(self, fingerprint: str) -> InboxItem | None:
+        """The newest inbox row of a fingerprint (any state), or None if it was never stored."""
+        ...
+
+
+class AuditChain(Protocol):
+    """The hash-chained event log (remediator/audit.py): append, read, retention."""
+
     async def append(self, events: list[Event]) -> list[Event]:
         """Append events to the chain; returns them with id and hashes set."""
         ...
@@ -144,17 +173,6 @@ class Store(Protocol):
     async def events(self, query: EventQuery) -> list[Event]:
         """Recorded events, newest first."""
         ...
-
-    async def pending_count(self) -> int: ...
-
-    async def schema_version(self) -> int: ...
-
-    async def raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Read-only query for diagnostics and tests, in the backend's own paramstyle
-        (``?`` for SQLite, ``%s`` for PostgreSQL). Engine code never uses it."""
-        ...
-
-    # -- the audit chain (remediator/audit.py) -------------------------------------------------
 
     async def events_after(self, after_id: int, limit: int) -> list[Event]:
         """Up to ``limit`` recorded events with ``id > after_id``, oldest first."""
@@ -170,7 +188,9 @@ class Store(Protocol):
         ``audit:checkpoint`` event (with ``recording``'s policy). The number deleted."""
         ...
 
-    # -- engine state (see remediator/store/records.py) ----------------------------------------
+
+class Episodes(Protocol):
+    """The firing periods of alerts."""
 
     async def episode(self, episode_id: int) -> Episode | None: ...
 
@@ -178,13 +198,9 @@ class Store(Protocol):
         """Every episode still firing."""
         ...
 
-    async def mark_targets(self, pairs: list[tuple[int, str]]) -> None:
-        """Record which target each episode (id, target) is about."""
-        ...
 
-    async def alerting_targets(self, names: list[str]) -> int:
-        """How many of these targets have an open episode now."""
-        ...
+class Remediations(Protocol):
+    """Runs of playbooks, claimed once per (playbook, fingerprint, episode)."""
 
     async def start_remediation(
         self,
@@ -215,20 +231,6 @@ class Store(Protocol):
         """Extend the lease of a remediation this owner is running."""
         ...
 
-    async def record_intent(self, intent: StepIntent) -> None:
-        """Record (durably, before the call) that a state-changing step is about to be taken;
-        replaces the intent of the same remediation and step."""
-        ...
-
-    async def step_intents(self, remediation_id: int) -> list[StepIntent]:
-        """The recorded intents of a remediation, by step."""
-        ...
-
-    async def lead(self, name: str, *, owner: str, now: float, ttl: float) -> bool:
-        """Hold or renew the singleton lease ``name`` (e.g. "reconcile"); False if another
-        owner holds an unexpired one."""
-        ...
-
     async def finish_remediation(
         self,
         remediation_id: int,
@@ -256,6 +258,26 @@ class Store(Protocol):
         keeps firing), finished at or before ``finished_before``, with ``id > after_id``, by id."""
         ...
 
+    async def interrupt_running(
+        self,
+        *,
+        now: float,
+        events_for: Callable[[Remediation], list[Event]],
+        expired_only: bool = False,
+    ) -> list[Remediation]: ...
+
+
+class Guards(Protocol):
+    """What the guards read before an action (remediator/store/records.py GuardSnapshot)."""
+
+    async def mark_targets(self, pairs: list[tuple[int, str]]) -> None:
+        """Record which target each episode (id, target) is about."""
+        ...
+
+    async def alerting_targets(self, names: list[str]) -> int:
+        """How many of these targets have an open episode now."""
+        ...
+
     async def last_started(self, *, target: str, playbook: str) -> float | None: ...
 
     async def count_started(self, *, target: str, since: float) -> int: ...
@@ -276,22 +298,47 @@ class Store(Protocol):
         :meth:`count_started` since ``since`` (None if ``since`` is None) and the breaker."""
         ...
 
-    async def interrupt_running(
-        self,
-        *,
-        now: float,
-        events_for: Callable[[Remediation], list[Event]],
-        expired_only: bool = False,
-    ) -> list[Remediation]: ...
 
-    @property
-    def shared(self) -> bool:
-        """True when several remediator processes may use this store at once."""
+class Intents(Protocol):
+    """Step intents recorded before state-changing steps."""
+
+    async def record_intent(self, intent: StepIntent) -> None:
+        """Record (durably, before the call) that a state-changing step is about to be taken;
+        replaces the intent of the same remediation and step."""
         ...
+
+    async def step_intents(self, remediation_id: int) -> list[StepIntent]:
+        """The recorded intents of a remediation, by step."""
+        ...
+
+
+class Flags(Protocol):
+    """Flags and singleton leases."""
+
+    async def flag(self, name: str) -> str | None: ...
+
+    async def set_flag(
+        self, name: str, value: str, *, actor: str, now: float, events: list[Event]
+    ) -> None: ...
+
+    async def lead(self, name: str, *, owner: str, now: float, ttl: float) -> bool:
+        """Hold or renew the singleton lease ``name`` (e.g. "reconcile"); False if another
+        owner holds an unexpired one."""
+        ...
+
+
+class Breakers(Protocol):
+    """The circuit breakers' rows."""
 
     async def breakers(self) -> list[BreakerState]: ...
 
     async def breaker(self, target: str) -> BreakerState: ...
+
+    async def update_breaker(self, target: str, change: Change[R], *, now: float) -> R:
+        """Atomically: read the target's breaker row (locked), ``change`` it (a pure function
+        of the state read: the state to save, the result, the events to append), save it and
+        append; the result. The steps of remediator/breaker.py run on it (below)."""
+        ...
 
     async def admit(
         self, target: str, settings: CircuitBreakerConfig, *, now: float, events: TransitionEvents
@@ -315,11 +362,9 @@ class Store(Protocol):
         self, target: str, *, now: float, events: TransitionEvents
     ) -> Transition: ...
 
-    async def flag(self, name: str) -> str | None: ...
 
-    async def set_flag(
-        self, name: str, value: str, *, actor: str, now: float, events: list[Event]
-    ) -> None: ...
+class TargetStates(Protocol):
+    """Target registration, quarantine and failover data."""
 
     async def target_state(self, target: str) -> TargetState: ...
 
@@ -351,13 +396,9 @@ class Store(Protocol):
         (nothing appended) if it was not quarantined. Of concurrent lifts, one finds it."""
         ...
 
-    # -- reconciliation with Alertmanager (remediator/reconcile.py) ----------------------------
 
-    async def latest_alert(self, fingerprint: str) -> InboxItem | None:
-        """The newest inbox row of a fingerprint (any state), or None if it was never stored."""
-        ...
-
-    # -- notification outbox -------------------------------------------------------------------
+class Outbox(Protocol):
+    """Notifications waiting for delivery."""
 
     async def claim_outbox(
         self, *, worker: str, now: float, lease: float, limit: int
@@ -377,13 +418,19 @@ class Store(Protocol):
 
     async def outbox_states(self) -> dict[str, int]: ...
 
+
+class SlackThreads(Protocol):
+    """The Slack thread of each incident and destination."""
+
     async def slack_thread(self, incident: str, destination: str) -> tuple[str, str] | None: ...
 
     async def save_slack_thread(
         self, incident: str, destination: str, *, channel: str, ts: str
     ) -> None: ...
 
-    # -- failure patterns added through the API (remediator/store/api_patterns.py) -------------
+
+class Patterns(Protocol):
+    """Failure patterns added through the API (remediator/store/api_patterns.py)."""
 
     async def api_patterns(self) -> list[StoredPattern]:
         """Every stored API pattern, in the order they were added."""
@@ -400,3 +447,22 @@ class Store(Protocol):
         """Delete these API patterns and, if any was stored, append ``events``, in one commit;
         the ids deleted."""
         ...
+
+
+class Store(
+    Lifecycle,
+    Inbox,
+    AuditChain,
+    Episodes,
+    Remediations,
+    Guards,
+    Intents,
+    Flags,
+    Breakers,
+    TargetStates,
+    Outbox,
+    SlackThreads,
+    Patterns,
+    Protocol,
+):
+    """Everything remediator keeps durably: every role, one backend."""

@@ -51,13 +51,11 @@ from remediator.store.ingest_logic import (
     repeat_sql,
 )
 from remediator.store.postgres_conn import Pool, brief
-from remediator.store.postgres_intents import PostgresIntentOps
+from remediator.store.postgres_driver import PgDriver
 from remediator.store.postgres_outbox import PostgresOutboxOps
-from remediator.store.postgres_patterns import PostgresPatternOps
-from remediator.store.postgres_quarantine import PostgresQuarantineOps
 from remediator.store.postgres_schema import INTAKE_LOCKS, migrate
-from remediator.store.postgres_state import PostgresStateOps
 from remediator.store.postgres_tx import Tx
+from remediator.store.roles import Roles
 from remediator.store.rows import EVENT_COLUMNS, event_from_row, events_sql, item_from_row
 
 DEFAULT_POOL_SIZE = 10
@@ -89,13 +87,7 @@ def split_url(url: str) -> tuple[str, int]:
     return urlunsplit(parts._replace(query=kept)), size
 
 
-class PostgresStore(
-    PostgresStateOps,
-    PostgresOutboxOps,
-    PostgresPatternOps,
-    PostgresQuarantineOps,
-    PostgresIntentOps,
-):
+class PostgresStore(Roles, PostgresOutboxOps, PgDriver):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.conninfo, self.pool_size = split_url(url)

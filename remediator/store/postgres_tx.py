@@ -151,12 +151,21 @@ class PgBase:
 
     async def _rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Row]:
         """A read (autocommit); again on another connection if this one had been closed."""
+
+        async def fetch(conn: Connection) -> list[Row]:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+        return await self._reading(fetch)
+
+    async def _reading(self, read: Callable[[Connection], Awaitable[T]]) -> T:
+        """``read`` on a pooled connection (autocommit); again on another connection if this
+        one had been closed."""
         stale = 0
         while True:
             try:
                 async with self.pool.connection() as conn:
-                    cur = await conn.execute(sql, params)
-                    return await cur.fetchall()
+                    return await read(conn)
             except psycopg.OperationalError as exc:
                 stale += 1
                 if stale > self.pool.size:

@@ -39,12 +39,11 @@ from remediator.store.ingest_logic import (
     repeat_params,
     repeat_sql,
 )
+from remediator.store.roles import Roles
 from remediator.store.rows import events_sql
 from remediator.store.schema import SQLITE_MIGRATIONS
-from remediator.store.sqlite_intents import SqliteIntentOps
+from remediator.store.sqlite_driver import SqliteDriver
 from remediator.store.sqlite_outbox import SqliteOutboxOps
-from remediator.store.sqlite_patterns import SqlitePatternOps
-from remediator.store.sqlite_quarantine import SqliteQuarantineOps
 from remediator.store.sqlite_rows import (
     COMMITTING,
     EVENT_COLUMNS,
@@ -52,7 +51,6 @@ from remediator.store.sqlite_rows import (
     event_from_row,
     item_from_row,
 )
-from remediator.store.sqlite_state import SqliteStateOps
 from remediator.store.sqlite_writer import Readers, Writer, connect
 
 T = TypeVar("T")
@@ -68,9 +66,7 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-class SqliteStore(
-    SqliteStateOps, SqliteOutboxOps, SqlitePatternOps, SqliteQuarantineOps, SqliteIntentOps
-):
+class SqliteStore(Roles, SqliteOutboxOps, SqliteDriver):
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
         self._writer: Writer | None = None

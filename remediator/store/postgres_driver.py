@@ -1,0 +1,67 @@
+"""The PostgreSQL driver of store operations (remediator/store/ops.py).
+
+A write runs the operation in one transaction (:meth:`PgBase._write`, run again after a
+deadlock: the operation is made anew for each attempt); a read runs it on one pooled
+connection in autocommit, again on another connection if that one had been closed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from remediator.store.dialect import POSTGRES
+from remediator.store.ops import Driven, Op, OpFn, P, Query
+from remediator.store.postgres_conn import Connection
+from remediator.store.postgres_tx import PgBase, Tx
+
+T = TypeVar("T")
+
+
+async def drive(op: Op[T], tx: Tx) -> T:
+    """Run ``op`` in the transaction ``tx``; its value."""
+    return await _run(op, tx.conn, tx)
+
+
+async def drive_read(op: Op[T], conn: Connection) -> T:
+    """Run ``op`` (which must not append) on ``conn``; its value."""
+    return await _run(op, conn, None)
+
+
+async def _run(op: Op[T], conn: Connection, tx: Tx | None) -> T:
+    sent: Any = None
+    try:
+        while True:
+            step = op.send(sent)
+            if isinstance(step, Query):
+                sent = await _execute(conn, step)
+            elif tx is not None:
+                sent = await tx.append(step.events)
+            else:
+                raise TypeError("a read cannot append to the audit chain")
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def _execute(conn: Connection, query: Query) -> Any:
+    fetch = query.fetch
+    if fetch == "many":
+        if query.params:
+            async with conn.cursor() as cur:
+                await cur.executemany(query.sql, query.params)
+        return None
+    cur = await conn.execute(query.sql, query.params)
+    if fetch == "one":
+        return await cur.fetchone()
+    if fetch == "all":
+        return await cur.fetchall()
+    return cur.rowcount if fetch == "count" else None
+
+
+class PgDriver(PgBase, Driven):
+    dialect = POSTGRES
+
+    async def _write_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._write(lambda tx: drive(op(POSTGRES, *args, **kwargs), tx))
+
+    async def _read_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._reading(lambda conn: drive_read(op(POSTGRES, *args, **kwargs), conn))

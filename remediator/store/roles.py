@@ -1,0 +1,31 @@
+"""The store's operations written once for both backends, together: each backend's store class
+is these roles over its driver (remediator/store/sqlite_driver.py, postgres_driver.py) plus
+what it does its own way."""
+
+from __future__ import annotations
+
+from remediator.store.api_patterns import PatternOps
+from remediator.store.breakers import BreakerOps
+from remediator.store.episodes import EpisodeOps
+from remediator.store.flags import FlagOps
+from remediator.store.guards import GuardOps
+from remediator.store.intents import IntentOps
+from remediator.store.quarantine import QuarantineOps
+from remediator.store.reconciliation import ReconciliationOps
+from remediator.store.remediations import RemediationOps
+from remediator.store.targets import TargetOps
+
+
+class Roles(
+    EpisodeOps,
+    GuardOps,
+    RemediationOps,
+    BreakerOps,
+    FlagOps,
+    TargetOps,
+    QuarantineOps,
+    IntentOps,
+    PatternOps,
+    ReconciliationOps,
+):
+    """Mixed into the store classes before their driver."""

@@ -1,0 +1,76 @@
+"""The SQLite driver of store operations (remediator/store/ops.py).
+
+A write runs the operation synchronously inside one job of the single writer
+(remediator/store/sqlite_writer.py: batched, each job in its savepoint, committed on the
+writer's thread); a read runs it on a reader connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from remediator.store.dialect import SQLITE
+from remediator.store.ops import Driven, Op, OpFn, P, Query
+from remediator.store.sqlite_rows import append_events
+
+T = TypeVar("T")
+
+
+def drive(op: Op[T], conn: sqlite3.Connection, *, write: bool = True) -> T:
+    """Run ``op`` on ``conn``; its value."""
+    sent: Any = None
+    try:
+        while True:
+            step = op.send(sent)
+            if isinstance(step, Query):
+                sent = _execute(conn, step)
+            elif write:
+                sent = append_events(conn, step.events)
+            else:
+                raise TypeError("a read cannot append to the audit chain")
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _execute(conn: sqlite3.Connection, query: Query) -> Any:
+    fetch = query.fetch
+    if fetch == "many":
+        if query.params:
+            conn.executemany(query.sql, query.params)
+        return None
+    cur = conn.execute(query.sql, query.params)
+    if fetch == "one":
+        return cur.fetchone()
+    if fetch == "all":
+        return cur.fetchall()
+    count = cur.rowcount
+    cur.close()
+    return count if fetch == "count" else None
+
+
+class SqliteDriver(Driven):
+    """The host class (:class:`~remediator.store.sqlite.SqliteStore`) provides ``_write``,
+    ``_read`` and ``_peek``."""
+
+    dialect = SQLITE
+
+    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError
+
+    def _peek(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def _write_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._write(lambda conn: drive(op(SQLITE, *args, **kwargs), conn))
+
+    async def _read_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._read(lambda conn: drive(op(SQLITE, *args, **kwargs), conn, write=False))
+
+    async def _peek_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """A read by index on the calling thread (cheaper than :meth:`_read_op`'s hand-off)."""
+        return self._peek(lambda conn: drive(op(SQLITE, *args, **kwargs), conn, write=False))
