@@ -17,7 +17,7 @@ from remediator import config as config_mod
 from remediator import configdoc, dryrun, manual, quarantine, reload
 from remediator import events as ev
 from remediator.auth import Principal
-from remediator.breaker import Transition, breaker_json
+from remediator.breaker import CircuitBreakers, Transition, breaker_json
 from remediator.config import Config
 from remediator.errors import (
     ConfigError,
@@ -77,7 +77,7 @@ async def reset_breaker(request: Request, rt: Runtime, who: Principal) -> Respon
             )
         ]
 
-    transition = await rt.store.reset_breaker(service, now=now, events=events_for)
+    transition = await CircuitBreakers(rt.store).reset(service, now=now, events=events_for)
     if transition.changed_to is None:  # it was closed: the store recorded nothing
         await rt.store.append(events_for(transition))
     rt.metrics.circuit_state.labels(service).set(0)

@@ -16,29 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from remediator.clock import iso
 from remediator.config import CircuitBreakerConfig
 from remediator.events import Event
+from remediator.store.records import BreakerState, Change, State
 
 R = TypeVar("R")
-State = Literal["closed", "half-open", "open"]
 STATE_VALUE: dict[str, int] = {"closed": 0, "half-open": 1, "open": 2}
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerState:
-    target: str
-    state: State = "closed"
-    failures: int = 0
-    opened_at: float | None = None
-    trials: int = 0  # trials admitted and not yet reported, while half-open
-
-    def next_half_open(self, settings: CircuitBreakerConfig) -> float | None:
-        if self.state != "open" or self.opened_at is None:
-            return None
-        return self.opened_at + settings.reset_timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,19 +106,21 @@ def breaker_json(state: BreakerState, settings: CircuitBreakerConfig) -> dict[st
 
 
 TransitionEvents = Callable[[Transition], list[Event]]
-# A change of one breaker's row: from the state read, the state to save, a result, and the
-# events to append with it (in the same transaction).
-Change = Callable[[BreakerState], tuple[BreakerState, R, list[Event]]]
 
 
-class BreakerSteps:
+class BreakerRows(Protocol):
+    """What the steps need of a store (its ``Breakers`` role, remediator/store/base.py)."""
+
+    async def update_breaker(self, target: str, change: Change[R], *, now: float) -> R: ...
+
+
+class CircuitBreakers:
     """The steps above, each run atomically on a target's persisted row: the store reads the
     row (locked), the step computes the next state here, the store saves it and appends the
-    transition's events, in one transaction. Mixed into the stores, which provide
-    :meth:`update_breaker` (remediator/store/breakers.py)."""
+    transition's events, in one transaction (remediator/store/breakers.py)."""
 
-    async def update_breaker(self, target: str, change: Change[R], *, now: float) -> R:
-        raise NotImplementedError
+    def __init__(self, store: BreakerRows) -> None:
+        self.store = store
 
     async def _step(
         self,
@@ -148,7 +136,7 @@ class BreakerSteps:
             appended = events(transition) if transition.changed_to is not None else []
             return transition.state, (answer, transition), appended
 
-        return await self.update_breaker(target, change, now=now)
+        return await self.store.update_breaker(target, change, now=now)
 
     async def admit(
         self, target: str, settings: CircuitBreakerConfig, *, now: float, events: TransitionEvents
@@ -181,8 +169,6 @@ class BreakerSteps:
         )
         return transition
 
-    async def reset_breaker(
-        self, target: str, *, now: float, events: TransitionEvents
-    ) -> Transition:
+    async def reset(self, target: str, *, now: float, events: TransitionEvents) -> Transition:
         _, transition = await self._step(target, now, lambda s: (None, reset(s)), events)
         return transition

@@ -6,14 +6,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from remediator import events as ev
-from remediator.breaker import Transition
+from remediator.breaker import Transition, TransitionEvents
 from remediator.clock import Clock
 from remediator.decisions import TARGET_NOT_REGISTERED, UNKNOWN_PATTERN, Decision, sanitize
 from remediator.events import Event, evolve
 from remediator.guards import ESCALATING
 from remediator.metrics import Metrics
 from remediator.store import InboxItem
-from remediator.store.base import TransitionEvents
 
 _CIRCUIT = {"open": ev.CIRCUIT_OPEN, "half-open": ev.CIRCUIT_HALF_OPEN}
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from remediator import events as ev
 from remediator import failover
-from remediator.breaker import STATE_VALUE, BreakerState, Transition
+from remediator.breaker import STATE_VALUE, CircuitBreakers, Transition
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
 from remediator.clock import Clock
@@ -38,6 +38,7 @@ from remediator.events import Event, EventBus
 from remediator.metrics import Metrics
 from remediator.periodic import Periodic
 from remediator.store import EventQuery, Store
+from remediator.store.records import BreakerState
 from remediator.targets import Target
 from remediator.worker import worker_name
 
@@ -225,14 +226,14 @@ class HealthMonitor:
         """Half-open an open breaker whose timeout passed, and let a health probe decide."""
         settings = self.config.circuit_breaker
         now = self.clock.now()
-        transition = await self.store.tick(
+        transition = await CircuitBreakers(self.store).tick(
             target.name, settings, now=now, events=self._transition_events
         )
         if transition.changed_to != "half-open":
             return
         self.metrics.circuit_state.labels(target.name).set(STATE_VALUE["half-open"])
         healthy = await self.probe(target)
-        after = await self.store.report(
+        after = await CircuitBreakers(self.store).report(
             target.name, settings, ok=healthy, now=self.clock.now(), events=self._transition_events
         )
         self.metrics.circuit_state.labels(target.name).set(STATE_VALUE[after.state.state])

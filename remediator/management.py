@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from remediator import __version__, configdoc, statistics
 from remediator.auth import Capability, Principal
-from remediator.breaker import BreakerState, breaker_json
+from remediator.breaker import breaker_json
 from remediator.config import format_errors
 from remediator.durations import parse_duration
 from remediator.errors import (
@@ -40,6 +40,7 @@ from remediator.schemas import (
     PatternsResponse,
     StatisticsResponse,
 )
+from remediator.store.records import BreakerState
 from remediator.web import internal_error, read_body, require, runtime
 
 log = logging.getLogger("remediator.management")

@@ -17,7 +17,7 @@ from typing import Any
 
 from remediator import backoff
 from remediator import events as ev
-from remediator.breaker import STATE_VALUE, Transition
+from remediator.breaker import STATE_VALUE, CircuitBreakers, Transition
 from remediator.clock import Clock
 from remediator.config import Config
 from remediator.decisions import Plan
@@ -280,7 +280,7 @@ class Runs:
     # -- the target's circuit breaker ----------------------------------------------------------
 
     async def admit(self, order: Order) -> bool:
-        allowed, transition = await self.store.admit(
+        allowed, transition = await CircuitBreakers(self.store).admit(
             order.target.name,
             self.config.circuit_breaker,
             now=self.clock.now(),
@@ -290,7 +290,7 @@ class Runs:
         return allowed
 
     async def report(self, order: Order, *, ok: bool) -> None:
-        transition = await self.store.report(
+        transition = await CircuitBreakers(self.store).report(
             order.target.name,
             self.config.circuit_breaker,
             ok=ok,

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from remediator import config as config_mod
-from remediator.breaker import BreakerState
+from remediator.breaker import CircuitBreakers
 from remediator.config import Config
 from remediator.decisions import Catalog, Plan
 from remediator.guards import (
@@ -35,7 +35,14 @@ from remediator.guards import (
 )
 from remediator.playbooks import WindowLimit
 from remediator.store import Store
-from remediator.store.records import BLOCKED, FAILED, SUCCEEDED, GuardSnapshot, TargetState
+from remediator.store.records import (
+    BLOCKED,
+    FAILED,
+    SUCCEEDED,
+    BreakerState,
+    GuardSnapshot,
+    TargetState,
+)
 from remediator.targets import Target
 from tests.engine_harness import alert
 from tests.store_helpers import run, store_url
@@ -147,7 +154,9 @@ async def _seed(store: Store, config: Config) -> None:
     await store.set_quarantine("web-0", reason="flapping", now=T - 5, events=[])
     for name, at in (("web-1", T - 10), ("web-3", T - 500)):
         for _ in range(config.circuit_breaker.failure_threshold):
-            await store.report(name, config.circuit_breaker, ok=False, now=at, events=lambda t: [])
+            await CircuitBreakers(store).report(
+                name, config.circuit_breaker, ok=False, now=at, events=lambda t: []
+            )
     for target in ("web-2", "cache"):
         for at, state in ((T - 100, SUCCEEDED), (T - 50, FAILED), (T - 10, BLOCKED)):
             await _started(store, target, "restart", at, state)

@@ -17,6 +17,7 @@ from remediator import config as config_mod
 from remediator import reload
 from remediator.app import create_app
 from remediator.auth import Authenticator
+from remediator.breaker import CircuitBreakers
 from remediator.clock import FakeClock, iso
 from remediator.config import CircuitBreakerConfig
 from remediator.endpoints import OPERATIONS
@@ -110,7 +111,7 @@ class Mgmt:
         settings = CircuitBreakerConfig()
         for _ in range(settings.failure_threshold):
             self.call(
-                self.rt.store.report, target, settings, ok=False, now=self.clock.now(),
+                CircuitBreakers(self.rt.store).report, target, settings, ok=False, now=self.clock.now(),
                 events=lambda t: [],
             )  # fmt: skip
 

@@ -50,6 +50,7 @@ import pytest
 import yaml
 
 from remediator import events as ev
+from remediator.breaker import CircuitBreakers
 from remediator.checks.base import CheckResult
 from remediator.clients import Clients
 from remediator.clock import FakeClock
@@ -241,7 +242,7 @@ def test_only_the_lease_holder_probes_open_breakers(store_url: str) -> None:
             for owner in ("a", "b")
         ]
         try:
-            opened_ = await store.report(
+            opened_ = await CircuitBreakers(store).report(
                 "web",
                 config.circuit_breaker,
                 ok=False,

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Awaitable
 
 from remediator.alerts import WebhookPayload
-from remediator.breaker import Transition
+from remediator.breaker import CircuitBreakers, Transition
 from remediator.config import CircuitBreakerConfig
 from remediator.events import Event
 from remediator.store import Store
@@ -217,16 +217,18 @@ def test_breaker_steps_persist_and_record_transitions(store_url: str) -> None:
 
     async def body(store: Store) -> None:
         assert (await store.breaker("web")).state == "closed"
-        assert (await store.admit("web", settings, now=1.0, events=events))[0]
-        await store.report("web", settings, ok=False, now=2.0, events=events)
-        opened_ = await store.report("web", settings, ok=False, now=3.0, events=events)
+        assert (await CircuitBreakers(store).admit("web", settings, now=1.0, events=events))[0]
+        await CircuitBreakers(store).report("web", settings, ok=False, now=2.0, events=events)
+        opened_ = await CircuitBreakers(store).report(
+            "web", settings, ok=False, now=3.0, events=events
+        )
         assert opened_.changed_to == "open"
-        assert not (await store.admit("web", settings, now=5.0, events=events))[0]
+        assert not (await CircuitBreakers(store).admit("web", settings, now=5.0, events=events))[0]
         assert (
-            await store.tick("web", settings, now=14.0, events=events)
+            await CircuitBreakers(store).tick("web", settings, now=14.0, events=events)
         ).changed_to == "half-open"
-        assert (await store.admit("web", settings, now=14.0, events=events))[0]
-        assert not (await store.admit("web", settings, now=14.5, events=events))[0]
+        assert (await CircuitBreakers(store).admit("web", settings, now=14.0, events=events))[0]
+        assert not (await CircuitBreakers(store).admit("web", settings, now=14.5, events=events))[0]
         state = await store.breaker("web")
         assert (state.state, state.trials, state.failures, state.opened_at) == (
             "half-open",
@@ -234,7 +236,9 @@ def test_breaker_steps_persist_and_record_transitions(store_url: str) -> None:
             2,
             3.0,
         )
-        assert (await store.reset_breaker("web", now=15.0, events=events)).changed_to == "closed"
+        assert (
+            await CircuitBreakers(store).reset("web", now=15.0, events=events)
+        ).changed_to == "closed"
         assert [(b.target, b.state) for b in await store.breakers()] == [("web", "closed")]
         kinds = [e.type for e in await chain_ok(store)]
         assert kinds == ["circuit:open", "circuit:half-open", "circuit:closed"]

@@ -15,7 +15,7 @@ import pytest
 
 from remediator.alerts import Alert, WebhookPayload
 from remediator.audit import verify_store
-from remediator.breaker import Transition
+from remediator.breaker import CircuitBreakers, Transition
 from remediator.config import CircuitBreakerConfig
 from remediator.events import Event
 from remediator.store.postgres import PostgresStore
@@ -179,11 +179,15 @@ def test_half_open_admits_exactly_its_trials_across_replicas(pg_database: str) -
     async def main() -> None:
         a, b = await pg_open(pg_database), await pg_open(pg_database)
         try:
-            await a.report("web", settings, ok=False, now=0.0, events=_transition_events)
+            await CircuitBreakers(a).report(
+                "web", settings, ok=False, now=0.0, events=_transition_events
+            )
             assert (await b.breaker("web")).state == "open"
             answers = await asyncio.gather(
                 *[
-                    store.admit("web", settings, now=20.0, events=_transition_events)
+                    CircuitBreakers(store).admit(
+                        "web", settings, now=20.0, events=_transition_events
+                    )
                     for _ in range(10)
                     for store in (a, b)
                 ]

@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from remediator.alerts import Alert
-from remediator.breaker import BreakerState, Change, Transition
-from remediator.breaker import TransitionEvents as TransitionEvents
-from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
 from remediator.events import AUDIT_CHECKPOINT, Event
 from remediator.recording import Recording
 from remediator.store.api_patterns import StoredPattern
 from remediator.store.records import (
+    BreakerState,
+    Change,
     GuardSnapshot,
     OutboxItem,
     Remediation,
@@ -337,30 +336,8 @@ class Breakers(Protocol):
     async def update_breaker(self, target: str, change: Change[R], *, now: float) -> R:
         """Atomically: read the target's breaker row (locked), ``change`` it (a pure function
         of the state read: the state to save, the result, the events to append), save it and
-        append; the result. The steps of remediator/breaker.py run on it (below)."""
+        append; the result. The steps of remediator/breaker.py run on it."""
         ...
-
-    async def admit(
-        self, target: str, settings: CircuitBreakerConfig, *, now: float, events: TransitionEvents
-    ) -> tuple[bool, Transition]: ...
-
-    async def report(
-        self,
-        target: str,
-        settings: CircuitBreakerConfig,
-        *,
-        ok: bool,
-        now: float,
-        events: TransitionEvents,
-    ) -> Transition: ...
-
-    async def tick(
-        self, target: str, settings: CircuitBreakerConfig, *, now: float, events: TransitionEvents
-    ) -> Transition: ...
-
-    async def reset_breaker(
-        self, target: str, *, now: float, events: TransitionEvents
-    ) -> Transition: ...
 
 
 class TargetStates(Protocol):

@@ -1,6 +1,6 @@
 """Circuit breakers' rows — both backends. The state machine is not here: it is the domain's
-(remediator/breaker.py, whose :class:`~remediator.breaker.BreakerSteps` gives the stores
-``admit``/``report``/``tick``/``reset_breaker`` over :meth:`BreakerOps.update_breaker`).
+(remediator/breaker.py: :class:`~remediator.breaker.CircuitBreakers` runs ``admit``,
+``report``, ``tick`` and ``reset`` through :meth:`BreakerOps.update_breaker`).
 
 An update is one transaction holding the breaker's row: read locked (inserted first if missing,
 ``ON CONFLICT DO NOTHING``) (PostgreSQL's ``FOR UPDATE``; SQLite's single writer
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from remediator.breaker import BreakerState, BreakerSteps, Change
 from remediator.store.dialect import Dialect
 from remediator.store.ops import Append, Driven, Op, all_, one, run
+from remediator.store.records import BreakerState, Change
 
 R = TypeVar("R")
 _COLUMNS = "state, failures, opened_at, trials"
@@ -60,7 +60,7 @@ def update(d: Dialect, *, target: str, change: Change[R], now: float) -> Op[R]:
     return result
 
 
-class BreakerOps(BreakerSteps, Driven):
+class BreakerOps(Driven):
     async def breakers(self) -> list[BreakerState]:
         return await self._read_op(every)
 

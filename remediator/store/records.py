@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from remediator.breaker import BreakerState
+from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
+from remediator.events import Event
+
+R = TypeVar("R")
+State = Literal["closed", "half-open", "open"]
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """One target's circuit breaker row (its state machine is remediator/breaker.py)."""
+
+    target: str
+    state: State = "closed"
+    failures: int = 0
+    opened_at: float | None = None
+    trials: int = 0  # trials admitted and not yet reported, while half-open
+
+    def next_half_open(self, settings: CircuitBreakerConfig) -> float | None:
+        if self.state != "open" or self.opened_at is None:
+            return None
+        return self.opened_at + settings.reset_timeout
+
+
+# A change of one breaker's row, computed by the domain: from the state read, the state to
+# save, a result, and the events to append with it (in the same transaction).
+Change = Callable[[BreakerState], tuple[BreakerState, R, list[Event]]]
 
 # Remediation states. RUNNING becomes one of the others; INTERRUPTED marks a run cut by a crash.
 RUNNING = "running"

@@ -37,11 +37,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from remediator import backoff
 from remediator import breaker as breakers
 from remediator.alerts import Alert
-from remediator.breaker import BreakerState, Transition
+from remediator.breaker import CircuitBreakers, Transition
 from remediator.clock import FakeClock
 from remediator.config import CircuitBreakerConfig
 from remediator.events import Event
 from remediator.playbooks import RetrySpec
+from remediator.store.records import BreakerState
 from remediator.store.sqlite import SqliteStore
 from tests.engine_harness import EngineHarness
 from tests.engine_harness import alert as engine_alert
@@ -176,15 +177,15 @@ def test_the_persisted_breaker_follows_the_pure_one_across_reopens(ops: list[Op]
                     await store.open()
                 elif op == "admit":
                     allowed, expected = breakers.admit(pure, cfg, now)
-                    got, _ = await store.admit("t", cfg, now=now, events=events)
+                    got, _ = await CircuitBreakers(store).admit("t", cfg, now=now, events=events)
                     assert got == allowed
                     pure = expected.state
                 elif op == "report":
                     pure = breakers.record(pure, cfg, ok=ok, now=now).state
-                    await store.report("t", cfg, ok=ok, now=now, events=events)
+                    await CircuitBreakers(store).report("t", cfg, ok=ok, now=now, events=events)
                 else:
                     pure = breakers.tick(pure, cfg, now).state
-                    await store.tick("t", cfg, now=now, events=events)
+                    await CircuitBreakers(store).tick("t", cfg, now=now, events=events)
                 assert await store.breaker("t") == pure
         finally:
             await store.close()
