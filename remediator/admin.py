@@ -97,10 +97,29 @@ async def reset_breaker(request: Request, rt: Runtime, who: Principal) -> Respon
 async def lift_quarantine(request: Request, rt: Runtime, who: Principal) -> Response:
     """Release a quarantined target (a reason is required); unpause what it paused."""
     req = await parse_body(request, rt, LiftRequest)
-    lifted = await quarantine.lift(
+    lifted = await _lift(
         rt, request.path_params["target"], actor=who.name, reason=req.reason.strip()
     )
     return ok(QuarantineLifted, lifted.as_json())
+
+
+async def _lift(rt: Runtime, name: str, *, actor: str, reason: str) -> quarantine.Lifted:
+    """:func:`lift_in` for the API, with the runtime's store, clients and action slots."""
+    runner = rt.engine.runner
+    lifted = await quarantine.lift_in(
+        rt.store,
+        name,
+        actor=actor,
+        reason=reason,
+        now=rt.clock.now(),
+        config=rt.config,
+        config_version=rt.config_version,
+        clients=rt.clients,
+        unpause=runner.actions.get("docker.unpause"),
+        slots=runner.slots,
+    )
+    rt.metrics.quarantined.labels(name).set(0)
+    return lifted
 
 
 # -- manual runs and dry runs ------------------------------------------------------------------

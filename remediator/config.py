@@ -415,3 +415,20 @@ def warnings(cfg: Config) -> list[str]:
             "anyone on the path can answer verify.prometheus queries (prefer ca_file)"
         )
     return found
+
+
+# Sections the running process cannot change: they need a restart. What decides and guards
+# remediations (targets, patterns, playbooks, circuit_breaker, safety, health, self_healing,
+# builtin_patterns) changes at run time.
+RESTART_ONLY = (
+    "server",
+    "api",
+    "store",
+    "auth",
+    "worker",
+    "alertmanager",
+    "prometheus",
+    "notifications",
+    "escalation",
+    "audit",
+)

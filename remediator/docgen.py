@@ -11,10 +11,9 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, BeforeValidator
 
-from remediator.config import REMOVED, ROLE_ENV, Config, parse
+from remediator.config import REMOVED, RESTART_ONLY, ROLE_ENV, Config, parse
 from remediator.durations import parse_duration
 from remediator.errors import ConfigError
-from remediator.reload import RESTART_ONLY
 from remediator.steps import ACTION_TARGET_TYPES, Step, _Step
 from remediator.targets import Target, _TargetBase
 

@@ -28,7 +28,6 @@ from remediator.events import Event
 from remediator.metrics import Metrics
 from remediator.redaction import redact_text
 from remediator.runner import QUARANTINE_PAUSED
-from remediator.runtime import Runtime
 from remediator.store import Store
 from remediator.store.records import TargetState
 
@@ -70,25 +69,6 @@ async def export(store: Store, metrics: Metrics, *, names: list[str]) -> None:
         return
     for name in sorted({*names, *quarantined}):
         metrics.quarantined.labels(name).set(1 if name in quarantined else 0)
-
-
-async def lift(rt: Runtime, name: str, *, actor: str, reason: str) -> Lifted:
-    """:func:`lift_in` for the API, with the runtime's store, clients and action slots."""
-    runner = rt.engine.runner
-    lifted = await lift_in(
-        rt.store,
-        name,
-        actor=actor,
-        reason=reason,
-        now=rt.clock.now(),
-        config=rt.config,
-        config_version=rt.config_version,
-        clients=rt.clients,
-        unpause=runner.actions.get("docker.unpause"),
-        slots=runner.slots,
-    )
-    rt.metrics.quarantined.labels(name).set(0)
-    return lifted
 
 
 async def lift_in(

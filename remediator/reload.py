@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from remediator import api_patterns, configdoc, logs
 from remediator import config as config_mod
 from remediator.api_patterns import Conflicts
-from remediator.config import Config
+from remediator.config import RESTART_ONLY, Config
 from remediator.decisions import Catalog
 from remediator.errors import ConfigError
 from remediator.events import CONFIG_CHANGED, Event
@@ -41,21 +41,6 @@ from remediator.store import Store
 log = logging.getLogger("remediator.reload")
 VERSION_FLAG = "config_version"
 DIGEST_FLAG = "config_digest"
-# Sections the running process cannot change: they need a restart. What decides and guards
-# remediations (targets, patterns, playbooks, circuit_breaker, safety, health, self_healing,
-# builtin_patterns) changes at run time.
-RESTART_ONLY = (
-    "server",
-    "api",
-    "store",
-    "auth",
-    "worker",
-    "alertmanager",
-    "prometheus",
-    "notifications",
-    "escalation",
-    "audit",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from remediator.auth import Authenticator
 from remediator.clients import Clients
@@ -16,11 +17,16 @@ from remediator.health import HealthMonitor
 from remediator.metrics import Metrics
 from remediator.outbox import Outbox
 from remediator.plugins import Plugins
-from remediator.ratelimit import RateLimiter
 from remediator.reconcile import Reconciler
 from remediator.retention import Retention
 from remediator.store import Store
 from remediator.worker import Worker
+
+
+class Limiter(Protocol):
+    """The management API's per-caller rate limit (remediator/ratelimit.py, built by the app)."""
+
+    def check(self, key: str) -> None: ...
 
 
 @dataclass
@@ -38,6 +44,8 @@ class Runtime:
     plugins: Plugins
     outbox: Outbox
     escalator: Escalator
+    # The management API: per-token rate limits (built by the HTTP layer).
+    limiter: Limiter
     reconciler: Reconciler | None = None
     retention: Retention | None = None
     draining: bool = False
@@ -45,8 +53,7 @@ class Runtime:
     # The ids of the running patterns added through the API (remediator/api_patterns.py).
     api_patterns: frozenset[str] = frozenset()
     started_at: float = field(default=0.0)
-    # The management API: per-token rate limits, and one configuration change at a time.
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    # One configuration change at a time.
     config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def on(self, event_type: str, handler: Handler) -> None:

@@ -30,10 +30,10 @@ from remediator.auth import Authenticator, Principal
 from remediator.checks.base import CheckResult
 from remediator.clients import Clients
 from remediator.clock import FakeClock
+from remediator.config import RESTART_ONLY
 from remediator.endpoints import document
 from remediator.plugins import Plugins
 from remediator.ratelimit import RateLimiter
-from remediator.reload import RESTART_ONLY
 from remediator.runtime import Runtime
 from remediator.targets import Target
 from tests.engine_harness import Recorder, fake_registry
