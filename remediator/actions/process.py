@@ -4,50 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from remediator import steps
-from remediator.actions.base import Action, ActionContext, ActionResult
+from remediator.actions.base import ActionContext, ActionResult, BuiltinAction, Signal, StepModel
 from remediator.targets import ProcessTarget
-
-__all__ = ["ACTIONS", "ProcessSignalAction", "parse_signal", "read_pidfile"]
-
-_MAX_PIDFILE_BYTES = 64
+from remediator.tech.process import parse_signal, read_pidfile
 
 
-def read_pidfile(path: str) -> int | None:
-    """The pid in ``path``: an integer > 1 that is not this process, else None."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(_MAX_PIDFILE_BYTES + 1)
-    except OSError:
-        return None
-    if len(raw) > _MAX_PIDFILE_BYTES:
-        return None
-    text = raw.decode("ascii", "replace").strip()
-    if not text.isdigit():
-        return None
-    pid = int(text)
-    if pid <= 1 or pid == os.getpid():
-        return None
-    return pid
+class ProcessSignal(StepModel):
+    action: Literal["process.signal"]
+    signal: Signal = "SIGHUP"
 
 
-def parse_signal(name: str) -> signal.Signals | None:
-    """``SIGHUP``/``HUP`` (any case) -> ``signal.SIGHUP``; None if unknown."""
-    upper = name.strip().upper()
-    if not upper.startswith("SIG"):
-        upper = "SIG" + upper
-    return signal.Signals.__members__.get(upper)
+__all__ = ["ACTIONS", "ProcessSignal", "ProcessSignalAction"]
 
 
 class ProcessSignalAction:
     """os.kill(pid from the pidfile, the configured signal)."""
 
     name: ClassVar[str] = "process.signal"
+    step_type: ClassVar[type[StepModel]] = ProcessSignal
     target_types: ClassVar[frozenset[str]] = frozenset({"process"})
+    changes_state: ClassVar[bool] = True
+    switches_endpoint: ClassVar[bool] = False
 
     async def run(self, ctx: ActionContext) -> ActionResult:
         start = time.monotonic()
@@ -58,7 +38,7 @@ class ProcessSignalAction:
         target, step = ctx.target, ctx.step
         if not isinstance(target, ProcessTarget):
             return result(False, "wrong target type")
-        if not isinstance(step, steps.ProcessSignal):
+        if not isinstance(step, ProcessSignal):
             return result(False, f"wrong step for {self.name}")
         sig = parse_signal(step.signal)
         if sig is None:
@@ -85,4 +65,4 @@ class ProcessSignalAction:
         return result(True, detail, {"pid": pid, "signal": sig.name})
 
 
-ACTIONS: tuple[Action, ...] = (ProcessSignalAction(),)
+ACTIONS: tuple[BuiltinAction, ...] = (ProcessSignalAction(),)
