@@ -56,7 +56,7 @@ _BY_MODEL: dict[str, dict[str, str]] = {
     "PlaybookSpec": {"name": "Unique; events and metrics carry it.", "match": "Alertmanager label matchers (`=`, `!=`, `=~`, `!~`); all must match, `[]` matches every alert.", "pattern": "Only alerts classified with this pattern id or category.", "target": "A target name, or a template such as `{{ labels.container }}` that must render to one.", "priority": "Playbooks are tried by priority, then in file order; the first that fits runs.", "steps": "The steps, run in order; the first failure ends the attempt.", "retry": "Attempts and backoff.", "cooldown": "Least time between two runs of this playbook on one target.", "dry_run": "Record what would happen, touch nothing.", "max_per_window": "Most remediations of the target (by any playbook) per window; `null` disables it."},
     "RetrySpec": {"max_attempts": "Attempts in all, the first included.", "initial_delay": "Backoff ceiling before the first retry.", "max_delay": "Largest ceiling.", "multiplier": "Growth of the ceiling per retry; each wait is uniform in `[0, ceiling]`."},
     "WindowLimit": {"count": "Remediations allowed per window.", "window": "The sliding window."},
-    "_Step": {"timeout": "Bound on the step; exceeding it fails the step."},
+    "StepModel": {"timeout": "Bound on the step; exceeding it fails the step."},
     "DockerRestart": {"action": "Restart the container; a stopped one is started.", "stop_timeout": "Seconds between SIGTERM and SIGKILL."},
     "DockerStop": {"action": "Stop the container.", "stop_timeout": "Seconds between SIGTERM and SIGKILL."},
     "DockerStart": {"action": "Start the container."},

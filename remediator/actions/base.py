@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,10 +27,8 @@ class StepModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    if TYPE_CHECKING:
-        action: str  # each model narrows it to ``Literal[its action name]``
-
     timeout: Duration = 60.0
+    action: str  # each model narrows it to ``Literal[its action name]``, the discriminator
 
 
 @dataclass(frozen=True, slots=True)

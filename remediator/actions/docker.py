@@ -373,6 +373,6 @@ ACTIONS: tuple[BuiltinAction, ...] = (
     DockerKillAction(),
     DockerPauseAction(),
     DockerUnpauseAction(),
-    DockerUpdateLimitsAction(),
     DockerScaleAction(),
+    DockerUpdateLimitsAction(),
 )

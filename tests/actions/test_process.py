@@ -96,8 +96,8 @@ def sig(name: str) -> ProcessSignal:
 
 
 def test_exports() -> None:
-    assert [a.name for a in ACTIONS] == ["process.signal"]
-    assert ACTIONS[0].target_types == frozenset({"process"})
+    assert [a.name for a in ACTIONS] == ["process.signal", "process.restart"]
+    assert all(a.target_types == frozenset({"process"}) for a in ACTIONS)
     assert [c.target_type for c in CHECKS] == ["process"]
 
 
