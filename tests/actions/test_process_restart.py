@@ -9,7 +9,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -22,18 +21,10 @@ from remediator.clients import Clients
 from remediator.steps import ACTION_TARGET_TYPES, STATE_CHANGING, Step
 from remediator.targets import ProcessTarget, Target
 from remediator.tech.process import read_pidfile
+from tests.actions.test_process import wait_until
 
 # The supervisor: start the worker, write its pid, wait for it to exit, start it again.
 SUPERVISOR = 'while true; do sleep 300 & echo "$!" > "$1"; wait "$!"; done'
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def alive(pid: int) -> bool:
