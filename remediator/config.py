@@ -11,13 +11,17 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from remediator.durations import Duration
 from remediator.errors import ConfigError
+from remediator.notifiers import CHANNELS
+from remediator.notifiers.email import EmailConfig as EmailConfig
+from remediator.notifiers.slack import SlackConfig as SlackConfig
+from remediator.notifiers.webhook import WebhookConfig as WebhookConfig
 from remediator.patterns import PatternSpec
 from remediator.playbooks import PlaybookSpec
 from remediator.targets import Target
@@ -29,6 +33,12 @@ ROLE_ENV = {
     "viewer": "REMEDIATOR_VIEWER_TOKEN",
     "admin": "REMEDIATOR_ADMIN_TOKEN",
 }
+
+
+if TYPE_CHECKING:
+    ChannelName = str
+else:  # one of the registered notifiers' channel names (remediator/notifiers/__init__.py)
+    ChannelName = Literal[CHANNELS]
 
 
 class _Section(BaseModel):
@@ -169,36 +179,6 @@ class PrometheusConfig(_Section):
         return self
 
 
-class SlackConfig(_Section):
-    token_env: str | None = None
-    token_file: str | None = None
-    webhook_url: str | None = None
-    api_url: str = "https://slack.com/api/"
-    channel: str = "#alerts"
-    channels_by_severity: dict[str, str] = Field(default_factory=dict)
-    channels_by_category: dict[str, str] = Field(default_factory=dict)
-    pace: Duration = 1.0  # minimum time between messages to one channel (Slack allows ~1/s)
-
-
-class EmailConfig(_Section):
-    host: str
-    port: int = Field(default=587, ge=1, le=65535)
-    tls: Literal["starttls", "implicit", "none"] = "starttls"
-    ca_file: str | None = None  # PEM bundle to trust instead of the system CAs
-    username: str | None = None
-    password_env: str | None = None
-    sender: str
-    to: list[str] = Field(min_length=1)
-    to_by_severity: dict[str, list[str]] = Field(default_factory=dict)
-    timeout: Duration = 10.0
-
-
-class WebhookConfig(_Section):
-    name: str
-    url: str
-    secret_env: str | None = None
-
-
 class NotificationsConfig(_Section):
     slack: SlackConfig | None = None
     email: EmailConfig | None = None
@@ -222,7 +202,7 @@ class EscalationLevel(_Section):
     ]
     after_failures: int = Field(default=1, ge=1)
     no_recovery_within: Duration = 600.0
-    notify: list[Literal["slack", "email", "webhook"]] = Field(min_length=1)
+    notify: list[ChannelName] = Field(min_length=1)
 
 
 class EscalationConfig(_Section):

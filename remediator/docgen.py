@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator
 from remediator.config import REMOVED, RESTART_ONLY, ROLE_ENV, Config, parse
 from remediator.durations import parse_duration
 from remediator.errors import ConfigError
+from remediator.notifiers import NOTIFIERS
 from remediator.steps import ACTION_TARGET_TYPES, Step, _Step
 from remediator.targets import Target, _TargetBase
 
@@ -37,7 +38,6 @@ _BY_MODEL: dict[str, dict[str, str]] = {
     "WorkerConfig": {"poll_interval": "How often the worker looks at the inbox when the webhook has not woken it.", "lease": "How long a claimed alert stays claimed (renewed while it is processed); a dead worker's alerts are claimed again after it.", "batch": "Most alerts claimed at once.", "concurrency": "Most alerts processed at the same time."},
     "PrometheusConfig": {"url": "Prometheus's base URL; `verify.prometheus` steps fail without it.", "timeout": "Bound on one query: the HTTP connect and read timeout, and the `timeout` Prometheus itself applies to the evaluation. A query that has no answer after it (plus 1s) fails its step with `query timed out`.", "ca_file": "A PEM bundle of CAs to trust instead of the system's, for an `https://` URL. TLS certificates are always verified unless `insecure_skip_verify` is set.", "insecure_skip_verify": "Do not verify Prometheus's TLS certificate. `check-config` warns about it; prefer `ca_file`.", "bearer_token_env": "The environment variable holding a bearer token, sent as `Authorization: Bearer ...`. At most one of `bearer_token_env`, `bearer_token_file` and `basic_auth`.", "bearer_token_file": "A file holding a bearer token, read at start-up.", "basic_auth": "HTTP basic authentication.", "headers": "Extra headers sent with every query, e.g. `{X-Scope-OrgID: team-a}` for a multi-tenant Mimir, Cortex or Thanos. Their values are redacted from the audit log like other secrets.", "max_concurrent_queries": "Threads of the querier's own pool: at most this many queries run at once, and a slow or hung Prometheus never takes the threads that store and Docker work run on."},
     "PrometheusBasicAuth": {"username": "The user name.", "password_env": "The environment variable holding the password. Give exactly one of `password_env` and `password_file`.", "password_file": "A file holding the password, read at start-up."},
-    "NotificationsConfig": {"slack": "Slack: one message per incident, updated as it moves, details in its thread (bot token); or one message per phase (incoming webhook).", "email": "Email over SMTP: one message per remediation outcome and per escalation.", "webhooks": "Outgoing webhooks: every notification POSTed as JSON, optionally signed."},
     "SlackConfig": {"token_env": "The environment variable holding a bot token (`xoxb-...`). Give `token_env`, `token_file` or `webhook_url`.", "token_file": "A file holding a bot token.", "webhook_url": "An incoming-webhook URL, used when no token is given. Its path is a secret: use a `${VAR}`.", "api_url": "The Slack Web API's base URL.", "channel": "The channel when no severity or category rule applies.", "channels_by_severity": "Channel per severity, e.g. `{critical: \"#ops-pager\"}`; tried first.", "channels_by_category": "Channel per pattern category, e.g. `{database: \"#dba\"}`; tried second.", "pace": "Least time between two messages to one channel (Slack allows about one per second)."},
     "EmailConfig": {"host": "The SMTP server.", "port": "The SMTP port.", "sender": "The `From` address.", "to": "Recipients.", "timeout": "Bound on each SMTP step.", "tls": "`starttls` upgrades a plain connection, `implicit` speaks TLS from the first byte (port 465), `none` never encrypts.", "ca_file": "A PEM bundle of CAs to trust instead of the system's.", "username": "Login name; remediator logs in only when `password_env` is set too.", "password_env": "The environment variable holding the SMTP password, read at send time.", "to_by_severity": "Recipients per severity, instead of `to`."},
     "WebhookConfig": {"name": "The webhook's name, its destination in the outbox.", "url": "Where to POST; redirects are not followed.", "secret_env": "The environment variable holding the HMAC-SHA256 key; when set, requests carry `X-Remediator-Signature`."},
@@ -55,7 +55,7 @@ _BY_MODEL: dict[str, dict[str, str]] = {
     "PlaybookSpec": {"name": "Unique; events and metrics carry it.", "match": "Alertmanager label matchers (`=`, `!=`, `=~`, `!~`); all must match, `[]` matches every alert.", "pattern": "Only alerts classified with this pattern id or category.", "target": "A target name, or a template such as `{{ labels.container }}` that must render to one.", "priority": "Playbooks are tried by priority, then in file order; the first that fits runs.", "steps": "The steps, run in order; the first failure ends the attempt.", "retry": "Attempts and backoff.", "cooldown": "Least time between two runs of this playbook on one target.", "dry_run": "Record what would happen, touch nothing.", "max_per_window": "Most remediations of the target (by any playbook) per window; `null` disables it."},
     "RetrySpec": {"max_attempts": "Attempts in all, the first included.", "initial_delay": "Backoff ceiling before the first retry.", "max_delay": "Largest ceiling.", "multiplier": "Growth of the ceiling per retry; each wait is uniform in `[0, ceiling]`."},
     "WindowLimit": {"count": "Remediations allowed per window.", "window": "The sliding window."},
-    "_Step": {"timeout": "Bound on the step; exceeding it fails the step."},
+    "StepModel": {"timeout": "Bound on the step; exceeding it fails the step."},
     "DockerRestart": {"action": "Restart the container; a stopped one is started.", "stop_timeout": "Seconds between SIGTERM and SIGKILL."},
     "DockerStop": {"action": "Stop the container.", "stop_timeout": "Seconds between SIGTERM and SIGKILL."},
     "DockerStart": {"action": "Start the container."},
@@ -85,6 +85,8 @@ _BY_MODEL: dict[str, dict[str, str]] = {
 }
 _LIMITS = {"ge": "≥ {}", "gt": "> {}", "le": "≤ {}", "lt": "< {}", "pattern": "matching `{}`", "min_length": "length ≥ {}", "max_length": "length ≤ {}"}
 # fmt: on
+# Each channel describes its own section (remediator/notifiers/).
+_BY_MODEL["NotificationsConfig"] = {kind.config_key: kind.summary for kind in NOTIFIERS}
 DESCRIPTIONS: dict[str, str] = {f"{m}.{f}": t for m, fs in _BY_MODEL.items() for f, t in fs.items()}
 EXAMPLE = """\
 server: {host: 0.0.0.0, port: 9095}

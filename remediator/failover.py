@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from remediator.actions.http import ACTIVE_URL
 from remediator.store.base import TargetStates
 from remediator.targets import HttpTarget, Target
 
-ACTIVE_URL = "active_url"  # target data: the URL http.failover / http.failback switched to
-SWITCHES = frozenset({"http.failover", "http.failback"})  # they act on the configured URLs
+__all__ = ["ACTIVE_URL", "following", "on_backup", "resolve"]
 
 
 def on_backup(target: HttpTarget, data: Mapping[str, Any]) -> bool:

@@ -30,6 +30,8 @@ from remediator.errors import (
     ValidationFailed,
 )
 from remediator.guards import PAUSE_FLAG
+from remediator.notifiers import configured as configured_channels
+from remediator.notifiers import section
 from remediator.patterns import DEFAULT_PATTERNS, effective_patterns
 from remediator.redaction import configured_secrets
 from remediator.runtime import Runtime
@@ -251,9 +253,9 @@ async def health_detail(rt: Runtime, *, store_up: bool) -> dict[str, Any]:
         docker.append({"host": host, "status": status, "targets": entries})
     notes = rt.config.notifications
     notifiers = [
-        *([{"channel": "slack", "name": "slack"}] if notes.slack is not None else []),
-        *([{"channel": "email", "name": "email"}] if notes.email is not None else []),
-        *({"channel": "webhook", "name": hook.name} for hook in notes.webhooks),
+        {"channel": kind.channel, "name": name}
+        for kind in configured_channels(notes)
+        for name in kind.names(section(notes, kind))
     ]
     schema_version: int | None = None
     pending: int | None = None

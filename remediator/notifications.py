@@ -2,8 +2,10 @@
 
 Incident messages follow a remediation: ``recovery:started`` (remediating), each
 ``recovery:action`` (a thread reply), ``recovery:succeeded`` / ``recovery:failed`` (outcome) and
-``service:recovered`` (the alert resolved, with the time to recovery). Slack updates one message
-per incident; email sends one message per remediation outcome; webhooks get every step.
+``service:recovered`` (the alert resolved, with the time to recovery). Each channel declares the
+event types it follows and their phases on its notifier class (remediator/notifiers/): Slack
+updates one message per incident; email sends one message per remediation outcome; webhooks
+get every step.
 
 Escalations (``recovery:escalated``) go through the escalation levels: each level lists the
 reasons it handles and its channels; a level fires at most once per incident (alert episode),
@@ -21,23 +23,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from remediator.config import Config, EscalationLevel, NotificationsConfig
+from remediator.config import Config, EscalationLevel
 from remediator.events import Event
-from remediator.notifiers.email import recipients
-from remediator.notifiers.slack import route as slack_channel
+from remediator.notifiers import CHANNELS, configured, section
 from remediator.recording import OutboxRow, Router
 
-SLACK_PHASES = {
-    "recovery:started": "remediating",
-    "recovery:action": "info",  # a thread reply; the headline keeps the incident's state
-    "recovery:succeeded": "recovered",
-    "recovery:failed": "failed",
-    "service:recovered": "recovered",
-}
-EMAIL_PHASES = {"recovery:succeeded": "recovered", "recovery:failed": "failed"}
-WEBHOOK_PHASES = {**SLACK_PHASES, "recovery:action": "remediating"}
 ESCALATED = "recovery:escalated"
-ALL_CHANNELS = ("slack", "email", "webhook")
+ALL_CHANNELS = CHANNELS
 
 
 def incident_key(event: Event) -> str:
@@ -78,16 +70,6 @@ def _payload(event: Event, phase: str) -> dict[str, Any]:
     }
 
 
-def _destinations(config: NotificationsConfig, channel: str, event: Event) -> list[str]:
-    if channel == "slack" and config.slack is not None:
-        return [slack_channel(config.slack, severity=event.severity, category=event.category)]
-    if channel == "email" and config.email is not None:
-        return [",".join(recipients(config.email, event.severity))]
-    if channel == "webhook":
-        return [hook.name for hook in config.webhooks]
-    return []
-
-
 def _level_applies(level: EscalationLevel, event: Event) -> bool:
     reason = event.outcome
     if event.severity == "critical" and "critical" in level.when:
@@ -102,16 +84,8 @@ def _level_applies(level: EscalationLevel, event: Event) -> bool:
 def build_router(config: Config) -> Router | None:
     """The router for this configuration, or None when no channel is configured."""
     notes = config.notifications
-    configured = [
-        name
-        for name, present in (
-            ("slack", notes.slack is not None),
-            ("email", notes.email is not None),
-            ("webhook", bool(notes.webhooks)),
-        )
-        if present
-    ]
-    if not configured:
+    kinds = {kind.channel: kind for kind in configured(notes)}
+    if not kinds:
         return None
     levels = config.escalation.levels
 
@@ -121,7 +95,8 @@ def build_router(config: Config) -> Router | None:
         incident = incident_key(event)
         out = []
         for channel in channels:
-            for destination in _destinations(notes, channel, event):
+            kind = kinds[channel]
+            for destination in kind.destinations(section(notes, kind), event):
                 key = f"{dedupe}:{channel}:{destination}" if dedupe else None
                 out.append(OutboxRow(channel, destination, incident, phase,
                                      _payload(event, phase), key))  # fmt: skip
@@ -133,16 +108,15 @@ def build_router(config: Config) -> Router | None:
         if event.type == "service:recovered" and not event.playbook:
             return []  # an alert no playbook handles: nothing to follow up
         out: list[OutboxRow] = []
-        for channel, phases in (("slack", SLACK_PHASES), ("email", EMAIL_PHASES),
-                                ("webhook", WEBHOOK_PHASES)):  # fmt: skip
-            if channel in configured and event.type in phases:
-                out += rows(event, [channel], phases[event.type], None)
+        for channel, kind in kinds.items():
+            if event.type in kind.phases:
+                out += rows(event, [channel], kind.phases[event.type], None)
         return out
 
     def escalate(event: Event) -> list[OutboxRow]:
         incident = incident_key(event)
         failed_channel = str(event.details.get("channel", ""))
-        usable = [c for c in configured if c != failed_channel]
+        usable = [c for c in kinds if c != failed_channel]
         if not levels:
             # One implicit level: once per incident (a dead-lettered notification is its own
             # case, so that it still escalates through the other channels).

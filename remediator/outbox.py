@@ -18,7 +18,7 @@ from remediator import events as ev
 from remediator.clock import Clock
 from remediator.events import Event
 from remediator.metrics import Metrics
-from remediator.notifiers.base import Delivery, Notification, Notifier, Thread
+from remediator.notifiers.base import Delivery, Notification, Notifier
 from remediator.redaction import redact_text
 from remediator.store import Store
 from remediator.store.records import OutboxItem
@@ -39,7 +39,7 @@ def notification(item: OutboxItem) -> Notification:
     p = item.payload
     return Notification(
         id=item.id,
-        channel=item.channel,  # type: ignore[arg-type]
+        channel=item.channel,
         destination=item.destination,
         incident=item.incident,
         phase=item.phase,  # type: ignore[arg-type]
@@ -121,17 +121,16 @@ class Outbox:
         if notifier is None:
             await self._dead(item, note, f"channel {item.channel} is not configured")
             return
-        thread = None
-        if item.channel == "slack":
-            found = await self.store.slack_thread(item.incident, item.destination)
-            thread = Thread(*found) if found else None
+        thread = await notifier.find_thread(
+            self.store, incident=item.incident, destination=item.destination
+        )
         try:
             delivery = await notifier.send(note, thread=thread)
         except Exception as exc:  # a notifier bug must not lose the message
             log.exception("notifier raised", extra={"channel": item.channel})
             delivery = Delivery(False, f"notifier raised {type(exc).__name__}")
         if delivery.ok:
-            await self._sent(item, note, delivery)
+            await self._sent(item, note, delivery, notifier)
         elif delivery.permanent:
             await self._dead(item, note, delivery.detail)
         else:
@@ -141,11 +140,13 @@ class Outbox:
                 item.id, next_at=self.clock.now() + wait, error=redact_text(delivery.detail)
             )
 
-    async def _sent(self, item: OutboxItem, note: Notification, delivery: Delivery) -> None:
-        if delivery.thread is not None and item.channel == "slack":
-            await self.store.save_slack_thread(
-                item.incident, item.destination, channel=delivery.thread.channel,
-                ts=delivery.thread.ts,
+    async def _sent(
+        self, item: OutboxItem, note: Notification, delivery: Delivery, notifier: Notifier
+    ) -> None:
+        if delivery.thread is not None:
+            await notifier.keep_thread(
+                self.store, incident=item.incident, destination=item.destination,
+                thread=delivery.thread,
             )  # fmt: skip
         detail = delivery.detail or "delivered"
         if delivery.refused:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from remediator import events as ev
-from remediator import steps as st
 from remediator.actions.base import Action, ActionContext, ActionResult
+from remediator.actions.docker import DockerUnpause
 from remediator.clients import Clients
 from remediator.clock import iso
 from remediator.config import Config
@@ -119,7 +119,7 @@ async def lift_in(
     elif unpause is None:
         outcome = ActionResult(False, "docker.unpause is not available")
     else:
-        step = st.DockerUnpause(action="docker.unpause")
+        step = DockerUnpause(action="docker.unpause")
         async with slots if slots is not None else contextlib.nullcontext():
             try:
                 outcome = await unpause.run(

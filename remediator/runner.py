@@ -20,6 +20,7 @@ from remediator import events as ev
 from remediator import failover
 from remediator import steps as st
 from remediator.actions.base import Action, ActionContext, ActionResult
+from remediator.actions.docker import DockerPause
 from remediator.clients import Clients
 from remediator.clock import Clock
 from remediator.errors import StoreUnavailable
@@ -185,7 +186,7 @@ class StepRunner:
             return ActionResult(False, "wrong target type")
         # Every step but a switch acts on the endpoint a failover made active (remediator/failover.py).
         target = ctx.target
-        if step.action not in failover.SWITCHES:
+        if not getattr(action, "switches_endpoint", False):
             try:
                 target = await failover.resolve(self.store, target)
             except StoreUnavailable:  # never act on an endpoint that may not be the active one
@@ -207,19 +208,14 @@ class StepRunner:
                 log.exception("action raised", extra={"action": name})
                 return ActionResult(False, f"action raised {type(exc).__name__}")
         if outcome.ok and not ctx.dry_run:
-            await self._persist(step, ctx, outcome)
+            await self._persist(ctx, outcome)
         return outcome
 
-    async def _persist(self, step: st.Step, ctx: StepContext, outcome: ActionResult) -> None:
-        """Keep what a failover or failback changed, so later steps, health checks and the API
-        see it (remediator/failover.py)."""
-        keep: dict[str, Any] = {}
-        if step.action == "redis.failover" and "primary_url" in outcome.data:
-            keep["primary"] = redact_text(str(outcome.data["primary_url"]))
-        if step.action in failover.SWITCHES and failover.ACTIVE_URL in outcome.data:
-            keep[failover.ACTIVE_URL] = outcome.data[failover.ACTIVE_URL]
-        if keep:
-            await self.store.update_target_data(ctx.target.name, keep, [])
+    async def _persist(self, ctx: StepContext, outcome: ActionResult) -> None:
+        """Keep what the action said to keep (e.g. the URL a failover made active), so later
+        steps, health checks and the API see it (remediator/failover.py)."""
+        if outcome.persist:
+            await self.store.update_target_data(ctx.target.name, dict(outcome.persist), [])
 
     async def _verify_health(self, step: st.VerifyHealth, ctx: StepContext) -> ActionResult:
         if ctx.dry_run:
@@ -291,7 +287,7 @@ class StepRunner:
                 paused = await pause.run(
                     ActionContext(
                         target=ctx.target,
-                        step=st.DockerPause(action="docker.pause"),
+                        step=DockerPause(action="docker.pause"),
                         clients=self.clients,
                     )
                 )

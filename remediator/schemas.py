@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from remediator.config import Config
+from remediator.config import ChannelName, Config
 from remediator.patterns import PatternSpec
 
 BreakerStateName = Literal["closed", "half-open", "open"]
@@ -74,7 +74,7 @@ class StoreHealth(_Answer):
 
 
 class NotifierHealth(_Answer):
-    channel: Literal["slack", "email", "webhook"]
+    channel: ChannelName
     name: str
 
 

@@ -1,161 +1,54 @@
 """Playbook steps: one pydantic model per action, a discriminated union on ``action``.
 
-This module is the catalog of action names and their parameters; the implementations live in
-``remediator/actions/``. Parameters come only from configuration, never from alert text.
+Each built-in action declares its step model, its target types and whether it changes state
+on its class in ``remediator/actions/`` (the registry in ``remediator/actions/__init__.py``);
+the ``Step`` union, :data:`STATE_CHANGING` and :data:`ACTION_TARGET_TYPES` are derived from
+it. The steps that are not actions (``verify.health``, ``verify.prometheus``, ``quarantine``,
+``escalate``, ``plugin``) are declared here. Parameters come only from configuration, never
+from alert text.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from remediator.actions import BUILTIN_ACTIONS
+from remediator.actions.base import Signal, StepModel
 from remediator.durations import Duration
 from remediator.promql import compile_query
 
-Signal = Annotated[str, Field(pattern=r"^(SIG)?[A-Z0-9]{2,8}$")]
+__all__ = [
+    "ACTION_TARGET_TYPES",
+    "STATE_CHANGING",
+    "VERIFY_ACTIONS",
+    "Escalate",
+    "PluginStep",
+    "Quarantine",
+    "Signal",
+    "Step",
+    "VerifyHealth",
+    "VerifyPrometheus",
+    "action_names",
+    "fits",
+]
+
+_Step = StepModel
 
 
-class _Step(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    timeout: Duration = 60.0
-
-
-class DockerRestart(_Step):
-    action: Literal["docker.restart"]
-    stop_timeout: int = Field(default=10, ge=0, le=600)
-
-
-class DockerStop(_Step):
-    action: Literal["docker.stop"]
-    stop_timeout: int = Field(default=10, ge=0, le=600)
-
-
-class DockerStart(_Step):
-    action: Literal["docker.start"]
-
-
-class DockerKill(_Step):
-    action: Literal["docker.kill"]
-    signal: Signal = "SIGKILL"
-
-
-class DockerPause(_Step):
-    action: Literal["docker.pause"]
-
-
-class DockerUnpause(_Step):
-    action: Literal["docker.unpause"]
-
-
-class DockerScale(_Step):
-    action: Literal["docker.scale"]
-    replicas: int | None = Field(default=None, ge=0)
-    delta: int | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> DockerScale:
-        if (self.replicas is None) == (self.delta is None):
-            raise ValueError("give exactly one of 'replicas' or 'delta'")
-        return self
-
-
-class DockerUpdateLimits(_Step):
-    action: Literal["docker.update_limits"]
-    memory: str | None = Field(default=None, pattern=r"^\d+[bkmg]?$")
-    cpus: float | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _some(self) -> DockerUpdateLimits:
-        if self.memory is None and self.cpus is None:
-            raise ValueError("give 'memory' and/or 'cpus'")
-        return self
-
-
-class RedisFlushDb(_Step):
-    action: Literal["redis.flushdb"]
-    db: int | None = Field(default=None, ge=0, le=15)
-
-
-class RedisDeleteKeys(_Step):
-    action: Literal["redis.delete_keys"]
-    pattern: str = Field(min_length=1)
-    batch: int = Field(default=500, ge=1, le=10_000)
-    max_keys: int = Field(default=1_000_000, ge=1)
-
-
-class RedisMemoryPurge(_Step):
-    action: Literal["redis.memory_purge"]
-
-
-class RedisKillClients(_Step):
-    action: Literal["redis.kill_clients"]
-    client_type: Literal["normal", "pubsub", "replica", "master"] | None = None
-    min_idle: Duration | None = None
-    name: str | None = None
-
-
-class RedisFailover(_Step):
-    action: Literal["redis.failover"]
-
-
-PgState = Literal["active", "idle", "idle in transaction", "idle in transaction (aborted)"]
-
-
-class _PgFilter(_Step):
-    state: PgState | None = None
-    min_duration: Duration | None = None
-    application_name: str | None = None
-    usename: str | None = None
-
-
-class PostgresTerminate(_PgFilter):
-    action: Literal["postgres.terminate_backends"]
-
-
-class PostgresCancel(_PgFilter):
-    action: Literal["postgres.cancel_queries"]
-
-
-class PostgresResetPool(_Step):
-    action: Literal["postgres.reset_pool"]
-
-
-class HttpCall(_Step):
-    action: Literal["http.call"]
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    path: str = Field(pattern=r"^/")
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: Any = None
-    expected_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
-
-
-class HttpFailover(_Step):
-    action: Literal["http.failover"]
-
-
-class HttpFailback(_Step):
-    action: Literal["http.failback"]
-
-
-class ProcessSignal(_Step):
-    action: Literal["process.signal"]
-    signal: Signal = "SIGHUP"
-
-
-class Quarantine(_Step):
+class Quarantine(StepModel):
     action: Literal["quarantine"]
     pause: bool = True
 
 
-class VerifyHealth(_Step):
+class VerifyHealth(StepModel):
     action: Literal["verify.health"]
     within: Duration = 30.0
     interval: Duration = 2.0
 
 
-class VerifyPrometheus(_Step):
+class VerifyPrometheus(StepModel):
     action: Literal["verify.prometheus"]
     query: str = Field(min_length=1)
     expect: Literal["non_empty", "empty"] = "non_empty"
@@ -191,12 +84,12 @@ class VerifyPrometheus(_Step):
         return f"every series {said}" if said else "some series"
 
 
-class Escalate(_Step):
+class Escalate(StepModel):
     action: Literal["escalate"]
     reason: str = "playbook"
 
 
-class PluginStep(_Step):
+class PluginStep(StepModel):
     """A custom action from an installed plugin (entry point group ``remediator.actions``)."""
 
     action: Literal["plugin"]
@@ -204,110 +97,38 @@ class PluginStep(_Step):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-Step = Annotated[
-    DockerRestart
-    | DockerStop
-    | DockerStart
-    | DockerKill
-    | DockerPause
-    | DockerUnpause
-    | DockerScale
-    | DockerUpdateLimits
-    | RedisFlushDb
-    | RedisDeleteKeys
-    | RedisMemoryPurge
-    | RedisKillClients
-    | RedisFailover
-    | PostgresTerminate
-    | PostgresCancel
-    | PostgresResetPool
-    | HttpCall
-    | HttpFailover
-    | HttpFailback
-    | ProcessSignal
-    | Quarantine
-    | VerifyHealth
-    | VerifyPrometheus
-    | Escalate
-    | PluginStep,
-    Field(discriminator="action"),
-]
+# The steps that are not actions: they fit any target; all but verification change state.
+_BUILTIN_STEPS: tuple[type[StepModel], ...] = (
+    Quarantine,
+    VerifyHealth,
+    VerifyPrometheus,
+    Escalate,
+    PluginStep,
+)
+_MODELS = tuple(action.step_type for action in BUILTIN_ACTIONS) + _BUILTIN_STEPS
+
+if TYPE_CHECKING:
+    Step = StepModel
+else:
+    Step = Annotated[Union[_MODELS], Field(discriminator="action")]  # noqa: UP007
 
 VERIFY_ACTIONS = frozenset({"verify.health", "verify.prometheus"})
 STATE_CHANGING = frozenset(
-    name
-    for name in [
-        "docker.restart",
-        "docker.stop",
-        "docker.start",
-        "docker.kill",
-        "docker.pause",
-        "docker.unpause",
-        "docker.scale",
-        "docker.update_limits",
-        "redis.flushdb",
-        "redis.delete_keys",
-        "redis.memory_purge",
-        "redis.kill_clients",
-        "redis.failover",
-        "postgres.terminate_backends",
-        "postgres.cancel_queries",
-        "postgres.reset_pool",
-        "http.call",
-        "http.failover",
-        "http.failback",
-        "process.signal",
-        "quarantine",
-        "plugin",
-    ]
+    [action.name for action in BUILTIN_ACTIONS if action.changes_state] + ["quarantine", "plugin"]
 )
 
 
 def action_names() -> list[str]:
     """Every built-in action name, from the union itself."""
     names: list[str] = []
-    for model in Step.__origin__.__args__:  # type: ignore[attr-defined]
-        names.append(model.model_fields["action"].annotation.__args__[0])
+    for model in _MODELS:
+        names.append(model.model_fields["action"].annotation.__args__[0])  # type: ignore[union-attr]
     return sorted(names)
 
 
 # Which target types each action can act on. Verification and escalation steps fit any target.
 ACTION_TARGET_TYPES: dict[str, frozenset[str]] = {
-    **{
-        name: frozenset({"docker_container"})
-        for name in [
-            "docker.restart",
-            "docker.stop",
-            "docker.start",
-            "docker.kill",
-            "docker.pause",
-            "docker.unpause",
-            "docker.update_limits",
-        ]
-    },
-    "docker.scale": frozenset({"docker_service"}),
-    **{
-        name: frozenset({"redis"})
-        for name in [
-            "redis.flushdb",
-            "redis.delete_keys",
-            "redis.memory_purge",
-            "redis.kill_clients",
-            "redis.failover",
-        ]
-    },
-    **{
-        name: frozenset({"postgres"})
-        for name in [
-            "postgres.terminate_backends",
-            "postgres.cancel_queries",
-            "postgres.reset_pool",
-        ]
-    },
-    "http.call": frozenset({"http"}),
-    "http.failover": frozenset({"http"}),
-    "http.failback": frozenset({"http"}),
-    "process.signal": frozenset({"process"}),
+    action.name: action.target_types for action in BUILTIN_ACTIONS
 }
 
 

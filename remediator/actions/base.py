@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from remediator.clients import Clients
+from remediator.durations import Duration
 from remediator.targets import Target
+
+Signal = Annotated[str, Field(pattern=r"^(SIG)?[A-Z0-9]{2,8}$")]
+
+
+class StepModel(BaseModel):
+    """The base of every step's parameters: an action's model adds ``action: Literal[name]``
+    and its own fields (remediator/steps.py derives the ``Step`` union from the registry)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout: Duration = 60.0
+    action: str  # each model narrows it to ``Literal[its action name]``, the discriminator
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +37,15 @@ class ActionResult:
     detail: str
     duration: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)
+    # What the runner keeps in the target's stored data after a successful real run (e.g. the
+    # URL a failover made active), so later steps, health checks and the API see it.
+    persist: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class ActionContext:
     target: Target
-    step: Any  # the step's pydantic model from remediator.steps (e.g. steps.DockerRestart)
+    step: Any  # the step's pydantic model, the action's ``step_type`` (e.g. DockerRestart)
     clients: Clients
     dry_run: bool = False
 
@@ -39,6 +57,23 @@ class Action(Protocol):
     target_types: ClassVar[frozenset[str]]
 
     async def run(self, ctx: ActionContext) -> ActionResult: ...
+
+
+class BuiltinAction(Action, Protocol):
+    """A built-in action declares itself once: its step model (``step_type``, whose ``action``
+    literal is ``name``), the target types it acts on, whether it changes state (its intent is
+    recorded first, remediator/intents.py) and whether it switches between a target's
+    configured endpoints (it is not pointed at the active one, remediator/failover.py)."""
+
+    # Read-only members (class attributes on the implementations).
+    @property
+    def step_type(self) -> type[StepModel]: ...
+
+    @property
+    def changes_state(self) -> bool: ...
+
+    @property
+    def switches_endpoint(self) -> bool: ...
 
 
 Outcome = tuple[bool, str, dict[str, Any]]
@@ -54,7 +89,9 @@ class GuardedAction:
     name: ClassVar[str]
     target_types: ClassVar[frozenset[str]]
     target_class: ClassVar[type[Any]]
-    step_type: ClassVar[type[Any]]
+    step_type: ClassVar[type[StepModel]]
+    changes_state: ClassVar[bool] = True
+    switches_endpoint: ClassVar[bool] = False
     errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, ValueError)
 
     async def run(self, ctx: ActionContext) -> ActionResult:
@@ -82,13 +119,19 @@ class GuardedAction:
             return result(False, f"{self.name} on {target.name} failed: {error}")
         except Exception as exc:  # never raise out of an action
             return result(False, f"{self.name} on {target.name} failed: {type(exc).__name__}")
-        return result(ok, detail, data)
+        outcome = result(ok, detail, data)
+        keep = self.persisted(target, data) if ok else {}
+        return replace(outcome, persist=keep) if keep else outcome
 
     def describe(self, target: Any, step: Any) -> str:
         raise NotImplementedError
 
     async def perform(self, target: Any, step: Any, clients: Clients) -> Outcome:
         raise NotImplementedError
+
+    def persisted(self, target: Any, data: dict[str, Any]) -> dict[str, Any]:
+        """What a successful call keeps in the target's stored data ({}: nothing)."""
+        return {}
 
     def error_detail(self, exc: BaseException, target: Any, step: Any) -> str:
         """A short, secret-free description of a family error."""

@@ -11,21 +11,62 @@ step's ``timeout``.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from remediator.actions.base import Action, ActionContext, ActionResult
-from remediator.actions.docker_common import (
+from pydantic import Field, model_validator
+
+from remediator.actions.base import ActionContext, ActionResult, BuiltinAction, Signal, StepModel
+from remediator.actions.docker_common import run_on_engine
+from remediator.actions.docker_scale import DockerScaleAction
+from remediator.targets import DockerContainerTarget
+from remediator.tech.docker import (
     Outcome,
     call_bounded,
     engine,
     get_container,
-    run_on_engine,
     state_of,
     status_of,
 )
-from remediator.actions.docker_scale import DockerScaleAction
-from remediator.steps import DockerKill, DockerRestart, DockerStop
-from remediator.targets import DockerContainerTarget
+
+
+class DockerRestart(StepModel):
+    action: Literal["docker.restart"]
+    stop_timeout: int = Field(default=10, ge=0, le=600)
+
+
+class DockerStop(StepModel):
+    action: Literal["docker.stop"]
+    stop_timeout: int = Field(default=10, ge=0, le=600)
+
+
+class DockerStart(StepModel):
+    action: Literal["docker.start"]
+
+
+class DockerKill(StepModel):
+    action: Literal["docker.kill"]
+    signal: Signal = "SIGKILL"
+
+
+class DockerPause(StepModel):
+    action: Literal["docker.pause"]
+
+
+class DockerUnpause(StepModel):
+    action: Literal["docker.unpause"]
+
+
+class DockerUpdateLimits(StepModel):
+    action: Literal["docker.update_limits"]
+    memory: str | None = Field(default=None, pattern=r"^\d+[bkmg]?$")
+    cpus: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _some(self) -> DockerUpdateLimits:
+        if self.memory is None and self.cpus is None:
+            raise ValueError("give 'memory' and/or 'cpus'")
+        return self
+
 
 CONTAINER_TARGETS: frozenset[str] = frozenset({"docker_container"})
 _KILL_SIGNALS = frozenset({"SIGKILL", "KILL", "9"})
@@ -52,6 +93,9 @@ class _ContainerAction:
 
     name: ClassVar[str]
     target_types: ClassVar[frozenset[str]] = CONTAINER_TARGETS
+    step_type: ClassVar[type[StepModel]]
+    changes_state: ClassVar[bool] = True
+    switches_endpoint: ClassVar[bool] = False
     verb: ClassVar[str]
 
     async def run(self, ctx: ActionContext) -> ActionResult:
@@ -84,6 +128,7 @@ class _ContainerAction:
 
 class DockerRestartAction(_ContainerAction):
     name: ClassVar[str] = "docker.restart"
+    step_type = DockerRestart
     verb: ClassVar[str] = "restart"
 
     def params(self, step: DockerRestart) -> str:
@@ -134,6 +179,7 @@ class DockerRestartAction(_ContainerAction):
 
 class DockerStopAction(_ContainerAction):
     name: ClassVar[str] = "docker.stop"
+    step_type = DockerStop
     verb: ClassVar[str] = "stop"
 
     def params(self, step: DockerStop) -> str:
@@ -154,6 +200,7 @@ class DockerStopAction(_ContainerAction):
 
 class DockerStartAction(_ContainerAction):
     name: ClassVar[str] = "docker.start"
+    step_type = DockerStart
     verb: ClassVar[str] = "start"
 
     def apply(self, container: Any, step: Any) -> Outcome:
@@ -175,6 +222,7 @@ class DockerStartAction(_ContainerAction):
 
 class DockerKillAction(_ContainerAction):
     name: ClassVar[str] = "docker.kill"
+    step_type = DockerKill
     verb: ClassVar[str] = "kill"
 
     def params(self, step: DockerKill) -> str:
@@ -201,6 +249,7 @@ class DockerKillAction(_ContainerAction):
 
 class DockerPauseAction(_ContainerAction):
     name: ClassVar[str] = "docker.pause"
+    step_type = DockerPause
     verb: ClassVar[str] = "pause"
 
     def apply(self, container: Any, step: Any) -> Outcome:
@@ -221,6 +270,7 @@ class DockerPauseAction(_ContainerAction):
 
 class DockerUnpauseAction(_ContainerAction):
     name: ClassVar[str] = "docker.unpause"
+    step_type = DockerUnpause
     verb: ClassVar[str] = "unpause"
 
     def apply(self, container: Any, step: Any) -> Outcome:
@@ -268,6 +318,7 @@ class DockerUpdateLimitsAction(_ContainerAction):
     """
 
     name: ClassVar[str] = "docker.update_limits"
+    step_type = DockerUpdateLimits
     verb: ClassVar[str] = "update limits of"
 
     def params(self, step: Any) -> str:
@@ -315,13 +366,13 @@ class DockerUpdateLimitsAction(_ContainerAction):
         )
 
 
-ACTIONS: tuple[Action, ...] = (
+ACTIONS: tuple[BuiltinAction, ...] = (
     DockerRestartAction(),
     DockerStopAction(),
     DockerStartAction(),
     DockerKillAction(),
     DockerPauseAction(),
     DockerUnpauseAction(),
-    DockerUpdateLimitsAction(),
     DockerScaleAction(),
+    DockerUpdateLimitsAction(),
 )

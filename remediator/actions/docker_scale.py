@@ -18,24 +18,38 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import docker.errors
+from pydantic import Field, model_validator
 
-from remediator.actions.base import ActionContext, ActionResult
-from remediator.actions.docker_common import (
+from remediator.actions.base import ActionContext, ActionResult, StepModel
+from remediator.actions.docker_common import run_on_engine
+from remediator.targets import DockerServiceTarget
+from remediator.tech.docker import (
     CONTAINER_NAME_RE,
     ENGINE_ERRORS,
+    PROJECT_LABEL,
+    SERVICE_LABEL,
     InvalidName,
     Outcome,
     describe_error,
-    run_on_engine,
     state_of,
 )
-from remediator.targets import DockerServiceTarget
 
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
+
+class DockerScale(StepModel):
+    action: Literal["docker.scale"]
+    replicas: int | None = Field(default=None, ge=0)
+    delta: int | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> DockerScale:
+        if (self.replicas is None) == (self.delta is None):
+            raise ValueError("give exactly one of 'replicas' or 'delta'")
+        return self
+
+
 NUMBER_LABEL = "com.docker.compose.container-number"
 SERVICE_TARGETS: frozenset[str] = frozenset({"docker_service"})
 
@@ -278,7 +292,10 @@ def _scale(client: Any, target: DockerServiceTarget, step: Any) -> Outcome:
 
 class DockerScaleAction:
     name: ClassVar[str] = "docker.scale"
+    step_type: ClassVar[type[StepModel]] = DockerScale
     target_types: ClassVar[frozenset[str]] = SERVICE_TARGETS
+    changes_state: ClassVar[bool] = True
+    switches_endpoint: ClassVar[bool] = False
 
     async def run(self, ctx: ActionContext) -> ActionResult:
         started = time.monotonic()

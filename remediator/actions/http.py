@@ -8,47 +8,45 @@ header value, a body or a URL's userinfo.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx2
+from pydantic import Field
 
-from remediator import steps
-from remediator.actions.base import Action, GuardedAction
+from remediator.actions.base import BuiltinAction, GuardedAction, StepModel
 from remediator.clients import Clients
 from remediator.targets import HttpTarget
+from remediator.tech.http import http_error, join_url
+
+ACTIVE_URL = "active_url"  # target data: the URL http.failover / http.failback switched to
+
+
+class HttpCall(StepModel):
+    action: Literal["http.call"]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    path: str = Field(pattern=r"^/")
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    expected_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
+
+
+class HttpFailover(StepModel):
+    action: Literal["http.failover"]
+
+
+class HttpFailback(StepModel):
+    action: Literal["http.failback"]
+
 
 __all__ = [
     "ACTIONS",
     "HttpCallAction",
     "HttpFailbackAction",
     "HttpFailoverAction",
-    "http_error",
-    "join_url",
 ]
 
 Outcome = tuple[bool, str, dict[str, Any]]
-
-
-def join_url(base_url: str, path: str) -> str:
-    """``base_url`` (its own path kept) + ``path`` (which starts with ``/``)."""
-    return base_url.rstrip("/") + path
-
-
-def http_error(
-    exc: BaseException, urls: tuple[str | None, ...], headers: dict[str, str] | None = None
-) -> str:
-    """A short one-line description of ``exc`` without the URLs or header values."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if "header" in text.lower() or isinstance(exc, UnicodeError):
-        text = "invalid header (name/value hidden)"
-    secrets = [url.rstrip("/") for url in urls if url]
-    for value in (headers or {}).values():
-        secrets += [value, repr(value.encode("utf-8", "replace"))[2:-1]]
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    name = type(exc).__name__
-    return f"{name}: {text[:200]}" if text else name
 
 
 def _show_path(path: str) -> str:
@@ -87,7 +85,7 @@ async def _switch(
     where = f"{role} of {target.name}: GET {_show_path(target.health_path)} -> {status}"
     if status not in target.expected_status:
         return False, f"{where}; not {verb}", {"status": status}
-    return True, f"{where}; now active", {"active_url": url}
+    return True, f"{where}; now active", {ACTIVE_URL: url}
 
 
 class _HttpAction(GuardedAction):
@@ -107,12 +105,12 @@ class HttpCallAction(_HttpAction):
     """``method`` base_url+``path`` with the target's then the step's headers and a JSON body."""
 
     name = "http.call"
-    step_type = steps.HttpCall
+    step_type = HttpCall
 
-    def describe(self, target: HttpTarget, step: steps.HttpCall) -> str:
+    def describe(self, target: HttpTarget, step: HttpCall) -> str:
         return f"{step.method} {_show_path(step.path)} on {target.name}"
 
-    async def perform(self, target: HttpTarget, step: steps.HttpCall, clients: Clients) -> Outcome:
+    async def perform(self, target: HttpTarget, step: HttpCall, clients: Clients) -> Outcome:
         status = await _status(
             clients.http(),
             step.method,
@@ -128,20 +126,28 @@ class HttpCallAction(_HttpAction):
         return ok, detail, {"status": status}
 
 
-class HttpFailoverAction(_HttpAction):
+class _SwitchAction(_HttpAction):
+    """A switch between the target's configured endpoints: the runner keeps the URL it made
+    active (remediator/failover.py)."""
+
+    switches_endpoint = True  # it acts on the configured URLs, never on the active one
+
+    def persisted(self, target: Any, data: dict[str, Any]) -> dict[str, Any]:
+        return {ACTIVE_URL: data[ACTIVE_URL]} if ACTIVE_URL in data else {}
+
+
+class HttpFailoverAction(_SwitchAction):
     """Check that backup_url answers health_path with an expected status, then switch to it."""
 
     name = "http.failover"
-    step_type = steps.HttpFailover
+    step_type = HttpFailover
 
-    def describe(self, target: HttpTarget, step: steps.HttpFailover) -> str:
+    def describe(self, target: HttpTarget, step: HttpFailover) -> str:
         if target.backup_url is None:
             return f"fail over {target.name} (but it has no backup_url)"
         return f"switch {target.name} to its backup_url after a health check"
 
-    async def perform(
-        self, target: HttpTarget, step: steps.HttpFailover, clients: Clients
-    ) -> Outcome:
+    async def perform(self, target: HttpTarget, step: HttpFailover, clients: Clients) -> Outcome:
         if target.backup_url is None:
             return False, f"{target.name} has no backup_url to fail over to", {}
         return await _switch(
@@ -150,23 +156,21 @@ class HttpFailoverAction(_HttpAction):
         )  # fmt: skip
 
 
-class HttpFailbackAction(_HttpAction):
+class HttpFailbackAction(_SwitchAction):
     """Check that base_url (the primary) answers health_path with an expected status, then
     switch back to it."""
 
     name = "http.failback"
-    step_type = steps.HttpFailback
+    step_type = HttpFailback
 
-    def describe(self, target: HttpTarget, step: steps.HttpFailback) -> str:
+    def describe(self, target: HttpTarget, step: HttpFailback) -> str:
         return f"switch {target.name} back to its base_url after a health check"
 
-    async def perform(
-        self, target: HttpTarget, step: steps.HttpFailback, clients: Clients
-    ) -> Outcome:
+    async def perform(self, target: HttpTarget, step: HttpFailback, clients: Clients) -> Outcome:
         return await _switch(
             target, url=target.base_url, role="primary", verb="failing back",
             timeout=step.timeout, clients=clients,
         )  # fmt: skip
 
 
-ACTIONS: tuple[Action, ...] = (HttpCallAction(), HttpFailoverAction(), HttpFailbackAction())
+ACTIONS: tuple[BuiltinAction, ...] = (HttpCallAction(), HttpFailoverAction(), HttpFailbackAction())

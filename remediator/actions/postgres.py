@@ -10,23 +10,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
-from remediator import steps
-from remediator.actions.base import Action, GuardedAction
+from remediator.actions.base import BuiltinAction, GuardedAction, StepModel
 from remediator.clients import Clients
+from remediator.durations import Duration
 from remediator.targets import PostgresTarget
+from remediator.tech.postgres import postgres_error, query_cached
+
+PgState = Literal["active", "idle", "idle in transaction", "idle in transaction (aborted)"]
+
+
+class _PgFilter(StepModel):
+    state: PgState | None = None
+    min_duration: Duration | None = None
+    application_name: str | None = None
+    usename: str | None = None
+
+
+class PostgresTerminate(_PgFilter):
+    action: Literal["postgres.terminate_backends"]
+
+
+class PostgresCancel(_PgFilter):
+    action: Literal["postgres.cancel_queries"]
+
+
+class PostgresResetPool(StepModel):
+    action: Literal["postgres.reset_pool"]
+
 
 __all__ = [
     "ACTIONS",
     "PostgresCancelAction",
     "PostgresResetPoolAction",
     "PostgresTerminateAction",
-    "postgres_error",
     "query_cached",
 ]
 
@@ -53,45 +74,6 @@ _TERMINATE = _SIGNAL.format(sql.Identifier("pg_terminate_backend"), _FILTERS)
 _CANCEL = _SIGNAL.format(sql.Identifier("pg_cancel_backend"), _FILTERS)
 
 
-def postgres_error(exc: BaseException, dsn: str) -> str:
-    """A short one-line description of ``exc`` with the DSN and its password removed."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    secrets: list[str] = [dsn]
-    try:
-        password = conninfo_to_dict(dsn).get("password")
-    except psycopg.Error:
-        password = None
-    if password:
-        secrets.append(str(password))
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    name = type(exc).__name__
-    return f"{name}: {text[:200]}" if text else name
-
-
-async def query_cached(
-    clients: Clients,
-    dsn: str,
-    timeout: float,
-    query: sql.SQL | sql.Composed,
-    params: dict[str, Any] | None = None,
-) -> list[tuple[Any, ...]]:
-    """Run ``query`` on the cached connection; a stale cached connection is replaced once."""
-    reused = clients.postgres_cached(dsn)
-    for attempt in (1, 2):
-        conn = await clients.postgres(dsn, connect_timeout=timeout)
-        try:
-            cursor = await conn.execute(query, params)
-            return await cursor.fetchall()
-        except psycopg.OperationalError:
-            if not (conn.broken or conn.closed):
-                raise
-            await clients.reset_postgres(dsn)
-            if not reused or attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
 class _PostgresAction(GuardedAction):
     target_types: ClassVar[frozenset[str]] = frozenset({"postgres"})
     target_class = PostgresTarget
@@ -109,7 +91,7 @@ async def _drop_quietly(clients: Clients, dsn: str) -> None:
         await asyncio.wait_for(clients.reset_postgres(dsn), timeout=5)
 
 
-def _params(step: steps.PostgresTerminate | steps.PostgresCancel) -> dict[str, Any]:
+def _params(step: PostgresTerminate | PostgresCancel) -> dict[str, Any]:
     return {
         "state": step.state,
         "application_name": step.application_name,
@@ -118,7 +100,7 @@ def _params(step: steps.PostgresTerminate | steps.PostgresCancel) -> dict[str, A
     }
 
 
-def _filters(step: steps.PostgresTerminate | steps.PostgresCancel) -> str:
+def _filters(step: PostgresTerminate | PostgresCancel) -> str:
     parts = [f"{key}={value!r}" for key, value in _params(step).items() if value is not None]
     return ", ".join(parts)
 
@@ -128,15 +110,13 @@ class _SignalBackends(_PostgresAction):
     done: ClassVar[str]
     statement: ClassVar[sql.Composed]
 
-    def describe(
-        self, target: PostgresTarget, step: steps.PostgresTerminate | steps.PostgresCancel
-    ) -> str:
+    def describe(self, target: PostgresTarget, step: PostgresTerminate | PostgresCancel) -> str:
         return f"{self.verb} backends ({_filters(step) or 'no filter'}) on {target.name}"
 
     async def perform(
         self,
         target: PostgresTarget,
-        step: steps.PostgresTerminate | steps.PostgresCancel,
+        step: PostgresTerminate | PostgresCancel,
         clients: Clients,
     ) -> Outcome:
         params = _params(step)
@@ -168,7 +148,7 @@ class PostgresTerminateAction(_SignalBackends):
     """pg_terminate_backend() for each matching client backend of the target's database."""
 
     name = "postgres.terminate_backends"
-    step_type = steps.PostgresTerminate
+    step_type = PostgresTerminate
     verb = "terminate"
     done = "terminated"
     statement = _TERMINATE
@@ -178,7 +158,7 @@ class PostgresCancelAction(_SignalBackends):
     """pg_cancel_backend() (cancel the running query, keep the session) for each match."""
 
     name = "postgres.cancel_queries"
-    step_type = steps.PostgresCancel
+    step_type = PostgresCancel
     verb = "cancel the queries of"
     done = "cancelled the queries of"
     statement = _CANCEL
@@ -188,19 +168,19 @@ class PostgresResetPoolAction(_PostgresAction):
     """Close and drop remediator's own cached connection(s) for the target's DSN."""
 
     name = "postgres.reset_pool"
-    step_type = steps.PostgresResetPool
+    step_type = PostgresResetPool
 
-    def describe(self, target: PostgresTarget, step: steps.PostgresResetPool) -> str:
+    def describe(self, target: PostgresTarget, step: PostgresResetPool) -> str:
         return f"close remediator's cached connections to {target.name}"
 
     async def perform(
-        self, target: PostgresTarget, step: steps.PostgresResetPool, clients: Clients
+        self, target: PostgresTarget, step: PostgresResetPool, clients: Clients
     ) -> Outcome:
         closed = await clients.reset_postgres(target.dsn)
         return True, f"closed {closed} cached connection(s) to {target.name}", {"closed": closed}
 
 
-ACTIONS: tuple[Action, ...] = (
+ACTIONS: tuple[BuiltinAction, ...] = (
     PostgresTerminateAction(),
     PostgresCancelAction(),
     PostgresResetPoolAction(),

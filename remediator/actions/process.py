@@ -1,53 +1,75 @@
-"""Process recovery action: process.signal (send a signal to the pid in the target's pidfile)."""
+"""Process recovery actions on the pid in the target's pidfile.
+
+``process.signal`` sends a signal. ``process.restart`` sends a signal (SIGTERM) and waits for
+the process's supervisor (systemd, runit, supervisord, a shell loop, ...) to start it again:
+it succeeds when the pidfile names a new, live pid. remediator never starts a process itself
+(no command, no shell): a process without a supervisor stays down and the step times out.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import signal
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from remediator import steps
-from remediator.actions.base import Action, ActionContext, ActionResult
+from pydantic import Field, field_validator
+
+from remediator.actions.base import (
+    ActionContext,
+    ActionResult,
+    BuiltinAction,
+    GuardedAction,
+    Outcome,
+    Signal,
+    StepModel,
+)
+from remediator.clients import Clients
 from remediator.targets import ProcessTarget
+from remediator.tech.process import parse_signal, read_pidfile
 
-__all__ = ["ACTIONS", "ProcessSignalAction", "parse_signal", "read_pidfile"]
+__all__ = [
+    "ACTIONS",
+    "ProcessRestart",
+    "ProcessRestartAction",
+    "ProcessSignal",
+    "ProcessSignalAction",
+]
 
-_MAX_PIDFILE_BYTES = 64
-
-
-def read_pidfile(path: str) -> int | None:
-    """The pid in ``path``: an integer > 1 that is not this process, else None."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(_MAX_PIDFILE_BYTES + 1)
-    except OSError:
-        return None
-    if len(raw) > _MAX_PIDFILE_BYTES:
-        return None
-    text = raw.decode("ascii", "replace").strip()
-    if not text.isdigit():
-        return None
-    pid = int(text)
-    if pid <= 1 or pid == os.getpid():
-        return None
-    return pid
+_POLL = 0.1  # seconds between two reads of the pidfile while waiting for the new pid
 
 
-def parse_signal(name: str) -> signal.Signals | None:
-    """``SIGHUP``/``HUP`` (any case) -> ``signal.SIGHUP``; None if unknown."""
-    upper = name.strip().upper()
-    if not upper.startswith("SIG"):
-        upper = "SIG" + upper
-    return signal.Signals.__members__.get(upper)
+class ProcessSignal(StepModel):
+    action: Literal["process.signal"]
+    signal: Signal = "SIGHUP"
+
+
+class ProcessRestart(StepModel):
+    action: Literal["process.restart"] = Field(
+        description="Signal the pid in the pidfile, then wait for its supervisor to write a "
+        "new live pid there (remediator never starts a process itself)."
+    )
+    signal: Signal = Field(
+        default="SIGTERM", description="The signal that stops the process, e.g. `TERM` or `INT`."
+    )
+
+    @field_validator("signal")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if parse_signal(value) is None:
+            raise ValueError(f"unknown signal {value!r}")
+        return value
 
 
 class ProcessSignalAction:
     """os.kill(pid from the pidfile, the configured signal)."""
 
     name: ClassVar[str] = "process.signal"
+    step_type: ClassVar[type[StepModel]] = ProcessSignal
     target_types: ClassVar[frozenset[str]] = frozenset({"process"})
+    changes_state: ClassVar[bool] = True
+    switches_endpoint: ClassVar[bool] = False
 
     async def run(self, ctx: ActionContext) -> ActionResult:
         start = time.monotonic()
@@ -58,7 +80,7 @@ class ProcessSignalAction:
         target, step = ctx.target, ctx.step
         if not isinstance(target, ProcessTarget):
             return result(False, "wrong target type")
-        if not isinstance(step, steps.ProcessSignal):
+        if not isinstance(step, ProcessSignal):
             return result(False, f"wrong step for {self.name}")
         sig = parse_signal(step.signal)
         if sig is None:
@@ -85,4 +107,46 @@ class ProcessSignalAction:
         return result(True, detail, {"pid": pid, "signal": sig.name})
 
 
-ACTIONS: tuple[Action, ...] = (ProcessSignalAction(),)
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
+
+
+class ProcessRestartAction(GuardedAction):
+    """Signal the pid in the pidfile, then wait (up to the step's timeout) until the pidfile
+    names a new live pid, written by the process's supervisor."""
+
+    name = "process.restart"
+    step_type = ProcessRestart
+    target_types: ClassVar[frozenset[str]] = frozenset({"process"})
+    target_class = ProcessTarget
+
+    def describe(self, target: ProcessTarget, step: ProcessRestart) -> str:
+        return f"send {step.signal} to the pid in {target.name} and wait for a new pid"
+
+    async def perform(
+        self, target: ProcessTarget, step: ProcessRestart, clients: Clients
+    ) -> Outcome:
+        sig = parse_signal(step.signal)
+        if sig is None:  # the step model refuses unknown names
+            return False, f"unknown signal {step.signal!r}", {}
+        before = await asyncio.to_thread(read_pidfile, target.pidfile)
+        if before is None:
+            return False, f"invalid pidfile for {target.name}", {}
+        # Already gone (e.g. a taken-over step): wait for its successor all the same.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(before, sig)
+        while True:
+            await asyncio.sleep(_POLL)
+            after = await asyncio.to_thread(read_pidfile, target.pidfile)
+            if after is not None and after != before and _alive(after):
+                detail = f"process of {target.name} restarted: pid {before} -> {after}"
+                return True, detail, {"pid_before": before, "pid_after": after, "signal": sig.name}
+
+
+ACTIONS: tuple[BuiltinAction, ...] = (ProcessSignalAction(), ProcessRestartAction())

@@ -7,16 +7,18 @@ name the target, never its URL (which may hold a password).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-from urllib.parse import unquote, urlsplit
+from typing import Any, ClassVar, Literal
 
 import redis.asyncio
 import redis.exceptions
+from pydantic import Field
 
-from remediator import steps
-from remediator.actions.base import Action, GuardedAction
+from remediator.actions.base import BuiltinAction, GuardedAction, StepModel
 from remediator.clients import REDIS_CLIENT_NAME, Clients
+from remediator.durations import Duration
+from remediator.redaction import redact_text
 from remediator.targets import RedisTarget
+from remediator.tech.redis import redis_error
 
 __all__ = [
     "ACTIONS",
@@ -25,27 +27,36 @@ __all__ = [
     "RedisFlushDbAction",
     "RedisKillClientsAction",
     "RedisMemoryPurgeAction",
-    "redis_error",
 ]
 
 Outcome = tuple[bool, str, dict[str, Any]]
 
 
-def redis_error(exc: BaseException, *urls: str | None) -> str:
-    """A short one-line description of ``exc`` with the URLs and their passwords removed."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    for url in urls:
-        if not url:
-            continue
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
-        for secret in (url, password, unquote(password) if password else None):
-            if secret:
-                text = text.replace(secret, "***")
-    name = type(exc).__name__
-    return f"{name}: {text[:200]}" if text else name
+class RedisFlushDb(StepModel):
+    action: Literal["redis.flushdb"]
+    db: int | None = Field(default=None, ge=0, le=15)
+
+
+class RedisDeleteKeys(StepModel):
+    action: Literal["redis.delete_keys"]
+    pattern: str = Field(min_length=1)
+    batch: int = Field(default=500, ge=1, le=10_000)
+    max_keys: int = Field(default=1_000_000, ge=1)
+
+
+class RedisMemoryPurge(StepModel):
+    action: Literal["redis.memory_purge"]
+
+
+class RedisKillClients(StepModel):
+    action: Literal["redis.kill_clients"]
+    client_type: Literal["normal", "pubsub", "replica", "master"] | None = None
+    min_idle: Duration | None = None
+    name: str | None = None
+
+
+class RedisFailover(StepModel):
+    action: Literal["redis.failover"]
 
 
 def _as_str(value: Any) -> str:
@@ -65,15 +76,13 @@ class RedisFlushDbAction(_RedisAction):
     """FLUSHDB (ASYNC) on the step's ``db`` or the URL's database."""
 
     name = "redis.flushdb"
-    step_type = steps.RedisFlushDb
+    step_type = RedisFlushDb
 
-    def describe(self, target: RedisTarget, step: steps.RedisFlushDb) -> str:
+    def describe(self, target: RedisTarget, step: RedisFlushDb) -> str:
         db = "the URL's db" if step.db is None else f"db {step.db}"
         return f"FLUSHDB {db} on {target.name}"
 
-    async def perform(
-        self, target: RedisTarget, step: steps.RedisFlushDb, clients: Clients
-    ) -> Outcome:
+    async def perform(self, target: RedisTarget, step: RedisFlushDb, clients: Clients) -> Outcome:
         client = clients.redis(target.url, db=step.db)
         db = (
             step.db
@@ -88,13 +97,13 @@ class RedisDeleteKeysAction(_RedisAction):
     """SCAN MATCH ``pattern`` COUNT ``batch``, UNLINK each batch, stop after ``max_keys``."""
 
     name = "redis.delete_keys"
-    step_type = steps.RedisDeleteKeys
+    step_type = RedisDeleteKeys
 
-    def describe(self, target: RedisTarget, step: steps.RedisDeleteKeys) -> str:
+    def describe(self, target: RedisTarget, step: RedisDeleteKeys) -> str:
         return f"UNLINK up to {step.max_keys} keys matching {step.pattern!r} on {target.name}"
 
     async def perform(
-        self, target: RedisTarget, step: steps.RedisDeleteKeys, clients: Clients
+        self, target: RedisTarget, step: RedisDeleteKeys, clients: Clients
     ) -> Outcome:
         client = clients.redis(target.url)
         deleted = 0
@@ -118,13 +127,13 @@ class RedisMemoryPurgeAction(_RedisAction):
     """MEMORY PURGE: ask the allocator to release dirty pages (a no-op outside jemalloc)."""
 
     name = "redis.memory_purge"
-    step_type = steps.RedisMemoryPurge
+    step_type = RedisMemoryPurge
 
-    def describe(self, target: RedisTarget, step: steps.RedisMemoryPurge) -> str:
+    def describe(self, target: RedisTarget, step: RedisMemoryPurge) -> str:
         return f"MEMORY PURGE on {target.name}"
 
     async def perform(
-        self, target: RedisTarget, step: steps.RedisMemoryPurge, clients: Clients
+        self, target: RedisTarget, step: RedisMemoryPurge, clients: Clients
     ) -> Outcome:
         client = clients.redis(target.url)
         before = await client.info("memory")
@@ -150,13 +159,13 @@ class RedisKillClientsAction(_RedisAction):
     """
 
     name = "redis.kill_clients"
-    step_type = steps.RedisKillClients
+    step_type = RedisKillClients
 
-    def describe(self, target: RedisTarget, step: steps.RedisKillClients) -> str:
+    def describe(self, target: RedisTarget, step: RedisKillClients) -> str:
         return f"kill clients ({_filters(step)}) on {target.name}"
 
     async def perform(
-        self, target: RedisTarget, step: steps.RedisKillClients, clients: Clients
+        self, target: RedisTarget, step: RedisKillClients, clients: Clients
     ) -> Outcome:
         if step.client_type is None and step.min_idle is None and step.name is None:
             return False, "refusing to kill every client: give client_type, min_idle or name", {}
@@ -188,7 +197,7 @@ class RedisKillClientsAction(_RedisAction):
         return True, detail, {"killed": killed}
 
 
-def _filters(step: steps.RedisKillClients) -> str:
+def _filters(step: RedisKillClients) -> str:
     parts = []
     if step.client_type is not None:
         parts.append(f"type={step.client_type}")
@@ -203,16 +212,14 @@ class RedisFailoverAction(_RedisAction):
     """Promote ``replica_url``: REPLICAOF NO ONE, then verify ROLE is master."""
 
     name = "redis.failover"
-    step_type = steps.RedisFailover
+    step_type = RedisFailover
 
-    def describe(self, target: RedisTarget, step: steps.RedisFailover) -> str:
+    def describe(self, target: RedisTarget, step: RedisFailover) -> str:
         if target.replica_url is None:
             return f"fail over {target.name} (but it has no replica_url)"
         return f"promote the replica of {target.name} (REPLICAOF NO ONE)"
 
-    async def perform(
-        self, target: RedisTarget, step: steps.RedisFailover, clients: Clients
-    ) -> Outcome:
+    async def perform(self, target: RedisTarget, step: RedisFailover, clients: Clients) -> Outcome:
         if target.replica_url is None:
             return False, f"{target.name} has no replica_url to fail over to", {}
         replica = clients.redis(target.replica_url)
@@ -224,8 +231,12 @@ class RedisFailoverAction(_RedisAction):
         detail = f"promoted the replica of {target.name} to primary (ROLE master)"
         return True, detail, {"primary_url": target.replica_url}
 
+    def persisted(self, target: Any, data: dict[str, Any]) -> dict[str, Any]:
+        """The promoted replica is the primary now (kept without its password)."""
+        return {"primary": redact_text(str(data["primary_url"]))} if "primary_url" in data else {}
 
-ACTIONS: tuple[Action, ...] = (
+
+ACTIONS: tuple[BuiltinAction, ...] = (
     RedisFlushDbAction(),
     RedisDeleteKeysAction(),
     RedisMemoryPurgeAction(),

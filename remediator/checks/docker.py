@@ -14,8 +14,13 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from remediator.actions.docker_common import (
+from remediator.checks.base import CheckResult, HealthCheck
+from remediator.clients import Clients
+from remediator.targets import DockerContainerTarget, DockerServiceTarget, Target
+from remediator.tech.docker import (
     ENGINE_ERRORS,
+    PROJECT_LABEL,
+    SERVICE_LABEL,
     call_bounded,
     describe_error,
     engine,
@@ -23,10 +28,6 @@ from remediator.actions.docker_common import (
     state_of,
     timeout_detail,
 )
-from remediator.actions.docker_scale import PROJECT_LABEL, SERVICE_LABEL
-from remediator.checks.base import CheckResult, HealthCheck
-from remediator.clients import Clients
-from remediator.targets import DockerContainerTarget, DockerServiceTarget, Target
 
 
 async def _bounded(

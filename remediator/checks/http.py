@@ -7,10 +7,10 @@ import time
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from remediator.actions.http import http_error, join_url
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
 from remediator.targets import HttpTarget, Target
+from remediator.tech.http import http_error, join_url
 
 __all__ = ["CHECKS", "HttpGetCheck"]
 

@@ -9,10 +9,10 @@ from typing import ClassVar
 
 from psycopg import sql
 
-from remediator.actions.postgres import postgres_error, query_cached
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
 from remediator.targets import PostgresTarget, Target
+from remediator.tech.postgres import postgres_error, query_cached
 
 __all__ = ["CHECKS", "PostgresSelectCheck"]
 

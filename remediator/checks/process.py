@@ -7,10 +7,10 @@ import os
 import time
 from typing import ClassVar
 
-from remediator.actions.process import read_pidfile
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
 from remediator.targets import ProcessTarget, Target
+from remediator.tech.process import read_pidfile
 
 __all__ = ["CHECKS", "ProcessAliveCheck"]
 

@@ -6,10 +6,10 @@ import asyncio
 import time
 from typing import ClassVar
 
-from remediator.actions.redis import redis_error
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
 from remediator.targets import RedisTarget, Target
+from remediator.tech.redis import redis_error
 
 __all__ = ["CHECKS", "RedisPingCheck"]
 

@@ -1,16 +1,37 @@
-"""Notification channels, built from configuration in an explicit dict."""
+"""Notification channels, registered in an explicit tuple and built from configuration.
+
+Each notifier class declares its channel once (:class:`~remediator.notifiers.base.NotifierClass`:
+its name, configuration section and model, phases, destinations); the router
+(remediator/notifications.py), the configuration's channel names and the metrics loop over
+:data:`NOTIFIERS`. Adding a channel is its module, listed here.
+"""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from remediator.clock import Clock
-from remediator.config import Config
-from remediator.notifiers.base import Delivery, Notification, Notifier, Thread
+from remediator.notifiers.base import Delivery, Notification, Notifier, NotifierClass, Thread
 from remediator.notifiers.email import EmailNotifier
 from remediator.notifiers.slack import SlackNotifier
 from remediator.notifiers.webhook import WebhookNotifier
+
+if TYPE_CHECKING:
+    from remediator.config import Config, NotificationsConfig
+
+NOTIFIERS: tuple[NotifierClass, ...] = (SlackNotifier, EmailNotifier, WebhookNotifier)
+CHANNELS: tuple[str, ...] = tuple(kind.channel for kind in NOTIFIERS)
+
+
+def section(notes: NotificationsConfig, kind: NotifierClass) -> Any:
+    """The channel's value under ``notifications:`` (None or [] when not configured)."""
+    return kind.section(notes)
+
+
+def configured(notes: NotificationsConfig) -> list[NotifierClass]:
+    """The configured channels, in registry order."""
+    return [kind for kind in NOTIFIERS if kind.configured(section(notes, kind))]
 
 
 def build_notifiers(
@@ -18,17 +39,21 @@ def build_notifiers(
 ) -> dict[str, Notifier]:
     """One notifier per configured channel (a missing secret raises ConfigError)."""
     notes = config.notifications
-    built: dict[str, Notifier] = {}
-    if notes.slack is not None:
-        built["slack"] = SlackNotifier(notes.slack, clock=clock, env=env)
-    if notes.email is not None:
-        context = None
-        if notes.email.ca_file:
-            context = ssl.create_default_context(cafile=notes.email.ca_file)
-        built["email"] = EmailNotifier(notes.email, env=env, tls_context=context)
-    if notes.webhooks:
-        built["webhook"] = WebhookNotifier(list(notes.webhooks), env=env)
-    return built
+    return {
+        kind.channel: kind.build(section(notes, kind), clock=clock, env=env)
+        for kind in configured(notes)
+    }
 
 
-__all__ = ["Delivery", "Notification", "Notifier", "Thread", "build_notifiers"]
+__all__ = [
+    "CHANNELS",
+    "NOTIFIERS",
+    "Delivery",
+    "Notification",
+    "Notifier",
+    "NotifierClass",
+    "Thread",
+    "build_notifiers",
+    "configured",
+    "section",
+]

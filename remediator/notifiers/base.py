@@ -9,10 +9,16 @@ put secrets (tokens, passwords) in ``detail``. Destinations come only from confi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
-Channel = Literal["slack", "email", "webhook"]
+from pydantic import BaseModel, ConfigDict
+
+from remediator.clock import Clock
+from remediator.events import Event
+
+Channel = str  # a notifier's ``channel`` name (remediator/notifiers/__init__.py lists them)
 # The incident's state, as it moves: firing -> remediating -> recovered | failed | escalated.
 Phase = Literal["firing", "remediating", "recovered", "failed", "escalated", "info"]
 
@@ -53,6 +59,12 @@ class Delivery:
     refused: tuple[str, ...] = ()  # recipients an SMTP server refused while accepting others
 
 
+class ChannelConfig(BaseModel):
+    """The base of a channel's section under ``notifications:`` in the configuration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Notifier(Protocol):
     channel: ClassVar[Channel]
 
@@ -62,3 +74,64 @@ class Notifier(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+    async def find_thread(self, store: Any, *, incident: str, destination: str) -> Thread | None:
+        """The incident's first message on ``destination``, kept in ``store`` (None: none)."""
+        ...
+
+    async def keep_thread(
+        self, store: Any, *, incident: str, destination: str, thread: Thread
+    ) -> None:
+        """Keep where the incident's first message landed (:meth:`find_thread` reads it)."""
+        ...
+
+
+class NotifierClass(Protocol):
+    """A channel declares itself once, on its notifier class: its ``channel`` name, its section
+    under ``notifications:`` (``config_key``, parsed by ``config_model``, described by
+    ``summary``), the event types it
+    follows and their phases (``phases``), and its destinations for an event."""
+
+    # (Plain attributes: the registry holds the classes themselves.)
+    channel: Channel
+    config_key: str
+    config_model: type[ChannelConfig]
+    summary: str  # what the section is, for docs/configuration.md
+    phases: Mapping[str, Phase]
+
+    @staticmethod
+    def section(notes: Any) -> Any:
+        """The channel's value in ``notifications:`` (a NotificationsConfig)."""
+        ...
+
+    @staticmethod
+    def configured(section: Any) -> bool:
+        """Whether the channel is configured (``section`` is its value in the configuration)."""
+        ...
+
+    @staticmethod
+    def destinations(section: Any, event: Event) -> list[str]:
+        """Where ``event`` goes on this channel (from configuration only)."""
+        ...
+
+    @staticmethod
+    def names(section: Any) -> list[str]:
+        """The channel's configured notifiers, by name (the API's health answer lists them)."""
+        ...
+
+    @classmethod
+    def build(cls, section: Any, *, clock: Clock, env: Mapping[str, str] | None) -> Notifier:
+        """The notifier for ``section`` (a missing secret raises ConfigError)."""
+        ...
+
+
+class Unthreaded:
+    """For a channel without threads: every message stands alone."""
+
+    async def find_thread(self, store: Any, *, incident: str, destination: str) -> Thread | None:
+        return None
+
+    async def keep_thread(
+        self, store: Any, *, incident: str, destination: str, thread: Thread
+    ) -> None:
+        return None

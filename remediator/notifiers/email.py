@@ -31,14 +31,42 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import aiosmtplib
+from pydantic import Field
 
-from remediator.config import EmailConfig
+from remediator.clock import Clock
+from remediator.durations import Duration
 from remediator.errors import ConfigError
-from remediator.notifiers.base import Channel, Delivery, Notification, Thread
+from remediator.events import Event
+from remediator.notifiers.base import (
+    Channel,
+    ChannelConfig,
+    Delivery,
+    Notification,
+    Phase,
+    Thread,
+    Unthreaded,
+)
 from remediator.redaction import redact_text
+
+if TYPE_CHECKING:
+    from remediator.config import NotificationsConfig
+
+
+class EmailConfig(ChannelConfig):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    ca_file: str | None = None  # PEM bundle to trust instead of the system CAs
+    username: str | None = None
+    password_env: str | None = None
+    sender: str
+    to: list[str] = Field(min_length=1)
+    to_by_severity: dict[str, list[str]] = Field(default_factory=dict)
+    timeout: Duration = 10.0
+
 
 FIELD_LABELS = (
     ("alert", "Alert"),
@@ -167,8 +195,41 @@ def _reply(code: int, message: str) -> str:
     return f"{code} {text}".strip()
 
 
-class EmailNotifier:
+class EmailNotifier(Unthreaded):
     channel: ClassVar[Channel] = "email"
+    config_key: ClassVar[str] = "email"  # notifications.email
+    summary: ClassVar[str] = (
+        "Email over SMTP: one message per remediation outcome and per escalation."
+    )
+    config_model: ClassVar[type[ChannelConfig]] = EmailConfig
+    # One message per remediation outcome.
+    phases: ClassVar[Mapping[str, Phase]] = {
+        "recovery:succeeded": "recovered",
+        "recovery:failed": "failed",
+    }
+
+    @staticmethod
+    def section(notes: NotificationsConfig) -> EmailConfig | None:
+        return notes.email
+
+    @staticmethod
+    def configured(section: EmailConfig | None) -> bool:
+        return section is not None
+
+    @staticmethod
+    def destinations(section: EmailConfig, event: Event) -> list[str]:
+        return [",".join(recipients(section, event.severity))]
+
+    @staticmethod
+    def names(section: EmailConfig) -> list[str]:
+        return ["email"]
+
+    @classmethod
+    def build(
+        cls, section: EmailConfig, *, clock: Clock, env: Mapping[str, str] | None
+    ) -> EmailNotifier:
+        context = ssl.create_default_context(cafile=section.ca_file) if section.ca_file else None
+        return cls(section, env=env, tls_context=context)
 
     def __init__(
         self,

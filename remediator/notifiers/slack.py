@@ -19,9 +19,10 @@ import os
 import re
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import aiohttp
+from pydantic import Field
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import builtin_async_handlers as retry
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
@@ -33,9 +34,32 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from remediator.clock import Clock
-from remediator.config import SlackConfig
+from remediator.durations import Duration
 from remediator.errors import ConfigError
-from remediator.notifiers.base import Channel, Delivery, Notification, Thread
+from remediator.events import Event
+from remediator.notifiers.base import (
+    Channel,
+    ChannelConfig,
+    Delivery,
+    Notification,
+    Phase,
+    Thread,
+)
+
+if TYPE_CHECKING:
+    from remediator.config import NotificationsConfig
+
+
+class SlackConfig(ChannelConfig):
+    token_env: str | None = None
+    token_file: str | None = None
+    webhook_url: str | None = None
+    api_url: str = "https://slack.com/api/"
+    channel: str = "#alerts"
+    channels_by_severity: dict[str, str] = Field(default_factory=dict)
+    channels_by_category: dict[str, str] = Field(default_factory=dict)
+    pace: Duration = 1.0  # minimum time between messages to one channel (Slack allows ~1/s)
+
 
 __all__ = ["SlackNotifier", "blocks", "escape", "route"]
 
@@ -211,10 +235,66 @@ def _read_token(config: SlackConfig, env: Mapping[str, str]) -> str | None:
     return None
 
 
+class _Threads(Protocol):
+    """The store's record of each incident's first Slack message (remediator/store/)."""
+
+    async def slack_thread(self, incident: str, destination: str) -> tuple[str, str] | None: ...
+
+    async def save_slack_thread(
+        self, incident: str, destination: str, *, channel: str, ts: str
+    ) -> None: ...
+
+
 class SlackNotifier:
     """Delivers notifications to Slack; never raises for delivery problems."""
 
     channel: ClassVar[Channel] = "slack"
+    config_key: ClassVar[str] = "slack"  # notifications.slack
+    summary: ClassVar[str] = (
+        "Slack: one message per incident, updated as it moves, details in its thread (bot token); or one message per phase (incoming webhook)."
+    )
+    config_model: ClassVar[type[ChannelConfig]] = SlackConfig
+    # One message per incident, updated as it moves; each step is a thread reply.
+    phases: ClassVar[Mapping[str, Phase]] = {
+        "recovery:started": "remediating",
+        "recovery:action": "info",  # a thread reply; the headline keeps the incident's state
+        "recovery:succeeded": "recovered",
+        "recovery:failed": "failed",
+        "service:recovered": "recovered",
+    }
+
+    @staticmethod
+    def section(notes: NotificationsConfig) -> SlackConfig | None:
+        return notes.slack
+
+    @staticmethod
+    def configured(section: SlackConfig | None) -> bool:
+        return section is not None
+
+    @staticmethod
+    def destinations(section: SlackConfig, event: Event) -> list[str]:
+        return [route(section, severity=event.severity, category=event.category)]
+
+    @staticmethod
+    def names(section: SlackConfig) -> list[str]:
+        return ["slack"]
+
+    @classmethod
+    def build(
+        cls, section: SlackConfig, *, clock: Clock, env: Mapping[str, str] | None
+    ) -> SlackNotifier:
+        return cls(section, clock=clock, env=env)
+
+    async def find_thread(
+        self, store: _Threads, *, incident: str, destination: str
+    ) -> Thread | None:
+        found = await store.slack_thread(incident, destination)
+        return Thread(*found) if found else None
+
+    async def keep_thread(
+        self, store: _Threads, *, incident: str, destination: str, thread: Thread
+    ) -> None:
+        await store.save_slack_thread(incident, destination, channel=thread.channel, ts=thread.ts)
 
     def __init__(
         self, config: SlackConfig, *, clock: Clock, env: Mapping[str, str] | None = None

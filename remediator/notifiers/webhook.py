@@ -39,14 +39,33 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx2
 
-from remediator.config import WebhookConfig
+from remediator.clock import Clock
 from remediator.errors import ConfigError
-from remediator.notifiers.base import Channel, Delivery, Notification, Thread
+from remediator.events import Event
+from remediator.notifiers.base import (
+    Channel,
+    ChannelConfig,
+    Delivery,
+    Notification,
+    Phase,
+    Thread,
+    Unthreaded,
+)
 from remediator.redaction import redact_text
+
+if TYPE_CHECKING:
+    from remediator.config import NotificationsConfig
+
+
+class WebhookConfig(ChannelConfig):
+    name: str
+    url: str
+    secret_env: str | None = None
+
 
 SIGNATURE_PREFIX = "sha256="
 MAX_RETRY_AFTER = 24 * 3600.0
@@ -151,8 +170,43 @@ def classify(name: str, status: int, headers: Mapping[str, str]) -> Delivery:
     return Delivery(False, where, permanent=True)
 
 
-class WebhookNotifier:
+class WebhookNotifier(Unthreaded):
     channel: ClassVar[Channel] = "webhook"
+    config_key: ClassVar[str] = "webhooks"  # notifications.webhooks, a list
+    summary: ClassVar[str] = (
+        "Outgoing webhooks: every notification POSTed as JSON, optionally signed."
+    )
+    config_model: ClassVar[type[ChannelConfig]] = WebhookConfig
+    # Every step of a remediation.
+    phases: ClassVar[Mapping[str, Phase]] = {
+        "recovery:started": "remediating",
+        "recovery:action": "remediating",
+        "recovery:succeeded": "recovered",
+        "recovery:failed": "failed",
+        "service:recovered": "recovered",
+    }
+
+    @staticmethod
+    def section(notes: NotificationsConfig) -> list[WebhookConfig]:
+        return notes.webhooks
+
+    @staticmethod
+    def configured(section: list[WebhookConfig]) -> bool:
+        return bool(section)
+
+    @staticmethod
+    def destinations(section: list[WebhookConfig], event: Event) -> list[str]:
+        return [hook.name for hook in section]
+
+    @staticmethod
+    def names(section: list[WebhookConfig]) -> list[str]:
+        return [hook.name for hook in section]
+
+    @classmethod
+    def build(
+        cls, section: list[WebhookConfig], *, clock: Clock, env: Mapping[str, str] | None
+    ) -> WebhookNotifier:
+        return cls(list(section), env=env)
 
     def __init__(
         self,

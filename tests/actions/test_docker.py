@@ -22,19 +22,25 @@ from remediator import steps
 from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.actions.docker import (
     ACTIONS,
+    DockerKill,
     DockerKillAction,
+    DockerPause,
     DockerPauseAction,
+    DockerRestart,
     DockerRestartAction,
+    DockerStart,
     DockerStartAction,
+    DockerStop,
     DockerStopAction,
+    DockerUnpause,
     DockerUnpauseAction,
+    DockerUpdateLimits,
     DockerUpdateLimitsAction,
     parse_memory,
 )
 from remediator.actions.docker_scale import (
     NUMBER_LABEL,
-    PROJECT_LABEL,
-    SERVICE_LABEL,
+    DockerScale,
     DockerScaleAction,
     clamp,
 )
@@ -42,6 +48,7 @@ from remediator.checks.base import CheckResult
 from remediator.checks.docker import CHECKS, DockerContainerCheck, DockerServiceCheck
 from remediator.clients import Clients
 from remediator.targets import DockerContainerTarget, DockerServiceTarget, Target
+from remediator.tech.docker import PROJECT_LABEL, SERVICE_LABEL
 from tests.realservices import TEST_LABEL, ContainerFactory
 
 pytestmark = pytest.mark.docker
@@ -85,36 +92,36 @@ def host_config(docker_client: Any, container: Any) -> dict[str, Any]:
     return data
 
 
-def restart(stop_timeout: int = 0, **kw: Any) -> steps.DockerRestart:
-    return steps.DockerRestart(action="docker.restart", stop_timeout=stop_timeout, **kw)
+def restart(stop_timeout: int = 0, **kw: Any) -> DockerRestart:
+    return DockerRestart(action="docker.restart", stop_timeout=stop_timeout, **kw)
 
 
-def stop(stop_timeout: int = 0) -> steps.DockerStop:
-    return steps.DockerStop(action="docker.stop", stop_timeout=stop_timeout)
+def stop(stop_timeout: int = 0) -> DockerStop:
+    return DockerStop(action="docker.stop", stop_timeout=stop_timeout)
 
 
-def start() -> steps.DockerStart:
-    return steps.DockerStart(action="docker.start")
+def start() -> DockerStart:
+    return DockerStart(action="docker.start")
 
 
-def kill(signal: str = "SIGKILL") -> steps.DockerKill:
-    return steps.DockerKill(action="docker.kill", signal=signal)
+def kill(signal: str = "SIGKILL") -> DockerKill:
+    return DockerKill(action="docker.kill", signal=signal)
 
 
-def pause() -> steps.DockerPause:
-    return steps.DockerPause(action="docker.pause")
+def pause() -> DockerPause:
+    return DockerPause(action="docker.pause")
 
 
-def unpause() -> steps.DockerUnpause:
-    return steps.DockerUnpause(action="docker.unpause")
+def unpause() -> DockerUnpause:
+    return DockerUnpause(action="docker.unpause")
 
 
-def limits(memory: str | None = None, cpus: float | None = None) -> steps.DockerUpdateLimits:
-    return steps.DockerUpdateLimits(action="docker.update_limits", memory=memory, cpus=cpus)
+def limits(memory: str | None = None, cpus: float | None = None) -> DockerUpdateLimits:
+    return DockerUpdateLimits(action="docker.update_limits", memory=memory, cpus=cpus)
 
 
-def scale(replicas: int | None = None, delta: int | None = None) -> steps.DockerScale:
-    return steps.DockerScale(action="docker.scale", replicas=replicas, delta=delta)
+def scale(replicas: int | None = None, delta: int | None = None) -> DockerScale:
+    return DockerScale(action="docker.scale", replicas=replicas, delta=delta)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:

@@ -12,9 +12,14 @@ from typing import Any
 
 import pytest
 
-from remediator import steps
 from remediator.actions.base import Action, ActionContext, ActionResult
-from remediator.actions.http import ACTIONS, HttpCallAction, HttpFailoverAction
+from remediator.actions.http import (
+    ACTIONS,
+    HttpCall,
+    HttpCallAction,
+    HttpFailover,
+    HttpFailoverAction,
+)
 from remediator.checks.http import CHECKS, HttpGetCheck
 from remediator.clients import Clients
 from remediator.targets import HttpTarget, RedisTarget, Target
@@ -116,11 +121,11 @@ def web(base_url: str, **kwargs: Any) -> HttpTarget:
     return HttpTarget(type="http", name="web", base_url=base_url, **kwargs)
 
 
-def call(path: str, **kwargs: Any) -> steps.HttpCall:
-    return steps.HttpCall(action="http.call", path=path, **kwargs)
+def call(path: str, **kwargs: Any) -> HttpCall:
+    return HttpCall(action="http.call", path=path, **kwargs)
 
 
-FAILOVER = steps.HttpFailover(action="http.failover")
+FAILOVER = HttpFailover(action="http.failover")
 
 
 def test_exports() -> None:

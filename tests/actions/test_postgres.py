@@ -12,12 +12,14 @@ import psycopg
 import psycopg.errors
 import pytest
 
-from remediator import steps
 from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.actions.postgres import (
     ACTIONS,
+    PostgresCancel,
     PostgresCancelAction,
+    PostgresResetPool,
     PostgresResetPoolAction,
+    PostgresTerminate,
     PostgresTerminateAction,
 )
 from remediator.checks.postgres import CHECKS, PostgresSelectCheck
@@ -52,12 +54,12 @@ def db(dsn: str) -> PostgresTarget:
     return PostgresTarget(type="postgres", name="db", dsn=dsn)
 
 
-def terminate(**filters: Any) -> steps.PostgresTerminate:
-    return steps.PostgresTerminate(action="postgres.terminate_backends", **filters)
+def terminate(**filters: Any) -> PostgresTerminate:
+    return PostgresTerminate(action="postgres.terminate_backends", **filters)
 
 
-def cancel(**filters: Any) -> steps.PostgresCancel:
-    return steps.PostgresCancel(action="postgres.cancel_queries", **filters)
+def cancel(**filters: Any) -> PostgresCancel:
+    return PostgresCancel(action="postgres.cancel_queries", **filters)
 
 
 async def state_of(observer: Conn, pid: int) -> str | None:
@@ -181,7 +183,7 @@ def test_a_filter_is_required(pg_database: str) -> None:
 
 
 def test_reset_pool_closes_remediators_cached_connection(pg_database: str) -> None:
-    step = steps.PostgresResetPool(action="postgres.reset_pool")
+    step = PostgresResetPool(action="postgres.reset_pool")
 
     async def scenario(clients: Clients) -> None:
         async with await psycopg.AsyncConnection.connect(pg_database, autocommit=True) as observer:

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from remediator import steps
 from remediator.actions.base import Action, ActionContext, ActionResult
-from remediator.actions.process import ACTIONS, ProcessSignalAction, parse_signal
+from remediator.actions.process import ACTIONS, ProcessSignal, ProcessSignalAction
 from remediator.checks.base import CheckResult
 from remediator.checks.process import CHECKS, ProcessAliveCheck
 from remediator.clients import Clients
 from remediator.targets import HttpTarget, ProcessTarget, Target
+from remediator.tech.process import parse_signal
 
 CHILD = textwrap.dedent(
     """
@@ -91,13 +91,13 @@ def proc_target(pidfile: Path | str) -> ProcessTarget:
     return ProcessTarget(type="process", name="app", pidfile=str(pidfile))
 
 
-def sig(name: str) -> steps.ProcessSignal:
-    return steps.ProcessSignal(action="process.signal", signal=name)
+def sig(name: str) -> ProcessSignal:
+    return ProcessSignal(action="process.signal", signal=name)
 
 
 def test_exports() -> None:
-    assert [a.name for a in ACTIONS] == ["process.signal"]
-    assert ACTIONS[0].target_types == frozenset({"process"})
+    assert [a.name for a in ACTIONS] == ["process.signal", "process.restart"]
+    assert all(a.target_types == frozenset({"process"}) for a in ACTIONS)
     assert [c.target_type for c in CHECKS] == ["process"]
 
 

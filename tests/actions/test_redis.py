@@ -11,14 +11,18 @@ from urllib.parse import urlsplit
 import pytest
 import redis.asyncio
 
-from remediator import steps
 from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.actions.redis import (
     ACTIONS,
+    RedisDeleteKeys,
     RedisDeleteKeysAction,
+    RedisFailover,
     RedisFailoverAction,
+    RedisFlushDb,
     RedisFlushDbAction,
+    RedisKillClients,
     RedisKillClientsAction,
+    RedisMemoryPurge,
     RedisMemoryPurgeAction,
 )
 from remediator.checks.redis import CHECKS, RedisPingCheck
@@ -78,7 +82,7 @@ def test_delete_keys_removes_only_matching_keys_across_many_scan_batches(redis_u
     prefix = f"remediator-test:{uuid.uuid4().hex}"
     doomed = [f"{prefix}:sess:{i}" for i in range(1200)]
     kept = [f"{prefix}:keep:{i}" for i in range(40)] + [f"{prefix}:sessX", f"{prefix}:sess"]
-    step = steps.RedisDeleteKeys(action="redis.delete_keys", pattern=f"{prefix}:sess:*", batch=100)
+    step = RedisDeleteKeys(action="redis.delete_keys", pattern=f"{prefix}:sess:*", batch=100)
 
     async def scenario(clients: Clients) -> None:
         async with connect(redis_url) as r:
@@ -104,9 +108,7 @@ def test_delete_keys_removes_only_matching_keys_across_many_scan_batches(redis_u
 
 def test_delete_keys_stops_at_max_keys(redis_server_factory: RedisServerFactory) -> None:
     url = redis_server_factory()
-    step = steps.RedisDeleteKeys(
-        action="redis.delete_keys", pattern="tmp:*", batch=50, max_keys=120
-    )
+    step = RedisDeleteKeys(action="redis.delete_keys", pattern="tmp:*", batch=50, max_keys=120)
 
     async def scenario(clients: Clients) -> None:
         async with connect(url) as r:
@@ -122,8 +124,8 @@ def test_delete_keys_stops_at_max_keys(redis_server_factory: RedisServerFactory)
 
 def test_flushdb_flushes_only_the_chosen_database(redis_server_factory: RedisServerFactory) -> None:
     url = redis_server_factory()  # redis://127.0.0.1:<port>/0
-    flush_3 = steps.RedisFlushDb(action="redis.flushdb", db=3)
-    flush_url_db = steps.RedisFlushDb(action="redis.flushdb")
+    flush_3 = RedisFlushDb(action="redis.flushdb", db=3)
+    flush_url_db = RedisFlushDb(action="redis.flushdb")
 
     async def scenario(clients: Clients) -> None:
         async with connect(url) as db0, connect(with_db(url, 3)) as db3:
@@ -151,7 +153,7 @@ def test_flushdb_flushes_only_the_chosen_database(redis_server_factory: RedisSer
 
 def test_memory_purge_is_ok(redis_server_factory: RedisServerFactory) -> None:
     url = redis_server_factory()
-    step = steps.RedisMemoryPurge(action="redis.memory_purge")
+    step = RedisMemoryPurge(action="redis.memory_purge")
 
     async def scenario(clients: Clients) -> None:
         result = await act(clients, RedisMemoryPurgeAction(), cache(url), step)
@@ -168,8 +170,8 @@ def test_kill_clients_kills_the_idle_matching_client_only(
     redis_server_factory: RedisServerFactory,
 ) -> None:
     url = redis_server_factory()
-    step = steps.RedisKillClients(action="redis.kill_clients", name="worker", min_idle=1.0)
-    everyone = steps.RedisKillClients(action="redis.kill_clients", client_type="normal", min_idle=0)
+    step = RedisKillClients(action="redis.kill_clients", name="worker", min_idle=1.0)
+    everyone = RedisKillClients(action="redis.kill_clients", client_type="normal", min_idle=0)
 
     async def scenario(clients: Clients) -> None:
         async with (
@@ -207,7 +209,7 @@ def test_kill_clients_kills_the_idle_matching_client_only(
 
 def test_kill_clients_needs_a_filter(redis_server_factory: RedisServerFactory) -> None:
     url = redis_server_factory()
-    step = steps.RedisKillClients(action="redis.kill_clients")
+    step = RedisKillClients(action="redis.kill_clients")
 
     async def scenario(clients: Clients) -> None:
         result = await act(clients, RedisKillClientsAction(), cache(url), step)
@@ -226,7 +228,7 @@ def test_failover_promotes_the_replica(redis_server_factory: RedisServerFactory)
     primary = redis_server_factory()
     port = str(urlsplit(primary).port)
     replica = redis_server_factory("--replicaof", "127.0.0.1", port)
-    step = steps.RedisFailover(action="redis.failover")
+    step = RedisFailover(action="redis.failover")
     target = cache(primary, replica_url=replica)
 
     async def scenario(clients: Clients) -> None:
@@ -261,12 +263,12 @@ def test_failover_promotes_the_replica(redis_server_factory: RedisServerFactory)
 def test_down_server_fails_fast_without_leaking_the_password() -> None:
     url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
     cases: list[tuple[Action, Any]] = [
-        (RedisFlushDbAction(), steps.RedisFlushDb(action="redis.flushdb")),
-        (RedisDeleteKeysAction(), steps.RedisDeleteKeys(action="redis.delete_keys", pattern="x*")),
-        (RedisMemoryPurgeAction(), steps.RedisMemoryPurge(action="redis.memory_purge")),
+        (RedisFlushDbAction(), RedisFlushDb(action="redis.flushdb")),
+        (RedisDeleteKeysAction(), RedisDeleteKeys(action="redis.delete_keys", pattern="x*")),
+        (RedisMemoryPurgeAction(), RedisMemoryPurge(action="redis.memory_purge")),
         (
             RedisKillClientsAction(),
-            steps.RedisKillClients(action="redis.kill_clients", min_idle=0),
+            RedisKillClients(action="redis.kill_clients", min_idle=0),
         ),
     ]
 
@@ -280,7 +282,7 @@ def test_down_server_fails_fast_without_leaking_the_password() -> None:
             clients,
             RedisFailoverAction(),
             cache(url, replica_url=url),
-            steps.RedisFailover(action="redis.failover"),
+            RedisFailover(action="redis.failover"),
         )
         assert not failover.ok and "s3cret" not in failover.detail
 
@@ -292,7 +294,7 @@ def test_wrong_target_type() -> None:
 
     async def scenario(clients: Clients) -> None:
         for action in ACTIONS:
-            result = await act(clients, action, target, steps.RedisFlushDb(action="redis.flushdb"))
+            result = await act(clients, action, target, RedisFlushDb(action="redis.flushdb"))
             assert (result.ok, result.detail) == (False, "wrong target type")
 
     run(scenario)
@@ -313,7 +315,7 @@ def test_health_check_up_and_down(redis_url: str) -> None:
 
 def test_timeout_then_recovery(redis_server_factory: RedisServerFactory) -> None:
     url = redis_server_factory()
-    slow = steps.RedisFlushDb(action="redis.flushdb", timeout=0.3)
+    slow = RedisFlushDb(action="redis.flushdb", timeout=0.3)
 
     async def scenario(clients: Clients) -> None:
         async with connect(url) as admin:

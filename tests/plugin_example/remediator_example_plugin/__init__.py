@@ -22,13 +22,13 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from remediator.actions.base import ActionContext, ActionResult
-from remediator.actions.process import read_pidfile
 from remediator.checks.base import CheckResult
 from remediator.clients import Clients
 from remediator.decisions import Decision
 from remediator.events import Event, EventBus
 from remediator.plugins import Strategy
 from remediator.targets import ProcessTarget, Target
+from remediator.tech.process import read_pidfile
 
 __all__ = [
     "DRAIN",
