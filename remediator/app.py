@@ -25,7 +25,7 @@ from remediator.events import EventBus
 from remediator.health import HealthMonitor
 from remediator.intake_asgi import App
 from remediator.metrics import Metrics
-from remediator.notifiers import build_notifiers
+from remediator.notifiers import CHANNELS, build_notifiers
 from remediator.outbox import Outbox
 from remediator.plugins import Plugins
 from remediator.plugins import load as load_plugins
@@ -107,6 +107,7 @@ async def build_runtime(
     the_store = store or create_store(config.store.url)
     await the_store.open()
     the_metrics = metrics or Metrics()
+    the_metrics.expect_channels(CHANNELS)
     the_plugins = plugins if plugins is not None else load_plugins()
     recording = recording_for(config, authenticator)
     the_store.configure(recording)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from remediator import __version__
-from remediator.notifiers import CHANNELS
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 ACTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -197,9 +196,6 @@ class Metrics:
             "playbook",
         ):
             self.escalations.labels(reason)
-        for channel in CHANNELS:
-            for outcome in ("sent", "retry", "dead"):
-                self.notifications.labels(channel, outcome)
         # The webhook's labelled children, looked up once: ``labels()`` is slow per request.
         self.alerts_received_by_status: dict[str, Counter] = {
             status: self.alerts_received.labels(status) for status in ("firing", "resolved")
@@ -233,3 +229,9 @@ class Metrics:
                     self.action_attempts.labels(playbook, action, outcome)
             for category in categories:
                 self.time_to_recovery.labels(playbook, category)
+
+    def expect_channels(self, channels: tuple[str, ...]) -> None:
+        """Export every notification series of ``channels`` at zero from start-up."""
+        for channel in channels:
+            for outcome in ("sent", "retry", "dead"):
+                self.notifications.labels(channel, outcome)

@@ -9,7 +9,7 @@ its name, configuration section and model, phases, destinations); the router
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from remediator.clock import Clock
 from remediator.notifiers.base import Delivery, Notification, Notifier, NotifierClass, Thread
@@ -17,25 +17,22 @@ from remediator.notifiers.email import EmailNotifier
 from remediator.notifiers.slack import SlackNotifier
 from remediator.notifiers.webhook import WebhookNotifier
 
-if TYPE_CHECKING:
-    from remediator.config import Config, NotificationsConfig
-
 NOTIFIERS: tuple[NotifierClass, ...] = (SlackNotifier, EmailNotifier, WebhookNotifier)
 CHANNELS: tuple[str, ...] = tuple(kind.channel for kind in NOTIFIERS)
 
 
-def section(notes: NotificationsConfig, kind: NotifierClass) -> Any:
+def section(notes: Any, kind: NotifierClass) -> Any:
     """The channel's value under ``notifications:`` (None or [] when not configured)."""
     return kind.section(notes)
 
 
-def configured(notes: NotificationsConfig) -> list[NotifierClass]:
+def configured(notes: Any) -> list[NotifierClass]:
     """The configured channels, in registry order."""
     return [kind for kind in NOTIFIERS if kind.configured(section(notes, kind))]
 
 
 def build_notifiers(
-    config: Config, *, clock: Clock, env: Mapping[str, str] | None = None
+    config: Any, *, clock: Clock, env: Mapping[str, str] | None = None
 ) -> dict[str, Notifier]:
     """One notifier per configured channel (a missing secret raises ConfigError)."""
     notes = config.notifications

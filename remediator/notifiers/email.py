@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import aiosmtplib
 from pydantic import Field
@@ -50,9 +50,6 @@ from remediator.notifiers.base import (
     Unthreaded,
 )
 from remediator.redaction import redact_text
-
-if TYPE_CHECKING:
-    from remediator.config import NotificationsConfig
 
 
 class EmailConfig(ChannelConfig):
@@ -209,8 +206,9 @@ class EmailNotifier(Unthreaded):
     }
 
     @staticmethod
-    def section(notes: NotificationsConfig) -> EmailConfig | None:
-        return notes.email
+    def section(notes: Any) -> EmailConfig | None:
+        value: EmailConfig | None = notes.email  # notes: the configuration's NotificationsConfig
+        return value
 
     @staticmethod
     def configured(section: EmailConfig | None) -> bool:

@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 import aiohttp
 from pydantic import Field
@@ -45,9 +45,6 @@ from remediator.notifiers.base import (
     Phase,
     Thread,
 )
-
-if TYPE_CHECKING:
-    from remediator.config import NotificationsConfig
 
 
 class SlackConfig(ChannelConfig):
@@ -264,8 +261,9 @@ class SlackNotifier:
     }
 
     @staticmethod
-    def section(notes: NotificationsConfig) -> SlackConfig | None:
-        return notes.slack
+    def section(notes: Any) -> SlackConfig | None:
+        value: SlackConfig | None = notes.slack  # notes: the configuration's NotificationsConfig
+        return value
 
     @staticmethod
     def configured(section: SlackConfig | None) -> bool:

@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import httpx2
 
@@ -56,9 +56,6 @@ from remediator.notifiers.base import (
     Unthreaded,
 )
 from remediator.redaction import redact_text
-
-if TYPE_CHECKING:
-    from remediator.config import NotificationsConfig
 
 
 class WebhookConfig(ChannelConfig):
@@ -187,8 +184,11 @@ class WebhookNotifier(Unthreaded):
     }
 
     @staticmethod
-    def section(notes: NotificationsConfig) -> list[WebhookConfig]:
-        return notes.webhooks
+    def section(notes: Any) -> list[WebhookConfig]:
+        value: list[WebhookConfig] = (
+            notes.webhooks
+        )  # notes: the configuration's NotificationsConfig
+        return value
 
     @staticmethod
     def configured(section: list[WebhookConfig]) -> bool:

@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
 from remediator.events import Event
 
 R = TypeVar("R")
+
+
+class ResetTimeout(Protocol):
+    """What :meth:`BreakerState.next_half_open` needs of the breaker settings."""
+
+    @property
+    def reset_timeout(self) -> float: ...
+
+
 State = Literal["closed", "half-open", "open"]
 
 
@@ -25,7 +33,7 @@ class BreakerState:
     opened_at: float | None = None
     trials: int = 0  # trials admitted and not yet reported, while half-open
 
-    def next_half_open(self, settings: CircuitBreakerConfig) -> float | None:
+    def next_half_open(self, settings: ResetTimeout) -> float | None:
         if self.state != "open" or self.opened_at is None:
             return None
         return self.opened_at + settings.reset_timeout
