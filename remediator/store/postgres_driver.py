@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import psycopg
 
 from remediator.errors import StoreUnavailable
+from remediator.events import Event
+from remediator.store import chain
 from remediator.store.dialect import POSTGRES
 from remediator.store.ops import Append, Driven, Op, OpFn, P, Query
 from remediator.store.postgres_conn import Connection, brief
@@ -29,9 +31,23 @@ async def drive(op: Op[T], tx: Tx) -> T:
             if isinstance(step, Query):
                 sent = await _execute(tx.conn, step)
             else:
-                sent = await tx.append(step.events)
+                sent = await append(tx, step.events)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+async def append(tx: Tx, events: list[Event]) -> list[Event]:
+    """Append ``events`` to the audit chain in ``tx`` (:func:`remediator.store.chain.link`,
+    under the head's row lock), reserving the transaction's place among the publications."""
+    if not events:
+        return []
+    out = await drive(chain.link(POSTGRES, events, recording=tx.recording), tx)
+    if tx.ticket is None:
+        first = out[0].id
+        assert first is not None
+        tx.ticket = tx.publisher.reserve(first)
+    tx.appended.extend(out)
+    return out
 
 
 async def drive_read(op: Op[T], conn: Connection) -> T:

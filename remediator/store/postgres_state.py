@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from remediator.episodes import Episode
 from remediator.events import Event
-from remediator.store.base import InboxItem
 from remediator.store.postgres_breakers import PostgresBreakerOps
 from remediator.store.postgres_tx import Tx
 from remediator.store.records import (
@@ -28,9 +26,7 @@ from remediator.store.records import (
     guard_snapshot_from_row,
 )
 from remediator.store.rows import (
-    INBOX_COLUMNS,
     REMEDIATION_COLUMNS,
-    item_from_row,
     unrecovered_sql,
 )
 
@@ -390,17 +386,3 @@ class PostgresStateOps(PostgresBreakerOps):
             await tx.append(events)
 
         await self._write(job)
-
-    # -- reconciliation with Alertmanager ----------------------------------------------------
-
-    async def latest_alert(self, fingerprint: str) -> InboxItem | None:
-        """The newest inbox row of a fingerprint (any state), or None if it was never stored."""
-        row = await self._row(
-            f"SELECT {INBOX_COLUMNS} FROM inbox "  # noqa: S608
-            "WHERE fingerprint = %s ORDER BY id DESC LIMIT 1",
-            (fingerprint,),
-        )
-        if row is None:
-            return None
-        # item_from_row counts the claim about to happen; this is a plain read.
-        return replace(item_from_row(row, self.recording), attempts=row[12])

@@ -16,7 +16,7 @@ from remediator.store.api_patterns import (
     from_row,
     insert_params,
 )
-from remediator.store.sqlite_rows import append_events
+from remediator.store.sqlite_driver import append_events
 
 T = TypeVar("T")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from remediator import breaker as breakers
@@ -18,7 +17,6 @@ from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
 from remediator.events import Event
 from remediator.recording import Recording
-from remediator.store.base import InboxItem
 from remediator.store.records import (
     COUNTED,
     RUNNING,
@@ -28,8 +26,8 @@ from remediator.store.records import (
     guard_snapshot_from_row,
 )
 from remediator.store.rows import REMEDIATION_COLUMNS, unrecovered_sql
+from remediator.store.sqlite_driver import append_events
 from remediator.store.sqlite_guards import guard_snapshot_sql
-from remediator.store.sqlite_rows import append_events, item_from_row
 
 T = TypeVar("T")
 TransitionEvents = Callable[[Transition], list[Event]]
@@ -473,20 +471,3 @@ class SqliteStateOps:
             append_events(c, events)
 
         await self._write(job)
-
-    # -- reconciliation with Alertmanager ----------------------------------------------------
-
-    async def latest_alert(self, fingerprint: str) -> InboxItem | None:
-        """The newest inbox row of a fingerprint (any state), or None if it was never stored."""
-        row = await self._read(
-            lambda c: c.execute(
-                "SELECT id, fingerprint, episode_id, status, alertname, labels, annotations, "
-                "starts_at, ends_at, generator_url, received_at, priority, attempts FROM inbox "
-                "WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
-                (fingerprint,),
-            ).fetchone()
-        )
-        if row is None:
-            return None
-        # item_from_row counts the claim about to happen; this is a plain read.
-        return replace(item_from_row(row, self.recording), attempts=row[12])
