@@ -80,7 +80,9 @@ def link(
     yield many(d.sql(INSERT_EVENTS), rows)
     if save_head:
         yield run(d.sql(SAVE_HEAD), out[-1].id, out[-1].hash)
-    yield many(d.sql(INSERT_OUTBOX), outbox_rows(out, recording))
+    notes = outbox_rows(out, recording)
+    if notes:
+        yield many(d.sql(INSERT_OUTBOX), notes)
     return out
 
 
