@@ -14,11 +14,14 @@ the transition (if any); the caller persists the state and records the event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from remediator.config import CircuitBreakerConfig
+from remediator.events import Event
 
+R = TypeVar("R")
 State = Literal["closed", "half-open", "open"]
 STATE_VALUE: dict[str, int] = {"closed": 0, "half-open": 1, "open": 2}
 
@@ -100,3 +103,72 @@ def reset(current: BreakerState) -> Transition:
     """Manual reset: closed, counters cleared."""
     changed: State | None = None if current.state == "closed" else "closed"
     return Transition(BreakerState(target=current.target), changed)
+
+
+TransitionEvents = Callable[[Transition], list[Event]]
+# A change of one breaker's row: from the state read, the state to save, a result, and the
+# events to append with it (in the same transaction).
+Change = Callable[[BreakerState], tuple[BreakerState, R, list[Event]]]
+
+
+class BreakerSteps:
+    """The steps above, each run atomically on a target's persisted row: the store reads the
+    row (locked), the step computes the next state here, the store saves it and appends the
+    transition's events, in one transaction. Mixed into the stores, which provide
+    :meth:`update_breaker` (remediator/store/breakers.py)."""
+
+    async def update_breaker(self, target: str, change: Change[R], *, now: float) -> R:
+        raise NotImplementedError
+
+    async def _step(
+        self,
+        target: str,
+        now: float,
+        step: Callable[[BreakerState], tuple[Any, Transition]],
+        events: TransitionEvents,
+    ) -> tuple[Any, Transition]:
+        def change(
+            current: BreakerState,
+        ) -> tuple[BreakerState, tuple[Any, Transition], list[Event]]:
+            answer, transition = step(current)
+            appended = events(transition) if transition.changed_to is not None else []
+            return transition.state, (answer, transition), appended
+
+        return await self.update_breaker(target, change, now=now)
+
+    async def admit(
+        self, target: str, settings: CircuitBreakerConfig, *, now: float, events: TransitionEvents
+    ) -> tuple[bool, Transition]:
+        """Atomically ask the target's breaker to admit one action (across replicas)."""
+        allowed, transition = await self._step(
+            target, now, lambda s: admit(s, settings, now), events
+        )
+        return bool(allowed), transition
+
+    async def report(
+        self,
+        target: str,
+        settings: CircuitBreakerConfig,
+        *,
+        ok: bool,
+        now: float,
+        events: TransitionEvents,
+    ) -> Transition:
+        _, transition = await self._step(
+            target, now, lambda s: (None, record(s, settings, ok=ok, now=now)), events
+        )
+        return transition
+
+    async def tick(
+        self, target: str, settings: CircuitBreakerConfig, *, now: float, events: TransitionEvents
+    ) -> Transition:
+        _, transition = await self._step(
+            target, now, lambda s: (None, tick(s, settings, now)), events
+        )
+        return transition
+
+    async def reset_breaker(
+        self, target: str, *, now: float, events: TransitionEvents
+    ) -> Transition:
+        _, transition = await self._step(target, now, lambda s: (None, reset(s)), events)
+        return transition

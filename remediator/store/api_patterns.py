@@ -2,16 +2,19 @@
 
 A pattern added with ``POST /patterns`` is stored here so that a reload (SIGHUP, PUT
 /configuration) or a restart keeps it; ``DELETE /patterns/{id}`` removes it. Rows come back in
-the order they were added. The SQL is written once, with ``?`` marks; the PostgreSQL backend
-turns them into ``%s`` (:func:`pg`).
+the order they were added. Written once for both backends.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from remediator.events import Event
+from remediator.store.dialect import Dialect
+from remediator.store.ops import Append, Driven, Op, all_, one
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,20 +29,6 @@ class StoredPattern:
     position: int | None = None
 
 
-SELECT = "SELECT id, position, spec, actor, added_at FROM patterns ORDER BY position, id"
-INSERT = (
-    "INSERT INTO patterns (id, position, spec, actor, added_at) "
-    "SELECT ?, coalesce(CAST(? AS BIGINT), (SELECT coalesce(max(position), 0) + 1 FROM patterns)), "
-    "?, ?, ? WHERE true ON CONFLICT (id) DO NOTHING RETURNING position"
-)
-DELETE = "DELETE FROM patterns WHERE id = ? RETURNING id"
-
-
-def insert_params(pattern: StoredPattern) -> tuple[Any, ...]:
-    spec = json.dumps(pattern.spec, sort_keys=True)
-    return (pattern.id, pattern.position, spec, pattern.actor, pattern.added_at)
-
-
 def from_row(row: Sequence[Any]) -> StoredPattern:
     return StoredPattern(
         id=str(row[0]),
@@ -50,6 +39,52 @@ def from_row(row: Sequence[Any]) -> StoredPattern:
     )
 
 
-def pg(sql: str) -> str:
-    """The statement in PostgreSQL's paramstyle."""
-    return sql.replace("?", "%s")
+def every(d: Dialect) -> Op[list[StoredPattern]]:
+    rows = yield all_(
+        "SELECT id, position, spec, actor, added_at FROM patterns ORDER BY position, id"
+    )
+    return [from_row(row) for row in rows]
+
+
+def add(d: Dialect, *, pattern: StoredPattern, events: list[Event]) -> Op[StoredPattern | None]:
+    """Last (position: the greatest + 1) unless it has a position; None if its id is stored."""
+    row = yield one(
+        d.sql(
+            "INSERT INTO patterns (id, position, spec, actor, added_at) SELECT ?, "
+            "coalesce(CAST(? AS BIGINT), (SELECT coalesce(max(position), 0) + 1 FROM patterns)), "
+            "?, ?, ? WHERE true ON CONFLICT (id) DO NOTHING RETURNING position"
+        ),
+        pattern.id,
+        pattern.position,
+        json.dumps(pattern.spec, sort_keys=True),
+        pattern.actor,
+        pattern.added_at,
+    )
+    if row is None:
+        return None
+    yield Append(events)
+    return replace(pattern, position=int(row[0]))
+
+
+def delete(d: Dialect, *, ids: list[str], events: list[Event]) -> Op[list[str]]:
+    deleted = []
+    for id_ in ids:
+        row = yield one(d.sql("DELETE FROM patterns WHERE id = ? RETURNING id"), id_)
+        if row is not None:
+            deleted.append(id_)
+    if deleted:
+        yield Append(events)
+    return deleted
+
+
+class PatternOps(Driven):
+    async def api_patterns(self) -> list[StoredPattern]:
+        return await self._read_op(every)
+
+    async def add_api_pattern(
+        self, pattern: StoredPattern, *, events: list[Event]
+    ) -> StoredPattern | None:
+        return await self._write_op(add, pattern=pattern, events=events)
+
+    async def delete_api_patterns(self, ids: list[str], *, events: list[Event]) -> list[str]:
+        return await self._write_op(delete, ids=ids, events=events)

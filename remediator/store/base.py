@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from remediator.alerts import Alert
-from remediator.breaker import BreakerState, Transition
+from remediator.breaker import BreakerState, Change, Transition
+from remediator.breaker import TransitionEvents as TransitionEvents
 from remediator.config import CircuitBreakerConfig
 from remediator.episodes import Episode
 from remediator.events import AUDIT_CHECKPOINT, Event
@@ -26,8 +27,8 @@ from remediator.store.records import (
     TargetState,
 )
 
-TransitionEvents = Callable[[Transition], list[Event]]
 CHECKPOINT = AUDIT_CHECKPOINT
+R = TypeVar("R")
 
 
 def checkpoint_event(*, deleted: int, through: int, hash_: str, now: float) -> Event:
@@ -332,6 +333,12 @@ class Breakers(Protocol):
     async def breakers(self) -> list[BreakerState]: ...
 
     async def breaker(self, target: str) -> BreakerState: ...
+
+    async def update_breaker(self, target: str, change: Change[R], *, now: float) -> R:
+        """Atomically: read the target's breaker row (locked), ``change`` it (a pure function
+        of the state read: the state to save, the result, the events to append), save it and
+        append; the result. The steps of remediator/breaker.py run on it (below)."""
+        ...
 
     async def admit(
         self, target: str, settings: CircuitBreakerConfig, *, now: float, events: TransitionEvents

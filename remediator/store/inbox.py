@@ -11,8 +11,6 @@ another one holds) by priority and id, and leases them to the worker in one stat
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from remediator.alerts import Alert
 from remediator.episodes import Episode
 from remediator.events import Event
@@ -174,18 +172,6 @@ def pending_count(d: Dialect) -> Op[int]:
     return int(row[0]) if row else 0
 
 
-def latest_alert(d: Dialect, fingerprint: str, *, recording: Recording) -> Op[InboxItem | None]:
-    """The newest inbox row of a fingerprint (any state), or None if it was never stored."""
-    row = yield one(
-        d.sql(f"SELECT {INBOX_COLUMNS} FROM inbox WHERE fingerprint = ? ORDER BY id DESC LIMIT 1"),  # noqa: S608
-        fingerprint,
-    )
-    if row is None:
-        return None
-    # item_from_row counts the claim about to happen; this is a plain read.
-    return replace(item_from_row(row, recording), attempts=row[12])
-
-
 class InboxOps(Driven):
     """The :class:`~remediator.store.base.Inbox` role. ``intake_lock``: the statement taking a
     fingerprint's lock for the transaction (parameter: the fingerprint), if writers need it."""
@@ -227,6 +213,3 @@ class InboxOps(Driven):
 
     async def pending_count(self) -> int:
         return await self._read_op(pending_count)
-
-    async def latest_alert(self, fingerprint: str) -> InboxItem | None:
-        return await self._read_op(latest_alert, fingerprint, recording=self.recording)

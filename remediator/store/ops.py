@@ -86,3 +86,7 @@ class Driven:
     async def _read_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op(dialect, ...)`` as a read (it must not append)."""
         raise NotImplementedError
+
+    async def _peek_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """A read by index: SQLite runs it on the calling thread (cheaper than a hand-off)."""
+        return await self._read_op(op, *args, **kwargs)

@@ -32,18 +32,12 @@ from remediator.errors import StoreUnavailable
 from remediator.events import Event
 from remediator.recording import Recording
 from remediator.store import chain
-from remediator.store.chain import ChainOps
 from remediator.store.dialect import POSTGRES
-from remediator.store.inbox import InboxOps
-from remediator.store.outbox import OutboxOps
 from remediator.store.postgres_conn import Pool, brief
 from remediator.store.postgres_driver import PgDriver, drive
-from remediator.store.postgres_intents import PostgresIntentOps
-from remediator.store.postgres_patterns import PostgresPatternOps
 from remediator.store.postgres_schema import INTAKE_LOCKS, migrate
-from remediator.store.postgres_state import PostgresStateOps
 from remediator.store.postgres_tx import Tx
-from remediator.store.quarantine import QuarantineOps
+from remediator.store.roles import Roles
 
 DEFAULT_POOL_SIZE = 10
 # The intake lock of one fingerprint, for the transaction (remediator/store/inbox.py).
@@ -66,16 +60,7 @@ def split_url(url: str) -> tuple[str, int]:
     return urlunsplit(parts._replace(query=kept)), size
 
 
-class PostgresStore(
-    InboxOps,
-    ChainOps,
-    OutboxOps,
-    PostgresStateOps,
-    PostgresPatternOps,
-    QuarantineOps,
-    PostgresIntentOps,
-    PgDriver,
-):
+class PostgresStore(Roles, PgDriver):
     intake_lock = INTAKE_LOCK
 
     def __init__(self, url: str) -> None:

@@ -21,17 +21,11 @@ from remediator.events import Event
 from remediator.recording import Recording
 from remediator.store import chain
 from remediator.store.base import AuditAnchor
-from remediator.store.chain import ChainOps
 from remediator.store.dialect import SQLITE
-from remediator.store.inbox import InboxOps
 from remediator.store.ingest_logic import SEVERITY_PRIORITY
-from remediator.store.outbox import OutboxOps
-from remediator.store.quarantine import QuarantineOps
+from remediator.store.roles import Roles
 from remediator.store.schema import SQLITE_MIGRATIONS
 from remediator.store.sqlite_driver import COMMITTING, SqliteDriver, drive
-from remediator.store.sqlite_intents import SqliteIntentOps
-from remediator.store.sqlite_patterns import SqlitePatternOps
-from remediator.store.sqlite_state import SqliteStateOps
 from remediator.store.sqlite_writer import Readers, Writer, connect, connect_reader
 
 T = TypeVar("T")
@@ -46,16 +40,7 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-class SqliteStore(
-    InboxOps,
-    ChainOps,
-    OutboxOps,
-    SqliteStateOps,
-    SqlitePatternOps,
-    QuarantineOps,
-    SqliteIntentOps,
-    SqliteDriver,
-):
+class SqliteStore(Roles, SqliteDriver):
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
         self._writer: Writer | None = None

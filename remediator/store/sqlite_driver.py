@@ -110,6 +110,6 @@ class SqliteDriver(Driven):
     async def _read_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._read(lambda conn: drive(op(SQLITE, *args, **kwargs), conn, write=False))
 
-    def _peek_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def _peek_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """A read by index on the calling thread (cheaper than :meth:`_read_op`'s hand-off)."""
         return self._peek(lambda conn: drive(op(SQLITE, *args, **kwargs), conn, write=False))
