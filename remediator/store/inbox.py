@@ -27,7 +27,7 @@ from remediator.store.ingest_logic import (
     repeat_params,
     repeat_sql,
 )
-from remediator.store.ops import Append, Driven, Op, all_, many, one, run
+from remediator.store.ops import Append, Driven, Op, all_, insert, many, one, run
 from remediator.store.rows import INBOX_COLUMNS, item_from_row
 
 LATEST_EPISODES = (
@@ -37,7 +37,7 @@ LATEST_EPISODES = (
 )
 INSERT_EPISODE = (
     "INSERT INTO episodes (fingerprint, alertname, starts_at, opened_at, resolved_at) "
-    "VALUES (?, ?, ?, ?, ?) RETURNING id"
+    "VALUES (?, ?, ?, ?, ?)"
 )
 INSERT_INBOX = (
     f"INSERT INTO inbox ({INBOX_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 13)}) "  # noqa: S608
@@ -73,7 +73,7 @@ def ingest(
             found[0] if found else None, alert, now, found[1] if len(found) > 1 else None
         )
         if intake.episode_id is None:
-            created = yield one(
+            episode_id = yield insert(
                 d.sql(INSERT_EPISODE),
                 alert.fingerprint,
                 episode_alertname(alert, recording),
@@ -81,7 +81,6 @@ def ingest(
                 now,
                 intake.new_resolved_at,
             )
-            episode_id = int(created[0])
         else:
             episode_id = intake.episode_id
             if intake.close_at is not None:

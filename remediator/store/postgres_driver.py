@@ -70,6 +70,10 @@ async def _execute(conn: Connection, query: Query) -> Any:
             async with conn.cursor() as cur:
                 await cur.executemany(query.sql, query.params)
         return None
+    if fetch == "id":
+        cur = await conn.execute(query.sql + " RETURNING id", query.params)
+        row = await cur.fetchone()
+        return None if row is None else row[0]
     cur = await conn.execute(query.sql, query.params)
     if fetch == "one":
         return await cur.fetchone()

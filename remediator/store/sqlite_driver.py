@@ -20,7 +20,7 @@ from remediator.events import Event
 from remediator.recording import Recording
 from remediator.store import chain
 from remediator.store.dialect import SQLITE
-from remediator.store.ops import Driven, Op, OpFn, P, Query
+from remediator.store.ops import Append, Driven, Op, OpFn, P, Query
 
 T = TypeVar("T")
 
@@ -58,35 +58,36 @@ def flush_head(conn: sqlite3.Connection) -> None:
 
 
 def drive(op: Op[T], conn: sqlite3.Connection, *, write: bool = True) -> T:
-    """Run ``op`` on ``conn``; its value."""
+    """Run ``op`` on ``conn``; its value. (Intake runs here: the common steps are inline.)"""
+    send = op.send
     sent: Any = None
     try:
         while True:
-            step = op.send(sent)
-            if isinstance(step, Query):
-                sent = _execute(conn, step)
-            elif write:
+            step = send(sent)
+            if type(step) is not Query:
+                if not write:
+                    raise TypeError("a read cannot append to the audit chain")
+                assert isinstance(step, Append)
                 sent = append_events(conn, step.events)
+                continue
+            fetch = step.fetch
+            if fetch == "many":
+                if step.params:
+                    conn.executemany(step.sql, step.params)
+                sent = None
+                continue
+            cur = conn.execute(step.sql, step.params)
+            if fetch == "one":
+                sent = cur.fetchone()
+            elif fetch == "all":
+                sent = cur.fetchall()
             else:
-                raise TypeError("a read cannot append to the audit chain")
+                sent = (
+                    cur.rowcount if fetch == "count" else cur.lastrowid if fetch == "id" else None
+                )
+                cur.close()
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
-
-
-def _execute(conn: sqlite3.Connection, query: Query) -> Any:
-    fetch = query.fetch
-    if fetch == "many":
-        if query.params:
-            conn.executemany(query.sql, query.params)
-        return None
-    cur = conn.execute(query.sql, query.params)
-    if fetch == "one":
-        return cur.fetchone()
-    if fetch == "all":
-        return cur.fetchall()
-    count = cur.rowcount
-    cur.close()
-    return count if fetch == "count" else None
 
 
 class SqliteDriver(Driven):
