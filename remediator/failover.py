@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from remediator.store import Store
+from remediator.store.base import TargetStates
 from remediator.targets import HttpTarget, Target
 
 ACTIVE_URL = "active_url"  # target data: the URL http.failover / http.failback switched to
@@ -33,7 +33,7 @@ def following(target: Target, data: Mapping[str, Any]) -> Target:
     return target.model_copy(update={"base_url": target.backup_url})
 
 
-async def resolve(store: Store, target: Target) -> Target:
+async def resolve(store: TargetStates, target: Target) -> Target:
     """:func:`following` with the target's stored state (read only for an HTTP target with a
     backup: no other target can be on a backup)."""
     if not isinstance(target, HttpTarget) or target.backup_url is None:

@@ -25,7 +25,7 @@ from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.actions.effects import Probed
 from remediator.clock import Clock
 from remediator.errors import StoreUnavailable
-from remediator.store import Store
+from remediator.store.base import Intents as IntentStore
 from remediator.store.records import StepIntent
 
 log = logging.getLogger("remediator.intents")
@@ -54,7 +54,7 @@ def verdict(
 class Intents:
     """Records a run's step intents and settles a taken-over run's inherited ones."""
 
-    def __init__(self, *, store: Store, clock: Clock) -> None:
+    def __init__(self, *, store: IntentStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
 

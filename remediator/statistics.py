@@ -18,7 +18,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from remediator.events import Event
-from remediator.store import EventQuery, Store
+from remediator.store import EventQuery
+from remediator.store.base import AuditChain
 
 LIMIT = 1_000_000
 
@@ -79,7 +80,7 @@ def availability(
 
 
 async def compute(
-    store: Store, *, now: float, window: float, targets: list[str] | None = None
+    store: AuditChain, *, now: float, window: float, targets: list[str] | None = None
 ) -> dict[str, Any]:
     since = now - window
 

@@ -2,8 +2,8 @@
 (remediator/breaker.py, whose :class:`~remediator.breaker.BreakerSteps` gives the stores
 ``admit``/``report``/``tick``/``reset_breaker`` over :meth:`BreakerOps.update_breaker`).
 
-An update is one transaction holding the breaker's row: inserted first if missing (``ON
-CONFLICT DO NOTHING``), then read locked (PostgreSQL's ``FOR UPDATE``; SQLite's single writer
+An update is one transaction holding the breaker's row: read locked (inserted first if missing,
+``ON CONFLICT DO NOTHING``) (PostgreSQL's ``FOR UPDATE``; SQLite's single writer
 runs it alone), so replicas admitting half-open trials on one target count them one at a time.
 """
 
@@ -36,18 +36,18 @@ def find(d: Dialect, *, target: str) -> Op[BreakerState]:
 
 
 def update(d: Dialect, *, target: str, change: Change[R], now: float) -> Op[R]:
-    yield run(
-        d.sql(
-            "INSERT INTO breakers (target, state, failures, opened_at, trials, updated_at) "
-            "VALUES (?, 'closed', 0, NULL, 0, ?) ON CONFLICT (target) DO NOTHING"
-        ),
-        target,
-        now,
-    )
-    row = yield one(
-        d.sql(f"SELECT {_COLUMNS} FROM breakers WHERE target = ?") + d.for_update,  # noqa: S608
-        target,
-    )
+    select = d.sql(f"SELECT {_COLUMNS} FROM breakers WHERE target = ?") + d.for_update  # noqa: S608
+    row = yield one(select, target)
+    if row is None:  # the first update: insert the row, then lock it (another may have)
+        yield run(
+            d.sql(
+                "INSERT INTO breakers (target, state, failures, opened_at, trials, updated_at) "
+                "VALUES (?, 'closed', 0, NULL, 0, ?) ON CONFLICT (target) DO NOTHING"
+            ),
+            target,
+            now,
+        )
+        row = yield one(select, target)
     s, result, events = change(_state(target, row))
     yield run(
         d.sql(

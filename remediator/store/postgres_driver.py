@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-import psycopg
-
-from remediator.errors import StoreUnavailable
 from remediator.events import Event
 from remediator.store import chain
 from remediator.store.dialect import POSTGRES
-from remediator.store.ops import Append, Driven, Op, OpFn, P, Query
-from remediator.store.postgres_conn import Connection, brief
+from remediator.store.ops import Driven, Op, OpFn, P, Query
+from remediator.store.postgres_conn import Connection
 from remediator.store.postgres_tx import PgBase, Tx
 
 T = TypeVar("T")
@@ -24,14 +21,25 @@ T = TypeVar("T")
 
 async def drive(op: Op[T], tx: Tx) -> T:
     """Run ``op`` in the transaction ``tx``; its value."""
+    return await _run(op, tx.conn, tx)
+
+
+async def drive_read(op: Op[T], conn: Connection) -> T:
+    """Run ``op`` (which must not append) on ``conn``; its value."""
+    return await _run(op, conn, None)
+
+
+async def _run(op: Op[T], conn: Connection, tx: Tx | None) -> T:
     sent: Any = None
     try:
         while True:
             step = op.send(sent)
             if isinstance(step, Query):
-                sent = await _execute(tx.conn, step)
-            else:
+                sent = await _execute(conn, step)
+            elif tx is not None:
                 sent = await append(tx, step.events)
+            else:
+                raise TypeError("a read cannot append to the audit chain")
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
@@ -48,19 +56,6 @@ async def append(tx: Tx, events: list[Event]) -> list[Event]:
         tx.ticket = tx.publisher.reserve(first)
     tx.appended.extend(out)
     return out
-
-
-async def drive_read(op: Op[T], conn: Connection) -> T:
-    """Run ``op`` (which must not append) on ``conn``; its value."""
-    sent: Any = None
-    try:
-        while True:
-            step = op.send(sent)
-            if isinstance(step, Append):
-                raise TypeError("a read cannot append to the audit chain")
-            sent = await _execute(conn, step)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
 
 
 async def _execute(conn: Connection, query: Query) -> Any:
@@ -89,14 +84,4 @@ class PgDriver(PgBase, Driven):
         return await self._write(lambda tx: drive(op(POSTGRES, *args, **kwargs), tx))
 
     async def _read_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        stale = 0
-        while True:
-            try:
-                async with self.pool.connection() as conn:
-                    return await drive_read(op(POSTGRES, *args, **kwargs), conn)
-            except psycopg.OperationalError as exc:
-                stale += 1
-                if stale > self.pool.size:
-                    raise StoreUnavailable(f"the store could not be read: {brief(exc)}") from None
-            except psycopg.Error as exc:
-                raise StoreUnavailable(f"the store could not be read: {brief(exc)}") from None
+        return await self._reading(lambda conn: drive_read(op(POSTGRES, *args, **kwargs), conn))

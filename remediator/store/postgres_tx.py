@@ -1,4 +1,4 @@
-"""PostgreSQL transactions: one per write, with the event-chain append and its policy.
+"""PostgreSQL transactions: one per write, and what the event-chain append keeps in each.
 
 :meth:`PgBase._write` runs a job in one transaction on a pooled connection. A deadlock or
 serialisation failure rolled everything back, so the job is run again (a few times), as is one
@@ -7,10 +7,12 @@ driver error — the commit failed, the connection was lost — raises
 :class:`~remediator.errors.StoreUnavailable` with nothing changed. (A connection lost *during*
 COMMIT cannot tell whether the server committed; every write here is safe to repeat.)
 
-:meth:`Tx.append` appends to the one audit chain of every replica, by the operation every
-backend runs (remediator/store/chain.py: ``link``): it takes the row lock of ``audit_head``
-(created if missing), so concurrent writers queue there. A job appends at its end, so the head
-lock is always the last lock a transaction takes.
+A :class:`Tx` keeps the recording policy, the events appended and the transaction's place
+among the publications; :func:`remediator.store.postgres_driver.append` appends to the one
+audit chain of every replica by the operation every backend runs (remediator/store/chain.py:
+``link``): it takes the row lock of ``audit_head`` (created if missing), so concurrent writers
+queue there. A job appends at its end, so the head lock is always the last lock a transaction
+takes.
 """
 
 from __future__ import annotations
@@ -62,12 +64,6 @@ class Tx:
             async with self.conn.cursor() as cur:
                 await cur.executemany(sql, rows)
 
-    async def append(self, events: list[Event]) -> list[Event]:
-        """Append ``events`` to the audit chain under the head's row lock; the linked events."""
-        from remediator.store.postgres_driver import append  # the driver runs the chain's op
-
-        return await append(self, events)
-
 
 class PgBase:
     """What the PostgreSQL store's parts share: the pool, the policy, the subscriber."""
@@ -113,12 +109,21 @@ class PgBase:
 
     async def _rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Row]:
         """A read (autocommit); again on another connection if this one had been closed."""
+
+        async def fetch(conn: Connection) -> list[Row]:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+        return await self._reading(fetch)
+
+    async def _reading(self, read: Callable[[Connection], Awaitable[T]]) -> T:
+        """``read`` on a pooled connection (autocommit); again on another connection if this
+        one had been closed."""
         stale = 0
         while True:
             try:
                 async with self.pool.connection() as conn:
-                    cur = await conn.execute(sql, params)
-                    return await cur.fetchall()
+                    return await read(conn)
             except psycopg.OperationalError as exc:
                 stale += 1
                 if stale > self.pool.size:
