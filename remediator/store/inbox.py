@@ -128,15 +128,16 @@ def claim(
 ) -> Op[list[InboxItem]]:
     rows = yield all_(
         d.sql(
-            "UPDATE inbox SET claimed_by = ?, lease_until = ?, attempts = attempts + 1 "  # noqa: S608
-            "WHERE id IN (SELECT id FROM inbox WHERE state = 'pending' "
+            "WITH picked AS (SELECT id FROM inbox WHERE state = 'pending' "  # noqa: S608
             "AND (lease_until IS NULL OR lease_until < ?) ORDER BY priority, id "
-            f"LIMIT ?{d.skip_locked}) RETURNING {INBOX_COLUMNS}"
+            f"LIMIT ?{d.skip_locked}) UPDATE inbox SET claimed_by = ?, lease_until = ?, "
+            "attempts = attempts + 1 WHERE id IN (SELECT id FROM picked) "
+            f"RETURNING {INBOX_COLUMNS}"
         ),
-        worker,
-        now + lease,
         now,
         limit,
+        worker,
+        now + lease,
     )
     # RETURNING gives the counted attempts; item_from_row counts the claim itself.
     rows = sorted(rows, key=lambda r: (r[11], r[0]))

@@ -22,19 +22,19 @@ def claim(
 ) -> Op[list[OutboxItem]]:
     rows = yield all_(
         d.sql(
-            "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE id IN (SELECT o.id "  # noqa: S608
-            "FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ? "
-            "AND (o.lease_until IS NULL OR o.lease_until < ?) "
+            "WITH picked AS (SELECT o.id FROM outbox o WHERE o.state = 'pending' "  # noqa: S608
+            "AND o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?) "
             "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' "
             "AND p.channel = o.channel AND p.destination = o.destination "
             f"AND p.incident = o.incident AND p.id < o.id) ORDER BY o.id LIMIT ?{d.skip_locked}) "
+            "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE id IN (SELECT id FROM picked) "
             "RETURNING id, event_id, channel, destination, incident, phase, payload, attempts"
         ),
-        worker,
-        now + lease,
         now,
         now,
         limit,
+        worker,
+        now + lease,
     )
     return [outbox_item(r, recording) for r in sorted(rows, key=lambda r: int(r[0]))]
 
