@@ -9,28 +9,26 @@ from the start (or from the retention checkpoint) finds:
 - reordered records: ``prev_hash`` links break;
 - a truncated tail: the last record is not the recorded head.
 
-:func:`verify` reads a SQLite file directly (read-only); :func:`verify_store` walks any backend
-through the store protocol (``audit_anchor``, ``events_after``), e.g. PostgreSQL.
+:func:`verify_store` walks any backend through its audit-chain role (``audit_anchor``,
+``events_after``); :func:`verify` reads a SQLite store's file directly, read-only, through the
+store's :class:`~remediator.store.ChainFile`. This module only checks hashes: every read and
+write is the store's (remediator/store/chain.py).
 
 Retention deletes events older than ``audit.retention`` and moves the checkpoint (the last pruned
 id and hash), recording an ``audit:checkpoint`` event, so verification still works afterwards.
 Every backend does it in one transaction (``Store.prune``); :func:`prune` does it on a SQLite
-file directly, :func:`prune_url` on any store by its URL.
+file directly (``ChainFile.prune``), :func:`prune_url` on any store by its URL.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from remediator.events import Event, record_hash
 from remediator.recording import SEALED, Recording
+from remediator.store import ChainFile
 from remediator.store.base import CHECKPOINT, AuditAnchor, Store
-from remediator.store.sqlite import audit_anchor, prune_events
-from remediator.store.sqlite_rows import EVENT_COLUMNS, event_from_row
-from remediator.store.sqlite_writer import connect, connect_reader
 
 __all__ = [
     "CHECKPOINT",
@@ -38,7 +36,6 @@ __all__ = [
     "prune",
     "prune_url",
     "verify",
-    "verify_connection",
     "verify_store",
     "verify_url",
 ]
@@ -106,27 +103,18 @@ class _Walk:
         return Verdict(True, self.checked, head_id=self.expected_id)
 
 
-def _rows(conn: sqlite3.Connection, after: int) -> Iterator[tuple[object, ...]]:
-    last = after
-    while True:
-        page = conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
-            (last, PAGE),
-        ).fetchall()
-        if not page:
-            return
-        yield from page
-        last = int(page[-1][0])
-
-
-def verify_connection(conn: sqlite3.Connection, recording: Recording) -> Verdict:
-    anchor = audit_anchor(conn)
-    walk = _Walk(anchor)
-    for row in _rows(conn, anchor.checkpoint_id):
-        broken = walk.step(event_from_row(row, recording))
+def _page(
+    walk: _Walk, page: list[Event], anchor: AuditAnchor, *, head: int | None
+) -> Verdict | None:
+    """Feed one page of the chain to ``walk``; the verdict if it is decided (broken, or the
+    page went past ``head``: the records appended after the walk began are left out)."""
+    for event in page:
+        if head is not None and event.id is not None and event.id > head:
+            return walk.end(anchor)
+        broken = walk.step(event)
         if broken is not None:
             return broken
-    return walk.end(anchor)
+    return None
 
 
 async def verify_store(store: Store, recording: Recording | None = None) -> Verdict:
@@ -140,12 +128,9 @@ async def verify_store(store: Store, recording: Recording | None = None) -> Verd
     last = anchor.checkpoint_id
     while True:
         page = await store.events_after(last, PAGE)
-        for event in page:
-            if anchor.head_id is not None and event.id is not None and event.id > anchor.head_id:
-                return walk.end(anchor)
-            broken = walk.step(event)
-            if broken is not None:
-                return broken
+        verdict = _page(walk, page, anchor, head=anchor.head_id)
+        if verdict is not None:
+            return verdict
         if len(page) < PAGE:
             return walk.end(anchor)
         last = int(page[-1].id or 0)
@@ -164,32 +149,35 @@ async def verify_url(url: str, recording: Recording) -> Verdict:
 
 
 def verify(path: Path, recording: Recording) -> Verdict:
-    """Verify the chain in the SQLite store at ``path`` (read-only)."""
+    """Verify the chain in the SQLite store at ``path`` (read-only), through its last record."""
     if not path.exists():
         return Verdict(False, 0, None, f"no store at {path}")
-    conn = connect_reader(path)
+    chain = ChainFile(path)
     try:
-        return verify_connection(conn, recording)
+        anchor = chain.anchor()
+        walk = _Walk(anchor)
+        last = anchor.checkpoint_id
+        while True:
+            page = chain.records(last, PAGE, recording)
+            verdict = _page(walk, page, anchor, head=None)
+            if verdict is not None:
+                return verdict
+            if len(page) < PAGE:
+                return walk.end(anchor)
+            last = int(page[-1].id or 0)
     finally:
-        conn.close()
+        chain.close()
 
 
 def prune(path: Path, recording: Recording, *, before: float, now: float) -> int:
     """Delete events older than ``before`` in the SQLite store at ``path``, keeping the chain
-    verifiable (:func:`remediator.store.sqlite.prune_events`); the number deleted. A running
-    store does the same through :meth:`Store.prune <remediator.store.base.Store.prune>`."""
-    conn = connect(path)
+    verifiable; the number deleted. A running store does the same through
+    :meth:`Store.prune <remediator.store.base.AuditChain.prune>`."""
+    chain = ChainFile(path, write=True)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            deleted = prune_events(conn, before=before, now=now, recording=recording)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return deleted
+        return chain.prune(before=before, now=now, recording=recording)
     finally:
-        conn.close()
+        chain.close()
 
 
 async def prune_url(url: str, recording: Recording, *, before: float, now: float) -> int:

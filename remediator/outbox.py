@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Protocol
 
 from remediator import events as ev
 from remediator.clock import Clock
@@ -20,7 +21,7 @@ from remediator.events import Event
 from remediator.metrics import Metrics
 from remediator.notifiers.base import Delivery, Notification, Notifier
 from remediator.redaction import redact_text
-from remediator.store import Store
+from remediator.store import base as roles
 from remediator.store.records import OutboxItem
 from remediator.worker import worker_name
 
@@ -28,6 +29,10 @@ log = logging.getLogger("remediator.outbox")
 NOTIFICATION_SENT = ev.NOTIFICATION_SENT
 NOTIFICATION_DEAD = ev.NOTIFICATION_DEAD
 MAX_BACKOFF = 300.0
+
+
+class OutboxStore(roles.Outbox, roles.SlackThreads, Protocol):
+    """The store roles delivery needs: the outbox and the Slack threads."""
 
 
 def backoff(attempts: int) -> float:
@@ -56,7 +61,7 @@ class Outbox:
     def __init__(
         self,
         *,
-        store: Store,
+        store: OutboxStore,
         notifiers: dict[str, Notifier],
         metrics: Metrics,
         clock: Clock,

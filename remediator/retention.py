@@ -8,11 +8,12 @@ lease prunes; another takes over within a few intervals if it dies.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from remediator.clock import Clock
 from remediator.periodic import Periodic
 from remediator.recording import Recording
-from remediator.store import Store
+from remediator.store import base as roles
 from remediator.worker import worker_name
 
 log = logging.getLogger("remediator.retention")
@@ -21,11 +22,15 @@ LEASE = "retention"
 LEASE_TTL = 3 * INTERVAL
 
 
+class RetentionStore(roles.Flags, roles.AuditChain, Protocol):
+    """The store roles retention needs: its lease (``lead``) and the chain's ``prune``."""
+
+
 class Retention:
     def __init__(
         self,
         *,
-        store: Store,
+        store: RetentionStore,
         retention: float,
         recording: Recording,
         clock: Clock,

@@ -21,6 +21,7 @@ from remediator.events import GENESIS_HASH, Event
 from remediator.recording import Recording
 from remediator.store import create_store
 from remediator.store.postgres import PostgresStore
+from remediator.store.postgres_driver import append
 from remediator.store.postgres_schema import PG_MIGRATIONS, migrate
 from remediator.store.postgres_tx import Tx
 from remediator.store.rows import EVENT_COLUMNS, event_row, link
@@ -141,7 +142,7 @@ def test_a_lost_connection_changes_nothing_and_the_next_write_reconnects(
                 await tx.execute(
                     "INSERT INTO flags (name, value, actor, updated_at) VALUES ('x', '1', 't', 0)"
                 )
-                await tx.append([event(1)])
+                await append(tx, [event(1)])
                 await tx.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
             with pytest.raises(StoreUnavailable):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from remediator.store.base import EventQuery, InboxItem, IngestResult, Store
 from remediator.store.postgres import PostgresStore
-from remediator.store.sqlite import SqliteStore
+from remediator.store.sqlite import ChainFile, SqliteStore
 
 BACKENDS: dict[str, Callable[[str], Store]] = {
     "sqlite": SqliteStore,
@@ -25,4 +25,12 @@ def create_store(url: str) -> Store:
     return factory(url)
 
 
-__all__ = ["BACKENDS", "EventQuery", "InboxItem", "IngestResult", "Store", "create_store"]
+__all__ = [
+    "BACKENDS",
+    "ChainFile",
+    "EventQuery",
+    "InboxItem",
+    "IngestResult",
+    "Store",
+    "create_store",
+]

@@ -1,7 +1,8 @@
 """Backend-neutral intake: what storing one alert of a notification means.
 
-Every backend runs the same loop, per alert, inside the one transaction of the notification
-(and, with several writers, while holding the alert's fingerprint exclusively)::
+Intake (remediator/store/inbox.py: ``ingest``, the one loop of both backends) runs, per alert,
+inside the one transaction of the notification (and, with several writers, while holding the
+alert's fingerprint exclusively)::
 
     intake = decide(*latest_episodes(fingerprint), alert, now)
     episode = insert_episode(alert, resolved_at=intake.new_resolved_at) if intake.new_episode

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Concatenate, Literal, ParamSpec, TypeAlias, TypeVar
+from typing import Any, Concatenate, Literal, NamedTuple, ParamSpec, TypeAlias, TypeVar
 
 from remediator.events import Event
 from remediator.store.dialect import Dialect
@@ -32,14 +32,15 @@ from remediator.store.dialect import Dialect
 T = TypeVar("T")
 P = ParamSpec("P")
 Row: TypeAlias = tuple[Any, ...]
-Fetch = Literal["one", "all", "count", "none", "many"]
+Fetch = Literal["one", "all", "count", "none", "many", "id"]
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
+class Query(NamedTuple):
     """A statement; ``fetch`` says what the operation is sent back: ``one`` the first row (or
     None), ``all`` the rows, ``count`` the rows touched, ``none`` None, ``many`` None after
-    running the statement once per parameter tuple in ``params`` (nothing if it is empty)."""
+    running the statement once per parameter tuple in ``params`` (nothing if it is empty), ``id``
+    the id of the row an INSERT made (SQLite's ``lastrowid``; PostgreSQL's driver adds
+    ``RETURNING id``). A tuple: an operation makes several per call, cheaply."""
 
     sql: str
     params: tuple[Any, ...] = ()
@@ -68,6 +69,11 @@ def all_(sql: str, *params: Any) -> Query:
 def run(sql: str, *params: Any) -> Query:
     """Sent back the number of rows the statement touched."""
     return Query(sql, params, "count")
+
+
+def insert(sql: str, *params: Any) -> Query:
+    """An INSERT of one row (without RETURNING); sent back the new row's ``id``."""
+    return Query(sql, params, "id")
 
 
 def many(sql: str, rows: list[tuple[Any, ...]]) -> Query:

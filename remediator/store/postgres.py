@@ -28,47 +28,20 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from remediator.alerts import Alert
-from remediator.episodes import Episode
 from remediator.errors import StoreUnavailable
-from remediator.events import GENESIS_HASH, Event
+from remediator.events import Event
 from remediator.recording import Recording
-from remediator.store.base import (
-    AuditAnchor,
-    EventQuery,
-    InboxItem,
-    IngestResult,
-    checkpoint_event,
-)
-from remediator.store.ingest_logic import (
-    INBOX_INSERT_COLUMNS,
-    decide,
-    episode_alertname,
-    inbox_values,
-    intake_event,
-    recorded_repeat,
-    repeat_params,
-    repeat_sql,
-)
+from remediator.store import chain
+from remediator.store.dialect import POSTGRES
 from remediator.store.postgres_conn import Pool, brief
-from remediator.store.postgres_driver import PgDriver
-from remediator.store.postgres_outbox import PostgresOutboxOps
+from remediator.store.postgres_driver import PgDriver, drive
 from remediator.store.postgres_schema import INTAKE_LOCKS, migrate
 from remediator.store.postgres_tx import Tx
 from remediator.store.roles import Roles
-from remediator.store.rows import EVENT_COLUMNS, event_from_row, events_sql, item_from_row
 
 DEFAULT_POOL_SIZE = 10
-_INBOX_MARKS = ", ".join(["%s"] * 13)
-_CLAIM = (
-    "WITH picked AS (SELECT id FROM inbox WHERE state = 'pending' "
-    "AND (lease_until IS NULL OR lease_until < %s) ORDER BY priority, id LIMIT %s "
-    "FOR UPDATE SKIP LOCKED) "
-    "UPDATE inbox AS i SET claimed_by = %s, lease_until = %s, attempts = i.attempts + 1 "
-    "FROM picked WHERE i.id = picked.id RETURNING i.id, i.fingerprint, i.episode_id, "
-    "i.status, i.alertname, i.labels, i.annotations, i.starts_at, i.ends_at, "
-    "i.generator_url, i.received_at, i.priority, i.attempts"
-)  # the columns of rows.INBOX_COLUMNS
+# The intake lock of one fingerprint, for the transaction (remediator/store/inbox.py).
+INTAKE_LOCK = POSTGRES.sql(f"SELECT pg_advisory_xact_lock({INTAKE_LOCKS}, hashtext(?))")
 
 
 def split_url(url: str) -> tuple[str, int]:
@@ -87,7 +60,9 @@ def split_url(url: str) -> tuple[str, int]:
     return urlunsplit(parts._replace(query=kept)), size
 
 
-class PostgresStore(Roles, PostgresOutboxOps, PgDriver):
+class PostgresStore(Roles, PgDriver):
+    intake_lock = INTAKE_LOCK
+
     def __init__(self, url: str) -> None:
         super().__init__()
         self.conninfo, self.pool_size = split_url(url)
@@ -134,62 +109,6 @@ class PostgresStore(Roles, PostgresOutboxOps, PgDriver):
 
         await self._write(job)
 
-    async def ingest(
-        self,
-        alerts: list[Alert],
-        *,
-        received_at: float,
-        receiver: str,
-        group_key: str,
-        duplicate_interval: float = 0.0,
-    ) -> IngestResult:
-        return await self._write(
-            lambda tx: _ingest(tx, alerts, received_at, receiver, group_key, duplicate_interval)
-        )
-
-    async def claim(self, *, worker: str, now: float, lease: float, limit: int) -> list[InboxItem]:
-        async def job(tx: Tx) -> list[InboxItem]:
-            rows = await tx.all(_CLAIM, (now, limit, worker, now + lease))
-            # RETURNING gives the counted attempts; item_from_row counts the claim itself.
-            rows = sorted(rows, key=lambda r: (r[11], r[0]))
-            return [item_from_row((*r[:12], r[12] - 1), tx.recording) for r in rows]
-
-        return await self._write(job)
-
-    async def complete(self, item_id: int, *, events: list[Event], outcome: str) -> list[Event]:
-        async def job(tx: Tx) -> list[Event]:
-            await tx.execute(
-                "UPDATE inbox SET state = 'done', outcome = %s, done_at = %s, "
-                "lease_until = NULL WHERE id = %s",
-                (outcome, events[-1].time if events else None, item_id),
-            )
-            return await tx.append(events)
-
-        return await self._write(job)
-
-    async def extend_leases(self, item_ids: list[int], *, worker: str, until: float) -> None:
-        if not item_ids:
-            return
-        await self._write(
-            lambda tx: tx.execute(
-                "UPDATE inbox SET lease_until = %s WHERE id = ANY(%s) AND claimed_by = %s "
-                "AND state = 'pending'",
-                (until, list(item_ids), worker),
-            )
-        )
-
-    async def append(self, events: list[Event]) -> list[Event]:
-        return await self._write(lambda tx: tx.append(events))
-
-    async def events(self, query: EventQuery) -> list[Event]:
-        sql, params = events_sql(query, "%s")
-        rows = await self._rows(sql, params)
-        return [event_from_row(row, self.recording) for row in rows]
-
-    async def pending_count(self) -> int:
-        row = await self._row("SELECT count(*) FROM inbox WHERE state = 'pending'")
-        return int(row[0]) if row else 0
-
     async def schema_version(self) -> int:
         row = await self._row("SELECT max(version) FROM schema_version")
         return int(row[0] or 0) if row else 0
@@ -204,148 +123,13 @@ class PostgresStore(Roles, PostgresOutboxOps, PgDriver):
         except psycopg.Error as exc:
             raise StoreUnavailable(f"the store could not be read: {brief(exc)}") from None
 
-    # -- the audit chain ---------------------------------------------------------------------
-
-    async def events_after(self, after_id: int, limit: int) -> list[Event]:
-        rows = await self._rows(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > %s ORDER BY id LIMIT %s",  # noqa: S608
-            (after_id, limit),
-        )
-        return [event_from_row(row, self.recording) for row in rows]
-
-    async def audit_anchor(self) -> AuditAnchor:
-        row = await self._row(
-            "SELECT h.last_id, h.last_hash, c.through_id, c.hash FROM (SELECT 1) AS one "
-            "LEFT JOIN audit_head AS h ON h.id = 1 LEFT JOIN audit_checkpoint AS c ON c.id = 1"
-        )
-        assert row is not None
-        return AuditAnchor(row[0], row[1], row[2] or 0, row[3] or GENESIS_HASH)
-
     async def prune(self, *, before: float, now: float, recording: Recording) -> int:
         """Retention in one transaction holding the audit head's row lock (no replica appends
         meanwhile): delete through the last event older than ``before`` (never the head), move
         the checkpoint there, append ``audit:checkpoint`` through the normal append path."""
 
         async def job(tx: Tx) -> int:
-            head = await tx.one("SELECT last_id FROM audit_head WHERE id = 1 FOR UPDATE")
-            if head is None:
-                return 0  # nothing was ever appended
-            row = await tx.one(
-                "SELECT max(id) FROM events WHERE time < %s AND id < %s", (before, head[0])
-            )
-            if row is None or row[0] is None:
-                return 0
-            through = int(row[0])
-            found = await tx.one("SELECT hash FROM events WHERE id = %s", (through,))
-            assert found is not None
-            last = str(found[0])
-            deleted = await tx.execute("DELETE FROM events WHERE id <= %s", (through,))
-            await tx.execute(
-                "INSERT INTO audit_checkpoint (id, through_id, hash, pruned_at) "
-                "VALUES (1, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-                "through_id = excluded.through_id, hash = excluded.hash, "
-                "pruned_at = excluded.pruned_at",
-                (through, last, now),
-            )
             tx.recording = recording
-            await tx.append(
-                [checkpoint_event(deleted=deleted, through=through, hash_=last, now=now)]
-            )
-            return deleted
+            return await drive(chain.prune(POSTGRES, before=before, now=now), tx)
 
         return await self._write(job)
-
-
-REPEAT_SQL = repeat_sql("%s")
-
-
-async def _ingest(
-    tx: Tx,
-    alerts: list[Alert],
-    now: float,
-    receiver: str,
-    group_key: str,
-    duplicate_interval: float = 0.0,
-) -> IngestResult:
-    """SQLite's ``_ingest`` (the shared rules of remediator/store/ingest_logic.py), holding
-    each fingerprint's advisory lock for the transaction, taken in one order (no deadlock)."""
-    for fingerprint in sorted({alert.fingerprint for alert in alerts}):
-        await tx.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (INTAKE_LOCKS, fingerprint)
-        )
-    new = duplicates = 0
-    events: list[Event] = []
-    for alert in alerts:
-        rows = await tx.all(
-            "SELECT id, fingerprint, starts_at, resolved_at FROM episodes "
-            "WHERE fingerprint = %s ORDER BY id DESC LIMIT 2",
-            (alert.fingerprint,),
-        )
-        found = [Episode(*row) for row in rows]
-        intake = decide(
-            found[0] if found else None, alert, now, found[1] if len(found) > 1 else None
-        )
-        if intake.episode_id is None:
-            created = await tx.one(
-                "INSERT INTO episodes (fingerprint, alertname, starts_at, opened_at, "
-                "resolved_at) VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (
-                    alert.fingerprint,
-                    episode_alertname(alert, tx.recording),
-                    alert.starts_ts,
-                    now,
-                    intake.new_resolved_at,
-                ),
-            )
-            assert created is not None
-            episode_id = int(created[0])
-        else:
-            episode_id = intake.episode_id
-            if intake.close_at is not None:
-                await tx.execute(
-                    "UPDATE episodes SET resolved_at = %s WHERE id = %s",
-                    (intake.close_at, episode_id),
-                )
-            elif intake.move_start is not None:
-                await tx.execute(
-                    "UPDATE episodes SET starts_at = %s WHERE id = %s",
-                    (intake.move_start, episode_id),
-                )
-        inserted = 0
-        if not intake.late_repeat:
-            inserted = await tx.execute(
-                f"INSERT INTO inbox ({INBOX_INSERT_COLUMNS}) VALUES ({_INBOX_MARKS}) "  # noqa: S608
-                "ON CONFLICT (fingerprint, episode_id, status) DO NOTHING",
-                inbox_values(
-                    alert,
-                    episode_id=episode_id,
-                    now=now,
-                    receiver=receiver,
-                    group_key=group_key,
-                    recording=tx.recording,
-                ),
-            )
-        repeats = None
-        if inserted:
-            new += 1
-        else:
-            duplicates += 1
-            row = await tx.one(
-                REPEAT_SQL,
-                repeat_params(alert, episode_id=episode_id, now=now, interval=duplicate_interval),
-            )
-            recorded, repeats = recorded_repeat(row)
-            if not recorded:
-                continue
-        events.append(
-            intake_event(
-                alert,
-                inserted=bool(inserted),
-                episode_id=episode_id,
-                now=now,
-                receiver=receiver,
-                repeats=repeats,
-            )
-        )
-    appended = await tx.append(events)
-    return IngestResult(received=len(alerts), new=new, duplicates=duplicates, events=appended)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from remediator.events import Event
+from remediator.store import chain
 from remediator.store.dialect import POSTGRES
 from remediator.store.ops import Driven, Op, OpFn, P, Query
 from remediator.store.postgres_conn import Connection
@@ -35,11 +37,25 @@ async def _run(op: Op[T], conn: Connection, tx: Tx | None) -> T:
             if isinstance(step, Query):
                 sent = await _execute(conn, step)
             elif tx is not None:
-                sent = await tx.append(step.events)
+                sent = await append(tx, step.events)
             else:
                 raise TypeError("a read cannot append to the audit chain")
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+async def append(tx: Tx, events: list[Event]) -> list[Event]:
+    """Append ``events`` to the audit chain in ``tx`` (:func:`remediator.store.chain.link`,
+    under the head's row lock), reserving the transaction's place among the publications."""
+    if not events:
+        return []
+    out = await drive(chain.link(POSTGRES, events, recording=tx.recording), tx)
+    if tx.ticket is None:
+        first = out[0].id
+        assert first is not None
+        tx.ticket = tx.publisher.reserve(first)
+    tx.appended.extend(out)
+    return out
 
 
 async def _execute(conn: Connection, query: Query) -> Any:
@@ -49,6 +65,10 @@ async def _execute(conn: Connection, query: Query) -> Any:
             async with conn.cursor() as cur:
                 await cur.executemany(query.sql, query.params)
         return None
+    if fetch == "id":
+        cur = await conn.execute(query.sql + " RETURNING id", query.params)
+        row = await cur.fetchone()
+        return None if row is None else row[0]
     cur = await conn.execute(query.sql, query.params)
     if fetch == "one":
         return await cur.fetchone()

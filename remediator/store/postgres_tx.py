@@ -1,4 +1,4 @@
-"""PostgreSQL transactions: one per write, with the event-chain append and its policy.
+"""PostgreSQL transactions: one per write, and what the event-chain append keeps in each.
 
 :meth:`PgBase._write` runs a job in one transaction on a pooled connection. A deadlock or
 serialisation failure rolled everything back, so the job is run again (a few times), as is one
@@ -7,11 +7,12 @@ driver error — the commit failed, the connection was lost — raises
 :class:`~remediator.errors.StoreUnavailable` with nothing changed. (A connection lost *during*
 COMMIT cannot tell whether the server committed; every write here is safe to repeat.)
 
-:meth:`Tx.append` appends to the one audit chain of every replica: it takes the row lock of
-``audit_head`` (created if missing), so concurrent writers queue there; ids are ``last_id + 1,
-...``, and the recording policy is applied exactly as on SQLite (remediator/store/rows.py):
-redact, chain, seal, insert, move the head, route to outbox rows. A job appends at its end, so
-the head lock is always the last lock a transaction takes.
+A :class:`Tx` keeps the recording policy, the events appended and the transaction's place
+among the publications; :func:`remediator.store.postgres_driver.append` appends to the one
+audit chain of every replica by the operation every backend runs (remediator/store/chain.py:
+``link``): it takes the row lock of ``audit_head`` (created if missing), so concurrent writers
+queue there. A job appends at its end, so the head lock is always the last lock a transaction
+takes.
 """
 
 from __future__ import annotations
@@ -25,17 +26,14 @@ import psycopg
 from psycopg import errors
 
 from remediator.errors import StoreUnavailable
-from remediator.events import GENESIS_HASH, Event
+from remediator.events import Event
 from remediator.recording import Recording
 from remediator.store.postgres_conn import Connection, Pool, Publisher, brief
-from remediator.store.rows import EVENT_COLUMNS, OUTBOX_COLUMNS, link_rows, outbox_rows
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
 RETRIES = 5
 _RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure)
-_EVENT_MARKS = ", ".join(["%s"] * 19)
-_OUTBOX_MARKS = ", ".join(["%s"] * 9)
 
 
 class Tx:
@@ -65,46 +63,6 @@ class Tx:
         if rows:
             async with self.conn.cursor() as cur:
                 await cur.executemany(sql, rows)
-
-    async def append(self, events: list[Event]) -> list[Event]:
-        """Append ``events`` to the audit chain under the head's row lock; the linked events."""
-        if not events:
-            return []
-        head = await self._lock_head()
-        last_id, prev = int(head[0]), str(head[1])
-        if self.ticket is None:
-            self.ticket = self.publisher.reserve(last_id + 1)
-        out, rows = link_rows(events, self.recording, last_id, prev)
-        await self.many(
-            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({_EVENT_MARKS})",  # noqa: S608
-            rows,
-        )
-        await self.execute(
-            "UPDATE audit_head SET last_id = %s, last_hash = %s WHERE id = 1",
-            (out[-1].id, out[-1].hash),
-        )
-        await self.many(
-            f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ({_OUTBOX_MARKS}) "  # noqa: S608
-            "ON CONFLICT (dedupe_key) DO NOTHING",
-            outbox_rows(out, self.recording),
-        )
-        self.appended.extend(out)
-        return out
-
-    async def _lock_head(self) -> Row:
-        lock = "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"
-        head = await self.one(lock)
-        if head is None:
-            await self.execute(
-                "INSERT INTO audit_head (id, last_id, last_hash) SELECT 1, "
-                "coalesce((SELECT max(id) FROM events), 0), "
-                "coalesce((SELECT hash FROM events ORDER BY id DESC LIMIT 1), %s) "
-                "ON CONFLICT (id) DO NOTHING",
-                (GENESIS_HASH,),
-            )
-            head = await self.one(lock)
-        assert head is not None
-        return head
 
 
 class PgBase:

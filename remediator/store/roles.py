@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from remediator.store.api_patterns import PatternOps
 from remediator.store.breakers import BreakerOps
+from remediator.store.chain import ChainOps
 from remediator.store.episodes import EpisodeOps
 from remediator.store.flags import FlagOps
 from remediator.store.guards import GuardOps
+from remediator.store.inbox import InboxOps
 from remediator.store.intents import IntentOps
+from remediator.store.outbox import OutboxOps
 from remediator.store.quarantine import QuarantineOps
 from remediator.store.reconciliation import ReconciliationOps
 from remediator.store.remediations import RemediationOps
@@ -17,6 +20,9 @@ from remediator.store.targets import TargetOps
 
 
 class Roles(
+    InboxOps,
+    ChainOps,
+    OutboxOps,
     EpisodeOps,
     GuardOps,
     RemediationOps,

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from remediator.errors import StoreUnavailable
 from remediator.events import Event
 from remediator.recording import Recording
-from remediator.store.sqlite_rows import COMMITTING, flush_head
+from remediator.store.sqlite_driver import COMMITTING, flush_head
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
