@@ -1,6 +1,6 @@
 """The baseline: a bare Starlette app that reads the webhook body and answers 200.
 
-Served exactly like remediator (:func:`remediator.server.serve`: same uvicorn settings, one
+Served exactly like remediator (:func:`remediator.http.server.serve`: same uvicorn settings, one
 worker, default loop and HTTP implementation, no access log), so the ratio of the two measures
 what remediator does per request (auth, parsing, the durable commit, metrics, its log line), not
 the server around it. ``python -m bench.baseline_app --port PORT``.
@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from remediator import config as config_mod
-from remediator.server import serve
+from remediator.config import model as config_mod
+from remediator.http.server import serve
 
 ANSWER = {"received": 1, "new": 1, "duplicates": 0, "truncated": 0}
 

@@ -151,7 +151,7 @@ def table(cells: list[Cell], settings: Settings) -> Table:
             f"{_pct(b.client_cpu, b.seconds)} / {_pct(r.client_cpu, r.seconds)}",
         )
     t.note(machine())
-    t.note(f"server: {uvicorn_impl()}; same settings for both (remediator.server.serve)")
+    t.note(f"server: {uvicorn_impl()}; same settings for both (remediator.http.server.serve)")
     t.note(
         f"load: wrk, {settings.threads} threads, {settings.seconds:.0f}s per cell after a "
         f"{settings.warmup:.0f}s warm-up, all on 127.0.0.1; payload: fixture firing_single.json "

@@ -1,6 +1,6 @@
 """The processes a benchmark runs: a real ``remediator serve`` and the bare baseline app.
 
-Both are uvicorn processes on 127.0.0.1 serving with :func:`remediator.server.serve` (the same
+Both are uvicorn processes on 127.0.0.1 serving with :func:`remediator.http.server.serve` (the same
 uvicorn settings: 1 worker, ``loop``/``http`` "auto", no access log). Each is stopped by the PID
 of the ``Popen`` that started it: SIGTERM, then SIGKILL if it lingers.
 """

@@ -354,7 +354,7 @@ def table(cells: list[Cell], settings: Settings) -> Table:
         "connections); the last row of each group gives the replicas about one replica's "
         "connections between them (rounded up)"
     )
-    t.note(f"each replica: {uvicorn_impl()}, remediator.server.serve")
+    t.note(f"each replica: {uvicorn_impl()}, remediator.http.server.serve")
     t.note(
         f"load: wrk, one process per replica (1 thread each), the connections split evenly; "
         f"{settings.seconds:.0f}s per cell after a {settings.warmup:.0f}s warm-up; payload: "

@@ -132,10 +132,10 @@ def trace_one_alert() -> Trace:
         import docker
         from starlette.testclient import TestClient
 
-        from remediator import config as config_mod
-        from remediator.app import create_app
-        from remediator.auth import Authenticator, Principal
-        from remediator.events import Event
+        from remediator.audit.events import Event
+        from remediator.config import model as config_mod
+        from remediator.config.auth import Authenticator, Principal
+        from remediator.http.app import create_app
         from remediator.plugins import Plugins
         from remediator.runtime import Runtime
         from tests.realservices import ContainerFactory, load_services_env

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Literal, overload
 
 from remediator import __version__
-from remediator import config as config_mod
+from remediator.audit.recording import Recording
+from remediator.config import model as config_mod
 from remediator.errors import ConfigError, RemediatorError
-from remediator.recording import Recording
 
 ROLES = ("alertmanager", "viewer", "admin")
 
@@ -80,9 +80,9 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from remediator import logs
-    from remediator.app import create_app
-    from remediator.auth import Authenticator, load_credentials
-    from remediator.server import serve
+    from remediator.config.auth import Authenticator, load_credentials
+    from remediator.http.app import create_app
+    from remediator.http.server import serve
 
     logs.setup(args.log_level)
     path = _config_path(args.config)
@@ -137,8 +137,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """Print, per alert of a payload, what the worker would decide: JSON lines, touching nothing."""
     import json
 
-    from remediator.decisions import Catalog, decide
-    from remediator.intake import parse_payload
+    from remediator.engine.decisions import Catalog, decide
+    from remediator.http.intake import parse_payload
     from remediator.plugins import load as load_plugins
 
     try:
@@ -187,7 +187,7 @@ def _audit_target(
 ) -> tuple[Path | str, Recording] | int:
     """The store and recording policy exactly as ``serve`` would use them: the SQLite file's
     path, or (with ``any_backend``) the URL of another backend's store."""
-    from remediator.auth import Authenticator
+    from remediator.config.auth import Authenticator
     from remediator.policy import recording_for
     from remediator.store.sqlite import sqlite_path
 
@@ -209,7 +209,7 @@ def _audit_target(
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     import asyncio
 
-    from remediator import audit
+    from remediator.engine import verifier as audit
     from remediator.errors import StoreUnavailable
 
     found = _audit_target(args, any_backend=True)
@@ -234,8 +234,8 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
     import asyncio
     import time
 
-    from remediator import audit
-    from remediator.durations import parse_duration
+    from remediator.config.durations import parse_duration
+    from remediator.engine import verifier as audit
     from remediator.errors import StoreUnavailable
 
     found = _audit_target(args, any_backend=True)
@@ -264,7 +264,7 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
 
 
 def _quarantine_store(args: argparse.Namespace) -> tuple[config_mod.Config, Recording] | int:
-    from remediator.auth import Authenticator
+    from remediator.config.auth import Authenticator
     from remediator.policy import recording_for
 
     try:
@@ -282,9 +282,9 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     import asyncio
     import getpass
 
-    from remediator import quarantine
     from remediator.actions import builtin_actions
     from remediator.clients import Clients
+    from remediator.engine import quarantine
     from remediator.errors import NotQuarantined, StoreUnavailable
     from remediator.store import create_store
 

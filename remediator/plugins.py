@@ -23,10 +23,10 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from remediator.actions.base import Action, ActionContext, ActionResult
+from remediator.audit.events import EventBus
 from remediator.checks.base import HealthCheck
-from remediator.decisions import Decision
-from remediator.events import EventBus
-from remediator.templates import compile_template
+from remediator.config.templates import compile_template
+from remediator.engine.decisions import Decision
 
 log = logging.getLogger("remediator.plugins")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 
-from remediator.auth import Authenticator
-from remediator.config import Config
+from remediator.audit.recording import Recording, cipher_from_env
+from remediator.config.auth import Authenticator
+from remediator.config.model import Config
+from remediator.engine.notifications import build_router
 from remediator.errors import ConfigError
-from remediator.notifications import build_router
-from remediator.recording import Recording, cipher_from_env
 from remediator.redaction import configured_secrets
 
 

@@ -27,13 +27,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from remediator import api_patterns, configdoc, logs
-from remediator import config as config_mod
-from remediator.api_patterns import Conflicts
-from remediator.config import RESTART_ONLY, Config
-from remediator.decisions import Catalog
+from remediator import logs
+from remediator.audit.events import CONFIG_CHANGED, Event
+from remediator.config import document as configdoc
+from remediator.config import model as config_mod
+from remediator.config.model import RESTART_ONLY, Config
+from remediator.engine import api_patterns
+from remediator.engine.api_patterns import Conflicts
+from remediator.engine.decisions import Catalog
 from remediator.errors import ConfigError
-from remediator.events import CONFIG_CHANGED, Event
 from remediator.policy import recording_for
 from remediator.runtime import Runtime
 from remediator.store import Store
@@ -268,5 +270,5 @@ def install_sighup(rt: Runtime, path: str | Path) -> None:
 
 
 def sighup_installer(path: str | Path) -> Callable[[Runtime], None]:
-    """An ``on_runtime`` hook for :func:`remediator.app.create_app` that installs the handler."""
+    """An ``on_runtime`` hook for :func:`remediator.http.app.create_app` that installs the handler."""
     return lambda rt: install_sighup(rt, path)

@@ -6,21 +6,21 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from remediator.auth import Authenticator
+from remediator.audit.events import EventBus, Handler
 from remediator.clients import Clients
 from remediator.clock import Clock
-from remediator.config import Config
-from remediator.engine import Engine
-from remediator.escalator import Escalator
-from remediator.events import EventBus, Handler
-from remediator.health import HealthMonitor
+from remediator.config.auth import Authenticator
+from remediator.config.model import Config
+from remediator.engine.engine import Engine
+from remediator.engine.escalator import Escalator
+from remediator.engine.health import HealthMonitor
+from remediator.engine.outbox import Outbox
+from remediator.engine.reconcile import Reconciler
+from remediator.engine.retention import Retention
+from remediator.engine.worker import Worker
 from remediator.metrics import Metrics
-from remediator.outbox import Outbox
 from remediator.plugins import Plugins
-from remediator.reconcile import Reconciler
-from remediator.retention import Retention
 from remediator.store import Store
-from remediator.worker import Worker
 
 
 class Limiter(Protocol):

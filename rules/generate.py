@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from remediator import alertrules
-from remediator.config import SelfHealingConfig
+from remediator.config.model import SelfHealingConfig
 
 RULES_DIR: Final = Path(__file__).resolve().parent
 POLICIES: Final = alertrules.POLICIES

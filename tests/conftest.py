@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from remediator import config as config_mod
-from remediator.app import create_app
-from remediator.auth import Authenticator, Principal
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator, Principal
+from remediator.http.app import create_app
 from remediator.runtime import Runtime
 
 pytest_plugins = ["tests.realservices", "tests.slackapi", "tests.smtpserver", "tests.dockerd"]

@@ -8,13 +8,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
-from remediator import config as config_mod
 from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.alerts import Alert
-from remediator.app import build_runtime
-from remediator.auth import Authenticator
+from remediator.audit.events import Event
 from remediator.clock import FakeClock, iso
-from remediator.events import Event
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator
+from remediator.http.app import build_runtime
 from remediator.plugins import Plugins
 from remediator.runtime import Runtime
 from remediator.store import EventQuery

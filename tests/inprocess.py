@@ -9,12 +9,12 @@ from typing import Any, TypeVar
 
 from starlette.testclient import TestClient
 
-from remediator.app import create_app
-from remediator.auth import Authenticator
 from remediator.clock import FakeClock
-from remediator.config import Config
+from remediator.config.auth import Authenticator
+from remediator.config.model import Config
+from remediator.http.app import create_app
+from remediator.http.ratelimit import RateLimiter
 from remediator.plugins import Plugins
-from remediator.ratelimit import RateLimiter
 from remediator.runtime import Runtime
 
 

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from remediator.config import EmailConfig
+from remediator.config.model import EmailConfig
 from tests.realservices import free_port
 
 TLSMode = Literal["none", "starttls", "implicit"]

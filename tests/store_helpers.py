@@ -11,9 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from remediator.audit import verify_store
-from remediator.events import GENESIS_HASH, Event, record_hash
-from remediator.recording import Recording
+from remediator.audit.events import GENESIS_HASH, Event, record_hash
+from remediator.audit.recording import Recording
+from remediator.engine.verifier import verify_store
 from remediator.store import EventQuery, Store, create_store
 from remediator.store.postgres import PostgresStore
 

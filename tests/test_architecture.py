@@ -3,12 +3,7 @@ table that every module sits in and imports downwards only.
 
 Every import counts, including those inside functions and under ``if TYPE_CHECKING:``
 (``tests/importgraph.py`` reads them with :mod:`ast`).
-
-FOR THE LEAD: the layer table (``LAYERS``) and the Starlette rule describe the PLANNED layout
-(``remediator/http/``, ``engine/``, ``audit/``, ``config/``, ...), which does not exist yet. Their
-tests are skipped while ``PENDING_LAYOUT`` is True: after the move, adjust ``LAYERS`` to the
-modules as they land and set ``PENDING_LAYOUT = False``. Empty ``KNOWN_CYCLES`` once the
-engine <-> recovery cycle is gone. The cycle test is live today.
+The table is the one in docs/architecture.md; change both together.
 """
 
 from __future__ import annotations
@@ -17,32 +12,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-import pytest
-
 from tests import importgraph
-
-# Flip to False once the modules have been moved into the sub-packages named in LAYERS.
-PENDING_LAYOUT: Final = True
-PENDING_REASON: Final = (
-    "PENDING_LAYOUT: the layer table describes the planned sub-packages (http/, engine/, audit/, "
-    "config/, ...); the lead sets PENDING_LAYOUT = False in tests/test_architecture.py after the move"
-)
-
-# Cycles tolerated for now, each as its sorted module names. Empty it when the cycle is removed.
-KNOWN_CYCLES: Final[frozenset[tuple[str, ...]]] = frozenset(
-    {("remediator.engine", "remediator.recovery")}
-)
 
 # The layer table, top -> down. A layer holds groups; a group is a package (or a set of
 # modules) named by module prefixes. A module may import its own group and any group of a
-# LOWER layer; never a higher layer, nor another group of its own layer.
-# FOR THE LEAD: adjust these prefixes to the layout as moved.
+# LOWER layer; never a higher layer, nor another group of its own layer. docs/architecture.md
+# shows the same table.
 Layer = tuple[str, Sequence[Sequence[str]]]
+CONFIG_LEAVES: Final = (
+    "remediator.config.targets",
+    "remediator.config.durations",
+    "remediator.config.matchers",
+    "remediator.config.templates",
+    "remediator.config.regex",
+    "remediator.config.promql",
+)
 LAYERS: Final[Sequence[Layer]] = (
     ("cli", (("remediator.cli", "remediator.__main__"),)),
     ("http", (("remediator.http",),)),
-    # policy.py stays top level in the planned move and builds the recording policy from the
-    # config (it imports config, notifications, recording): placed with the runtime.
     (
         "runtime",
         (
@@ -52,16 +39,19 @@ LAYERS: Final[Sequence[Layer]] = (
         ),
     ),
     ("engine", (("remediator.engine",),)),
+    # The configuration file's model: it gathers the step models and channel sections that the
+    # families declare, so it sits above them.
+    ("config", (("remediator.config",),)),
     (
         "families",
         (("remediator.actions",), ("remediator.checks",), ("remediator.notifiers",)),
     ),
-    # The technology helpers shared by actions and checks (one module per technology), if they
-    # land in their own package: below the families that use them.
+    # The technology helpers shared by actions and checks (one module per technology).
     ("tech", (("remediator.tech",),)),
     ("store", (("remediator.store",),)),
     ("audit", (("remediator.audit",),)),
-    ("config", (("remediator.config",),)),
+    # The configuration's leaf vocabulary: target models, durations, matchers, templates.
+    ("vocabulary", (CONFIG_LEAVES,)),
     (
         "base",
         (
@@ -71,7 +61,7 @@ LAYERS: Final[Sequence[Layer]] = (
                 "remediator.logs",
                 "remediator.metrics",
                 "remediator.alerts",
-                "remediator.durations",
+                "remediator.episodes",
                 "remediator.clients",
                 "remediator.redaction",
             ),
@@ -120,7 +110,7 @@ def upward(edges: Mapping[str, set[str]], layers: Sequence[Layer] = LAYERS) -> l
 
 
 def new_cycles(edges: Mapping[str, set[str]]) -> list[tuple[str, ...]]:
-    return [tuple(c) for c in importgraph.cycles(edges) if tuple(c) not in KNOWN_CYCLES]
+    return [tuple(c) for c in importgraph.cycles(edges)]
 
 
 def outside_http(imports: Sequence[importgraph.Import]) -> list[str]:
@@ -144,22 +134,19 @@ def _tree(root: Path, files: Mapping[str, str]) -> dict[str, set[str]]:
 # --- the real package ---------------------------------------------------------------------------
 
 
-def test_remediator_has_no_import_cycles_beyond_the_known_ones() -> None:
+def test_remediator_has_no_import_cycles() -> None:
     edges = importgraph.graph(importgraph.all_imports())
     assert new_cycles(edges) == []
 
 
-@pytest.mark.skipif(PENDING_LAYOUT, reason=PENDING_REASON)
 def test_only_the_http_package_imports_starlette_or_uvicorn() -> None:
     assert outside_http(importgraph.all_imports()) == []
 
 
-@pytest.mark.skipif(PENDING_LAYOUT, reason=PENDING_REASON)
 def test_every_module_has_a_place_in_the_layer_table() -> None:
     assert unplaced(importgraph.graph(importgraph.all_imports())) == []
 
 
-@pytest.mark.skipif(PENDING_LAYOUT, reason=PENDING_REASON)
 def test_every_import_points_down_the_layer_table() -> None:
     assert upward(importgraph.graph(importgraph.all_imports())) == []
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from remediator import audit
-from remediator.recording import Recording
+from remediator.audit.recording import Recording
+from remediator.engine import verifier as audit
 from tests.engine_harness import EngineHarness, alert
 
 WEB = {"name": "web", "type": "docker_container"}

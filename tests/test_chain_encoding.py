@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from remediator.events import Event, canonical, chain, record_hash
+from remediator.audit.events import Event, canonical, chain, record_hash
 
 _TEXT = st.text(max_size=24)
 _SCALAR = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _TEXT)

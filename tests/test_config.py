@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from remediator import config as config_mod
-from remediator.auth import load_credentials
-from remediator.durations import parse_duration
+from remediator.config import model as config_mod
+from remediator.config.auth import load_credentials
+from remediator.config.durations import parse_duration
 from remediator.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,16 +28,16 @@ from mypy.server.subexpr import get_subexpressions
 from mypy.types import Instance, UnionType, get_proper_type
 from pydantic import BaseModel
 
-from remediator import config as config_mod
 from remediator.cli import main
-from remediator.config import Config, SelfHealingConfig
-from remediator.steps import Step, _Step
-from remediator.targets import Target, _TargetBase
+from remediator.config import model as config_mod
+from remediator.config.model import Config, SelfHealingConfig
+from remediator.config.steps import Step, _Step
+from remediator.config.targets import Target, _TargetBase
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "configuration.md"
 PACKAGE = ROOT / "remediator"
-NOT_READERS = frozenset({"remediator.config", "remediator.docgen"})
+NOT_READERS = frozenset({"remediator.config.model", "remediator.config.docgen"})
 CELL_SPLIT = re.compile(r"(?<!\\)\|")
 HEADING = re.compile(r"^#{2,4} (?:`(?P<path>[^`]+)`|(?P<title>.+))$")
 Model = type[BaseModel]
@@ -206,10 +206,12 @@ def check_the_walk() -> None:
 def check_the_scan(reads: list[Read]) -> None:
     """The scan finds reads by type, not by name: ``target.check_interval`` (a target's key)
     is no read of ``self_healing.check_interval``, and config.py's own reads do not count."""
-    mine = [read for read in reads if read.module == "remediator.config"]
-    assert any(read.owner == "remediator.config.Config" for read in mine)
+    mine = [read for read in reads if read.module == "remediator.config.model"]
+    assert any(read.owner == "remediator.config.model.Config" for read in mine)
     assert not is_read(Config, "targets", mine)
-    targets_only = [read for read in reads if "remediator.targets._TargetBase" in read.lineage]
+    targets_only = [
+        read for read in reads if "remediator.config.targets._TargetBase" in read.lineage
+    ]
     assert is_read(_TargetBase, "check_interval", targets_only)
     assert not is_read(SelfHealingConfig, "check_interval", targets_only)
 

@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from remediator import config as config_mod
-from remediator.auth import load_credentials
+from remediator.config import model as config_mod
+from remediator.config.auth import load_credentials
 from remediator.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ NOTIFICATIONS_BLOCK = re.compile(
     r"^# BEGIN notifications example\n(?P<body>.*?)^# END notifications example$",
     re.DOTALL | re.MULTILINE,
 )
-MIN_TOKEN_LENGTH = 16  # remediator.auth refuses shorter tokens
+MIN_TOKEN_LENGTH = 16  # remediator.config.auth refuses shorter tokens
 
 Doc = dict[str, Any]
 

@@ -1,7 +1,7 @@
 """docs/configuration.md is generated from the configuration models and kept in step with them.
 
-The committed file must equal what ``python -m remediator.docgen`` writes; every field of every
-model reachable from :class:`~remediator.config.Config` has a meaning; the example validates; the
+The committed file must equal what ``python -m remediator.config.docgen`` writes; every field of every
+model reachable from :class:`~remediator.config.model.Config` has a meaning; the example validates; the
 seed defaults in the tables are the models' defaults.
 """
 
@@ -15,11 +15,11 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from remediator import docgen
-from remediator.config import CircuitBreakerConfig, Config, SelfHealingConfig, parse
-from remediator.durations import parse_duration
-from remediator.steps import action_names
-from remediator.targets import TargetType
+from remediator.config import docgen
+from remediator.config.durations import parse_duration
+from remediator.config.model import CircuitBreakerConfig, Config, SelfHealingConfig, parse
+from remediator.config.steps import action_names
+from remediator.config.targets import TargetType
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 CELL_SPLIT = re.compile(r"(?<!\\)\|")
@@ -59,9 +59,11 @@ def table_rows(text: str) -> dict[str, list[str]]:
 
 
 def test_committed_document_is_up_to_date() -> None:
-    assert DOC.exists(), "docs/configuration.md is missing: run `python -m remediator.docgen`"
+    assert DOC.exists(), (
+        "docs/configuration.md is missing: run `python -m remediator.config.docgen`"
+    )
     assert DOC.read_text(encoding="utf-8") == docgen.render(), (
-        "docs/configuration.md is out of date: run `python -m remediator.docgen`"
+        "docs/configuration.md is out of date: run `python -m remediator.config.docgen`"
     )
 
 
@@ -71,7 +73,7 @@ def test_check_flag_reports_a_stale_file(
     target = tmp_path / "configuration.md"
     monkeypatch.setattr(docgen, "OUTPUT", target)
     assert docgen.main(["--check"]) == 1  # missing
-    assert "run `python -m remediator.docgen`" in capsys.readouterr().err
+    assert "run `python -m remediator.config.docgen`" in capsys.readouterr().err
     assert docgen.main([]) == 0
     assert docgen.main(["--check"]) == 0
     target.write_text(target.read_text(encoding="utf-8") + "edited\n", encoding="utf-8")

@@ -1,7 +1,7 @@
 """The examples in docs/playbooks.md and docs/plugins.md are valid, and the reference is complete.
 
 Every fenced ``yaml`` block must parse. A block with a top-level ``targets:`` or ``playbooks:``
-key is a complete configuration and must pass :func:`remediator.config.parse`. A block that is a
+key is a complete configuration and must pass :func:`remediator.config.model.parse`. A block that is a
 list of steps must validate as steps. Other fragments are only parsed.
 """
 
@@ -17,9 +17,12 @@ import pytest
 import yaml
 from pydantic import TypeAdapter
 
-from remediator import config as config_mod
-from remediator.decisions import TARGET_NOT_REGISTERED, UNKNOWN_PATTERN
-from remediator.guards import (
+from remediator.config import model as config_mod
+from remediator.config.patterns import DEFAULT_FIELDS, DEFAULT_PATTERNS
+from remediator.config.steps import ACTION_TARGET_TYPES, Step, action_names
+from remediator.config.targets import TargetType
+from remediator.engine.decisions import TARGET_NOT_REGISTERED, UNKNOWN_PATTERN
+from remediator.engine.guards import (
     BLAST_RADIUS,
     CIRCUIT_OPEN,
     COOLDOWN,
@@ -28,9 +31,6 @@ from remediator.guards import (
     PAUSED,
     QUARANTINED,
 )
-from remediator.patterns import DEFAULT_FIELDS, DEFAULT_PATTERNS
-from remediator.steps import ACTION_TARGET_TYPES, Step, action_names
-from remediator.targets import TargetType
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("docs/playbooks.md", "docs/plugins.md")

@@ -19,11 +19,11 @@ from cryptography.fernet import Fernet
 from psycopg import sql
 from starlette.testclient import TestClient
 
-from remediator import config as config_mod
 from remediator.alerts import Alert
-from remediator.app import create_app
-from remediator.auth import Authenticator, Principal
 from remediator.clock import iso
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator, Principal
+from remediator.http.app import create_app
 from remediator.runtime import Runtime
 from remediator.store.sqlite import sqlite_path
 from tests.conftest import ALERTS, EVENTS

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from remediator import config as config_mod
-from remediator.audit import verify_store
+from remediator.audit.events import Event
+from remediator.audit.recording import SEALED, OutboxRow, Recording, cipher_from_env
+from remediator.config import model as config_mod
+from remediator.engine.verifier import verify_store
 from remediator.errors import SealedUnreadable
-from remediator.events import Event
-from remediator.recording import SEALED, OutboxRow, Recording, cipher_from_env
 from remediator.redaction import configured_secrets, redact_text
 from remediator.store import EventQuery, Store
 from tests.engine_harness import alert

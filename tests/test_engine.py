@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from remediator.actions.base import ActionContext
-from remediator.events import Event
+from remediator.audit.events import Event
 from remediator.store.records import BLOCKED, FAILED, INTERRUPTED, SUCCEEDED
 from tests.engine_harness import EngineHarness, Recorder, alert, restart_playbook, run
 

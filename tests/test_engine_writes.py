@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from remediator.audit.events import Event
 from remediator.errors import StoreUnavailable
-from remediator.events import Event
 from remediator.store import Store
 from remediator.store.records import DRY_RUN, RUNNING, SUCCEEDED
 from tests.engine_harness import EngineHarness, Recorder, alert, restart_playbook, run

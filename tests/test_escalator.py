@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from remediator.escalator import Escalator
+from remediator.engine.escalator import Escalator
 from tests.engine_harness import EngineHarness, alert
 
 SECTIONS = {

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from remediator.escalator import Escalator
+from remediator.engine.escalator import Escalator
 from tests.engine_harness import EngineHarness, alert, restart_playbook
 from tests.smtpserver import SMTPServer
 from tests.test_outbox import deliver, smtp

@@ -1,4 +1,4 @@
-"""The event table: every type the code can record has a row in remediator.events.EVENT_TYPES,
+"""The event table: every type the code can record has a row in remediator.audit.events.EVENT_TYPES,
 every row is a type the code records, and docs/playbooks.md#events shows exactly that table.
 
 The package is read with ``ast``: an event type reaches the store as the ``type`` of an
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from remediator import eventdoc, events
-from remediator.decisions import _CATEGORY_EVENTS
-from remediator.events import EVENT_TYPES
+from remediator.audit import eventdoc, events
+from remediator.audit.events import EVENT_TYPES
+from remediator.engine.decisions import _CATEGORY_EVENTS
 
 PACKAGE = Path(events.__file__).resolve().parent
 DOC = eventdoc.OUTPUT
@@ -38,7 +38,7 @@ def _module_strings(tree: ast.Module) -> dict[str, str]:
     """Module-level ``NAME = "..."`` and ``NAME = events.X`` / imported ``X`` string constants."""
     found: dict[str, str] = {}
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module == "remediator.events":
+        if isinstance(node, ast.ImportFrom) and node.module == "remediator.audit.events":
             for alias in node.names:
                 if alias.name in CONSTANTS:
                     found[alias.asname or alias.name] = CONSTANTS[alias.name]
@@ -161,7 +161,7 @@ def test_every_row_says_when_and_what() -> None:
 def test_the_committed_table_is_up_to_date() -> None:
     page = DOC.read_text(encoding="utf-8")
     assert page == eventdoc.render(page), (
-        "docs/playbooks.md's event table is out of date: run `python -m remediator.eventdoc`"
+        "docs/playbooks.md's event table is out of date: run `python -m remediator.audit.eventdoc`"
     )
     for kind in EVENT_TYPES:
         assert f"\n| `{kind}` |" in page
@@ -174,7 +174,7 @@ def test_check_flag_reports_a_stale_table(
     target.write_text(f"# Events\n\n{eventdoc.BEGIN}\n| old |\n{eventdoc.END}\n\nAfter.\n")
     monkeypatch.setattr(eventdoc, "OUTPUT", target)
     assert eventdoc.main(["--check"]) == 1
-    assert "run `python -m remediator.eventdoc`" in capsys.readouterr().err
+    assert "run `python -m remediator.audit.eventdoc`" in capsys.readouterr().err
     assert eventdoc.main([]) == 0
     assert eventdoc.main(["--check"]) == 0
     text = target.read_text(encoding="utf-8")

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from remediator import config as config_mod
-from remediator.auth import Authenticator
 from remediator.clock import iso
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator
 from remediator.store import EventQuery
 from tests.inprocess import InProcess, start
 

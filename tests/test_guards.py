@@ -15,11 +15,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from remediator import config as config_mod
-from remediator.breaker import CircuitBreakers
-from remediator.config import Config
-from remediator.decisions import Catalog, Plan
-from remediator.guards import (
+from remediator.config import model as config_mod
+from remediator.config.model import Config
+from remediator.config.playbooks import WindowLimit
+from remediator.config.targets import Target
+from remediator.engine.breaker import CircuitBreakers
+from remediator.engine.decisions import Catalog, Plan
+from remediator.engine.guards import (
     ALLOWED,
     BLAST_RADIUS,
     CIRCUIT_OPEN,
@@ -33,7 +35,6 @@ from remediator.guards import (
     blast_peers,
     evaluate,
 )
-from remediator.playbooks import WindowLimit
 from remediator.store import Store
 from remediator.store.records import (
     BLOCKED,
@@ -43,7 +44,6 @@ from remediator.store.records import (
     GuardSnapshot,
     TargetState,
 )
-from remediator.targets import Target
 from tests.engine_harness import alert
 from tests.store_helpers import run, store_url
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from remediator.app import create_app
 from remediator.clock import FakeClock
+from remediator.http.app import create_app
 from tests.conftest import ALERTS, EVENTS, AppHarness, fixture_names, fixture_payload
 
 Headers = Callable[[str], dict[str, str]]

@@ -24,11 +24,11 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
-from remediator import config as config_mod
-from remediator import intake_asgi
-from remediator.app import create_app
-from remediator.auth import Authenticator
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator
 from remediator.errors import StoreUnavailable
+from remediator.http import intake_asgi
+from remediator.http.app import create_app
 from remediator.runtime import Runtime
 from tests.conftest import ALERTS, fixture_payload
 from tests.serving import Served as ServedProcess

@@ -13,17 +13,17 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from remediator import config as config_mod
 from remediator import reload
-from remediator.app import create_app
-from remediator.auth import Authenticator
-from remediator.breaker import CircuitBreakers
+from remediator.audit.events import Event
 from remediator.clock import FakeClock, iso
-from remediator.config import CircuitBreakerConfig
-from remediator.endpoints import OPERATIONS
-from remediator.events import Event
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator
+from remediator.config.model import CircuitBreakerConfig
+from remediator.engine.breaker import CircuitBreakers
+from remediator.http.app import create_app
+from remediator.http.endpoints import OPERATIONS
+from remediator.http.ratelimit import RateLimiter
 from remediator.plugins import Plugins
-from remediator.ratelimit import RateLimiter
 from remediator.runtime import Runtime
 from remediator.store import EventQuery
 from remediator.store.records import Remediation

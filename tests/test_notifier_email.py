@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from remediator.config import EmailConfig
+from remediator.config.model import EmailConfig
 from remediator.errors import ConfigError
 from remediator.notifiers.base import Delivery, Notification
 from remediator.notifiers.email import EmailNotifier, build_message, recipients

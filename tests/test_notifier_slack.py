@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 
 from remediator.clock import FakeClock
-from remediator.config import SlackConfig
+from remediator.config.model import SlackConfig
 from remediator.errors import ConfigError
 from remediator.notifiers.base import Delivery, Notification, Thread
 from remediator.notifiers.slack import SlackNotifier, route

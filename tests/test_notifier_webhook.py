@@ -16,7 +16,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from remediator.config import WebhookConfig
+from remediator.config.model import WebhookConfig
 from remediator.errors import ConfigError
 from remediator.notifiers.base import Delivery, Notification
 from remediator.notifiers.webhook import (

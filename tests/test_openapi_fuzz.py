@@ -24,18 +24,18 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.python import asgi
 from starlette.applications import Starlette
 
-from remediator import config as config_mod
-from remediator.app import create_app
-from remediator.auth import Authenticator, Principal
 from remediator.checks.base import CheckResult
 from remediator.clients import Clients
 from remediator.clock import FakeClock
-from remediator.config import RESTART_ONLY
-from remediator.endpoints import document
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator, Principal
+from remediator.config.model import RESTART_ONLY
+from remediator.config.targets import Target
+from remediator.http.app import create_app
+from remediator.http.endpoints import document
+from remediator.http.ratelimit import RateLimiter
 from remediator.plugins import Plugins
-from remediator.ratelimit import RateLimiter
 from remediator.runtime import Runtime
-from remediator.targets import Target
 from tests.engine_harness import Recorder, fake_registry
 
 EXAMPLES = int(os.environ.get("REMEDIATOR_FUZZ_EXAMPLES", "200"))

@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
-from remediator import config as config_mod
 from remediator.alerts import Alert
-from remediator.app import build_runtime
-from remediator.auth import Authenticator
+from remediator.audit.events import Event
 from remediator.clock import FakeClock
-from remediator.events import Event
-from remediator.guards import PAUSE_FLAG
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator
+from remediator.engine.guards import PAUSE_FLAG
+from remediator.http.app import build_runtime
 from remediator.plugins import Plugins, load
 from remediator.store import EventQuery
 from remediator.store.records import BLOCKED, FAILED, SUCCEEDED

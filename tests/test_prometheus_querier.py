@@ -21,11 +21,11 @@ import yaml
 from urllib3.exceptions import InsecureRequestWarning
 
 from remediator import cli
-from remediator import config as config_mod
+from remediator.config import model as config_mod
+from remediator.config.promql import compile_query, escape
+from remediator.config.steps import VerifyPrometheus
+from remediator.engine.prometheus import PrometheusQuerier
 from remediator.errors import ConfigError
-from remediator.prometheus import PrometheusQuerier
-from remediator.promql import compile_query, escape
-from remediator.steps import VerifyPrometheus
 from tests.realservices import free_port
 
 

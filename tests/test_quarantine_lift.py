@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from remediator import cli
-from remediator import config as config_mod
-from remediator.auth import Authenticator
+from remediator.audit.events import Event
 from remediator.clock import iso
-from remediator.events import Event
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator
 from remediator.store import EventQuery
 from tests.inprocess import InProcess, start
 from tests.realservices import ContainerFactory

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from remediator import config as config_mod
-from remediator.app import create_app
-from remediator.auth import Authenticator
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator
+from remediator.http.app import create_app
 from tests.conftest import ALERTS, EVENTS, fixture_payload
 from tests.hookserver import Hook, serving
 

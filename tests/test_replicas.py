@@ -49,18 +49,18 @@ import psycopg
 import pytest
 import yaml
 
-from remediator import events as ev
-from remediator.breaker import CircuitBreakers
+from remediator.audit import events as ev
+from remediator.audit.events import EventBus
 from remediator.checks.base import CheckResult
 from remediator.clients import Clients
 from remediator.clock import FakeClock
-from remediator.config import AlertmanagerConfig, Config, parse
-from remediator.events import EventBus
-from remediator.health import LEAD_RENEW, LEAD_TTL, HealthMonitor
+from remediator.config.model import AlertmanagerConfig, Config, parse
+from remediator.config.targets import Target
+from remediator.engine.breaker import CircuitBreakers
+from remediator.engine.health import LEAD_RENEW, LEAD_TTL, HealthMonitor
+from remediator.engine.reconcile import Reconciler
 from remediator.metrics import Metrics
-from remediator.reconcile import Reconciler
 from remediator.store import EventQuery, Store
-from remediator.targets import Target
 from tests.alertmanager import Alertmanager
 from tests.dockerd import SecondDockerd, run_sleepers
 from tests.realservices import ContainerFactory

@@ -14,14 +14,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from remediator import config as config_mod
-from remediator.app import build_runtime
-from remediator.audit import verify_store
-from remediator.auth import Authenticator
+from remediator.audit.recording import Recording
 from remediator.clock import FakeClock
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator
+from remediator.engine.retention import LEASE, Retention
+from remediator.engine.verifier import verify_store
+from remediator.http.app import build_runtime
 from remediator.plugins import Plugins
-from remediator.recording import Recording
-from remediator.retention import LEASE, Retention
 from remediator.store import EventQuery, Store
 from remediator.store.sqlite import sqlite_path
 from tests.store_helpers import event, opened, run, store_url

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from remediator import config as config_mod
-from remediator.app import create_app
-from remediator.auth import Authenticator
 from remediator.clock import FakeClock, iso
-from remediator.endpoints import OPERATIONS
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator
+from remediator.http.app import create_app
+from remediator.http.endpoints import OPERATIONS
+from remediator.http.ratelimit import RateLimiter
 from remediator.plugins import Plugins
-from remediator.ratelimit import RateLimiter
 from remediator.runtime import Runtime
 from tests.engine_harness import Recorder, fake_registry
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from remediator import statistics
-from remediator.events import Event
+from remediator.audit.events import Event
+from remediator.engine import statistics
 from tests.engine_harness import EngineHarness, Recorder, alert
 
 WEB = {"name": "web", "type": "docker_container"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from remediator.events import Event
+from remediator.audit.events import Event
 from remediator.store import Store
 from remediator.store.records import BreakerState
 from tests.store_helpers import chain_ok, opened, run, store_url

@@ -9,9 +9,9 @@ import asyncio
 from collections.abc import Awaitable
 
 from remediator.alerts import WebhookPayload
-from remediator.breaker import CircuitBreakers, Transition
-from remediator.config import CircuitBreakerConfig
-from remediator.events import Event
+from remediator.audit.events import Event
+from remediator.config.model import CircuitBreakerConfig
+from remediator.engine.breaker import CircuitBreakers, Transition
 from remediator.store import Store
 from remediator.store.postgres_schema import PG_MIGRATIONS
 from remediator.store.records import INTERRUPTED, RUNNING, SUCCEEDED, Remediation

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from remediator.audit import verify_store
-from remediator.events import GENESIS_HASH, Event
-from remediator.recording import OutboxRow, Recording
+from remediator.audit.events import GENESIS_HASH, Event
+from remediator.audit.recording import OutboxRow, Recording
+from remediator.engine.verifier import verify_store
 from remediator.store import EventQuery, Store
 from tests.engine_harness import alert
 from tests.store_helpers import chain_ok, event, run, store_url

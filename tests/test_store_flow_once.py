@@ -7,7 +7,7 @@ import ast
 import asyncio
 from pathlib import Path
 
-from remediator.recording import Recording
+from remediator.audit.recording import Recording
 from remediator.store import create_store
 from tests.store_helpers import event
 

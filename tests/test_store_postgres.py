@@ -14,11 +14,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from remediator.audit import verify_store
-from remediator.breaker import Transition
+from remediator.audit.events import GENESIS_HASH, Event
+from remediator.audit.recording import Recording
+from remediator.engine.breaker import Transition
+from remediator.engine.verifier import verify_store
 from remediator.errors import StoreUnavailable
-from remediator.events import GENESIS_HASH, Event
-from remediator.recording import Recording
 from remediator.store import create_store
 from remediator.store.postgres import PostgresStore
 from remediator.store.postgres_driver import append

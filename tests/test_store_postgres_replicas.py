@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from remediator.alerts import Alert, WebhookPayload
-from remediator.audit import verify_store
-from remediator.breaker import CircuitBreakers, Transition
-from remediator.config import CircuitBreakerConfig
-from remediator.events import Event
+from remediator.audit.events import Event
+from remediator.config.model import CircuitBreakerConfig
+from remediator.engine.breaker import CircuitBreakers, Transition
+from remediator.engine.verifier import verify_store
 from remediator.store.postgres import PostgresStore
 from tests.conftest import fixture_payload
 from tests.store_helpers import event, pg_migrated, pg_open, pg_query

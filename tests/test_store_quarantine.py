@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from remediator.events import Event
+from remediator.audit.events import Event
 from remediator.store import Store
 from remediator.store.records import TargetState
 from tests.store_helpers import chain_ok, opened, run, store_url

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from remediator import config as config_mod
+from remediator.config import model as config_mod
 from tests import test_engine, test_engine_writes, test_intake, test_outbox
 from tests.conftest import ALERTS, HEALTH, AppHarness, fixture_payload
 from tests.engine_harness import EngineHarness, Recorder

@@ -20,19 +20,19 @@ from typing import Any, ClassVar
 import docker
 import pytest
 
-from remediator import config as config_mod
-from remediator import events as ev
 from remediator.actions import builtin_actions
 from remediator.actions.base import ActionContext, ActionResult
-from remediator.app import build_runtime
-from remediator.auth import Authenticator
+from remediator.audit import events as ev
 from remediator.clock import FakeClock
-from remediator.intents import ALREADY_DONE, Intents, verdict
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator
+from remediator.config.targets import DockerContainerTarget
+from remediator.engine.intents import ALREADY_DONE, Intents, verdict
+from remediator.http.app import build_runtime
 from remediator.plugins import Plugins
 from remediator.runtime import Runtime
 from remediator.store import EventQuery, Store
 from remediator.store.records import SUCCEEDED, StepIntent
-from remediator.targets import DockerContainerTarget
 from tests.engine_harness import alert, restart_playbook
 from tests.realservices import ContainerFactory
 from tests.store_helpers import run, store_url

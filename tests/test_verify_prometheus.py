@@ -21,15 +21,15 @@ from typing import Any
 
 import pytest
 
-from remediator import config as config_mod
 from remediator.actions.base import ActionContext
-from remediator.app import build_runtime
-from remediator.auth import Authenticator
+from remediator.audit.events import Event
 from remediator.clock import SystemClock, iso
-from remediator.events import Event
+from remediator.config import model as config_mod
+from remediator.config.auth import Authenticator
+from remediator.config.promql import compile_query
+from remediator.engine.prometheus import PrometheusQuerier
+from remediator.http.app import build_runtime
 from remediator.plugins import Plugins
-from remediator.prometheus import PrometheusQuerier
-from remediator.promql import compile_query
 from remediator.runtime import Runtime
 from remediator.store import EventQuery
 from tests.e2e.stack import Prometheus, wait_for

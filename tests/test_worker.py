@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from remediator.audit.events import Event, EventBus
 from remediator.clock import FakeClock
-from remediator.config import WorkerConfig
-from remediator.events import Event, EventBus
+from remediator.config.model import WorkerConfig
+from remediator.engine.worker import COMPLETED, Outcome, Worker
 from remediator.metrics import Metrics
 from remediator.store import EventQuery, InboxItem, Store
-from remediator.worker import COMPLETED, Outcome, Worker
 from tests.engine_harness import alert
 from tests.store_helpers import event, run, store_url
 

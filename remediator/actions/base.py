@@ -15,8 +15,8 @@ from typing import Annotated, Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from remediator.clients import Clients
-from remediator.durations import Duration
-from remediator.targets import Target
+from remediator.config.durations import Duration
+from remediator.config.targets import Target
 
 Signal = Annotated[str, Field(pattern=r"^(SIG)?[A-Z0-9]{2,8}$")]
 

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from remediator.actions.base import ActionContext, ActionResult, BuiltinAction, Signal, StepModel
 from remediator.actions.docker_common import run_on_engine
 from remediator.actions.docker_scale import DockerScaleAction
-from remediator.targets import DockerContainerTarget
+from remediator.config.targets import DockerContainerTarget
 from remediator.tech.docker import (
     Outcome,
     call_bounded,

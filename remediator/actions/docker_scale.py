@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from remediator.actions.base import ActionContext, ActionResult, StepModel
 from remediator.actions.docker_common import run_on_engine
-from remediator.targets import DockerServiceTarget
+from remediator.config.targets import DockerServiceTarget
 from remediator.tech.docker import (
     CONTAINER_NAME_RE,
     ENGINE_ERRORS,

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from remediator.actions.base import BuiltinAction, GuardedAction, StepModel
 from remediator.clients import Clients
-from remediator.targets import HttpTarget
+from remediator.config.targets import HttpTarget
 from remediator.tech.http import http_error, join_url
 
 ACTIVE_URL = "active_url"  # target data: the URL http.failover / http.failback switched to

@@ -17,8 +17,8 @@ from psycopg import sql
 
 from remediator.actions.base import BuiltinAction, GuardedAction, StepModel
 from remediator.clients import Clients
-from remediator.durations import Duration
-from remediator.targets import PostgresTarget
+from remediator.config.durations import Duration
+from remediator.config.targets import PostgresTarget
 from remediator.tech.postgres import postgres_error, query_cached
 
 PgState = Literal["active", "idle", "idle in transaction", "idle in transaction (aborted)"]

@@ -26,7 +26,7 @@ from remediator.actions.base import (
     StepModel,
 )
 from remediator.clients import Clients
-from remediator.targets import ProcessTarget
+from remediator.config.targets import ProcessTarget
 from remediator.tech.process import parse_signal, read_pidfile
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Redis recovery actions: flushdb, delete_keys, memory_purge, kill_clients, failover.
 
-Every action runs against a registered :class:`~remediator.targets.RedisTarget` through the
+Every action runs against a registered :class:`~remediator.config.targets.RedisTarget` through the
 cached clients in :class:`~remediator.clients.Clients`, bounded by the step's ``timeout``. Details
 name the target, never its URL (which may hold a password).
 """
@@ -15,9 +15,9 @@ from pydantic import Field
 
 from remediator.actions.base import BuiltinAction, GuardedAction, StepModel
 from remediator.clients import REDIS_CLIENT_NAME, Clients
-from remediator.durations import Duration
+from remediator.config.durations import Duration
+from remediator.config.targets import RedisTarget
 from remediator.redaction import redact_text
-from remediator.targets import RedisTarget
 from remediator.tech.redis import redis_error
 
 __all__ = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
-from remediator.config import SelfHealingConfig
+from remediator.config.model import SelfHealingConfig
 
 Severity = Literal["critical", "warning", "info"]
 

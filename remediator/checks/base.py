@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from remediator.clients import Clients
-from remediator.targets import Target
+from remediator.config.targets import Target
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
-from remediator.targets import DockerContainerTarget, DockerServiceTarget, Target
+from remediator.config.targets import DockerContainerTarget, DockerServiceTarget, Target
 from remediator.tech.docker import (
     ENGINE_ERRORS,
     PROJECT_LABEL,

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
-from remediator.targets import HttpTarget, Target
+from remediator.config.targets import HttpTarget, Target
 from remediator.tech.http import http_error, join_url
 
 __all__ = ["CHECKS", "HttpGetCheck"]

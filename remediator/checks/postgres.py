@@ -11,7 +11,7 @@ from psycopg import sql
 
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
-from remediator.targets import PostgresTarget, Target
+from remediator.config.targets import PostgresTarget, Target
 from remediator.tech.postgres import postgres_error, query_cached
 
 __all__ = ["CHECKS", "PostgresSelectCheck"]

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
-from remediator.targets import ProcessTarget, Target
+from remediator.config.targets import ProcessTarget, Target
 from remediator.tech.process import read_pidfile
 
 __all__ = ["CHECKS", "ProcessAliveCheck"]

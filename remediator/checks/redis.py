@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from remediator.checks.base import CheckResult, HealthCheck
 from remediator.clients import Clients
-from remediator.targets import RedisTarget, Target
+from remediator.config.targets import RedisTarget, Target
 from remediator.tech.redis import redis_error
 
 __all__ = ["CHECKS", "RedisPingCheck"]

@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from remediator.audit.events import Event
 from remediator.clock import Clock
-from remediator.events import Event
 
 Channel = str  # a notifier's ``channel`` name (remediator/notifiers/__init__.py lists them)
 # The incident's state, as it moves: firing -> remediating -> recovered | failed | escalated.

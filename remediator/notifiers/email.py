@@ -36,10 +36,10 @@ from typing import Any, ClassVar, Literal
 import aiosmtplib
 from pydantic import Field
 
+from remediator.audit.events import Event
 from remediator.clock import Clock
-from remediator.durations import Duration
+from remediator.config.durations import Duration
 from remediator.errors import ConfigError
-from remediator.events import Event
 from remediator.notifiers.base import (
     Channel,
     ChannelConfig,

@@ -33,10 +33,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from remediator.audit.events import Event
 from remediator.clock import Clock
-from remediator.durations import Duration
+from remediator.config.durations import Duration
 from remediator.errors import ConfigError
-from remediator.events import Event
 from remediator.notifiers.base import (
     Channel,
     ChannelConfig,

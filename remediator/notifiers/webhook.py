@@ -43,9 +43,9 @@ from typing import Any, ClassVar
 
 import httpx2
 
+from remediator.audit.events import Event
 from remediator.clock import Clock
 from remediator.errors import ConfigError
-from remediator.events import Event
 from remediator.notifiers.base import (
     Channel,
     ChannelConfig,

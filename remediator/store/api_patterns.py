@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from remediator.events import Event
+from remediator.audit.events import Event
 from remediator.store.dialect import Dialect
 from remediator.store.ops import Append, Driven, Op, all_, one
 

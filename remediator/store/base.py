@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from remediator.alerts import Alert
+from remediator.audit.events import AUDIT_CHECKPOINT, Event
+from remediator.audit.recording import Recording
 from remediator.episodes import Episode
-from remediator.events import AUDIT_CHECKPOINT, Event
-from remediator.recording import Recording
 from remediator.store.api_patterns import StoredPattern
 from remediator.store.records import (
     BreakerState,

@@ -14,8 +14,8 @@ checks hashes over what :class:`ChainOps` reads: ``audit_anchor`` and ``events_a
 
 from __future__ import annotations
 
-from remediator.events import GENESIS_HASH, Event
-from remediator.recording import Recording
+from remediator.audit.events import GENESIS_HASH, Event
+from remediator.audit.recording import Recording
 from remediator.store.base import AuditAnchor, EventQuery, checkpoint_event
 from remediator.store.dialect import Dialect
 from remediator.store.ops import Append, Driven, Op, all_, many, one, run

@@ -3,7 +3,7 @@ backends."""
 
 from __future__ import annotations
 
-from remediator.events import Event
+from remediator.audit.events import Event
 from remediator.store.dialect import Dialect
 from remediator.store.ops import Append, Driven, Op, one, run
 

@@ -12,9 +12,9 @@ another one holds) by priority and id, and leases them to the worker in one stat
 from __future__ import annotations
 
 from remediator.alerts import Alert
+from remediator.audit.events import Event
+from remediator.audit.recording import Recording
 from remediator.episodes import Episode
-from remediator.events import Event
-from remediator.recording import Recording
 from remediator.store.base import InboxItem, IngestResult
 from remediator.store.dialect import Dialect
 from remediator.store.ingest_logic import (

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from remediator.alerts import Alert
+from remediator.audit.events import ALERT_DUPLICATE, ALERT_RECEIVED, ALERT_RESOLVED, Event
+from remediator.audit.recording import Recording
 from remediator.episodes import Episode, Placement, place, resolved_time
-from remediator.events import ALERT_DUPLICATE, ALERT_RECEIVED, ALERT_RESOLVED, Event
-from remediator.recording import Recording
 
 _SORTED = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), built once
 SEVERITY_PRIORITY = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}

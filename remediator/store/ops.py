@@ -26,7 +26,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, NamedTuple, ParamSpec, TypeAlias, TypeVar
 
-from remediator.events import Event
+from remediator.audit.events import Event
 from remediator.store.dialect import Dialect
 
 T = TypeVar("T")

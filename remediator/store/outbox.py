@@ -9,8 +9,8 @@ first message always lands before its updates, whichever replica delivers them.
 
 from __future__ import annotations
 
-from remediator.events import Event
-from remediator.recording import Recording
+from remediator.audit.events import Event
+from remediator.audit.recording import Recording
 from remediator.store.dialect import Dialect
 from remediator.store.ops import Append, Driven, Op, all_, one, run
 from remediator.store.records import OutboxItem

@@ -28,9 +28,9 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
+from remediator.audit.events import Event
+from remediator.audit.recording import Recording
 from remediator.errors import StoreUnavailable
-from remediator.events import Event
-from remediator.recording import Recording
 from remediator.store import chain
 from remediator.store.dialect import POSTGRES
 from remediator.store.postgres_conn import Pool, brief

@@ -23,8 +23,8 @@ import psycopg
 from psycopg import pq
 from psycopg.rows import TupleRow
 
+from remediator.audit.events import Event
 from remediator.errors import StoreUnavailable
-from remediator.events import Event
 
 log = logging.getLogger("remediator.store")
 

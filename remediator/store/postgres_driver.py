@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from remediator.events import Event
+from remediator.audit.events import Event
 from remediator.store import chain
 from remediator.store.dialect import POSTGRES
 from remediator.store.ops import Driven, Op, OpFn, P, Query

@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors
 
+from remediator.audit.events import Event
+from remediator.audit.recording import Recording
 from remediator.errors import StoreUnavailable
-from remediator.events import Event
-from remediator.recording import Recording
 from remediator.store.postgres_conn import Connection, Pool, Publisher, brief
 
 T = TypeVar("T")

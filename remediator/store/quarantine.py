@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from remediator.events import Event
+from remediator.audit.events import Event
 from remediator.store.dialect import Dialect
 from remediator.store.ops import Append, Driven, Op, all_, one, run
 from remediator.store.records import TargetState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from remediator.recording import Recording
+from remediator.audit.recording import Recording
 from remediator.store.base import InboxItem
 from remediator.store.dialect import Dialect
 from remediator.store.ops import Driven, Op, one

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
+from remediator.audit.events import Event
 from remediator.episodes import Episode
-from remediator.events import Event
 
 R = TypeVar("R")
 

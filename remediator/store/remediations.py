@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from remediator.events import Event
+from remediator.audit.events import Event
 from remediator.store.dialect import Dialect
 from remediator.store.ops import Append, Driven, Op, all_, one, run
 from remediator.store.records import RUNNING, Remediation

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from remediator.events import Event, chain
-from remediator.recording import Recording
+from remediator.audit.events import Event, chain
+from remediator.audit.recording import Recording
 from remediator.store.base import EventQuery, InboxItem
 from remediator.store.records import FAILED, SUCCEEDED, OutboxItem
 

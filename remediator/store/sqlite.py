@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from remediator.audit.events import Event
+from remediator.audit.recording import Recording
 from remediator.errors import StoreUnavailable
-from remediator.events import Event
-from remediator.recording import Recording
 from remediator.store import chain
 from remediator.store.base import AuditAnchor
 from remediator.store.dialect import SQLITE

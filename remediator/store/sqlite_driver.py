@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from remediator.events import Event
-from remediator.recording import Recording
+from remediator.audit.events import Event
+from remediator.audit.recording import Recording
 from remediator.store import chain
 from remediator.store.dialect import SQLITE
 from remediator.store.ops import Append, Driven, Op, OpFn, P, Query

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from remediator.audit.events import Event
+from remediator.audit.recording import Recording
 from remediator.errors import StoreUnavailable
-from remediator.events import Event
-from remediator.recording import Recording
 from remediator.store.sqlite_driver import COMMITTING, flush_head
 
 T = TypeVar("T")

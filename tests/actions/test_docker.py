@@ -18,7 +18,6 @@ import docker
 import docker.errors
 import pytest
 
-from remediator import steps
 from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.actions.docker import (
     ACTIONS,
@@ -47,7 +46,8 @@ from remediator.actions.docker_scale import (
 from remediator.checks.base import CheckResult
 from remediator.checks.docker import CHECKS, DockerContainerCheck, DockerServiceCheck
 from remediator.clients import Clients
-from remediator.targets import DockerContainerTarget, DockerServiceTarget, Target
+from remediator.config import steps
+from remediator.config.targets import DockerContainerTarget, DockerServiceTarget, Target
 from remediator.tech.docker import PROJECT_LABEL, SERVICE_LABEL
 from tests.realservices import TEST_LABEL, ContainerFactory
 
@@ -56,7 +56,7 @@ pytestmark = pytest.mark.docker
 DOWN_ENGINE = "unix:///tmp/nonexistent-docker.sock"
 MiB = 1024**2
 
-Step = Any  # one of the remediator.steps models
+Step = Any  # one of the remediator.config.steps models
 
 
 # ------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from remediator.actions.http import (
 )
 from remediator.checks.http import CHECKS, HttpGetCheck
 from remediator.clients import Clients
-from remediator.targets import HttpTarget, RedisTarget, Target
+from remediator.config.targets import HttpTarget, RedisTarget, Target
 from tests.realservices import free_port
 
 SECRET = "Bearer s3cret-token"

@@ -24,7 +24,7 @@ from remediator.actions.postgres import (
 )
 from remediator.checks.postgres import CHECKS, PostgresSelectCheck
 from remediator.clients import Clients
-from remediator.targets import PostgresTarget, ProcessTarget, Target
+from remediator.config.targets import PostgresTarget, ProcessTarget, Target
 from tests.realservices import free_port
 
 pytestmark = pytest.mark.postgres

@@ -20,7 +20,7 @@ from remediator.actions.process import ACTIONS, ProcessSignal, ProcessSignalActi
 from remediator.checks.base import CheckResult
 from remediator.checks.process import CHECKS, ProcessAliveCheck
 from remediator.clients import Clients
-from remediator.targets import HttpTarget, ProcessTarget, Target
+from remediator.config.targets import HttpTarget, ProcessTarget, Target
 from remediator.tech.process import parse_signal
 
 CHILD = textwrap.dedent(

@@ -18,8 +18,8 @@ from remediator.actions.base import ActionContext, ActionResult
 from remediator.actions.process import ProcessRestart, ProcessRestartAction
 from remediator.checks.process import ProcessAliveCheck
 from remediator.clients import Clients
-from remediator.steps import ACTION_TARGET_TYPES, STATE_CHANGING, Step
-from remediator.targets import ProcessTarget, Target
+from remediator.config.steps import ACTION_TARGET_TYPES, STATE_CHANGING, Step
+from remediator.config.targets import ProcessTarget, Target
 from remediator.tech.process import read_pidfile
 from tests.actions.test_process import wait_until
 

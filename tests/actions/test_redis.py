@@ -27,7 +27,7 @@ from remediator.actions.redis import (
 )
 from remediator.checks.redis import CHECKS, RedisPingCheck
 from remediator.clients import Clients
-from remediator.targets import HttpTarget, RedisTarget, Target
+from remediator.config.targets import HttpTarget, RedisTarget, Target
 from tests.realservices import RedisServerFactory, free_port
 
 pytestmark = pytest.mark.redis

@@ -30,8 +30,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from remediator import audit
-from remediator.recording import Recording
+from remediator.audit.recording import Recording
+from remediator.engine import verifier as audit
 from tests.reliability.conftest import Counters, Figures, Serve
 from tests.reliability.support import (
     ALERTS,

@@ -28,8 +28,8 @@ from typing import Any
 
 import httpx2 as httpx
 
-from remediator import audit
-from remediator.recording import Recording
+from remediator.audit.recording import Recording
+from remediator.engine import verifier as audit
 from remediator.redaction import redact_text
 from tests.reliability.conftest import Counters, Figures, Serve
 from tests.reliability.support import (

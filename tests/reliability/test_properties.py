@@ -34,14 +34,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from remediator import backoff
-from remediator import breaker as breakers
 from remediator.alerts import Alert
-from remediator.breaker import CircuitBreakers, Transition
+from remediator.audit.events import Event
 from remediator.clock import FakeClock
-from remediator.config import CircuitBreakerConfig
-from remediator.events import Event
-from remediator.playbooks import RetrySpec
+from remediator.config.model import CircuitBreakerConfig
+from remediator.config.playbooks import RetrySpec
+from remediator.engine import backoff
+from remediator.engine import breaker as breakers
+from remediator.engine.breaker import CircuitBreakers, Transition
 from remediator.store.records import BreakerState
 from remediator.store.sqlite import SqliteStore
 from tests.engine_harness import EngineHarness

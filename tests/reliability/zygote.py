@@ -31,12 +31,7 @@ from typing import Any
 
 def _preload() -> None:
     # What ``cmd_serve`` imports lazily, plus the heavy libraries the app builds on.
-    import remediator.app
-    import remediator.auth
-    import remediator.cli
-    import remediator.logs
-    import remediator.reload
-    import remediator.server  # noqa: F401
+    pass
 
 
 def _child(request: dict[str, Any]) -> None:

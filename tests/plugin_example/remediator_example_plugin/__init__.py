@@ -22,12 +22,12 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from remediator.actions.base import ActionContext, ActionResult
+from remediator.audit.events import Event, EventBus
 from remediator.checks.base import CheckResult
 from remediator.clients import Clients
-from remediator.decisions import Decision
-from remediator.events import Event, EventBus
+from remediator.config.targets import ProcessTarget, Target
+from remediator.engine.decisions import Decision
 from remediator.plugins import Strategy
-from remediator.targets import ProcessTarget, Target
 from remediator.tech.process import read_pidfile
 
 __all__ = [

@@ -1,0 +1,414 @@
+"""Configuration: one YAML file, validated by pydantic, with ``${ENV}`` expansion for secrets.
+
+Loading never half-succeeds: :func:`load` returns a complete :class:`Config` or raises
+:class:`~remediator.errors.ConfigError` with one line per problem, each naming its field path
+(``playbooks[2].steps[0].action: unknown action 'docker.restrat'``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from remediator.config.durations import Duration
+from remediator.config.patterns import PatternSpec
+from remediator.config.playbooks import PlaybookSpec
+from remediator.config.targets import Target
+from remediator.errors import ConfigError
+from remediator.notifiers import CHANNELS
+from remediator.notifiers.email import EmailConfig as EmailConfig
+from remediator.notifiers.slack import SlackConfig as SlackConfig
+from remediator.notifiers.webhook import WebhookConfig as WebhookConfig
+
+Role = Literal["alertmanager", "viewer", "admin"]
+DEFAULT_STORE_URL = "sqlite:///data/remediator.db"
+ROLE_ENV = {
+    "alertmanager": "REMEDIATOR_ALERTMANAGER_TOKEN",
+    "viewer": "REMEDIATOR_VIEWER_TOKEN",
+    "admin": "REMEDIATOR_ADMIN_TOKEN",
+}
+
+
+if TYPE_CHECKING:
+    ChannelName = str
+else:  # one of the registered notifiers' channel names (remediator/notifiers/__init__.py)
+    ChannelName = Literal[CHANNELS]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9095, ge=0, le=65535)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    drain_timeout: Duration = 10.0
+
+
+class StoreConfig(_Section):
+    url: str = DEFAULT_STORE_URL
+
+    @model_validator(mode="after")
+    def _scheme(self) -> StoreConfig:
+        if not self.url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("store url must start with sqlite:// or postgresql://")
+        return self
+
+
+class TokenSpec(_Section):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
+    role: Role
+    token_file: str | None = None
+    token_env: str | None = None
+
+    @model_validator(mode="after")
+    def _source(self) -> TokenSpec:
+        if (self.token_file is None) == (self.token_env is None):
+            raise ValueError("give exactly one of token_file or token_env")
+        return self
+
+
+class AuthConfig(_Section):
+    tokens: list[TokenSpec] = Field(default_factory=list)
+
+
+class CircuitBreakerConfig(_Section):
+    enabled: bool = True
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_timeout: Duration = 60.0
+    half_open_requests: int = Field(default=3, ge=1)
+
+
+class SelfHealingConfig(_Section):
+    """The seed's thresholds; rules/ carries the same numbers for Prometheus."""
+
+    memory_threshold: float = Field(default=85, gt=0, le=100)
+    disk_threshold: float = Field(default=90, gt=0, le=100)
+    cpu_threshold: float = Field(default=80, gt=0, le=100)
+    response_time_threshold: Duration = 5.0
+    error_rate_threshold: float = Field(default=5, gt=0, le=100)
+    check_interval: Duration = Field(default=30.0, gt=0)
+
+
+class HealthConfig(_Section):
+    """The seed's health check intervals, per kind of target."""
+
+    enabled: bool = True
+    system_interval: Duration = 30.0
+    service_interval: Duration = 60.0
+    external_interval: Duration = 120.0
+
+
+# Keys that were removed: check-config names each with the reason instead of "extra inputs".
+REMOVED = {"health.queue_interval": "no target type uses it"}
+
+
+class SafetyConfig(_Section):
+    dry_run: bool = False
+    max_concurrent_actions: int = Field(default=4, ge=1)
+    blast_radius: float = Field(default=0.4, gt=0, le=1)
+    blast_radius_min_targets: int = Field(default=3, ge=1)
+
+
+class AlertmanagerConfig(_Section):
+    url: str | None = None
+    reconcile_interval: Duration = 60.0
+
+
+class WorkerConfig(_Section):
+    poll_interval: Duration = 1.0
+    lease: Duration = 60.0
+    batch: int = Field(default=100, ge=1)
+    concurrency: int = Field(default=64, ge=1)
+
+
+class RateLimitConfig(_Section):
+    rate: float = Field(default=10.0, gt=0)  # requests per second per token, sustained
+    burst: int = Field(default=20, ge=1)
+
+
+class ApiConfig(_Section):
+    """The management API (the Alertmanager intake is never rate limited)."""
+
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+
+
+class PrometheusBasicAuth(_Section):
+    username: str = Field(min_length=1)
+    password_env: str | None = None
+    password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _source(self) -> PrometheusBasicAuth:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password_env or password_file")
+        return self
+
+
+class PrometheusConfig(_Section):
+    """The server ``verify.prometheus`` steps query (remediator/prometheus.py)."""
+
+    url: str | None = None
+    timeout: Duration = 10.0
+    ca_file: str | None = None  # PEM bundle to trust instead of the system CAs
+    insecure_skip_verify: bool = False
+    bearer_token_env: str | None = None
+    bearer_token_file: str | None = None
+    basic_auth: PrometheusBasicAuth | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    max_concurrent_queries: int = Field(default=4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _auth(self) -> PrometheusConfig:
+        bearer = self.bearer_token_env is not None or self.bearer_token_file is not None
+        if self.bearer_token_env is not None and self.bearer_token_file is not None:
+            raise ValueError("give at most one of bearer_token_env or bearer_token_file")
+        if bearer and self.basic_auth is not None:
+            raise ValueError("give a bearer token or basic_auth, not both")
+        if bearer and any(k.lower() == "authorization" for k in self.headers):
+            raise ValueError("an Authorization header and a bearer token exclude each other")
+        if self.insecure_skip_verify and self.ca_file is not None:
+            raise ValueError("ca_file has no effect with insecure_skip_verify")
+        return self
+
+
+class NotificationsConfig(_Section):
+    slack: SlackConfig | None = None
+    email: EmailConfig | None = None
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+
+
+class EscalationLevel(_Section):
+    name: str
+    when: list[
+        Literal[
+            "remediation_failed",
+            "circuit_open",
+            "no_recovery",
+            "unknown_pattern",
+            "blast_radius",
+            "max_per_window",
+            "critical",
+            "target_refused",
+            "notification_dead",
+        ]
+    ]
+    after_failures: int = Field(default=1, ge=1)
+    no_recovery_within: Duration = 600.0
+    notify: list[ChannelName] = Field(min_length=1)
+
+
+class EscalationConfig(_Section):
+    levels: list[EscalationLevel] = Field(default_factory=list)
+
+
+class AuditConfig(_Section):
+    encryption_key_env: str | None = None
+    retention: Duration = 90 * 86400.0
+    duplicate_interval: Duration = 60.0
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    targets: list[Target] = Field(default_factory=list)
+    builtin_patterns: bool = True
+    patterns: list[PatternSpec] = Field(default_factory=list)
+    playbooks: list[PlaybookSpec] = Field(default_factory=list)
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    self_healing: SelfHealingConfig = Field(default_factory=SelfHealingConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems: list[str] = []
+        _unique(problems, "targets", [t.name for t in self.targets])
+        _unique(problems, "patterns", [p.id for p in self.patterns])
+        _unique(problems, "playbooks", [p.name for p in self.playbooks])
+        names = {t.name for t in self.targets}
+        known = {p.id for p in self.patterns} | {p.category for p in self.patterns}
+        if self.builtin_patterns:
+            from remediator.config.patterns import DEFAULT_PATTERNS
+
+            known |= {p.id for p in DEFAULT_PATTERNS} | {p.category for p in DEFAULT_PATTERNS}
+        for i, book in enumerate(self.playbooks):
+            if book.pattern is not None and book.pattern not in known:
+                problems.append(
+                    f"playbooks[{i}].pattern: unknown pattern or category {book.pattern!r}"
+                )
+            if "{{" not in book.target and book.target not in names:
+                problems.append(f"playbooks[{i}].target: unknown target {book.target!r}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def target(self, name: str) -> Target | None:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        return None
+
+
+def _unique(problems: list[str], section: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.append(f"{section}[{i}]: duplicate name {name!r}")
+        seen.add(name)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def expand_env(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    """``${VAR}`` in any string replaced by the environment's value; missing ones are problems."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                problems.append(f"{path or '<root>'}: environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, list):
+        return [expand_env(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {
+            k: expand_env(v, env, f"{path}.{k}" if path else str(k), problems)
+            for k, v in value.items()
+        }
+    return value
+
+
+def _tagged(loc: tuple[int | str, ...]) -> list[int | str]:
+    """Drop the discriminator tag pydantic inserts after a list index (``steps[0].docker.restart``)."""
+    out: list[int | str] = []
+    for i, part in enumerate(loc):
+        after_index = i > 0 and isinstance(loc[i - 1], int)
+        if after_index and isinstance(part, str) and part in _TAGS:
+            continue
+        out.append(part)
+    return out
+
+
+def _tags() -> frozenset[str]:
+    from remediator.config.steps import action_names
+
+    types = ("docker_container", "docker_service", "redis", "postgres", "http", "process")
+    return frozenset([*action_names(), *types])
+
+
+_TAGS = _tags()
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in _tagged(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "<root>"
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """One line per problem, each starting with its field path."""
+    lines: list[str] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        ctx = err.get("ctx", {})
+        if kind == "union_tag_invalid":
+            disc = str(ctx.get("discriminator", "")).strip("'")
+            noun = "action" if disc == "action" else "target type"
+            lines.append(f"{field_path((*loc, disc))}: unknown {noun} {ctx.get('tag')!r}")
+        elif kind == "union_tag_not_found":
+            disc = str(ctx.get("discriminator", "")).strip("'")
+            lines.append(f"{field_path((*loc, disc))}: field required")
+        elif kind == "extra_forbidden" and field_path(loc) in REMOVED:
+            lines.append(f"{field_path(loc)}: removed: {REMOVED[field_path(loc)]}")
+        elif kind == "value_error" and "\n" in str(ctx.get("error", "")):
+            lines.extend(str(ctx["error"]).splitlines())
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{field_path(loc)}: {message}")
+    return lines
+
+
+def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
+    """A :class:`Config` from already-parsed YAML data."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["<root>: the configuration must be a mapping"])
+    problems: list[str] = []
+    expanded = expand_env(data, os.environ if env is None else env, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc)) from None
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a configuration file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            [f"<root>: invalid YAML{where}: {getattr(exc, 'problem', exc)}"]
+        ) from None
+    return parse(data, env)
+
+
+def warnings(cfg: Config) -> list[str]:
+    """Valid but risky settings, one line each, for ``check-config`` to print."""
+    found: list[str] = []
+    if cfg.prometheus.insecure_skip_verify:
+        found.append(
+            "prometheus.insecure_skip_verify: TLS certificates of Prometheus are not verified; "
+            "anyone on the path can answer verify.prometheus queries (prefer ca_file)"
+        )
+    return found
+
+
+# Sections the running process cannot change: they need a restart. What decides and guards
+# remediations (targets, patterns, playbooks, circuit_breaker, safety, health, self_healing,
+# builtin_patterns) changes at run time.
+RESTART_ONLY = (
+    "server",
+    "api",
+    "store",
+    "auth",
+    "worker",
+    "alertmanager",
+    "prometheus",
+    "notifications",
+    "escalation",
+    "audit",
+)

@@ -1,0 +1,88 @@
+"""Registered targets: the allow-list of everything remediator may touch.
+
+Each target type is a pydantic model; ``Target`` is the discriminated union on ``type``. An
+action only ever receives a target looked up here by exact name.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from remediator.config.durations import Duration
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+
+class _TargetBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    check_interval: Duration | None = None  # default: the seed interval for the kind
+    check_timeout: Duration = 5.0
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(f"invalid target name {value!r}: letters, digits, '_', '.', '-' only")
+        return value
+
+
+class DockerContainerTarget(_TargetBase):
+    type: Literal["docker_container"]
+    container: str = ""  # the container's name on the engine; defaults to the target name
+    docker_host: str | None = None  # e.g. unix:///run/other.sock; None = the default engine
+
+    @property
+    def container_name(self) -> str:
+        return self.container or self.name
+
+
+class DockerServiceTarget(_TargetBase):
+    type: Literal["docker_service"]
+    project: str
+    service: str
+    docker_host: str | None = None
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+
+
+class RedisTarget(_TargetBase):
+    type: Literal["redis"]
+    url: str
+    replica_url: str | None = None
+
+
+class PostgresTarget(_TargetBase):
+    type: Literal["postgres"]
+    dsn: str
+
+
+class HttpTarget(_TargetBase):
+    type: Literal["http"]
+    base_url: str
+    backup_url: str | None = None
+    health_path: str = "/"
+    expected_status: list[int] = Field(default_factory=lambda: [200])
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class ProcessTarget(_TargetBase):
+    type: Literal["process"]
+    pidfile: str
+
+
+Target = Annotated[
+    DockerContainerTarget
+    | DockerServiceTarget
+    | RedisTarget
+    | PostgresTarget
+    | HttpTarget
+    | ProcessTarget,
+    Field(discriminator="type"),
+]
+
+TargetType = Literal["docker_container", "docker_service", "redis", "postgres", "http", "process"]

@@ -1,0 +1,133 @@
+"""Which recorded events notify whom: a pure router from events to outbox rows.
+
+Incident messages follow a remediation: ``recovery:started`` (remediating), each
+``recovery:action`` (a thread reply), ``recovery:succeeded`` / ``recovery:failed`` (outcome) and
+``service:recovered`` (the alert resolved, with the time to recovery). Each channel declares the
+event types it follows and their phases on its notifier class (remediator/notifiers/): Slack
+updates one message per incident; email sends one message per remediation outcome; webhooks
+get every step.
+
+Escalations (``recovery:escalated``) go through the escalation levels: each level lists the
+reasons it handles and its channels; a level fires at most once per incident (alert episode),
+enforced by the outbox's unique ``dedupe_key``. An escalation that names its level in
+``details.level`` (the escalator's ``no_recovery``, once that level's own wait has passed)
+goes to that level only. With no levels configured, every escalation goes
+to every configured channel, once per incident. A notification that was dead-lettered
+on one channel escalates through the others.
+
+Destinations come only from configuration, never from alert content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from remediator.audit.events import Event
+from remediator.audit.recording import OutboxRow, Router
+from remediator.config.model import Config, EscalationLevel
+from remediator.notifiers import CHANNELS, configured, section
+
+ESCALATED = "recovery:escalated"
+ALL_CHANNELS = CHANNELS
+
+
+def incident_key(event: Event) -> str:
+    episode = event.details.get("episode", "")
+    return f"{event.fingerprint or event.target or 'remediator'}:{episode}"
+
+
+def _fields(event: Event) -> dict[str, str]:
+    fields = {
+        "alert": event.alertname,
+        "target": event.target,
+        "action": event.action or event.playbook,
+        "outcome": event.outcome,
+        "duration": f"{event.duration:.1f}s" if event.duration is not None else "",
+        "severity": event.severity,
+    }
+    return {k: v for k, v in fields.items() if v}
+
+
+def _payload(event: Event, phase: str) -> dict[str, Any]:
+    links = {
+        name: str(event.details[key])
+        for name, key in (("generator", "generator_url"), ("runbook", "runbook_url"))
+        if event.details.get(key)
+    }
+    title = event.alertname or event.type
+    if event.target:
+        title += f" on {event.target}"
+    detail = event.message if event.type in ("recovery:action", ESCALATED) else ""
+    return {
+        "title": title,
+        "phase": phase,
+        "severity": event.severity,
+        "fields": _fields(event),
+        "links": links,
+        "detail": detail,
+        "data": {k: v for k, v in event.as_dict().items() if k not in ("prev_hash", "hash")},
+    }
+
+
+def _level_applies(level: EscalationLevel, event: Event) -> bool:
+    reason = event.outcome
+    if event.severity == "critical" and "critical" in level.when:
+        return True
+    if reason not in level.when:
+        return False
+    if reason == "remediation_failed":
+        return int(event.details.get("failures", 1)) >= level.after_failures
+    return True
+
+
+def build_router(config: Config) -> Router | None:
+    """The router for this configuration, or None when no channel is configured."""
+    notes = config.notifications
+    kinds = {kind.channel: kind for kind in configured(notes)}
+    if not kinds:
+        return None
+    levels = config.escalation.levels
+
+    def rows(
+        event: Event, channels: Sequence[str], phase: str, dedupe: str | None
+    ) -> list[OutboxRow]:
+        incident = incident_key(event)
+        out = []
+        for channel in channels:
+            kind = kinds[channel]
+            for destination in kind.destinations(section(notes, kind), event):
+                key = f"{dedupe}:{channel}:{destination}" if dedupe else None
+                out.append(OutboxRow(channel, destination, incident, phase,
+                                     _payload(event, phase), key))  # fmt: skip
+        return out
+
+    def route(event: Event) -> list[OutboxRow]:
+        if event.type == ESCALATED:
+            return escalate(event)
+        if event.type == "service:recovered" and not event.playbook:
+            return []  # an alert no playbook handles: nothing to follow up
+        out: list[OutboxRow] = []
+        for channel, kind in kinds.items():
+            if event.type in kind.phases:
+                out += rows(event, [channel], kind.phases[event.type], None)
+        return out
+
+    def escalate(event: Event) -> list[OutboxRow]:
+        incident = incident_key(event)
+        failed_channel = str(event.details.get("channel", ""))
+        usable = [c for c in kinds if c != failed_channel]
+        if not levels:
+            # One implicit level: once per incident (a dead-lettered notification is its own
+            # case, so that it still escalates through the other channels).
+            implicit = "notification_dead" if event.outcome == "notification_dead" else "default"
+            return rows(event, usable, "escalated", f"esc:{incident}:{implicit}")
+        out: list[OutboxRow] = []
+        named = event.details.get("level")  # the escalator's no_recovery: that level only
+        for level in levels:
+            if (named is None or level.name == named) and _level_applies(level, event):
+                channels = [c for c in level.notify if c in usable]
+                out += rows(event, channels, "escalated", f"esc:{incident}:{level.name}")
+        return out
+
+    return route

@@ -1,0 +1,191 @@
+"""The background worker: claims stored alerts from the inbox and hands each to a processor.
+
+The webhook only stores and wakes the worker; all remediation work happens here. Items are
+claimed with a lease, so an item whose worker died is claimed again once the lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+
+from remediator.audit.events import Event, EventBus
+from remediator.clock import Clock
+from remediator.config.model import WorkerConfig
+from remediator.errors import StoreUnavailable
+from remediator.metrics import Metrics
+from remediator.store import InboxItem, Store
+
+log = logging.getLogger("remediator.worker")
+
+Outcome = tuple[list[Event], str]
+Processor = Callable[[InboxItem], Awaitable[Outcome]]
+# The outcome a processor returns when it completed the item itself, in its last write
+# (``Store.finish_remediation(complete_item=...)``), with every event recorded: the worker does
+# not complete it again. A processor that raises has completed nothing: the item is retried.
+COMPLETED = "-completed"
+Preparer = Callable[[list[InboxItem]], Awaitable[None]]
+
+
+async def mark_seen(item: InboxItem) -> Outcome:
+    """The processor of an engine-less remediator: record nothing more, mark the item seen."""
+    return [], "seen"
+
+
+FILL_WINDOW = 0.02  # seconds a claim may wait for more room while items are in hand
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock,
+        bus: EventBus,
+        settings: WorkerConfig,
+        process: Processor = mark_seen,
+        prepare: Preparer | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.bus = bus
+        self.settings = settings
+        self.process = process
+        self.prepare = prepare
+        self.name = name or worker_name()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._stopping = False
+        self._last_fill = 0.0  # loop time of the last claim
+        self._fill_due: float | None = None  # a claim put off until then
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._loop(), name="remediator-worker")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming; let items in hand finish (up to ``timeout``), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._inflight:
+            _, pending = await asyncio.wait(self._inflight.values(), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        last_renewal = self.clock.monotonic()
+        while not self._stopping:
+            claimed = 0
+            try:
+                claimed = await self._fill()
+                if self.clock.monotonic() - last_renewal > self.settings.lease / 3:
+                    last_renewal = self.clock.monotonic()
+                    await self._renew()
+            except StoreUnavailable as exc:
+                log.warning("worker cannot reach the store", extra={"error": exc.message})
+            except Exception:
+                log.exception("worker iteration failed")
+            if claimed or self._stopping:
+                continue
+            self._wake.clear()
+            timeout = self.settings.poll_interval
+            if self._fill_due is not None:
+                timeout = min(timeout, max(0.0, self._fill_due - _loop_time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _fill(self) -> int:
+        """Claim as many items as there is room for, and start them. While items are in hand,
+        a claim waits (at most FILL_WINDOW) until half the room is free: one claim (and one
+        prepare) for many items, instead of one per item as each one finishes."""
+        room = self.settings.concurrency - len(self._inflight)
+        if room <= 0:
+            return 0
+        now = _loop_time()
+        half = min(self.settings.batch, self.settings.concurrency) // 2
+        if self._inflight and room < half and now - self._last_fill < FILL_WINDOW:
+            self._fill_due = self._last_fill + FILL_WINDOW
+            return 0
+        self._fill_due = None
+        self._last_fill = now
+        items = await self.store.claim(
+            worker=self.name,
+            now=self.clock.now(),
+            lease=self.settings.lease,
+            limit=min(room, self.settings.batch),
+        )
+        if items and self.prepare is not None:
+            await self.prepare(items)
+        for item in items:
+            task = asyncio.create_task(self._handle(item), name=f"inbox-{item.id}")
+            self._inflight[item.id] = task
+            task.add_done_callback(functools.partial(self._done, item.id))
+        return len(items)
+
+    def _done(self, item_id: int, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(item_id, None)
+        self._wake.set()
+
+    async def _renew(self) -> None:
+        if self._inflight:
+            await self.store.extend_leases(
+                list(self._inflight), worker=self.name, until=self.clock.now() + self.settings.lease
+            )
+        self.metrics.inbox_pending.set(await self.store.pending_count())
+
+    async def _handle(self, item: InboxItem) -> None:
+        try:
+            events, outcome = await self.process(item)
+            if outcome != COMPLETED:
+                await self.store.complete(item.id, events=events, outcome=outcome)
+            elif events:  # not expected: recorded all the same, after the completion
+                await self.store.append(events)
+            self.metrics.inbox_pending.dec()
+        except StoreUnavailable as exc:
+            log.warning(
+                "item not completed; it will be retried",
+                extra={"item": item.id, "error": exc.message},
+            )
+        except Exception:
+            log.exception("processing failed; the item will be retried", extra={"item": item.id})
+
+    async def run_once(self) -> int:
+        """Claim one batch, process it to the end; the number of items handled (for tests)."""
+        items = await self.store.claim(
+            worker=self.name,
+            now=self.clock.now(),
+            lease=self.settings.lease,
+            limit=self.settings.batch,
+        )
+        if items and self.prepare is not None:
+            await self.prepare(items)
+        await asyncio.gather(*(self._handle(item) for item in items))
+        return len(items)

@@ -1,0 +1,255 @@
+"""The Starlette application: routes, and the lifespan that builds the runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from remediator import logs, reload
+from remediator.actions import Action, builtin_actions
+from remediator.audit.events import EventBus
+from remediator.checks import builtin_checks
+from remediator.clients import Clients
+from remediator.clock import Clock, SystemClock
+from remediator.config.auth import Authenticator
+from remediator.config.model import Config
+from remediator.engine import api_patterns, quarantine
+from remediator.engine.engine import Engine
+from remediator.engine.escalator import Escalator
+from remediator.engine.health import HealthMonitor
+from remediator.engine.outbox import Outbox
+from remediator.engine.prometheus import PrometheusQuerier
+from remediator.engine.reconcile import Reconciler
+from remediator.engine.retention import Retention
+from remediator.engine.runner import StepRunner
+from remediator.engine.worker import Worker
+from remediator.http import endpoints
+from remediator.http.intake_asgi import App
+from remediator.http.ratelimit import RateLimiter
+from remediator.metrics import Metrics
+from remediator.notifiers import CHANNELS, build_notifiers
+from remediator.plugins import Plugins
+from remediator.plugins import load as load_plugins
+from remediator.policy import recording_for
+from remediator.runtime import Runtime
+from remediator.store import Store, create_store
+
+log = logging.getLogger("remediator.app")
+PREFIX = "/api/v1/recovery"
+
+
+def routes() -> list[BaseRoute]:
+    """Every endpoint, from the one route table that also builds the OpenAPI document."""
+    return endpoints.routes()
+
+
+def create_app(
+    config: Config,
+    *,
+    authenticator: Authenticator,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    metrics: Metrics | None = None,
+    plugins: Plugins | None = None,
+    actions: dict[str, Action] | None = None,
+    rng: random.Random | None = None,
+    on_runtime: Callable[[Runtime], None] | None = None,
+) -> Starlette:
+    """The app. Everything long-lived is built in the lifespan and reached via request.state
+    (``scope["state"]``); the Alertmanager webhook is served in front of the Starlette routing
+    (remediator/intake_asgi.py).
+
+    ``actions`` replaces the built-in action registry (tests use it to count calls)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        rt = await build_runtime(
+            config,
+            authenticator=authenticator,
+            clock=clock,
+            store=store,
+            metrics=metrics,
+            plugins=plugins,
+            actions=actions,
+            rng=rng,
+        )
+        await start(rt)
+        app.state.runtime = rt
+        if on_runtime is not None:
+            on_runtime(rt)
+        log.info("remediator started", extra={"store": _redacted(config.store.url)})
+        try:
+            yield {"runtime": rt}
+        finally:
+            await stop(rt)
+            log.info("remediator stopped")
+
+    return App(routes=routes(), lifespan=lifespan)
+
+
+async def build_runtime(
+    config: Config,
+    *,
+    authenticator: Authenticator,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    metrics: Metrics | None = None,
+    plugins: Plugins | None = None,
+    actions: dict[str, Action] | None = None,
+    rng: random.Random | None = None,
+) -> Runtime:
+    the_clock = clock or SystemClock()
+    the_store = store or create_store(config.store.url)
+    await the_store.open()
+    the_metrics = metrics or Metrics()
+    the_metrics.expect_channels(CHANNELS)
+    the_plugins = plugins if plugins is not None else load_plugins()
+    recording = recording_for(config, authenticator)
+    the_store.configure(recording)
+    logs.protect(recording.secrets)
+    bus = EventBus()
+    the_plugins.subscribe(bus)
+    the_store.subscribe(bus.feed_threadsafe)
+    # The patterns added through the API come after the file's (remediator/api_patterns.py).
+    merged = await api_patterns.at_startup(the_store, config)
+    config = merged.config
+    # The configuration's version survives restarts (remediator/reload.py).
+    version = await reload.startup_version(the_store, config, now=the_clock.now())
+    await api_patterns.drop(
+        the_store, merged.dropped, actor="startup", source="file", now=the_clock.now(),
+        config_version=version,
+    )  # fmt: skip
+    clients = Clients()
+    registry = {**(actions if actions is not None else builtin_actions()), **the_plugins.actions}
+    monitor = HealthMonitor(
+        config=config,
+        checks={**builtin_checks(), **the_plugins.checks},
+        clients=clients,
+        store=the_store,
+        metrics=the_metrics,
+        clock=the_clock,
+        bus=bus,
+        config_version=version,
+    )
+    query = PrometheusQuerier(config.prometheus) if config.prometheus.url else None
+    runner = StepRunner(
+        actions=registry,
+        clients=clients,
+        store=the_store,
+        metrics=the_metrics,
+        clock=the_clock,
+        slots=asyncio.Semaphore(config.safety.max_concurrent_actions),
+        probe=monitor.probe,
+        query=query,
+    )
+    engine = Engine(
+        config=config,
+        store=the_store,
+        metrics=the_metrics,
+        clock=the_clock,
+        runner=runner,
+        config_version=version,
+        rng=rng,
+        strategies=the_plugins.strategies,
+        lease=config.worker.lease,
+    )
+    worker = Worker(
+        store=the_store,
+        metrics=the_metrics,
+        clock=the_clock,
+        bus=bus,
+        settings=config.worker,
+        process=engine.process,
+        prepare=engine.prepare,
+    )
+    reconciler = None
+    if config.alertmanager.url:
+        reconciler = Reconciler(
+            settings=config.alertmanager,
+            store=the_store,
+            clock=the_clock,
+            metrics=the_metrics,
+            on_new=worker.wake,
+        )
+    outbox = Outbox(
+        store=the_store,
+        notifiers=build_notifiers(config, clock=the_clock),
+        metrics=the_metrics,
+        clock=the_clock,
+    )
+    retention = Retention(
+        store=the_store, retention=config.audit.retention, recording=recording, clock=the_clock
+    )
+    escalator = Escalator(config=config, store=the_store, clock=the_clock, metrics=the_metrics)
+    limiter = RateLimiter(config.api.rate_limit.rate, config.api.rate_limit.burst)
+    return Runtime(
+        limiter=limiter,
+        escalator=escalator,
+        retention=retention,
+        outbox=outbox,
+        reconciler=reconciler,
+        config=config,
+        store=the_store,
+        metrics=the_metrics,
+        authenticator=authenticator,
+        clock=the_clock,
+        bus=bus,
+        worker=worker,
+        engine=engine,
+        monitor=monitor,
+        clients=clients,
+        plugins=the_plugins,
+        started_at=the_clock.now(),
+        config_version=version,
+        api_patterns=merged.api_ids,
+    )
+
+
+async def start(rt: Runtime) -> None:
+    await rt.bus.start()
+    await rt.engine.startup()
+    rt.metrics.paused.set(1 if await rt.engine.guards.paused() else 0)
+    rt.metrics.inbox_pending.set(await rt.store.pending_count())
+    await quarantine.export(rt.store, rt.metrics, names=[t.name for t in rt.config.targets])
+    await rt.worker.start()
+    if rt.reconciler is not None:
+        await rt.reconciler.start()
+    await rt.outbox.start()
+    await rt.escalator.start()
+    if rt.retention is not None:
+        await rt.retention.start()
+    if rt.config.health.enabled:
+        await rt.monitor.start()
+
+
+async def stop(rt: Runtime) -> None:
+    rt.draining = True
+    if rt.reconciler is not None:
+        await rt.reconciler.stop()
+    await rt.monitor.stop()
+    await rt.worker.stop(timeout=rt.config.server.drain_timeout)
+    await rt.outbox.stop()
+    await rt.escalator.stop()
+    if rt.retention is not None:
+        await rt.retention.stop()
+    await asyncio.to_thread(rt.clients.close)
+    if isinstance(rt.engine.runner.query, PrometheusQuerier):
+        rt.engine.runner.query.close()
+    await rt.clients.aclose()
+    await rt.store.close()
+    await rt.bus.stop()
+
+
+def _redacted(url: str) -> str:
+    """A store URL without credentials."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"

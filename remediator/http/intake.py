@@ -1,0 +1,149 @@
+"""``POST /api/v1/recovery/alerts``: the Alertmanager webhook.
+
+Parse, authorise, persist, answer; no remediation work. Alertmanager retries only 5xx and
+connection errors, so every 4xx here is final and 503 means "try again": a 200 is sent only
+after the alerts are committed to the store.
+
+:func:`accept` is the one implementation, on plain values. Two thin adapters call it: the pure
+ASGI fast path that serves the webhook in front of Starlette (remediator/intake_asgi.py), and
+the Starlette route :func:`receive` (the route table documents the endpoint with it, and it
+answers whatever the fast path hands over to Starlette).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive
+
+from remediator.alerts import WebhookPayload
+from remediator.config.model import field_path
+from remediator.errors import (
+    MalformedJSON,
+    RequestError,
+    SchemaViolation,
+    StoreUnavailable,
+    Unavailable,
+)
+from remediator.http.web import (
+    INTERNAL_ERROR,
+    JSON,
+    authorize,
+    error_body,
+    error_headers,
+    read_capped,
+    runtime,
+)
+from remediator.runtime import Runtime
+
+log = logging.getLogger("remediator.intake")
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+class Reply(NamedTuple):
+    """The webhook's answer: a status, its JSON body, and headers beyond the content ones (the
+    401 challenge)."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = NO_HEADERS
+
+
+def parse_payload(body: bytes) -> WebhookPayload:
+    """The payload, or 400 (not JSON) / 422 (not a version 4 payload, naming the field)."""
+    try:
+        return WebhookPayload.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if any(err["type"] == "json_invalid" for err in errors):
+            raise MalformedJSON("the body is not valid JSON") from None
+        if errors and errors[0]["type"] == "model_type" and not errors[0]["loc"]:
+            raise SchemaViolation("the body must be a JSON object") from None
+        problems = [f"{field_path(tuple(err['loc']))}: {err['msg']}" for err in errors[:5]]
+        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise SchemaViolation("; ".join(problems) + more) from None
+
+
+async def accept(
+    rt: Runtime, authorization: str | None, declared: str | None, receive: Receive
+) -> Reply:
+    """Answer one webhook request: its ``Authorization`` and ``Content-Length`` header values
+    (or None); its body is read from the ASGI ``receive`` once the caller is authorised."""
+    started = time.perf_counter()
+    metrics = rt.metrics
+    headers = NO_HEADERS
+    try:
+        if rt.draining:
+            raise Unavailable("remediator is shutting down; retry")
+        authorize(rt, authorization, "intake")
+        body = await read_capped(receive, declared, rt.config.server.max_body_bytes)
+        payload = parse_payload(body)
+        try:
+            result = await rt.store.ingest(
+                list(payload.alerts),
+                received_at=rt.clock.now(),
+                receiver=payload.receiver,
+                group_key=payload.group_key,
+                duplicate_interval=rt.config.audit.duplicate_interval,
+            )
+        except StoreUnavailable:
+            metrics.store_write_failures.inc()
+            raise
+        by_status = metrics.alerts_received_by_status
+        for alert in payload.alerts:
+            by_status[alert.status].inc()
+        if result.duplicates:
+            metrics.alerts_duplicate.inc(result.duplicates)
+        if result.new:
+            metrics.inbox_pending.inc(result.new)
+            rt.worker.wake()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "alerts received",
+                extra={
+                    "receiver": payload.receiver,
+                    "received": result.received,
+                    "new": result.new,
+                    "duplicates": result.duplicates,
+                    "truncated": payload.truncated_alerts,
+                },
+            )
+        status = 200
+        # The answer's fields are ints: formatted directly, the same bytes as encode_json.
+        answer = b'{"received":%d,"new":%d,"duplicates":%d,"truncated":%d}' % (
+            result.received,
+            result.new,
+            result.duplicates,
+            payload.truncated_alerts,
+        )
+    except RequestError as exc:
+        if exc.status >= 500:
+            log.warning("intake refused", extra={"code": exc.code, "status": exc.status})
+        status, answer, headers = exc.status, error_body(exc), error_headers(exc)
+    except Exception:
+        log.exception("intake failed")
+        status, answer = 500, INTERNAL_ERROR
+    counter = metrics.webhook_requests_by_code.get(status)
+    if counter is None:
+        counter = metrics.webhook_requests.labels(str(status))
+    counter.inc()
+    metrics.webhook_duration.observe(time.perf_counter() - started)
+    return Reply(status, answer, headers)
+
+
+async def receive(request: Request) -> Response:
+    """The Starlette route for the webhook: :func:`accept` on Starlette's request."""
+    reply = await accept(
+        runtime(request),
+        request.headers.get("authorization"),
+        request.headers.get("content-length"),
+        request.receive,
+    )
+    return Response(reply.body, reply.status, headers=reply.headers, media_type=JSON)
