@@ -26,7 +26,12 @@ from bench.procs import BenchError
 from bench.table import Table
 
 # Frames every sample of a thread passes through: not informative in the inclusive ranking.
-_ENTRY_POINTS = ("remediator/cli.py", "remediator/__main__.py", "remediator/server.py", "_loop (")
+_ENTRY_POINTS = (
+    "remediator/cli.py",
+    "remediator/__main__.py",
+    "remediator/http/server.py",
+    "_loop (",
+)
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
 
 

@@ -131,7 +131,7 @@ async def apply(
     stored API patterns after its own, atomically; ConfigError changes nothing. An API pattern
     whose id ``config`` also has is dropped (``conflicts="file"``: deleted from the store with a
     ``pattern:dropped`` event) or refused (``"refuse"``: PatternExists); see
-    remediator/api_patterns.py."""
+    remediator/engine/api_patterns.py."""
     async with rt.config_lock:
         stored = api_patterns.specs(await rt.store.api_patterns())
         merged = api_patterns.merge(config, stored, conflicts=conflicts)

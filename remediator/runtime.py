@@ -24,7 +24,7 @@ from remediator.store import Store
 
 
 class Limiter(Protocol):
-    """The management API's per-caller rate limit (remediator/ratelimit.py, built by the app)."""
+    """The management API's per-caller rate limit (remediator/http/ratelimit.py, built by the app)."""
 
     def check(self, key: str) -> None: ...
 
@@ -50,7 +50,7 @@ class Runtime:
     retention: Retention | None = None
     draining: bool = False
     config_version: int = 1
-    # The ids of the running patterns added through the API (remediator/api_patterns.py).
+    # The ids of the running patterns added through the API (remediator/engine/api_patterns.py).
     api_patterns: frozenset[str] = frozenset()
     started_at: float = field(default=0.0)
     # One configuration change at a time.

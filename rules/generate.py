@@ -8,7 +8,7 @@ A thin wrapper over :mod:`remediator.alertrules`, the code behind
     .venv/bin/python rules/generate.py --check   # exit 1 with a diff when the files are stale
 
 The host, container and service thresholds and their groups' ``interval:`` are the defaults of
-``self_healing`` (``remediator/config.py``); every ``for:``, severity and the other thresholds
+``self_healing`` (``remediator/config/model.py``); every ``for:``, severity and the other thresholds
 are in ``remediator/alertrules/policies.py``. After changing either, run this script and adjust
 the cases in ``rules/tests/*.test.yml`` that sit at the old boundary (they pin exact values and
 rendered annotations on purpose). ``tests/test_rules.py`` fails when the committed rule files

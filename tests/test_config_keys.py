@@ -4,7 +4,7 @@ The reference is walked table by table (every row of every section, the target t
 parameters of every action), each key is tied to the model field it documents, and the package is
 type-checked with mypy (the strict configuration of ``pyproject.toml``) to find every attribute
 read whose object has that model's type, wherever the object came from (``cfg.self_healing``,
-a parameter, a loop variable). Reads in ``remediator/config.py`` and ``remediator/docgen.py``
+a parameter, a loop variable). Reads in ``remediator/config/model.py`` and ``remediator/config/docgen.py``
 (which define and describe the keys) do not count, nor do the tests. A key that nothing reads
 fails the test with its path; remove it (adding it to ``config.REMOVED``) or make it work.
 """
@@ -226,7 +226,7 @@ def test_every_key_of_the_reference_is_read_by_the_code(package_reads: list[Read
         and not any(is_read(model, name, package_reads) for model, name in key.fields)
     )
     assert not unread, (
-        "configuration keys that no code outside remediator/config.py and remediator/docgen.py "
+        "configuration keys that no code outside remediator/config/model.py and remediator/config/docgen.py "
         f"reads (make them work, or remove them and add them to config.REMOVED): {unread}"
     )
 

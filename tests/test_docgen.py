@@ -94,7 +94,7 @@ def test_every_field_has_a_description() -> None:
                 docgen.description(model, name)
             except LookupError:
                 missing.append(f"{model.__name__}.{name}")
-    assert not missing, f"add to DESCRIPTIONS in remediator/docgen.py: {missing}"
+    assert not missing, f"add to DESCRIPTIONS in remediator/config/docgen.py: {missing}"
 
 
 def test_no_description_names_a_field_that_does_not_exist() -> None:

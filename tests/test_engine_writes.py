@@ -142,7 +142,7 @@ def test_a_real_run_adds_only_the_breaker_steps(tmp_path: Path) -> None:
         await h.send(alert("a1", container="web"))
         log = WriteLog(h.rt.store)
         await h.drain()
-        # On a shared store the restart records its intent before the call (remediator/intents.py).
+        # On a shared store the restart records its intent before the call (remediator/engine/intents.py).
         intent = ["record_intent"] if h.rt.store.shared else []
         steps = ["start_remediation", "admit", *intent, "report", "finish_remediation"]
         assert log.per_alert() == steps

@@ -82,7 +82,7 @@ def emitted() -> dict[str, list[str]]:
             if callee == "_event" and len(node.args) >= 2:
                 kinds.append(node.args[1])
             if callee == "event" and isinstance(func, ast.Attribute) and node.args:
-                kinds.append(node.args[0])  # remediator/engine_events.py's EventBuilder.event
+                kinds.append(node.args[0])  # EventBuilder.event (engine/event_builder.py)
             if callee not in ("Event", "evolve", "replace", "_event", "event"):
                 continue
             for expr in kinds:
@@ -110,7 +110,7 @@ def type_strings() -> dict[str, list[str]]:
 
 
 def referenced() -> set[str]:
-    """The types whose ``events`` constant the package uses outside remediator/events.py."""
+    """The types whose ``events`` constant the package uses outside remediator/audit/events.py."""
     found: set[str] = set()
     for path, tree in _modules():
         if path == PACKAGE / "events.py":
@@ -130,14 +130,14 @@ def test_every_type_the_code_records_has_a_row() -> None:
     assert {"recovery:started", "recovery:triggered", "config:changed"} <= set(recorded)
     assert {"notification:dead", "audit:checkpoint", "recovery:verified"} <= set(recorded)
     missing = {kind: where for kind, where in recorded.items() if kind not in EVENT_TYPES}
-    assert not missing, f"add to EVENT_TYPES in remediator/events.py: {missing}"
+    assert not missing, f"add to EVENT_TYPES in remediator/audit/events.py: {missing}"
 
 
 def test_every_type_string_in_the_package_has_a_row() -> None:
     strings = type_strings()
     assert {"health:high_cpu", "recovery:paused", "service:recovered"} <= set(strings)
     missing = {kind: where for kind, where in strings.items() if kind not in EVENT_TYPES}
-    assert not missing, f"add to EVENT_TYPES in remediator/events.py: {missing}"
+    assert not missing, f"add to EVENT_TYPES in remediator/audit/events.py: {missing}"
 
 
 def test_every_row_is_a_constant_the_code_records() -> None:

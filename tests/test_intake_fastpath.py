@@ -1,4 +1,4 @@
-"""The webhook's pure-ASGI fast path (remediator/intake_asgi.py) against its Starlette route.
+"""The webhook's pure-ASGI fast path (remediator/http/intake_asgi.py) against its Starlette route.
 
 Every status the webhook answers, its body and headers, and the metrics it leaves, through three
 transports: the app under Starlette's TestClient, the same app with the fast path bypassed (the

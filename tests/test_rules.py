@@ -254,7 +254,7 @@ def test_generator_is_deterministic(generator: Generator) -> None:
 
 
 def test_thresholds_match_the_seed_config(generator: Generator) -> None:
-    """remediator's own defaults (``self_healing`` in remediator/config.py) and the rules agree."""
+    """remediator's own defaults (``self_healing`` in remediator/config/model.py) and the rules agree."""
     from remediator.config.model import SelfHealingConfig
 
     seed = SelfHealingConfig()

@@ -1,6 +1,6 @@
 """A remediation taken over from a dead replica never repeats a step that already took effect.
 
-First the decision (remediator/intents.py) on both store backends: a previous owner's step
+First the decision (remediator/engine/intents.py) on both store backends: a previous owner's step
 intents read back as recorded, and a step whose effect the probe sees is ``already_done``; one
 whose effect is not seen is waited for while the dead owner's call may still run, then taken.
 

@@ -1,7 +1,7 @@
 """The recovery actions, registered by name in an explicit dict.
 
 Each built-in action class declares itself once (:class:`~remediator.actions.base.BuiltinAction`:
-its name, step model, target types, whether it changes state); ``remediator/steps.py`` derives
+its name, step model, target types, whether it changes state); ``remediator/config/steps.py`` derives
 the playbook step union and its tables from :data:`BUILTIN_ACTIONS`. Adding an action is its
 class in a family module, listed in that module's ``ACTIONS``.
 """

@@ -23,7 +23,7 @@ Signal = Annotated[str, Field(pattern=r"^(SIG)?[A-Z0-9]{2,8}$")]
 
 class StepModel(BaseModel):
     """The base of every step's parameters: an action's model adds ``action: Literal[name]``
-    and its own fields (remediator/steps.py derives the ``Step`` union from the registry)."""
+    and its own fields (remediator/config/steps.py derives the ``Step`` union from the registry)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,8 +62,8 @@ class Action(Protocol):
 class BuiltinAction(Action, Protocol):
     """A built-in action declares itself once: its step model (``step_type``, whose ``action``
     literal is ``name``), the target types it acts on, whether it changes state (its intent is
-    recorded first, remediator/intents.py) and whether it switches between a target's
-    configured endpoints (it is not pointed at the active one, remediator/failover.py)."""
+    recorded first, remediator/engine/intents.py) and whether it switches between a target's
+    configured endpoints (it is not pointed at the active one, remediator/engine/failover.py)."""
 
     # Read-only members (class attributes on the implementations).
     @property

@@ -3,7 +3,7 @@
 An action that implements :class:`Probed` is never repeated blindly by a replica that takes a
 remediation over: before the call, the run records the target as :meth:`Probed.probe` sees it
 (the step's intent); the heir probes again, and :meth:`Probed.took_effect` says whether the
-dead owner's call already changed the target (remediator/intents.py).
+dead owner's call already changed the target (remediator/engine/intents.py).
 
 Probed today: ``docker.restart`` (the container's ``State.StartedAt`` and ``RestartCount``).
 The other built-in actions are idempotent (``docker.start``/``stop``/``pause``/``unpause``/

@@ -18,7 +18,7 @@ from remediator.config.targets import Target, _TargetBase
 from remediator.errors import ConfigError
 from remediator.notifiers import NOTIFIERS
 
-OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 # What each field means, one model per line; an entry for a base class covers its subclasses.
 # fmt: off

@@ -1,6 +1,6 @@
 """Alertmanager label matchers: ``name=value``, ``!=``, ``=~`` and ``!~`` (anchored regexes).
 
-The regexes run on RE2 (remediator/regex.py), as Alertmanager's own (Go's RE2 syntax)."""
+The regexes run on RE2 (remediator/config/regex.py), as Alertmanager's own (Go's RE2 syntax)."""
 
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ class PrometheusBasicAuth(_Section):
 
 
 class PrometheusConfig(_Section):
-    """The server ``verify.prometheus`` steps query (remediator/prometheus.py)."""
+    """The server ``verify.prometheus`` steps query (remediator/engine/prometheus.py)."""
 
     url: str | None = None
     timeout: Duration = 10.0

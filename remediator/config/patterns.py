@@ -63,7 +63,7 @@ class PatternSpec(BaseModel):
         return value
 
     def compiled(self) -> Regex:
-        """The regex on RE2, a linear-time engine (remediator/regex.py)."""
+        """The regex on RE2, a linear-time engine (remediator/config/regex.py)."""
         return compile_regex(self.pattern, flags="".join(self.flags))
 
 

@@ -237,7 +237,7 @@ class Engine:
         dry_run: bool,
         prepared: Prepared | None = None,
     ) -> Outcome:
-        """Guard, claim and run (remediator/run.py). ``detected`` (the health event, unless
+        """Guard, claim and run (remediator/engine/run.py). ``detected`` (the health event, unless
         already recorded) is recorded exactly once: by the claim (``start_remediation``, which
         also marks the episode's target), or with the item's completion when no claim is
         tried. The last write of a run completes the item (the outcome is then

@@ -3,7 +3,7 @@
 Each target is checked on its interval (``check_interval``, else the seed's interval for its
 kind: services 60 s, external HTTP APIs 2 min, processes 30 s). Results are exported as
 ``remediator_target_up`` and ``remediator_target_check_duration_seconds``; an HTTP target that
-failed over is checked on its active endpoint (remediator/failover.py). A change of state is
+failed over is checked on its active endpoint (remediator/engine/failover.py). A change of state is
 an event (``service:degraded`` / ``service:recovered``). When an open breaker's reset timeout has
 passed, the monitor moves it to half-open and probes the target: a healthy probe closes it, an
 unhealthy one opens it again.
@@ -187,7 +187,7 @@ class HealthMonitor:
         return result
 
     async def _follow(self, target: Target) -> Target:
-        """The target on the endpoint a failover made active (remediator/failover.py); while
+        """The target on the endpoint a failover made active (remediator/engine/failover.py); while
         the store is unavailable, the endpoint last read."""
         try:
             following = await failover.resolve(self.store, target)

@@ -1,6 +1,6 @@
 """Quarantine: which targets are quarantined, and an operator lifting a quarantine.
 
-The ``quarantine`` step (remediator/runner.py) records the quarantine in the target's stored
+The ``quarantine`` step (remediator/engine/runner.py) records the quarantine in the target's stored
 state, and for a ``docker_container`` with ``pause: true`` pauses it and sets
 ``QUARANTINE_PAUSED`` in the target's data. Lifting (``DELETE /quarantine/{target}``, ``remediator quarantine lift``)
 releases the target in one store transaction with its ``recovery:quarantine_lifted`` event, so

@@ -50,7 +50,7 @@ class StepContext:
     base: Event  # fingerprint, alertname, category, severity, config_version filled in
     escalate: Escalate
     # The remediation whose state-changing steps record their intent first (0: none), its
-    # owner, and a previous owner's intents by step index (remediator/intents.py).
+    # owner, and a previous owner's intents by step index (remediator/engine/intents.py).
     remediation: int = 0
     owner: str = ""
     inherited: dict[int, StepIntent] = field(default_factory=dict)
@@ -184,7 +184,7 @@ class StepRunner:
             return ActionResult(False, f"no such action: {name}")
         if ctx.target.type not in action.target_types:
             return ActionResult(False, "wrong target type")
-        # Every step but a switch acts on the endpoint a failover made active (remediator/failover.py).
+        # Every step but a switch acts on the endpoint a failover made active (remediator/engine/failover.py).
         target = ctx.target
         if not getattr(action, "switches_endpoint", False):
             try:
@@ -213,7 +213,7 @@ class StepRunner:
 
     async def _persist(self, ctx: StepContext, outcome: ActionResult) -> None:
         """Keep what the action said to keep (e.g. the URL a failover made active), so later
-        steps, health checks and the API see it (remediator/failover.py)."""
+        steps, health checks and the API see it (remediator/engine/failover.py)."""
         if outcome.persist:
             await self.store.update_target_data(ctx.target.name, dict(outcome.persist), [])
 
@@ -291,7 +291,7 @@ class StepRunner:
                         clients=self.clients,
                     )
                 )
-            if paused.ok:  # lifting the quarantine unpauses it (remediator/quarantine.py)
+            if paused.ok:  # lifting the quarantine unpauses it (remediator/engine/quarantine.py)
                 await self.store.update_target_data(ctx.target.name, {QUARANTINE_PAUSED: True}, [])
             return ActionResult(paused.ok, f"quarantined; {paused.detail}", paused.duration)
         return ActionResult(True, "quarantined")

@@ -234,7 +234,7 @@ async def put_configuration(request: Request, rt: Runtime, who: Principal) -> Re
 
 async def add_pattern(request: Request, rt: Runtime, who: Principal) -> Response:
     """Add a pattern after the configuration's and the earlier API ones (before the
-    built-ins), stored first: reloads and restarts keep it (remediator/api_patterns.py)."""
+    built-ins), stored first: reloads and restarts keep it (remediator/engine/api_patterns.py)."""
     spec = await parse_body(request, rt, PatternSpec)
     record = StoredPattern(
         id=spec.id, spec=spec.model_dump(mode="json"), actor=who.name, added_at=rt.clock.now()

@@ -105,6 +105,6 @@ async def events(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     rt = runtime(request)
-    # Quarantine is shared by replicas: read it at each scrape (remediator/quarantine.py).
+    # Quarantine is shared by replicas: read it at each scrape (remediator/engine/quarantine.py).
     await quarantine.export(rt.store, rt.metrics, names=[t.name for t in rt.config.targets])
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)

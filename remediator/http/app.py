@@ -64,7 +64,7 @@ def create_app(
 ) -> Starlette:
     """The app. Everything long-lived is built in the lifespan and reached via request.state
     (``scope["state"]``); the Alertmanager webhook is served in front of the Starlette routing
-    (remediator/intake_asgi.py).
+    (remediator/http/intake_asgi.py).
 
     ``actions`` replaces the built-in action registry (tests use it to count calls)."""
 
@@ -117,7 +117,7 @@ async def build_runtime(
     bus = EventBus()
     the_plugins.subscribe(bus)
     the_store.subscribe(bus.feed_threadsafe)
-    # The patterns added through the API come after the file's (remediator/api_patterns.py).
+    # The patterns added through the API come after the file's (remediator/engine/api_patterns.py).
     merged = await api_patterns.at_startup(the_store, config)
     config = merged.config
     # The configuration's version survives restarts (remediator/reload.py).

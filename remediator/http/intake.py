@@ -5,7 +5,7 @@ connection errors, so every 4xx here is final and 503 means "try again": a 200 i
 after the alerts are committed to the store.
 
 :func:`accept` is the one implementation, on plain values. Two thin adapters call it: the pure
-ASGI fast path that serves the webhook in front of Starlette (remediator/intake_asgi.py), and
+ASGI fast path that serves the webhook in front of Starlette (remediator/http/intake_asgi.py), and
 the Starlette route :func:`receive` (the route table documents the endpoint with it, and it
 answers whatever the fast path hands over to Starlette).
 """

@@ -2,7 +2,7 @@
 
 The helpers that take plain values (:func:`authorize`, :func:`read_capped`, :func:`encode_json`,
 :func:`error_body`) serve both Starlette handlers and the webhook's pure-ASGI fast path
-(remediator/intake_asgi.py), so that both answer alike.
+(remediator/http/intake_asgi.py), so that both answer alike.
 """
 
 from __future__ import annotations

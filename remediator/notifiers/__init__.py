@@ -2,7 +2,7 @@
 
 Each notifier class declares its channel once (:class:`~remediator.notifiers.base.NotifierClass`:
 its name, configuration section and model, phases, destinations); the router
-(remediator/notifications.py), the configuration's channel names and the metrics loop over
+(remediator/engine/notifications.py), the configuration's channel names and the metrics loop over
 :data:`NOTIFIERS`. Adding a channel is its module, listed here.
 """
 

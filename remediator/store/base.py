@@ -163,7 +163,7 @@ class Inbox(Protocol):
 
 
 class AuditChain(Protocol):
-    """The hash-chained event log (remediator/audit.py): append, read, retention."""
+    """The hash-chained event log (remediator/engine/verifier.py): append, read, retention."""
 
     async def append(self, events: list[Event]) -> list[Event]:
         """Append events to the chain; returns them with id and hashes set."""
@@ -336,7 +336,7 @@ class Breakers(Protocol):
     async def update_breaker(self, target: str, change: Change[R], *, now: float) -> R:
         """Atomically: read the target's breaker row (locked), ``change`` it (a pure function
         of the state read: the state to save, the result, the events to append), save it and
-        append; the result. The steps of remediator/breaker.py run on it."""
+        append; the result. The steps of remediator/engine/breaker.py run on it."""
         ...
 
 

@@ -1,5 +1,5 @@
 """Circuit breakers' rows — both backends. The state machine is not here: it is the domain's
-(remediator/breaker.py: :class:`~remediator.engine.breaker.CircuitBreakers` runs ``admit``,
+(remediator/engine/breaker.py: :class:`~remediator.engine.breaker.CircuitBreakers` runs ``admit``,
 ``report``, ``tick`` and ``reset`` through :meth:`BreakerOps.update_breaker`).
 
 An update is one transaction holding the breaker's row: read locked (inserted first if missing,

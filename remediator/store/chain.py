@@ -8,7 +8,7 @@ on SQLite, the head its batch already holds (the writer moves the head once per 
 
 :func:`prune` is retention: under the head's lock, delete the events through the last one older
 than ``before`` (never the head), move the checkpoint there and append ``audit:checkpoint``, so
-the chain still verifies from the checkpoint on. The verifier itself (remediator/audit.py) only
+the chain still verifies from the checkpoint on. The verifier itself (remediator/engine/verifier.py) only
 checks hashes over what :class:`ChainOps` reads: ``audit_anchor`` and ``events_after``.
 """
 

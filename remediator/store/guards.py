@@ -1,4 +1,4 @@
-"""What the guards read (remediator/guards.py) — both backends.
+"""What the guards read (remediator/engine/guards.py) — both backends.
 
 Every read here is index look-ups only: the alerting count probes the open episodes of each
 named target (``episodes_open_target``), one probe per name, whatever the number of open

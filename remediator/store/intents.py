@@ -2,7 +2,7 @@
 
 A run records the intent of each state-changing step just before calling its action (one row
 per remediation and step, replaced by a later attempt); a replica taking the remediation over
-reads them (remediator/intents.py). The rows are kept like the remediations they belong to.
+reads them (remediator/engine/intents.py). The rows are kept like the remediations they belong to.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What reconciliation with Alertmanager reads (remediator/reconcile.py) — both backends."""
+"""What reconciliation with Alertmanager reads (remediator/engine/reconcile.py) — both backends."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ State = Literal["closed", "half-open", "open"]
 
 @dataclass(frozen=True, slots=True)
 class BreakerState:
-    """One target's circuit breaker row (its state machine is remediator/breaker.py)."""
+    """One target's circuit breaker row (its state machine is remediator/engine/breaker.py)."""
 
     target: str
     state: State = "closed"
@@ -96,7 +96,7 @@ class OutboxItem:
 
 @dataclass(frozen=True, slots=True)
 class GuardSnapshot:
-    """Everything the guards (remediator/guards.py) decide on, read at once by
+    """Everything the guards (remediator/engine/guards.py) decide on, read at once by
     ``Store.guard_snapshot``: one read, one consistent view of the store."""
 
     episode: Episode | None  # None: no episode asked for, or it does not exist

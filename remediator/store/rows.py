@@ -1,6 +1,6 @@
 """Backend-neutral rows: records to table rows and back, and the recording policy's steps.
 
-Every backend appends events the same way (see remediator/recording.py):
+Every backend appends events the same way (see remediator/audit/recording.py):
 
 1. :func:`link` — redact each event, then chain it (ids ``last_id + 1 ...``, SHA-256 hashes);
 2. :func:`event_row` — the stored row, with free text sealed (message, details, and with a

@@ -187,7 +187,7 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     # 8: step intents — before a state-changing step calls its action, the run records which step
     # of which remediation it is about to take, when, and what it saw of the target (the
     # pre-call probe); a replica taking the remediation over checks whether that step already
-    # took effect instead of repeating it (remediator/intents.py). Independent of any other
+    # took effect instead of repeating it (remediator/engine/intents.py). Independent of any other
     # migration: one new table.
     """
     CREATE TABLE IF NOT EXISTS step_intents (
