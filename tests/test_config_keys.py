@@ -30,9 +30,10 @@ from pydantic import BaseModel
 
 from remediator.cli import main
 from remediator.config import model as config_mod
-from remediator.config.model import Config, SelfHealingConfig
+from remediator.config.model import Config, NotificationsConfig, SelfHealingConfig
 from remediator.config.steps import Step, _Step
 from remediator.config.targets import Target, _TargetBase
+from remediator.notifiers import NOTIFIERS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "configuration.md"
@@ -45,6 +46,9 @@ Model = type[BaseModel]
 READ_OUTSIDE = {
     "steps[plugin].params": "the plugin, as it is (tests/plugin_example reads ctx.step.params)",
 }
+# Channel sections, read by name through the notifier registry (each notifier declares its
+# ``config_key``; check_the_registry proves each one reads its own section).
+READ_BY_REGISTRY = {f"notifications.{kind.config_key}": kind for kind in NOTIFIERS}
 PLUGIN_EXAMPLE = ROOT / "tests" / "plugin_example" / "remediator_example_plugin" / "__init__.py"
 
 
@@ -216,13 +220,24 @@ def check_the_scan(reads: list[Read]) -> None:
     assert not is_read(SelfHealingConfig, "check_interval", targets_only)
 
 
+def check_the_registry() -> None:
+    """Each registered notifier's section is read from the configuration by its own class."""
+    for path, kind in READ_BY_REGISTRY.items():
+        marker = object()
+        notes = NotificationsConfig.model_construct()
+        object.__setattr__(notes, kind.config_key, marker)
+        assert kind.section(notes) is marker, f"{path} is not read by the {kind.channel} notifier"
+
+
 def test_every_key_of_the_reference_is_read_by_the_code(package_reads: list[Read]) -> None:
     check_the_walk()
+    check_the_registry()
     check_the_scan(package_reads)
     unread = sorted(
         key.path
         for key in model_keys().values()
         if key.path not in READ_OUTSIDE
+        and key.path not in READ_BY_REGISTRY
         and not any(is_read(model, name, package_reads) for model, name in key.fields)
     )
     assert not unread, (

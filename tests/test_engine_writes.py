@@ -32,8 +32,7 @@ WRITES = (
     "renew_remediation",
     "record_intent",
     "finish_remediation",
-    "admit",
-    "report",
+    "update_breaker",
     "set_flag",
 )
 
@@ -144,7 +143,13 @@ def test_a_real_run_adds_only_the_breaker_steps(tmp_path: Path) -> None:
         await h.drain()
         # On a shared store the restart records its intent before the call (remediator/engine/intents.py).
         intent = ["record_intent"] if h.rt.store.shared else []
-        steps = ["start_remediation", "admit", *intent, "report", "finish_remediation"]
+        steps = [
+            "start_remediation",
+            "update_breaker",
+            *intent,
+            "update_breaker",
+            "finish_remediation",
+        ]
         assert log.per_alert() == steps
         assert log.jobs == len(log.calls)
         assert await types_of(h, "a1") == [

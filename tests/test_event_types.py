@@ -20,7 +20,7 @@ from remediator.audit import eventdoc, events
 from remediator.audit.events import EVENT_TYPES
 from remediator.engine.decisions import _CATEGORY_EVENTS
 
-PACKAGE = Path(events.__file__).resolve().parent
+PACKAGE = Path(events.__file__).resolve().parents[1]
 DOC = eventdoc.OUTPUT
 SHAPE = re.compile(r"^[a-z]+:[a-z][a-z_-]*$")  # family:name, as every event type is written
 CONSTANTS = {
@@ -113,7 +113,7 @@ def referenced() -> set[str]:
     """The types whose ``events`` constant the package uses outside remediator/audit/events.py."""
     found: set[str] = set()
     for path, tree in _modules():
-        if path == PACKAGE / "events.py":
+        if path == PACKAGE / "audit" / "events.py":
             continue
         names = _module_strings(tree)
         for node in ast.walk(tree):

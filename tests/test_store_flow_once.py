@@ -25,7 +25,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_audit_verifier_imports_no_backend_and_no_database_driver() -> None:
-    imported = _imports(PACKAGE / "audit.py")
+    imported = _imports(PACKAGE / "engine" / "verifier.py")
     assert "sqlite3" not in imported
     assert not {name for name in imported if name.startswith("remediator.store.sqlite")}
     assert not {name for name in imported if name.startswith("remediator.store.postgres")}

@@ -99,9 +99,10 @@ class NotifierClass(Protocol):
     summary: str  # what the section is, for docs/configuration.md
     phases: Mapping[str, Phase]
 
-    @staticmethod
-    def section(notes: Any) -> Any:
-        """The channel's value in ``notifications:`` (a NotificationsConfig)."""
+    @classmethod
+    def section(cls, notes: Any) -> Any:
+        """The channel's value in ``notifications:`` (a NotificationsConfig): the field
+        named ``config_key``."""
         ...
 
     @staticmethod

@@ -205,9 +205,9 @@ class EmailNotifier(Unthreaded):
         "recovery:failed": "failed",
     }
 
-    @staticmethod
-    def section(notes: Any) -> EmailConfig | None:
-        value: EmailConfig | None = notes.email  # notes: the configuration's NotificationsConfig
+    @classmethod
+    def section(cls, notes: Any) -> EmailConfig | None:
+        value: EmailConfig | None = getattr(notes, cls.config_key)
         return value
 
     @staticmethod

@@ -260,9 +260,9 @@ class SlackNotifier:
         "service:recovered": "recovered",
     }
 
-    @staticmethod
-    def section(notes: Any) -> SlackConfig | None:
-        value: SlackConfig | None = notes.slack  # notes: the configuration's NotificationsConfig
+    @classmethod
+    def section(cls, notes: Any) -> SlackConfig | None:
+        value: SlackConfig | None = getattr(notes, cls.config_key)
         return value
 
     @staticmethod

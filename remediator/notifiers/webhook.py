@@ -183,11 +183,9 @@ class WebhookNotifier(Unthreaded):
         "service:recovered": "recovered",
     }
 
-    @staticmethod
-    def section(notes: Any) -> list[WebhookConfig]:
-        value: list[WebhookConfig] = (
-            notes.webhooks
-        )  # notes: the configuration's NotificationsConfig
+    @classmethod
+    def section(cls, notes: Any) -> list[WebhookConfig]:
+        value: list[WebhookConfig] = getattr(notes, cls.config_key)
         return value
 
     @staticmethod
