@@ -28,6 +28,35 @@ def load_config(path: str | None) -> config_mod.Config:
     return config_mod.load(path) if path else config_mod.parse({})
 
 
+def _load_or_report(arg: str | None, *, prefix: str = "") -> config_mod.Config | None:
+    """The configuration ``--config`` (or ``REMEDIATOR_CONFIG``) names; None, with one line per
+    problem on stderr, when it is not valid."""
+    try:
+        return load_config(_config_path(arg))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"{prefix}{line}", file=sys.stderr)
+        return None
+
+
+def _stored(
+    args: argparse.Namespace,
+) -> tuple[config_mod.Config, Recording] | None:
+    """The configuration and the recording policy ``serve`` would use; None when not valid."""
+    from remediator.config.auth import Authenticator
+    from remediator.policy import recording_for
+
+    cfg = _load_or_report(args.config, prefix="config: ")
+    if cfg is None:
+        return None
+    try:
+        return cfg, recording_for(cfg, Authenticator([]))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config: {line}", file=sys.stderr)
+        return None
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = _config_path(args.path)
     if path is None:
@@ -52,11 +81,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
     """Write (or ``--check``) the Prometheus rule files for the configured ``self_healing``."""
     from remediator import alertrules
 
-    try:
-        cfg = load_config(_config_path(args.config))
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
+    cfg = _load_or_report(args.config)
+    if cfg is None:
         return 1
     out = Path(args.out)
     rendered = alertrules.render(cfg.self_healing)
@@ -141,11 +167,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from remediator.http.intake import parse_payload
     from remediator.plugins import load as load_plugins
 
-    try:
-        cfg = load_config(_config_path(args.config))
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
+    cfg = _load_or_report(args.config)
+    if cfg is None:
         return 1
     try:
         body = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
@@ -187,17 +210,12 @@ def _audit_target(
 ) -> tuple[Path | str, Recording] | int:
     """The store and recording policy exactly as ``serve`` would use them: the SQLite file's
     path, or (with ``any_backend``) the URL of another backend's store."""
-    from remediator.config.auth import Authenticator
-    from remediator.policy import recording_for
     from remediator.store.sqlite import sqlite_path
 
-    try:
-        cfg = load_config(_config_path(args.config))
-        recording = recording_for(cfg, Authenticator([]))
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config: {line}", file=sys.stderr)
+    stored = _stored(args)
+    if stored is None:
         return 2
+    cfg, recording = stored
     if not cfg.store.url.startswith("sqlite:"):
         if any_backend:
             return cfg.store.url, recording
@@ -264,16 +282,8 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
 
 
 def _quarantine_store(args: argparse.Namespace) -> tuple[config_mod.Config, Recording] | int:
-    from remediator.config.auth import Authenticator
-    from remediator.policy import recording_for
-
-    try:
-        cfg = load_config(_config_path(args.config))
-        return cfg, recording_for(cfg, Authenticator([]))
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config: {line}", file=sys.stderr)
-        return 2
+    stored = _stored(args)
+    return 2 if stored is None else stored
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
