@@ -186,3 +186,11 @@ def test_the_guards_are_documented_in_order() -> None:
     assert [r for r in reasons if r in guards][: len(guards)] == guards
     escalated = {code(row[1]) for row in rows if row[3] == "yes"}
     assert escalated == set(ESCALATING) | {UNKNOWN_PATTERN, TARGET_NOT_REGISTERED}
+
+
+def test_the_api_doc_lists_exactly_the_sections_that_need_a_restart() -> None:
+    text = " ".join((ROOT / "docs" / "api.md").read_text(encoding="utf-8").split())
+    found = re.search(r"The other sections \(([^)]*)\) need a restart", text)
+    assert found, "docs/api.md no longer says which sections need a restart"
+    listed = re.findall(r"`([a-z_]+)`", found.group(1))
+    assert sorted(listed) == sorted(config_mod.RESTART_ONLY)
