@@ -34,6 +34,7 @@ from remediator.config.model import Config, NotificationsConfig, SelfHealingConf
 from remediator.config.steps import Step, _Step
 from remediator.config.targets import Target, _TargetBase
 from remediator.notifiers import NOTIFIERS
+from remediator.notifiers import section as channel_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "configuration.md"
@@ -226,7 +227,9 @@ def check_the_registry() -> None:
         marker = object()
         notes = NotificationsConfig.model_construct()
         object.__setattr__(notes, kind.config_key, marker)
-        assert kind.section(notes) is marker, f"{path} is not read by the {kind.channel} notifier"
+        assert channel_section(notes, kind) is marker, (
+            f"{path} is not read by the {kind.channel} notifier"
+        )
 
 
 def test_every_key_of_the_reference_is_read_by_the_code(package_reads: list[Read]) -> None:

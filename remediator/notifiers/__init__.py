@@ -22,8 +22,9 @@ CHANNELS: tuple[str, ...] = tuple(kind.channel for kind in NOTIFIERS)
 
 
 def section(notes: Any, kind: NotifierClass) -> Any:
-    """The channel's value under ``notifications:`` (None or [] when not configured)."""
-    return kind.section(notes)
+    """The channel's value under ``notifications:`` (None or [] when not configured): the
+    field its notifier declares as ``config_key``."""
+    return getattr(notes, kind.config_key)
 
 
 def configured(notes: Any) -> list[NotifierClass]:

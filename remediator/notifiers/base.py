@@ -99,12 +99,6 @@ class NotifierClass(Protocol):
     summary: str  # what the section is, for docs/configuration.md
     phases: Mapping[str, Phase]
 
-    @classmethod
-    def section(cls, notes: Any) -> Any:
-        """The channel's value in ``notifications:`` (a NotificationsConfig): the field
-        named ``config_key``."""
-        ...
-
     @staticmethod
     def configured(section: Any) -> bool:
         """Whether the channel is configured (``section`` is its value in the configuration)."""

@@ -205,11 +205,6 @@ class EmailNotifier(Unthreaded):
         "recovery:failed": "failed",
     }
 
-    @classmethod
-    def section(cls, notes: Any) -> EmailConfig | None:
-        value: EmailConfig | None = getattr(notes, cls.config_key)
-        return value
-
     @staticmethod
     def configured(section: EmailConfig | None) -> bool:
         return section is not None

@@ -260,11 +260,6 @@ class SlackNotifier:
         "service:recovered": "recovered",
     }
 
-    @classmethod
-    def section(cls, notes: Any) -> SlackConfig | None:
-        value: SlackConfig | None = getattr(notes, cls.config_key)
-        return value
-
     @staticmethod
     def configured(section: SlackConfig | None) -> bool:
         return section is not None

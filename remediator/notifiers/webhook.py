@@ -183,11 +183,6 @@ class WebhookNotifier(Unthreaded):
         "service:recovered": "recovered",
     }
 
-    @classmethod
-    def section(cls, notes: Any) -> list[WebhookConfig]:
-        value: list[WebhookConfig] = getattr(notes, cls.config_key)
-        return value
-
     @staticmethod
     def configured(section: list[WebhookConfig]) -> bool:
         return bool(section)
