@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.audit.events import EventBus
 from remediator.checks.base import HealthCheck
-from remediator.config.templates import compile_template
+from remediator.config.steps import compile_template
 from remediator.engine.decisions import Decision
 
 log = logging.getLogger("remediator.plugins")

@@ -22,8 +22,6 @@ Layer = tuple[str, Sequence[Sequence[str]]]
 CONFIG_LEAVES: Final = (
     "remediator.config.targets",
     "remediator.config.durations",
-    "remediator.config.matchers",
-    "remediator.config.templates",
     "remediator.config.regex",
     "remediator.config.promql",
 )
@@ -61,7 +59,6 @@ LAYERS: Final[Sequence[Layer]] = (
                 "remediator.logs",
                 "remediator.metrics",
                 "remediator.alerts",
-                "remediator.episodes",
                 "remediator.clients",
                 "remediator.redaction",
             ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from remediator.episodes import Episode, Placement, place
+from remediator.alerts import Episode, Placement, place
 
 OPEN = Episode(id=1, fingerprint="f", starts_at=100.0, resolved_at=None)
 CLOSED = Episode(id=1, fingerprint="f", starts_at=100.0, resolved_at=200.0)

@@ -82,7 +82,7 @@ def emitted() -> dict[str, list[str]]:
             if callee == "_event" and len(node.args) >= 2:
                 kinds.append(node.args[1])
             if callee == "event" and isinstance(func, ast.Attribute) and node.args:
-                kinds.append(node.args[0])  # EventBuilder.event (engine/event_builder.py)
+                kinds.append(node.args[0])  # EventBuilder.event (engine/run.py)
             if callee not in ("Event", "evolve", "replace", "_event", "event"):
                 continue
             for expr in kinds:

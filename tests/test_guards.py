@@ -19,7 +19,6 @@ from remediator.config import model as config_mod
 from remediator.config.model import Config
 from remediator.config.playbooks import WindowLimit
 from remediator.config.targets import Target
-from remediator.engine.breaker import CircuitBreakers
 from remediator.engine.decisions import Catalog, Plan
 from remediator.engine.guards import (
     ALLOWED,
@@ -30,6 +29,7 @@ from remediator.engine.guards import (
     PAUSE_FLAG,
     PAUSED,
     QUARANTINED,
+    CircuitBreakers,
     Guards,
     Verdict,
     blast_peers,

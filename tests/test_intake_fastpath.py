@@ -1,4 +1,4 @@
-"""The webhook's pure-ASGI fast path (remediator/http/intake_asgi.py) against its Starlette route.
+"""The webhook's pure-ASGI fast path (remediator/http/intake.py) against its Starlette route.
 
 Every status the webhook answers, its body and headers, and the metrics it leaves, through three
 transports: the app under Starlette's TestClient, the same app with the fast path bypassed (the
@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from remediator.config import model as config_mod
 from remediator.config.auth import Authenticator
 from remediator.errors import StoreUnavailable
-from remediator.http import intake_asgi
+from remediator.http import intake
 from remediator.http.app import create_app
 from remediator.runtime import Runtime
 from tests.conftest import ALERTS, fixture_payload
@@ -113,13 +113,13 @@ def webhook(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Webhook]:
     fast_calls: list[int] = []
-    real = intake_asgi.webhook
+    real = intake.webhook
 
     async def counted(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
         fast_calls.append(1)
         await real(rt, scope, receive, send)
 
-    monkeypatch.setattr(intake_asgi, "webhook", counted)
+    monkeypatch.setattr(intake, "webhook", counted)
     config = config_mod.parse(
         {
             "store": {"url": f"sqlite:///{tmp_path}/remediator.db"},

@@ -19,7 +19,7 @@ from remediator.clock import FakeClock, iso
 from remediator.config import model as config_mod
 from remediator.config.auth import Authenticator
 from remediator.config.model import CircuitBreakerConfig
-from remediator.engine.breaker import CircuitBreakers
+from remediator.engine.guards import CircuitBreakers
 from remediator.http.app import create_app
 from remediator.http.endpoints import OPERATIONS
 from remediator.http.ratelimit import RateLimiter

@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 
-from remediator.alerts import Alert
+from remediator.alerts import Alert, Episode
 from remediator.audit.events import ALERT_RECEIVED, ALERT_RESOLVED, Event
 from remediator.clock import FakeClock
 from remediator.config.model import AlertmanagerConfig
 from remediator.engine.reconcile import Reconciler
-from remediator.episodes import Episode
 from remediator.logs import JsonFormatter
 from remediator.metrics import Metrics
 from remediator.store import EventQuery, Store, create_store

@@ -56,7 +56,7 @@ from remediator.clients import Clients
 from remediator.clock import FakeClock
 from remediator.config.model import AlertmanagerConfig, Config, parse
 from remediator.config.targets import Target
-from remediator.engine.breaker import CircuitBreakers
+from remediator.engine.guards import CircuitBreakers
 from remediator.engine.health import LEAD_RENEW, LEAD_TTL, HealthMonitor
 from remediator.engine.reconcile import Reconciler
 from remediator.metrics import Metrics

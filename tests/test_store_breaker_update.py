@@ -1,5 +1,5 @@
 """The store contract of ``update_breaker``, on both backends: the breaker's row is read, a pure
-change (the domain's, remediator/engine/breaker.py) computes the next row, a result and the events, and
+change (the domain's, remediator/engine/guards.py) computes the next row, a result and the events, and
 the store saves the row and appends the events in one commit; of concurrent updates from
 several stores on one database (replicas), each sees the row the one before it saved."""
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 from remediator.alerts import WebhookPayload
 from remediator.audit.events import Event
 from remediator.config.model import CircuitBreakerConfig
-from remediator.engine.breaker import CircuitBreakers, Transition
+from remediator.engine.guards import CircuitBreakers, Transition
 from remediator.store import Store
 from remediator.store.postgres_schema import PG_MIGRATIONS
 from remediator.store.records import INTERRUPTED, RUNNING, SUCCEEDED, Remediation

@@ -16,7 +16,7 @@ import pytest
 
 from remediator.audit.events import GENESIS_HASH, Event
 from remediator.audit.recording import Recording
-from remediator.engine.breaker import Transition
+from remediator.engine.guards import Transition
 from remediator.engine.verifier import verify_store
 from remediator.errors import StoreUnavailable
 from remediator.store import create_store
@@ -24,7 +24,7 @@ from remediator.store.postgres import PostgresStore
 from remediator.store.postgres_driver import append
 from remediator.store.postgres_schema import PG_MIGRATIONS, migrate
 from remediator.store.postgres_tx import Tx
-from remediator.store.rows import EVENT_COLUMNS, event_row, link
+from remediator.store.records import EVENT_COLUMNS, event_row, link
 from tests.conftest import fixture_payload
 from tests.realservices import free_port
 from tests.store_helpers import event, pg_migrated, pg_open, pg_query

@@ -16,7 +16,7 @@ import pytest
 from remediator.alerts import Alert, WebhookPayload
 from remediator.audit.events import Event
 from remediator.config.model import CircuitBreakerConfig
-from remediator.engine.breaker import CircuitBreakers, Transition
+from remediator.engine.guards import CircuitBreakers, Transition
 from remediator.engine.verifier import verify_store
 from remediator.store.postgres import PostgresStore
 from tests.conftest import fixture_payload

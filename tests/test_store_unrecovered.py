@@ -11,8 +11,7 @@ import psycopg
 import pytest
 
 from remediator.store import Store
-from remediator.store.records import FAILED, SUCCEEDED
-from remediator.store.rows import unrecovered_sql
+from remediator.store.records import FAILED, SUCCEEDED, unrecovered_sql
 from remediator.store.schema import SQLITE_MIGRATIONS
 from tests.engine_harness import alert
 from tests.store_helpers import pg_migrated, run, store_url

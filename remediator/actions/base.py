@@ -63,7 +63,7 @@ class BuiltinAction(Action, Protocol):
     """A built-in action declares itself once: its step model (``step_type``, whose ``action``
     literal is ``name``), the target types it acts on, whether it changes state (its intent is
     recorded first, remediator/engine/intents.py) and whether it switches between a target's
-    configured endpoints (it is not pointed at the active one, remediator/engine/failover.py)."""
+    configured endpoints (it is not pointed at the active one, remediator/engine/runner.py)."""
 
     # Read-only members (class attributes on the implementations).
     @property

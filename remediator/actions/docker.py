@@ -6,27 +6,53 @@ Container actions work on ``docker_container`` targets: the container named exac
 idempotent where the engine allows, never raises for engine errors (they become ``ok=False``
 with a short detail), honours ``ctx.dry_run`` by touching nothing, and is bounded by the
 step's ``timeout``.
+
+The Docker actions' shared call: a body on the target's engine, bounded, as an ActionResult.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from remediator.actions.base import ActionContext, ActionResult, BuiltinAction, Signal, StepModel
-from remediator.actions.docker_common import run_on_engine
-from remediator.actions.docker_scale import DockerScaleAction
 from remediator.config.targets import DockerContainerTarget
 from remediator.tech.docker import (
+    ENGINE_ERRORS,
     Outcome,
     call_bounded,
+    describe_error,
     engine,
     get_container,
     state_of,
     status_of,
+    timeout_detail,
 )
+
+
+async def run_on_engine(
+    ctx: ActionContext,
+    docker_host: str | None,
+    body: Callable[[Any], Outcome],
+    started: float,
+) -> ActionResult:
+    """Run ``body(client)`` for the target's engine in a thread, bounded by the step timeout."""
+    timeout = float(ctx.step.timeout)
+
+    def blocking() -> Outcome:
+        return body(engine(ctx.clients, docker_host))
+
+    try:
+        outcome = await call_bounded(blocking, timeout)
+    except ENGINE_ERRORS as exc:
+        elapsed = time.monotonic() - started
+        if isinstance(exc, TimeoutError) and elapsed >= timeout:
+            return ActionResult(False, timeout_detail(timeout), elapsed)
+        return ActionResult(False, describe_error(exc), elapsed)
+    return ActionResult(outcome.ok, outcome.detail, time.monotonic() - started, outcome.data)
 
 
 class DockerRestart(StepModel):
@@ -373,6 +399,5 @@ ACTIONS: tuple[BuiltinAction, ...] = (
     DockerKillAction(),
     DockerPauseAction(),
     DockerUnpauseAction(),
-    DockerScaleAction(),
     DockerUpdateLimitsAction(),
 )

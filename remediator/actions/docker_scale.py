@@ -23,8 +23,8 @@ from typing import Any, ClassVar, Literal
 import docker.errors
 from pydantic import Field, model_validator
 
-from remediator.actions.base import ActionContext, ActionResult, StepModel
-from remediator.actions.docker_common import run_on_engine
+from remediator.actions.base import ActionContext, ActionResult, BuiltinAction, StepModel
+from remediator.actions.docker import run_on_engine
 from remediator.config.targets import DockerServiceTarget
 from remediator.tech.docker import (
     CONTAINER_NAME_RE,
@@ -319,3 +319,6 @@ class DockerScaleAction:
             return _scale(client, target, step)
 
         return await run_on_engine(ctx, target.docker_host, body, started)
+
+
+ACTIONS: tuple[BuiltinAction, ...] = (DockerScaleAction(),)

@@ -128,7 +128,7 @@ class HttpCallAction(_HttpAction):
 
 class _SwitchAction(_HttpAction):
     """A switch between the target's configured endpoints: the runner keeps the URL it made
-    active (remediator/engine/failover.py)."""
+    active (remediator/engine/runner.py)."""
 
     switches_endpoint = True  # it acts on the configured URLs, never on the active one
 

@@ -7,9 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remediator.config.durations import Duration
-from remediator.config.matchers import Matcher, parse
-from remediator.config.steps import Step
-from remediator.config.templates import Template, compile_template
+from remediator.config.patterns import Matcher, parse
+from remediator.config.steps import Step, Template, compile_template
 
 Priority = Literal["critical", "high", "medium", "low"]
 PRIORITY_RANK: dict[str, int] = {"critical": 0, "high": 1, "medium": 2, "low": 3}

@@ -13,13 +13,24 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from remediator.audit import events as ev
-from remediator.config.matchers import Matcher, all_match
 from remediator.config.model import Config
-from remediator.config.patterns import Classification, Classifier, effective_patterns
+from remediator.config.patterns import (
+    Classification,
+    Classifier,
+    Matcher,
+    all_match,
+    effective_patterns,
+)
 from remediator.config.playbooks import PRIORITY_RANK, PlaybookSpec, RetrySpec, WindowLimit
-from remediator.config.steps import STATE_CHANGING, PluginStep, Step, fits
+from remediator.config.steps import (
+    STATE_CHANGING,
+    PluginStep,
+    Step,
+    Template,
+    compile_template,
+    fits,
+)
 from remediator.config.targets import Target
-from remediator.config.templates import Template, compile_template
 
 log = logging.getLogger("remediator.decisions")
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from remediator.alerts import Alert
 from remediator.config.targets import Target
-from remediator.engine.breaker import breaker_json
 from remediator.engine.decisions import Catalog, Decision, Plan, decide, step_json
+from remediator.engine.guards import breaker_json
 from remediator.engine.run import Runs
 
 

@@ -19,7 +19,6 @@ from remediator.audit.events import Event
 from remediator.clock import Clock
 from remediator.config.model import Config
 from remediator.engine import recovery
-from remediator.engine.breaker import STATE_VALUE
 from remediator.engine.decisions import (
     TARGET_NOT_REGISTERED,
     UNKNOWN_PATTERN,
@@ -28,9 +27,8 @@ from remediator.engine.decisions import (
     StrategyLike,
     decide,
 )
-from remediator.engine.event_builder import EventBuilder, base_event, skip_detail
-from remediator.engine.guards import Guards, blast_peers
-from remediator.engine.run import RESOLVED, Order, Runs
+from remediator.engine.guards import STATE_VALUE, Guards, blast_peers
+from remediator.engine.run import RESOLVED, EventBuilder, Order, Runs, base_event, skip_detail
 from remediator.engine.runner import StepRunner
 from remediator.engine.worker import COMPLETED, worker_name
 from remediator.metrics import Metrics

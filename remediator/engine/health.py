@@ -3,7 +3,7 @@
 Each target is checked on its interval (``check_interval``, else the seed's interval for its
 kind: services 60 s, external HTTP APIs 2 min, processes 30 s). Results are exported as
 ``remediator_target_up`` and ``remediator_target_check_duration_seconds``; an HTTP target that
-failed over is checked on its active endpoint (remediator/engine/failover.py). A change of state is
+failed over is checked on its active endpoint (remediator/engine/runner.py). A change of state is
 an event (``service:degraded`` / ``service:recovered``). When an open breaker's reset timeout has
 passed, the monitor moves it to half-open and probes the target: a healthy probe closes it, an
 unhealthy one opens it again.
@@ -33,9 +33,9 @@ from remediator.clients import Clients
 from remediator.clock import Clock
 from remediator.config.model import Config
 from remediator.config.targets import Target
-from remediator.engine import failover
-from remediator.engine.breaker import STATE_VALUE, CircuitBreakers, Transition
+from remediator.engine.guards import STATE_VALUE, CircuitBreakers, Transition
 from remediator.engine.periodic import Periodic
+from remediator.engine.runner import resolve_failover
 from remediator.engine.worker import worker_name
 from remediator.errors import StoreUnavailable
 from remediator.metrics import Metrics
@@ -187,10 +187,10 @@ class HealthMonitor:
         return result
 
     async def _follow(self, target: Target) -> Target:
-        """The target on the endpoint a failover made active (remediator/engine/failover.py); while
+        """The target on the endpoint a failover made active (remediator/engine/runner.py); while
         the store is unavailable, the endpoint last read."""
         try:
-            following = await failover.resolve(self.store, target)
+            following = await resolve_failover(self.store, target)
         except StoreUnavailable:
             return self._following.get(target.name, target)
         self._following[target.name] = following

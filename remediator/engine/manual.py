@@ -19,9 +19,8 @@ from remediator.audit import events as ev
 from remediator.audit.events import Event
 from remediator.config.model import format_errors
 from remediator.config.playbooks import RetrySpec
-from remediator.config.steps import STATE_CHANGING, Step, fits
+from remediator.config.steps import STATE_CHANGING, Step, compile_template, fits
 from remediator.config.targets import Target
-from remediator.config.templates import compile_template
 from remediator.engine.decisions import Catalog, Plan
 from remediator.engine.guards import Verdict
 from remediator.engine.run import Order, Runs

@@ -33,11 +33,10 @@ from typing import Any, TypeVar
 import httpx2
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from remediator.alerts import Alert
+from remediator.alerts import Alert, Episode
 from remediator.clock import Clock
 from remediator.config.model import AlertmanagerConfig
 from remediator.engine.worker import worker_name
-from remediator.episodes import Episode
 from remediator.errors import StoreUnavailable
 from remediator.metrics import Metrics
 from remediator.redaction import redact_text

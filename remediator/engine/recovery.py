@@ -8,11 +8,11 @@ Resolved alerts never start a state-changing action.
 
 from __future__ import annotations
 
+from remediator.alerts import Episode
 from remediator.audit import events as ev
 from remediator.audit.events import Event, evolve
 from remediator.engine.decisions import Catalog, decide
-from remediator.engine.event_builder import base_event
-from remediator.episodes import Episode
+from remediator.engine.run import base_event
 from remediator.metrics import Metrics
 from remediator.store import InboxItem
 

@@ -3,6 +3,8 @@
 Ask the guards (:meth:`Runs.check`), claim the remediation (:meth:`Runs.claim`), then
 :meth:`Runs.execute`: breaker admission, the steps (retried with backoff for an alert, once by
 hand) with the lease renewed, each attempt reported to the breaker, the result and its metrics.
+
+The events of a remediation run, built from one base event (the alert's, or a manual run's).
 """
 
 from __future__ import annotations
@@ -21,14 +23,116 @@ from remediator.clock import Clock
 from remediator.config.model import Config
 from remediator.config.targets import Target
 from remediator.engine import backoff
-from remediator.engine.breaker import STATE_VALUE, CircuitBreakers, Transition
-from remediator.engine.decisions import Plan
-from remediator.engine.event_builder import EventBuilder
-from remediator.engine.guards import COOLDOWN, Guards, Verdict
+from remediator.engine.decisions import (
+    TARGET_NOT_REGISTERED,
+    UNKNOWN_PATTERN,
+    Decision,
+    Plan,
+    sanitize,
+)
+from remediator.engine.guards import (
+    COOLDOWN,
+    ESCALATING,
+    STATE_VALUE,
+    CircuitBreakers,
+    Guards,
+    Transition,
+    TransitionEvents,
+    Verdict,
+)
 from remediator.engine.runner import AttemptResult, Escalate, StepContext, StepRunner
 from remediator.metrics import Metrics
-from remediator.store import Store
+from remediator.store import InboxItem, Store
 from remediator.store.records import BLOCKED, DRY_RUN, FAILED, RUNNING, SUCCEEDED
+
+_CIRCUIT = {"open": ev.CIRCUIT_OPEN, "half-open": ev.CIRCUIT_HALF_OPEN}
+
+
+def base_event(item: InboxItem, decision: Decision, *, now: float, config_version: int) -> Event:
+    """The base event of an alert: what every event of its run carries."""
+    c = decision.classification
+    return Event(
+        type="",
+        time=now,
+        severity=c.severity,
+        category=c.category,
+        fingerprint=item.fingerprint,
+        alertname=item.alertname,
+        status=item.status,
+        config_version=config_version,
+        details={
+            "episode": item.episode_id,
+            "pattern": c.pattern_id,
+            "generator_url": item.generator_url,
+            "runbook_url": item.annotations.get("runbook_url", ""),
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventBuilder:
+    """Builds the events of one run from its base event, each stamped with the clock's time;
+    escalations and guard refusals are also counted in the metrics."""
+
+    base: Event
+    clock: Clock
+    metrics: Metrics
+
+    def evolve(self, **fields: Any) -> EventBuilder:
+        """A builder whose base event has these fields changed."""
+        return replace(self, base=evolve(self.base, **fields))
+
+    def event(self, type_: str, *, time: float | None = None, **fields: Any) -> Event:
+        """An event of this type, at ``time`` (default: now)."""
+        when = self.clock.now() if time is None else time
+        return evolve(self.base, type=type_, time=when, **fields)
+
+    def skip(self, reason: str, message: str) -> Event:
+        details = {**self.base.details, "reason": reason}
+        return self.event(ev.RECOVERY_SKIPPED, outcome=reason, message=message, details=details)
+
+    def escalation(self, reason: str, detail: str) -> Event:
+        self.metrics.escalations.labels(reason).inc()
+        return self.event(
+            ev.RECOVERY_ESCALATED,
+            outcome=reason,
+            severity=self.base.severity,
+            message=detail or reason,
+            details={**self.base.details, "reason": reason},
+        )
+
+    def blocked(self, reason: str, message: str) -> list[Event]:
+        """A guard's refusal: the skip, and an escalation for the reasons that escalate."""
+        self.metrics.guard_blocks.labels(reason).inc()
+        events = [self.skip(reason, message)]
+        if reason in ESCALATING:
+            events.append(self.escalation(reason, message))
+        return events
+
+    def transitions(self) -> TransitionEvents:
+        """The events of the target's breaker transitions (circuit:open, half-open, closed)."""
+
+        def make(t: Transition) -> list[Event]:
+            message = f"circuit {t.changed_to} ({t.state.failures} consecutive failure(s))"
+            return [
+                self.event(
+                    _CIRCUIT.get(t.changed_to or "", ev.CIRCUIT_CLOSED),
+                    target=t.state.target,
+                    outcome=t.changed_to or "",
+                    message=message,
+                )
+            ]
+
+        return make
+
+
+def skip_detail(decision: Decision) -> str:
+    if decision.reason == TARGET_NOT_REGISTERED:
+        return f"target {sanitize(decision.rendered_target)!r} is not registered; refused"
+    if decision.reason == UNKNOWN_PATTERN:
+        return "no failure pattern matched and no playbook applies; escalating instead of guessing"
+    return decision.reason or ""
+
 
 log = logging.getLogger("remediator.run")
 RESOLVED = "resolved"  # the check's reason when the alert's episode has resolved

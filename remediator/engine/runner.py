@@ -4,6 +4,15 @@ A step is an action from the registry, a verification (``verify.health``,
 ``verify.prometheus``), ``quarantine``, ``escalate`` or a plugin. The first failed step fails
 the attempt; a failed verification counts as a failed remediation. Every step becomes one
 ``recovery:action`` event.
+
+Following an HTTP target's failover: which of its endpoints is active.
+
+``http.failover`` makes the target's ``backup_url`` active and ``http.failback`` its
+``base_url`` again; the runner keeps the URL the switch reported as ``active_url`` in the
+target's stored data (``target_state``), which every replica and a restarted remediator read.
+From then on the target's health check and every other step on it use the active endpoint: they
+get the target with ``base_url`` replaced by it (:func:`following`). A stored URL that is not
+the configured ``backup_url`` (the configuration changed since) is ignored: the primary is used.
 """
 
 from __future__ import annotations
@@ -18,19 +27,20 @@ from typing import Any
 
 from remediator.actions.base import Action, ActionContext, ActionResult
 from remediator.actions.docker import DockerPause
+from remediator.actions.http import ACTIVE_URL
 from remediator.audit import events as ev
 from remediator.audit.events import Event, evolve
 from remediator.clients import Clients
 from remediator.clock import Clock
 from remediator.config import steps as st
 from remediator.config.promql import compile_query
-from remediator.config.targets import Target
-from remediator.engine import failover
+from remediator.config.targets import HttpTarget, Target
 from remediator.engine.intents import ALREADY_DONE, Intents
 from remediator.errors import StoreUnavailable
 from remediator.metrics import Metrics
 from remediator.redaction import redact, redact_text
 from remediator.store import Store
+from remediator.store.base import TargetStates
 from remediator.store.records import StepIntent
 
 log = logging.getLogger("remediator.runner")
@@ -184,11 +194,11 @@ class StepRunner:
             return ActionResult(False, f"no such action: {name}")
         if ctx.target.type not in action.target_types:
             return ActionResult(False, "wrong target type")
-        # Every step but a switch acts on the endpoint a failover made active (remediator/engine/failover.py).
+        # Every step but a switch acts on the endpoint a failover made active (remediator/engine/py).
         target = ctx.target
         if not getattr(action, "switches_endpoint", False):
             try:
-                target = await failover.resolve(self.store, target)
+                target = await resolve_failover(self.store, target)
             except StoreUnavailable:  # never act on an endpoint that may not be the active one
                 return ActionResult(False, "store unavailable: the active endpoint is unknown")
         # A dry run touches nothing: it takes none of the max_concurrent_actions slots.
@@ -213,7 +223,7 @@ class StepRunner:
 
     async def _persist(self, ctx: StepContext, outcome: ActionResult) -> None:
         """Keep what the action said to keep (e.g. the URL a failover made active), so later
-        steps, health checks and the API see it (remediator/engine/failover.py)."""
+        steps, health checks and the API see it (remediator/engine/py)."""
         if outcome.persist:
             await self.store.update_target_data(ctx.target.name, dict(outcome.persist), [])
 
@@ -299,3 +309,24 @@ class StepRunner:
 
 def _event(base: Event, type_: str, **fields: Any) -> Event:
     return evolve(base, type=type_, **fields)
+
+
+def on_backup(target: HttpTarget, data: Mapping[str, Any]) -> bool:
+    """Whether the stored state says the target runs on its (still configured) backup."""
+    url = data.get(ACTIVE_URL)
+    return target.backup_url is not None and url == target.backup_url != target.base_url
+
+
+def following_failover(target: Target, data: Mapping[str, Any]) -> Target:
+    """``target`` as its checks and steps use it: on its backup, with ``base_url`` the backup."""
+    if not isinstance(target, HttpTarget) or not on_backup(target, data):
+        return target
+    return target.model_copy(update={"base_url": target.backup_url})
+
+
+async def resolve_failover(store: TargetStates, target: Target) -> Target:
+    """:func:`following` with the target's stored state (read only for an HTTP target with a
+    backup: no other target can be on a backup)."""
+    if not isinstance(target, HttpTarget) or target.backup_url is None:
+        return target
+    return following_failover(target, (await store.target_state(target.name)).data)

@@ -28,7 +28,8 @@ from pathlib import Path
 from remediator.audit.events import Event, record_hash
 from remediator.audit.recording import SEALED, Recording
 from remediator.store import ChainFile
-from remediator.store.base import CHECKPOINT, AuditAnchor, Store
+from remediator.store.base import CHECKPOINT, Store
+from remediator.store.records import AuditAnchor
 
 __all__ = [
     "CHECKPOINT",

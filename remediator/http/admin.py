@@ -22,8 +22,7 @@ from remediator.config.auth import Principal
 from remediator.config.model import Config
 from remediator.config.patterns import DEFAULT_PATTERNS, PatternSpec, effective_patterns
 from remediator.engine import dryrun, manual, quarantine
-from remediator.engine.breaker import CircuitBreakers, Transition, breaker_json
-from remediator.engine.guards import PAUSE_FLAG
+from remediator.engine.guards import PAUSE_FLAG, CircuitBreakers, Transition, breaker_json
 from remediator.errors import (
     ConfigError,
     Conflict,

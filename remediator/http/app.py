@@ -31,7 +31,7 @@ from remediator.engine.retention import Retention
 from remediator.engine.runner import StepRunner
 from remediator.engine.worker import Worker
 from remediator.http import endpoints
-from remediator.http.intake_asgi import App
+from remediator.http.intake import App
 from remediator.http.ratelimit import RateLimiter
 from remediator.metrics import Metrics
 from remediator.notifiers import CHANNELS, build_notifiers
@@ -42,7 +42,6 @@ from remediator.runtime import Runtime
 from remediator.store import Store, create_store
 
 log = logging.getLogger("remediator.app")
-PREFIX = "/api/v1/recovery"
 
 
 def routes() -> list[BaseRoute]:
@@ -64,7 +63,7 @@ def create_app(
 ) -> Starlette:
     """The app. Everything long-lived is built in the lifespan and reached via request.state
     (``scope["state"]``); the Alertmanager webhook is served in front of the Starlette routing
-    (remediator/http/intake_asgi.py).
+    (remediator/http/intake.py).
 
     ``actions`` replaces the built-in action registry (tests use it to count calls)."""
 

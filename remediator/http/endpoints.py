@@ -46,8 +46,7 @@ from remediator.http.schemas import (
     TriggerRequest,
     TriggerResponse,
 )
-
-PREFIX = "/api/v1/recovery"
+from remediator.http.web import PREFIX
 
 
 async def openapi_json(request: Request) -> Response:

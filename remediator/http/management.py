@@ -23,8 +23,7 @@ from remediator.config.durations import parse_duration
 from remediator.config.model import format_errors
 from remediator.config.patterns import DEFAULT_PATTERNS, effective_patterns
 from remediator.engine import statistics
-from remediator.engine.breaker import breaker_json
-from remediator.engine.guards import PAUSE_FLAG
+from remediator.engine.guards import PAUSE_FLAG, breaker_json
 from remediator.errors import (
     MalformedJSON,
     RateLimited,

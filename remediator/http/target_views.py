@@ -14,8 +14,9 @@ from starlette.responses import Response
 from remediator.clock import iso
 from remediator.config.auth import Principal
 from remediator.config.targets import HttpTarget, Target
-from remediator.engine import failover, quarantine
-from remediator.engine.breaker import breaker_json
+from remediator.engine import quarantine
+from remediator.engine.guards import breaker_json
+from remediator.engine.runner import following_failover, on_backup
 from remediator.errors import ServiceNotFound
 from remediator.http.management import known_secrets, ok
 from remediator.http.schemas import QuarantineResponse, TargetResponse
@@ -26,13 +27,13 @@ from remediator.store.records import TargetState
 
 def endpoint_json(rt: Runtime, target: HttpTarget, *, state: TargetState) -> dict[str, Any]:
     secrets = known_secrets(rt)
-    active = failover.following(target, state.data)
+    active = following_failover(target, state.data)
     assert isinstance(active, HttpTarget)
     return {
         "primary_url": redact_text(target.base_url, secrets),
         "backup_url": redact_text(target.backup_url, secrets) if target.backup_url else None,
         "active_url": redact_text(active.base_url, secrets),
-        "on_backup": failover.on_backup(target, state.data),
+        "on_backup": on_backup(target, state.data),
     }
 
 

@@ -2,7 +2,7 @@
 
 The helpers that take plain values (:func:`authorize`, :func:`read_capped`, :func:`encode_json`,
 :func:`error_body`) serve both Starlette handlers and the webhook's pure-ASGI fast path
-(remediator/http/intake_asgi.py), so that both answer alike.
+(remediator/http/intake.py), so that both answer alike.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from remediator.runtime import Runtime
 log = logging.getLogger("remediator.http")
 ANONYMOUS = Principal("anonymous", "admin")
 JSON = "application/json"
+# Every route of the API lives under this path.
+PREFIX = "/api/v1/recovery"
 CHALLENGE = 'Bearer realm="remediator"'
 
 

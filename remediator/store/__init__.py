@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from remediator.store.base import EventQuery, InboxItem, IngestResult, Store
+from remediator.store.base import Store
 from remediator.store.postgres import PostgresStore
+from remediator.store.records import EventQuery, InboxItem, IngestResult
 from remediator.store.sqlite import ChainFile, SqliteStore
 
 BACKENDS: dict[str, Callable[[str], Store]] = {

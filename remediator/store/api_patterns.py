@@ -13,8 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from remediator.audit.events import Event
-from remediator.store.dialect import Dialect
-from remediator.store.ops import Append, Driven, Op, all_, one
+from remediator.store.ops import Append, Dialect, Driven, Op, all_, one
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +48,7 @@ def every(d: Dialect) -> Op[list[StoredPattern]]:
 def add(d: Dialect, *, pattern: StoredPattern, events: list[Event]) -> Op[StoredPattern | None]:
     """Last (position: the greatest + 1) unless it has a position; None if its id is stored."""
     row = yield one(
-        d.sql(
+        (
             "INSERT INTO patterns (id, position, spec, actor, added_at) SELECT ?, "
             "coalesce(CAST(? AS BIGINT), (SELECT coalesce(max(position), 0) + 1 FROM patterns)), "
             "?, ?, ? WHERE true ON CONFLICT (id) DO NOTHING RETURNING position"
@@ -69,7 +68,7 @@ def add(d: Dialect, *, pattern: StoredPattern, events: list[Event]) -> Op[Stored
 def delete(d: Dialect, *, ids: list[str], events: list[Event]) -> Op[list[str]]:
     deleted = []
     for id_ in ids:
-        row = yield one(d.sql("DELETE FROM patterns WHERE id = ? RETURNING id"), id_)
+        row = yield one("DELETE FROM patterns WHERE id = ? RETURNING id", id_)
         if row is not None:
             deleted.append(id_)
     if deleted:

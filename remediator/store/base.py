@@ -8,18 +8,20 @@ that cannot commit raises :class:`~remediator.errors.StoreUnavailable` and has c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from remediator.alerts import Alert
+from remediator.alerts import Alert, Episode
 from remediator.audit.events import AUDIT_CHECKPOINT, Event
 from remediator.audit.recording import Recording
-from remediator.episodes import Episode
 from remediator.store.api_patterns import StoredPattern
 from remediator.store.records import (
+    AuditAnchor,
     BreakerState,
     Change,
+    EventQuery,
     GuardSnapshot,
+    InboxItem,
+    IngestResult,
     OutboxItem,
     Remediation,
     StepIntent,
@@ -40,55 +42,6 @@ def checkpoint_event(*, deleted: int, through: int, hash_: str, now: float) -> E
         message=f"pruned {deleted} events through id {through}",
         details={"through_id": through, "hash": hash_},
     )
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    received: int
-    new: int
-    duplicates: int
-    events: list[Event] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class InboxItem:
-    """One stored alert state, waiting for (or done by) the worker."""
-
-    id: int
-    fingerprint: str
-    episode_id: int
-    status: str
-    alertname: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    starts_at: float
-    ends_at: float | None
-    generator_url: str
-    received_at: float
-    priority: int
-    attempts: int = 0
-
-
-class AuditAnchor(NamedTuple):
-    """Where the audit chain is anchored: its head (None before the first append recorded
-    one) and the retention checkpoint (``0`` and the genesis hash before any pruning)."""
-
-    head_id: int | None
-    head_hash: str | None
-    checkpoint_id: int
-    checkpoint_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class EventQuery:
-    type: str | None = None
-    target: str | None = None
-    severity: str | None = None
-    fingerprint: str | None = None
-    since: float | None = None
-    until: float | None = None
-    before_id: int | None = None
-    limit: int = 100
 
 
 class Lifecycle(Protocol):
@@ -127,7 +80,7 @@ class Lifecycle(Protocol):
 
 
 class Inbox(Protocol):
-    """The alert states received, queued for the worker (remediator/store/ingest_logic.py)."""
+    """The alert states received, queued for the worker (remediator/store/inbox.py)."""
 
     async def ingest(
         self,
@@ -336,7 +289,7 @@ class Breakers(Protocol):
     async def update_breaker(self, target: str, change: Change[R], *, now: float) -> R:
         """Atomically: read the target's breaker row (locked), ``change`` it (a pure function
         of the state read: the state to save, the result, the events to append), save it and
-        append; the result. The steps of remediator/engine/breaker.py run on it."""
+        append; the result. The steps of remediator/engine/guards.py run on it."""
         ...
 
 

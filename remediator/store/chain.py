@@ -1,6 +1,6 @@
 """The audit chain, written once for both backends: append, read, anchor, retention.
 
-:func:`link` is what appending means on every backend (see remediator/store/rows.py): read the
+:func:`link` is what appending means on every backend (see remediator/store/records.py): read the
 head (locked on PostgreSQL, so the replicas' appends queue there; created from the events if
 missing), redact, chain and seal the events, insert them, move the head, and insert the outbox
 rows the recording's router gives them. The backend's driver supplies the recording policy and,
@@ -10,21 +10,32 @@ on SQLite, the head its batch already holds (the writer moves the head once per 
 than ``before`` (never the head), move the checkpoint there and append ``audit:checkpoint``, so
 the chain still verifies from the checkpoint on. The verifier itself (remediator/engine/verifier.py) only
 checks hashes over what :class:`ChainOps` reads: ``audit_anchor`` and ``events_after``.
+
+The notification outbox and the Slack threads, written once for both backends.
+
+Rows are written by the recording policy in the transaction of the event that causes them
+(remediator/store/chain.py), so their ids follow commit order. A row is claimable when it is
+due, not leased (PostgreSQL: nor locked by another replica's claim, ``SKIP LOCKED``), and no
+earlier row of the same (channel, destination, incident) is still pending: a Slack incident's
+first message always lands before its updates, whichever replica delivers them.
 """
 
 from __future__ import annotations
 
 from remediator.audit.events import GENESIS_HASH, Event
 from remediator.audit.recording import Recording
-from remediator.store.base import AuditAnchor, EventQuery, checkpoint_event
-from remediator.store.dialect import Dialect
-from remediator.store.ops import Append, Driven, Op, all_, many, one, run
-from remediator.store.rows import (
+from remediator.store.base import checkpoint_event
+from remediator.store.ops import Append, Dialect, Driven, Op, all_, many, one, run
+from remediator.store.records import (
     EVENT_COLUMNS,
     OUTBOX_COLUMNS,
+    AuditAnchor,
+    EventQuery,
+    OutboxItem,
     event_from_row,
     events_sql,
     link_rows,
+    outbox_item,
     outbox_rows,
 )
 
@@ -55,10 +66,10 @@ AFTER = f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?"  
 
 def head(d: Dialect) -> Op[tuple[int, str]]:
     """The chain's head (last id and hash), its row locked; created from the events if missing."""
-    row = yield one(d.sql(HEAD) + d.for_update)
+    row = yield one((HEAD) + d.for_update)
     if row is None:
-        yield run(d.sql(CREATE_HEAD), GENESIS_HASH)
-        row = yield one(d.sql(HEAD) + d.for_update)
+        yield run((CREATE_HEAD), GENESIS_HASH)
+        row = yield one((HEAD) + d.for_update)
     assert row is not None
     return int(row[0]), str(row[1])
 
@@ -77,12 +88,12 @@ def link(
     if after is None:
         after = yield from head(d)
     out, rows = link_rows(events, recording, after[0], after[1])
-    yield many(d.sql(INSERT_EVENTS), rows)
+    yield many((INSERT_EVENTS), rows)
     if save_head:
-        yield run(d.sql(SAVE_HEAD), out[-1].id, out[-1].hash)
+        yield run((SAVE_HEAD), out[-1].id, out[-1].hash)
     notes = outbox_rows(out, recording)
     if notes:
-        yield many(d.sql(INSERT_OUTBOX), notes)
+        yield many((INSERT_OUTBOX), notes)
     return out
 
 
@@ -96,12 +107,12 @@ def records(
     d: Dialect, after_id: int, limit: int, *, recording: Recording | None
 ) -> Op[list[Event]]:
     """The events after ``after_id``, in id order, at most ``limit``."""
-    rows = yield all_(d.sql(AFTER), after_id, limit)
+    rows = yield all_((AFTER), after_id, limit)
     return [event_from_row(row, recording) for row in rows]
 
 
 def events(d: Dialect, query: EventQuery, *, recording: Recording) -> Op[list[Event]]:
-    sql, params = events_sql(query, d.placeholder)
+    sql, params = events_sql(query, "?")
     rows = yield all_(sql, *params)
     return [event_from_row(row, recording) for row in rows]
 
@@ -114,21 +125,19 @@ def append(d: Dialect, events: list[Event]) -> Op[list[Event]]:
 def prune(d: Dialect, *, before: float, now: float) -> Op[int]:
     """Retention (see the module's docstring); the number of events deleted. The caller makes
     the recording policy of the ``audit:checkpoint`` event the transaction's."""
-    locked = yield one(d.sql("SELECT last_id FROM audit_head WHERE id = 1") + d.for_update)
+    locked = yield one("SELECT last_id FROM audit_head WHERE id = 1" + d.for_update)  # noqa: S608
     if locked is None:
         return 0  # nothing was ever appended
-    row = yield one(
-        d.sql("SELECT max(id) FROM events WHERE time < ? AND id < ?"), before, locked[0]
-    )
+    row = yield one("SELECT max(id) FROM events WHERE time < ? AND id < ?", before, locked[0])
     if row is None or row[0] is None:
         return 0
     through = int(row[0])
-    found = yield one(d.sql("SELECT hash FROM events WHERE id = ?"), through)
+    found = yield one("SELECT hash FROM events WHERE id = ?", through)
     assert found is not None
     last = str(found[0])
-    deleted: int = yield run(d.sql("DELETE FROM events WHERE id <= ?"), through)
+    deleted: int = yield run("DELETE FROM events WHERE id <= ?", through)
     yield run(
-        d.sql(
+        (
             "INSERT INTO audit_checkpoint (id, through_id, hash, pruned_at) VALUES (1, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET through_id = excluded.through_id, "
             "hash = excluded.hash, pruned_at = excluded.pruned_at"
@@ -158,3 +167,128 @@ class ChainOps(Driven):
 
     async def audit_anchor(self) -> AuditAnchor:
         return await self._read_op(anchor)
+
+
+def claim(
+    d: Dialect, *, worker: str, now: float, lease: float, limit: int, recording: Recording
+) -> Op[list[OutboxItem]]:
+    rows = yield all_(
+        (
+            "WITH picked AS (SELECT o.id FROM outbox o WHERE o.state = 'pending' "  # noqa: S608
+            "AND o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?) "
+            "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' "
+            "AND p.channel = o.channel AND p.destination = o.destination "
+            f"AND p.incident = o.incident AND p.id < o.id) ORDER BY o.id LIMIT ?{d.skip_locked}) "
+            "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE id IN (SELECT id FROM picked) "
+            "RETURNING id, event_id, channel, destination, incident, phase, payload, attempts"
+        ),
+        now,
+        now,
+        limit,
+        worker,
+        now + lease,
+    )
+    return [outbox_item(r, recording) for r in sorted(rows, key=lambda r: int(r[0]))]
+
+
+def finish(
+    d: Dialect, item_id: int, *, state: str, now: float, error: str | None, events: list[Event]
+) -> Op[None]:
+    """Mark the row sent or dead (with its last error) and append ``events`` in the same commit."""
+    yield run(
+        (
+            "UPDATE outbox SET state = ?, sent_at = ?, attempts = attempts + 1, "
+            "last_error = coalesce(?, last_error), lease_until = NULL WHERE id = ?"
+        ),
+        state,
+        now,
+        error,
+        item_id,
+    )
+    yield Append(events)
+
+
+def retry(d: Dialect, item_id: int, *, next_at: float, error: str) -> Op[None]:
+    yield run(
+        (
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, "
+            "lease_until = NULL WHERE id = ?"
+        ),
+        next_at,
+        error,
+        item_id,
+    )
+
+
+def pending(d: Dialect) -> Op[int]:
+    row = yield one("SELECT count(*) FROM outbox WHERE state = 'pending'")
+    return int(row[0]) if row else 0
+
+
+def states(d: Dialect) -> Op[dict[str, int]]:
+    rows = yield all_("SELECT state, count(*) FROM outbox GROUP BY state")
+    return {str(state): int(n) for state, n in rows}
+
+
+def thread(d: Dialect, incident: str, destination: str) -> Op[tuple[str, str] | None]:
+    row = yield one(
+        "SELECT channel, ts FROM slack_threads WHERE incident = ? AND destination = ?",
+        incident,
+        destination,
+    )
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def save_thread(d: Dialect, incident: str, destination: str, *, channel: str, ts: str) -> Op[None]:
+    yield run(
+        (
+            "INSERT INTO slack_threads (incident, destination, channel, ts) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (incident, destination) DO UPDATE SET channel = excluded.channel, "
+            "ts = excluded.ts"
+        ),
+        incident,
+        destination,
+        channel,
+        ts,
+    )
+
+
+class OutboxOps(Driven):
+    """The :class:`~remediator.store.base.Outbox` and
+    :class:`~remediator.store.base.SlackThreads` roles."""
+
+    recording: Recording
+
+    async def claim_outbox(
+        self, *, worker: str, now: float, lease: float, limit: int
+    ) -> list[OutboxItem]:
+        return await self._write_op(
+            claim, worker=worker, now=now, lease=lease, limit=limit, recording=self.recording
+        )
+
+    async def outbox_sent(self, item_id: int, *, now: float, events: list[Event]) -> None:
+        await self._write_op(finish, item_id, state="sent", now=now, error=None, events=events)
+
+    async def outbox_retry(self, item_id: int, *, next_at: float, error: str) -> None:
+        await self._write_op(retry, item_id, next_at=next_at, error=self.recording.seal_text(error))
+
+    async def outbox_dead(
+        self, item_id: int, *, now: float, error: str, events: list[Event]
+    ) -> None:
+        """Dead-letter a notification; ``events`` (the escalation) are routed in the same commit."""
+        sealed = self.recording.seal_text(error)
+        await self._write_op(finish, item_id, state="dead", now=now, error=sealed, events=events)
+
+    async def outbox_pending(self) -> int:
+        return await self._read_op(pending)
+
+    async def outbox_states(self) -> dict[str, int]:
+        return await self._read_op(states)
+
+    async def slack_thread(self, incident: str, destination: str) -> tuple[str, str] | None:
+        return await self._read_op(thread, incident, destination)
+
+    async def save_slack_thread(
+        self, incident: str, destination: str, *, channel: str, ts: str
+    ) -> None:
+        await self._write_op(save_thread, incident, destination, channel=channel, ts=ts)

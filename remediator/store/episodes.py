@@ -1,20 +1,19 @@
 """Episodes (the firing periods of alerts) as the engine reads them — both backends.
 
-Intake writes them (remediator/store/ingest_logic.py); the guards mark which target each one is
+Intake writes them (remediator/store/inbox.py); the guards mark which target each one is
 about (remediator/store/guards.py).
 """
 
 from __future__ import annotations
 
-from remediator.episodes import Episode
-from remediator.store.dialect import Dialect
-from remediator.store.ops import Driven, Op, all_, one
+from remediator.alerts import Episode
+from remediator.store.ops import Dialect, Driven, Op, all_, one
 
 COLUMNS = "id, fingerprint, starts_at, resolved_at"
 
 
 def find(d: Dialect, *, episode_id: int) -> Op[Episode | None]:
-    row = yield one(d.sql(f"SELECT {COLUMNS} FROM episodes WHERE id = ?"), episode_id)  # noqa: S608
+    row = yield one(f"SELECT {COLUMNS} FROM episodes WHERE id = ?", episode_id)  # noqa: S608
     return Episode(*row) if row else None
 
 

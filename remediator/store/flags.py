@@ -4,12 +4,11 @@ backends."""
 from __future__ import annotations
 
 from remediator.audit.events import Event
-from remediator.store.dialect import Dialect
-from remediator.store.ops import Append, Driven, Op, one, run
+from remediator.store.ops import Append, Dialect, Driven, Op, one, run
 
 
 def value(d: Dialect, *, name: str) -> Op[str | None]:
-    row = yield one(d.sql("SELECT value FROM flags WHERE name = ?"), name)
+    row = yield one("SELECT value FROM flags WHERE name = ?", name)
     return None if row is None else str(row[0])
 
 
@@ -17,7 +16,7 @@ def put(
     d: Dialect, *, name: str, value: str, actor: str, now: float, events: list[Event]
 ) -> Op[None]:
     yield run(
-        d.sql(
+        (
             "INSERT INTO flags (name, value, actor, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value, actor = excluded.actor, "
             "updated_at = excluded.updated_at"
@@ -33,7 +32,7 @@ def put(
 def lead(d: Dialect, *, name: str, owner: str, now: float, ttl: float) -> Op[bool]:
     """The lease is taken (or renewed) only if it is this owner's or has expired."""
     row = yield one(
-        d.sql(
+        (
             "INSERT INTO leases (name, owner, until) VALUES (?, ?, ?) "
             "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until "
             "WHERE leases.owner = excluded.owner OR leases.until < ? RETURNING owner"

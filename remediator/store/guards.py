@@ -4,15 +4,28 @@ Every read here is index look-ups only: the alerting count probes the open episo
 named target (``episodes_open_target``), one probe per name, whatever the number of open
 episodes; :func:`snapshot` reads everything one action's guards need in one statement (one
 round trip, one consistent view).
+
+Circuit breakers' rows — both backends. The state machine is not here: it is the domain's
+(remediator/engine/guards.py: :class:`~remediator.engine.guards.CircuitBreakers` runs ``admit``,
+``report``, ``tick`` and ``reset`` through :meth:`BreakerOps.update_breaker`).
+
+An update is one transaction holding the breaker's row: read locked (inserted first if missing,
+``ON CONFLICT DO NOTHING``) (PostgreSQL's ``FOR UPDATE``; SQLite's single writer
+runs it alone), so replicas admitting half-open trials on one target count them one at a time.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from remediator.store.dialect import Dialect
-from remediator.store.ops import Driven, Op, many, one
-from remediator.store.records import COUNTED, GuardSnapshot, guard_snapshot_from_row
+from remediator.store.ops import Append, Dialect, Driven, Op, all_, many, one, run
+from remediator.store.records import (
+    COUNTED,
+    BreakerState,
+    Change,
+    GuardSnapshot,
+    guard_snapshot_from_row,
+)
 
 # The states of a remediation that count as started (the IN list of the counts below).
 _COUNTED = f"({', '.join('?' * len(COUNTED))})"
@@ -28,12 +41,12 @@ def _names_cte(names: list[str], table: str) -> str:
 
 def mark(d: Dialect, *, pairs: list[tuple[int, str]]) -> Op[None]:
     """Rows in id order (PostgreSQL: every transaction locks them in one order)."""
-    yield many(d.sql("UPDATE episodes SET target = ? WHERE id = ?"), [(t, e) for e, t in pairs])
+    yield many("UPDATE episodes SET target = ? WHERE id = ?", [(t, e) for e, t in pairs])
 
 
 def alerting(d: Dialect, *, names: list[str]) -> Op[int]:
     row = yield one(
-        d.sql(_names_cte(names, "t") + "SELECT " + _ALERTING.format(names="t")),
+        (_names_cte(names, "t") + "SELECT " + _ALERTING.format(names="t")),
         *names,
     )
     return int(row[0]) if row else 0
@@ -41,7 +54,7 @@ def alerting(d: Dialect, *, names: list[str]) -> Op[int]:
 
 def last_started(d: Dialect, *, target: str, playbook: str) -> Op[float | None]:
     row = yield one(
-        d.sql(
+        (
             "SELECT max(started_at) FROM remediations "  # noqa: S608
             f"WHERE target = ? AND playbook = ? AND state IN {_COUNTED}"
         ),
@@ -54,7 +67,7 @@ def last_started(d: Dialect, *, target: str, playbook: str) -> Op[float | None]:
 
 def count_started(d: Dialect, *, target: str, since: float) -> Op[int]:
     row = yield one(
-        d.sql(
+        (
             "SELECT count(*) FROM remediations "  # noqa: S608
             f"WHERE target = ? AND started_at > ? AND state IN {_COUNTED}"
         ),
@@ -99,7 +112,7 @@ def snapshot(
     if since is not None:
         params += [target, since, *COUNTED]
     params += [episode_id, target, target]
-    row = yield one(d.sql(sql), *params)
+    row = yield one((sql), *params)
     assert row is not None
     return guard_snapshot_from_row(row, target=target)
 
@@ -142,3 +155,59 @@ class GuardOps(Driven):
             since=since,
             episode_id=episode_id,
         )
+
+
+R = TypeVar("R")
+_COLUMNS = "state, failures, opened_at, trials"
+
+
+def _state(target: str, row: tuple[Any, ...] | None) -> BreakerState:
+    if row is None:
+        return BreakerState(target=target)
+    return BreakerState(target=target, state=row[0], failures=row[1], opened_at=row[2], trials=row[3])  # fmt: skip
+
+
+def every(d: Dialect) -> Op[list[BreakerState]]:
+    rows = yield all_(f"SELECT target, {_COLUMNS} FROM breakers ORDER BY target")  # noqa: S608
+    return [BreakerState(*row) for row in rows]
+
+
+def find(d: Dialect, *, target: str) -> Op[BreakerState]:
+    row = yield one(f"SELECT {_COLUMNS} FROM breakers WHERE target = ?", target)  # noqa: S608
+    return _state(target, row)
+
+
+def update(d: Dialect, *, target: str, change: Change[R], now: float) -> Op[R]:
+    select = f"SELECT {_COLUMNS} FROM breakers WHERE target = ?" + d.for_update  # noqa: S608
+    row = yield one(select, target)
+    if row is None:  # the first update: insert the row, then lock it (another may have)
+        yield run(
+            (
+                "INSERT INTO breakers (target, state, failures, opened_at, trials, updated_at) "
+                "VALUES (?, 'closed', 0, NULL, 0, ?) ON CONFLICT (target) DO NOTHING"
+            ),
+            target,
+            now,
+        )
+        row = yield one(select, target)
+    s, result, events = change(_state(target, row))
+    yield run(
+        ("UPDATE breakers SET state = ?, failures = ?, opened_at = ?, trials = ?, "
+            "updated_at = ? WHERE target = ?"),
+        s.state, s.failures, s.opened_at, s.trials, now, target,
+    )  # fmt: skip
+    yield Append(events)
+    return result
+
+
+class BreakerOps(Driven):
+    async def breakers(self) -> list[BreakerState]:
+        return await self._read_op(every)
+
+    async def breaker(self, target: str) -> BreakerState:
+        return await self._read_op(find, target=target)
+
+    async def update_breaker(self, target: str, change: Change[R], *, now: float) -> R:
+        """Atomically: read the target's row, ``change`` it (a pure function of the state read:
+        the state to save, the result, the events to append), save and append; the result."""
+        return await self._write_op(update, target=target, change=change, now=now)

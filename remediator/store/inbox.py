@@ -1,34 +1,209 @@
 """The inbox, written once for both backends: intake, claims, completion and the reads.
 
-Intake (:func:`ingest`) runs the rules of remediator/store/ingest_logic.py for each alert of a
+Intake (:func:`ingest`) runs the rules of remediator/store/inbox.py for each alert of a
 notification, in its one transaction; with several writers (PostgreSQL) it first takes each
 fingerprint's ``lock`` (an advisory lock), in one order, so two replicas receiving the same
 notification queue each alert state once. SQLite's single writer needs none.
 
 A claim takes the due, unleased items (PostgreSQL: ``SKIP LOCKED``, no replica takes an item
 another one holds) by priority and id, and leases them to the worker in one statement.
+
+Backend-neutral intake: what storing one alert of a notification means.
+
+Intake (remediator/store/inbox.py: ``ingest``, the one loop of both backends) runs, per alert,
+inside the one transaction of the notification (and, with several writers, while holding the
+alert's fingerprint exclusively)::
+
+    intake = decide(*latest_episodes(fingerprint), alert, now)
+    episode = insert_episode(alert, resolved_at=intake.new_resolved_at) if intake.new_episode
+              else intake.episode_id (closing it at intake.close_at, or moving its start to
+              intake.move_start)
+    inserted = not intake.late_repeat and insert-or-ignore inbox_values(...)
+    events.append(intake_event(alert, inserted=inserted, ...))
+
+The inbox is unique on (fingerprint, episode_id, status), so a notification re-sent by
+Alertmanager, or by its HA peer, queues each alert state once; a late repeat of a closed episode
+is recorded as a duplicate without being queued.
+
+Repeats are counted on the state's inbox row (``repeats``) and recorded as ``alert:duplicate``
+at most once per ``audit.duplicate_interval``: Alertmanager re-sends every group on each
+group_interval and every HA peer sends it too, so recording each copy would fill the audit
+chain with records that say nothing new. Every repeat still counts in the webhook's answer and
+in ``remediator_alerts_duplicate_total``.
 """
 
 from __future__ import annotations
 
-from remediator.alerts import Alert
-from remediator.audit.events import Event
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from remediator.alerts import Alert, Episode, Placement, place, resolved_time
+from remediator.audit.events import ALERT_DUPLICATE, ALERT_RECEIVED, ALERT_RESOLVED, Event
 from remediator.audit.recording import Recording
-from remediator.episodes import Episode
-from remediator.store.base import InboxItem, IngestResult
-from remediator.store.dialect import Dialect
-from remediator.store.ingest_logic import (
-    INBOX_INSERT_COLUMNS,
-    decide,
-    episode_alertname,
-    inbox_values,
-    intake_event,
-    recorded_repeat,
-    repeat_params,
-    repeat_sql,
+from remediator.store.ops import Append, Dialect, Driven, Op, all_, insert, many, one, run
+from remediator.store.records import INBOX_COLUMNS, InboxItem, IngestResult, item_from_row
+
+_SORTED = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), built once
+SEVERITY_PRIORITY = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}
+INBOX_INSERT_COLUMNS = (
+    "fingerprint, episode_id, status, alertname, labels, annotations, starts_at, ends_at, "
+    "generator_url, receiver, group_key, received_at, priority"
 )
-from remediator.store.ops import Append, Driven, Op, all_, insert, many, one, run
-from remediator.store.rows import INBOX_COLUMNS, item_from_row
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """Where one alert goes, and what changes in the episodes table for it."""
+
+    placement: Placement
+    episode_id: int | None  # the existing episode it belongs to (None: a new one)
+    new_resolved_at: float | None = None  # resolved_at of the new episode (NEW_CLOSED)
+    close_at: float | None = None  # the open episode ends then (CLOSE)
+    move_start: float | None = None  # the open episode started earlier than stored
+    late_repeat: bool = False  # a firing repeat of a closed episode: recorded, not queued
+
+    @property
+    def new_episode(self) -> bool:
+        return self.placement in (Placement.NEW_OPEN, Placement.NEW_CLOSED)
+
+
+def decide(
+    latest: Episode | None, alert: Alert, now: float, previous: Episode | None = None
+) -> Intake:
+    """The intake of ``alert`` received at ``now``, given its fingerprint's latest episode and
+    the one before it."""
+    starts, ends = alert.starts_ts, alert.ends_ts
+    placement = place(
+        latest, status=alert.status, starts_at=starts, ends_at=ends, previous=previous
+    )
+    if placement is Placement.STALE:
+        assert latest is not None
+        return Intake(placement, latest.id, late_repeat=True)
+    if placement is Placement.NEW_OPEN:
+        return Intake(placement, None)
+    if placement is Placement.NEW_CLOSED:
+        return Intake(placement, None, new_resolved_at=resolved_time(ends_at=ends, received_at=now))
+    assert latest is not None
+    if placement is Placement.CLOSE:
+        return Intake(placement, latest.id, close_at=resolved_time(ends_at=ends, received_at=now))
+    move = starts if latest.open and starts < latest.starts_at else None
+    late = not latest.open and alert.status == "firing"
+    return Intake(placement, latest.id, move_start=move, late_repeat=late)
+
+
+def priority(alert: Alert) -> int:
+    """Queue priority from the severity label: lower is claimed first."""
+    return SEVERITY_PRIORITY.get(alert.labels.get("severity", ""), 2)
+
+
+def inbox_values(
+    alert: Alert,
+    *,
+    episode_id: int,
+    now: float,
+    receiver: str,
+    group_key: str,
+    recording: Recording | None = None,
+) -> tuple[Any, ...]:
+    """The inbox row (:data:`INBOX_INSERT_COLUMNS`) of an alert; with ``recording``'s key, its
+    text (alertname, labels, annotations, generator URL, receiver, group key) sealed."""
+    text: tuple[str, ...] = (
+        alert.alertname,
+        _SORTED.encode(alert.labels),
+        _SORTED.encode(alert.annotations),
+        alert.generator_url,
+        receiver,
+        group_key,
+    )
+    if recording is not None and recording.cipher is not None:
+        text = tuple(recording.seal_text(value) for value in text)
+    name, labels, annotations, url, receiver, group_key = text
+    return (
+        alert.fingerprint,
+        episode_id,
+        alert.status,
+        name,
+        labels,
+        annotations,
+        alert.starts_ts,
+        alert.ends_ts,
+        url,
+        receiver,
+        group_key,
+        now,
+        priority(alert),
+    )
+
+
+def episode_alertname(alert: Alert, recording: Recording | None) -> str:
+    """The alertname an episode row keeps (sealed with ``recording``'s key; never read back)."""
+    if recording is not None and recording.cipher is not None:
+        return recording.seal_text(alert.alertname)
+    return alert.alertname
+
+
+def intake_event(
+    alert: Alert,
+    *,
+    inserted: bool,
+    episode_id: int,
+    now: float,
+    receiver: str,
+    repeats: int | None = None,
+) -> Event:
+    """The event recording an alert's arrival: received/resolved if queued, else duplicate
+    (with the number of ``repeats`` of its state so far, when counted)."""
+    if inserted:
+        kind = ALERT_RECEIVED if alert.status == "firing" else ALERT_RESOLVED
+    else:
+        kind = ALERT_DUPLICATE
+    details: dict[str, Any] = {
+        "episode": episode_id,
+        "starts_at": alert.starts_ts,
+        "ends_at": alert.ends_ts,
+    }
+    if repeats is not None:
+        details["repeats"] = repeats
+    return Event(
+        type=kind,
+        time=now,
+        severity=alert.labels.get("severity", "info"),
+        fingerprint=alert.fingerprint,
+        alertname=alert.alertname,
+        status=alert.status,
+        message=f"{alert.alertname} {alert.status}",
+        actor=f"alertmanager:{receiver}",
+        details=details,
+    )
+
+
+def repeat_sql(mark: str) -> str:
+    """Count a repeat of an alert state on its inbox row, and take the turn to record it if the
+    last record is ``interval`` old (or none was made, or ``interval`` <= 0). Parameters:
+    :func:`repeat_params`; the row returned: (repeats, repeats_recorded), equal when this repeat
+    is to be recorded. No row: the state has no inbox row (recorded every time)."""
+    due = f"({mark} <= 0 OR repeat_recorded_at IS NULL OR {mark} - repeat_recorded_at >= {mark})"
+    return (
+        f"UPDATE inbox SET repeats = repeats + 1, "  # noqa: S608
+        f"repeat_recorded_at = CASE WHEN {due} THEN {mark} ELSE repeat_recorded_at END, "
+        f"repeats_recorded = CASE WHEN {due} THEN repeats + 1 ELSE repeats_recorded END "
+        f"WHERE fingerprint = {mark} AND episode_id = {mark} AND status = {mark} "
+        "RETURNING repeats, repeats_recorded"
+    )
+
+
+def repeat_params(alert: Alert, *, episode_id: int, now: float, interval: float) -> tuple[Any, ...]:
+    due = (interval, now, interval)
+    return (*due, now, *due, alert.fingerprint, episode_id, alert.status)
+
+
+def recorded_repeat(row: tuple[Any, ...] | None) -> tuple[bool, int | None]:
+    """Whether a repeat is recorded as alert:duplicate, and the state's repeats so far."""
+    if row is None:
+        return True, None
+    return int(row[0]) == int(row[1]), int(row[0])
+
 
 LATEST_EPISODES = (
     "SELECT e.id, e.fingerprint, e.starts_at, e.resolved_at, EXISTS (SELECT 1 FROM inbox i "
@@ -63,7 +238,7 @@ def ingest(
     if lock is not None:
         for fingerprint in sorted({alert.fingerprint for alert in alerts}):
             yield run(lock, fingerprint)
-    latest, close, move = d.sql(LATEST_EPISODES), d.sql(CLOSE_EPISODE), d.sql(MOVE_EPISODE)
+    latest, close, move = (LATEST_EPISODES), (CLOSE_EPISODE), (MOVE_EPISODE)
     new = duplicates = 0
     events: list[Event] = []
     for alert in alerts:
@@ -74,7 +249,7 @@ def ingest(
         )
         if intake.episode_id is None:
             episode_id = yield insert(
-                d.sql(INSERT_EPISODE),
+                (INSERT_EPISODE),
                 alert.fingerprint,
                 episode_alertname(alert, recording),
                 alert.starts_ts,
@@ -97,7 +272,7 @@ def ingest(
                 group_key=group_key,
                 recording=recording,
             )
-            inserted = yield run(d.sql(INSERT_INBOX), *values)
+            inserted = yield run((INSERT_INBOX), *values)
         repeats = None
         if inserted:
             new += 1
@@ -106,7 +281,7 @@ def ingest(
             params = repeat_params(
                 alert, episode_id=episode_id, now=now, interval=duplicate_interval
             )
-            recorded, repeats = recorded_repeat((yield one(d.sql(REPEAT), *params)))
+            recorded, repeats = recorded_repeat((yield one((REPEAT), *params)))
             if not recorded:
                 continue
         events.append(
@@ -127,7 +302,7 @@ def claim(
     d: Dialect, *, worker: str, now: float, lease: float, limit: int, recording: Recording
 ) -> Op[list[InboxItem]]:
     rows = yield all_(
-        d.sql(
+        (
             "WITH picked AS (SELECT id FROM inbox WHERE state = 'pending' "  # noqa: S608
             "AND (lease_until IS NULL OR lease_until < ?) ORDER BY priority, id "
             f"LIMIT ?{d.skip_locked}) UPDATE inbox SET claimed_by = ?, lease_until = ?, "
@@ -146,7 +321,7 @@ def claim(
 
 def complete(d: Dialect, item_id: int, *, events: list[Event], outcome: str) -> Op[list[Event]]:
     yield run(
-        d.sql(
+        (
             "UPDATE inbox SET state = 'done', outcome = ?, done_at = ?, lease_until = NULL "
             "WHERE id = ?"
         ),
@@ -160,9 +335,7 @@ def complete(d: Dialect, item_id: int, *, events: list[Event], outcome: str) -> 
 
 def extend_leases(d: Dialect, item_ids: list[int], *, worker: str, until: float) -> Op[None]:
     yield many(
-        d.sql(
-            "UPDATE inbox SET lease_until = ? WHERE id = ? AND claimed_by = ? AND state = 'pending'"
-        ),
+        "UPDATE inbox SET lease_until = ? WHERE id = ? AND claimed_by = ? AND state = 'pending'",
         [(until, i, worker) for i in item_ids],
     )
 

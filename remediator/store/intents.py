@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 
-from remediator.store.dialect import Dialect
-from remediator.store.ops import Driven, Op, all_, run
+from remediator.store.ops import Dialect, Driven, Op, all_, run
 from remediator.store.records import StepIntent
 
 
 def record(d: Dialect, *, intent: StepIntent) -> Op[None]:
     yield run(
-        d.sql(
+        (
             "INSERT INTO step_intents (remediation_id, step, action, target, owner, began_at, "
             "probe) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (remediation_id, step) DO UPDATE "
             "SET action = excluded.action, target = excluded.target, owner = excluded.owner, "
@@ -34,7 +33,7 @@ def record(d: Dialect, *, intent: StepIntent) -> Op[None]:
 
 def of(d: Dialect, *, remediation_id: int) -> Op[list[StepIntent]]:
     rows = yield all_(
-        d.sql(
+        (
             "SELECT remediation_id, step, action, target, owner, began_at, probe "
             "FROM step_intents WHERE remediation_id = ? ORDER BY step"
         ),

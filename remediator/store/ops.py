@@ -7,27 +7,60 @@ None), the rows, the number of rows touched, or the appended (linked) events —
 value::
 
     def lift(d: Dialect, *, target: str) -> Op[TargetState | None]:
-        row = yield one(d.sql("SELECT ... WHERE target = ?") + d.for_update, target)
+        row = yield one("SELECT ... WHERE target = ?" + d.for_update, target)
         ...
         yield Append(events)
         return before
 
 Each backend drives it: SQLite synchronously inside a writer job or on a reader
-(remediator/store/sqlite_driver.py), PostgreSQL in a transaction
+(remediator/store/sqlite.py), PostgreSQL in a transaction
 (remediator/store/postgres_driver.py). A store calls ``await self._write_op(lift, target=t)``
 (or ``_read_op``): the driver makes the generator, with its dialect, for each attempt (a
 PostgreSQL transaction rolled back by a deadlock runs again). :class:`Driven` is the base of the
 role classes written once (remediator/store/quarantine.py, ...).
+
+Statements are written once, with ``?`` placeholders: SQLite runs them as written and the
+PostgreSQL driver spells them for psycopg (:meth:`Dialect.sql`, cached). A :class:`Dialect`
+carries the rest of what differs between the two (row-locking clauses); both backends accept
+``ON CONFLICT ... DO NOTHING / DO UPDATE`` and ``RETURNING`` (SQLite 3.35+), so those are
+written one way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Concatenate, Literal, NamedTuple, ParamSpec, TypeAlias, TypeVar
+from functools import lru_cache
+from typing import Any, Concatenate, Final, Literal, NamedTuple, ParamSpec, TypeAlias, TypeVar
 
 from remediator.audit.events import Event
-from remediator.store.dialect import Dialect
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str  # "sqlite" | "postgresql"
+    placeholder: str  # "?" | "%s"
+    for_update: str  # "" | " FOR UPDATE": lock the rows read (SQLite's single writer needs none)
+    skip_locked: str  # "" | " FOR UPDATE SKIP LOCKED": claim rows no other writer holds
+
+    def sql(self, text: str) -> str:
+        """``text`` (written with ``?``) in this dialect's paramstyle."""
+        return text if self.placeholder == "?" else _percent(text)
+
+
+@lru_cache(maxsize=1024)
+def _percent(text: str) -> str:
+    """psycopg's paramstyle: ``%`` doubled (a literal), ``?`` → ``%s``."""
+    return text.replace("%", "%%").replace("?", "%s")
+
+
+SQLITE: Final = Dialect(name="sqlite", placeholder="?", for_update="", skip_locked="")
+POSTGRES: Final = Dialect(
+    name="postgresql",
+    placeholder="%s",
+    for_update=" FOR UPDATE",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+)
 
 T = TypeVar("T")
 P = ParamSpec("P")

@@ -32,7 +32,7 @@ from remediator.audit.events import Event
 from remediator.audit.recording import Recording
 from remediator.errors import StoreUnavailable
 from remediator.store import chain
-from remediator.store.dialect import POSTGRES
+from remediator.store.ops import POSTGRES
 from remediator.store.postgres_conn import Pool, brief
 from remediator.store.postgres_driver import PgDriver, drive
 from remediator.store.postgres_schema import INTAKE_LOCKS, migrate

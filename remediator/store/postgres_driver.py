@@ -11,8 +11,7 @@ from typing import Any, TypeVar
 
 from remediator.audit.events import Event
 from remediator.store import chain
-from remediator.store.dialect import POSTGRES
-from remediator.store.ops import Driven, Op, OpFn, P, Query
+from remediator.store.ops import POSTGRES, Driven, Op, OpFn, P, Query
 from remediator.store.postgres_conn import Connection
 from remediator.store.postgres_tx import PgBase, Tx
 
@@ -60,16 +59,17 @@ async def append(tx: Tx, events: list[Event]) -> list[Event]:
 
 async def _execute(conn: Connection, query: Query) -> Any:
     fetch = query.fetch
+    sql = POSTGRES.sql(query.sql)  # statements are written with ``?``
     if fetch == "many":
         if query.params:
             async with conn.cursor() as cur:
-                await cur.executemany(query.sql, query.params)
+                await cur.executemany(sql, query.params)
         return None
     if fetch == "id":
-        cur = await conn.execute(query.sql + " RETURNING id", query.params)
+        cur = await conn.execute(sql + " RETURNING id", query.params)
         row = await cur.fetchone()
         return None if row is None else row[0]
-    cur = await conn.execute(query.sql, query.params)
+    cur = await conn.execute(sql, query.params)
     if fetch == "one":
         return await cur.fetchone()
     if fetch == "all":

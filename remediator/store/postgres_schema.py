@@ -14,7 +14,7 @@ import psycopg
 
 from remediator.errors import StoreUnavailable
 
-# pg_advisory_xact_lock(MIGRATION_LOCK): a constant key ("remediator schema").
+# pg_advisory_xact_lock(MIGRATION_LOCK): a constant key "remediator schema".
 MIGRATION_LOCK = 0x72656D65
 # pg_advisory_xact_lock(INTAKE_LOCKS, hashtext(fingerprint)): one key space per purpose.
 INTAKE_LOCKS = 0x696E74
@@ -189,7 +189,7 @@ PG_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX episodes_open_target ON episodes (target) WHERE resolved_at IS NULL;
     """,
     # 6: repeats of an alert state (Alertmanager re-sends, HA peers) are counted on its inbox
-    # row; one alert:duplicate record per audit.duplicate_interval (remediator/store/ingest_logic.py).
+    # row; one alert:duplicate record per audit.duplicate_interval (remediator/store/inbox.py).
     """
     ALTER TABLE inbox ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE inbox ADD COLUMN repeat_recorded_at DOUBLE PRECISION;

@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from remediator.audit.events import Event
-from remediator.store.dialect import Dialect
-from remediator.store.ops import Append, Driven, Op, all_, one, run
+from remediator.store.ops import Append, Dialect, Driven, Op, all_, one, run
 from remediator.store.records import TargetState
 
 COLUMNS = "target, registered_at, quarantined_at, quarantine_reason, data"
@@ -38,12 +37,9 @@ def lift(
     drop: tuple[str, ...],
     events_for: Callable[[TargetState], list[Event]],
 ) -> Op[TargetState | None]:
+    select = f"SELECT {COLUMNS} FROM target_state WHERE target = ? AND quarantined_at IS NOT NULL"  # noqa: S608
     row = yield one(
-        d.sql(
-            f"SELECT {COLUMNS} FROM target_state "  # noqa: S608
-            "WHERE target = ? AND quarantined_at IS NOT NULL"
-        )
-        + d.for_update,
+        select + d.for_update,
         target,
     )
     if row is None:
@@ -51,7 +47,7 @@ def lift(
     before = state(row)
     kept = {k: v for k, v in before.data.items() if k not in drop}
     yield run(
-        d.sql(
+        (
             "UPDATE target_state SET quarantined_at = NULL, quarantine_reason = NULL, "
             "data = ? WHERE target = ?"
         ),

@@ -5,15 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from remediator.audit.recording import Recording
-from remediator.store.base import InboxItem
-from remediator.store.dialect import Dialect
-from remediator.store.ops import Driven, Op, one
-from remediator.store.rows import INBOX_COLUMNS, item_from_row
+from remediator.store.ops import Dialect, Driven, Op, one
+from remediator.store.records import INBOX_COLUMNS, InboxItem, item_from_row
 
 
 def latest(d: Dialect, *, fingerprint: str, recording: Recording) -> Op[InboxItem | None]:
     row = yield one(
-        d.sql(
+        (
             f"SELECT {INBOX_COLUMNS} FROM inbox "  # noqa: S608
             "WHERE fingerprint = ? ORDER BY id DESC LIMIT 1"
         ),

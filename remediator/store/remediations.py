@@ -14,10 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from remediator.audit.events import Event
-from remediator.store.dialect import Dialect
-from remediator.store.ops import Append, Driven, Op, all_, one, run
-from remediator.store.records import RUNNING, Remediation
-from remediator.store.rows import REMEDIATION_COLUMNS, unrecovered_sql
+from remediator.store.ops import Append, Dialect, Driven, Op, all_, one, run
+from remediator.store.records import REMEDIATION_COLUMNS, RUNNING, Remediation, unrecovered_sql
 
 _UNRECOVERED = unrecovered_sql("?")
 
@@ -42,30 +40,24 @@ def start(
     until = now + lease if lease else None
     if mark:
         yield run(
-            d.sql(
-                "UPDATE episodes SET target = ? WHERE id = ? AND (target IS NULL OR target <> ?)"
-            ),
+            "UPDATE episodes SET target = ? WHERE id = ? AND (target IS NULL OR target <> ?)",
             target,
             episode_id,
             target,
         )
     row = yield one(
-        d.sql(
-            "INSERT INTO remediations (playbook, fingerprint, episode_id, target, state, "
+        ("INSERT INTO remediations (playbook, fingerprint, episode_id, target, state, "
             "reason, started_at, config_version, owner, lease_until) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (playbook, fingerprint, episode_id) DO NOTHING RETURNING id"
-        ),
+            "ON CONFLICT (playbook, fingerprint, episode_id) DO NOTHING RETURNING id"),
         playbook, fingerprint, episode_id, target, state, reason, now, config_version, owner,
         until,
     )  # fmt: skip
     if row is None and state == RUNNING:
         row = yield one(
-            d.sql(
-                "UPDATE remediations SET owner = ?, lease_until = ? WHERE playbook = ? "
+            ("UPDATE remediations SET owner = ?, lease_until = ? WHERE playbook = ? "
                 "AND fingerprint = ? AND episode_id = ? AND state = 'running' "
-                "AND lease_until IS NOT NULL AND lease_until < ? RETURNING id"
-            ),
+                "AND lease_until IS NOT NULL AND lease_until < ? RETURNING id"),
             owner, until, playbook, fingerprint, episode_id, now,
         )  # fmt: skip
     rid = None if row is None else int(row[0])
@@ -75,7 +67,7 @@ def start(
 
 def renew(d: Dialect, *, remediation_id: int, owner: str, until: float) -> Op[None]:
     yield run(
-        d.sql(
+        (
             "UPDATE remediations SET lease_until = ? WHERE id = ? AND owner = ? "
             "AND state = 'running'"
         ),
@@ -98,16 +90,14 @@ def finish(
 ) -> Op[None]:
     """Rows changed as by each alone: the remediation's, the item's, then the audit head."""
     yield run(
-        d.sql(
-            "UPDATE remediations SET state = ?, finished_at = ?, attempts = ?, reason = ?, "
-            "lease_until = NULL WHERE id = ?"
-        ),
+        ("UPDATE remediations SET state = ?, finished_at = ?, attempts = ?, reason = ?, "
+            "lease_until = NULL WHERE id = ?"),
         state, now, attempts, reason, remediation_id,
     )  # fmt: skip
     if complete_item is not None:
         item_id, outcome = complete_item
         yield run(
-            d.sql(
+            (
                 "UPDATE inbox SET state = 'done', outcome = ?, done_at = ?, "
                 "lease_until = NULL WHERE id = ?"
             ),
@@ -130,7 +120,7 @@ def listed(
         params.append(state)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = yield all_(
-        d.sql(f"SELECT {REMEDIATION_COLUMNS} FROM remediations {where} ORDER BY id LIMIT ?"),  # noqa: S608
+        f"SELECT {REMEDIATION_COLUMNS} FROM remediations {where} ORDER BY id LIMIT ?",  # noqa: S608
         *params,
         limit,
     )
@@ -140,7 +130,7 @@ def listed(
 def unrecovered(
     d: Dialect, *, finished_before: float, after_id: int, limit: int
 ) -> Op[list[Remediation]]:
-    rows = yield all_(d.sql(_UNRECOVERED), finished_before, after_id, limit)
+    rows = yield all_((_UNRECOVERED), finished_before, after_id, limit)
     return [Remediation(*row) for row in rows]
 
 
@@ -157,12 +147,12 @@ def interrupt(
     if expired_only:
         sql += " AND (lease_until IS NULL OR lease_until < ?)"
         params = (now,)
-    rows = yield all_(d.sql(sql + " ORDER BY id") + d.skip_locked, *params)
+    rows = yield all_((sql + " ORDER BY id") + d.skip_locked, *params)
     found = [Remediation(*row) for row in rows]
     if not found:
         return []
     yield run(
-        d.sql(
+        (
             "UPDATE remediations SET state = 'interrupted', finished_at = ?, "  # noqa: S608
             f"lease_until = NULL WHERE id IN ({', '.join('?' * len(found))})"
         ),

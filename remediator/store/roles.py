@@ -1,18 +1,16 @@
 """The store's operations written once for both backends, together: each backend's store class
-is these roles over its driver (remediator/store/sqlite_driver.py, postgres_driver.py) plus
+is these roles over its driver (remediator/store/sqlite.py, postgres_driver.py) plus
 what it does its own way."""
 
 from __future__ import annotations
 
 from remediator.store.api_patterns import PatternOps
-from remediator.store.breakers import BreakerOps
-from remediator.store.chain import ChainOps
+from remediator.store.chain import ChainOps, OutboxOps
 from remediator.store.episodes import EpisodeOps
 from remediator.store.flags import FlagOps
-from remediator.store.guards import GuardOps
+from remediator.store.guards import BreakerOps, GuardOps
 from remediator.store.inbox import InboxOps
 from remediator.store.intents import IntentOps
-from remediator.store.outbox import OutboxOps
 from remediator.store.quarantine import QuarantineOps
 from remediator.store.reconciliation import ReconciliationOps
 from remediator.store.remediations import RemediationOps

@@ -167,7 +167,7 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX episodes_open_target ON episodes (target) WHERE resolved_at IS NULL;
     """,
     # 6: repeats of an alert state (Alertmanager re-sends, HA peers) are counted on its inbox
-    # row; one alert:duplicate record per audit.duplicate_interval (remediator/store/ingest_logic.py).
+    # row; one alert:duplicate record per audit.duplicate_interval (remediator/store/inbox.py).
     """
     ALTER TABLE inbox ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE inbox ADD COLUMN repeat_recorded_at REAL;

@@ -20,13 +20,20 @@ from remediator.audit.events import Event
 from remediator.audit.recording import Recording
 from remediator.errors import StoreUnavailable
 from remediator.store import chain
-from remediator.store.base import AuditAnchor
-from remediator.store.dialect import SQLITE
-from remediator.store.ingest_logic import SEVERITY_PRIORITY
+from remediator.store.inbox import SEVERITY_PRIORITY
+from remediator.store.ops import SQLITE
+from remediator.store.records import AuditAnchor
 from remediator.store.roles import Roles
 from remediator.store.schema import SQLITE_MIGRATIONS
-from remediator.store.sqlite_driver import COMMITTING, SqliteDriver, drive
-from remediator.store.sqlite_writer import Readers, Writer, connect, connect_reader
+from remediator.store.sqlite_writer import (
+    COMMITTING,
+    Readers,
+    SqliteDriver,
+    Writer,
+    connect,
+    connect_reader,
+    drive,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("remediator.store")

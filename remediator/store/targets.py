@@ -8,14 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 from remediator.audit.events import Event
-from remediator.store.dialect import Dialect
-from remediator.store.ops import Append, Driven, Op, all_, one, run
+from remediator.store.ops import Append, Dialect, Driven, Op, all_, one, run
 from remediator.store.records import TargetState
 
 
 def find(d: Dialect, *, target: str) -> Op[TargetState]:
     row = yield one(
-        d.sql(
+        (
             "SELECT registered_at, quarantined_at, quarantine_reason, data FROM target_state "
             "WHERE target = ?"
         ),
@@ -34,7 +33,7 @@ def register(
     if not ordered:
         return []
     rows = yield all_(
-        d.sql(
+        (
             "INSERT INTO target_state (target, registered_at) "  # noqa: S608
             f"VALUES {', '.join(['(?, ?)'] * len(ordered))} "
             "ON CONFLICT (target) DO NOTHING RETURNING target"
@@ -51,7 +50,7 @@ def quarantine(
     d: Dialect, *, target: str, reason: str | None, now: float, events: list[Event]
 ) -> Op[None]:
     yield run(
-        d.sql(
+        (
             "INSERT INTO target_state (target, quarantined_at, quarantine_reason) "
             "VALUES (?, ?, ?) ON CONFLICT (target) DO UPDATE SET "
             "quarantined_at = excluded.quarantined_at, "
@@ -67,13 +66,13 @@ def quarantine(
 def merge_data(d: Dialect, *, target: str, data: dict[str, Any], events: list[Event]) -> Op[None]:
     """The row inserted if missing, then read locked, then written."""
     yield run(
-        d.sql("INSERT INTO target_state (target) VALUES (?) ON CONFLICT (target) DO NOTHING"),
+        "INSERT INTO target_state (target) VALUES (?) ON CONFLICT (target) DO NOTHING",
         target,
     )
-    row = yield one(d.sql("SELECT data FROM target_state WHERE target = ?") + d.for_update, target)
+    row = yield one("SELECT data FROM target_state WHERE target = ?" + d.for_update, target)  # noqa: S608
     current = json.loads(row[0]) if row else {}
     yield run(
-        d.sql("UPDATE target_state SET data = ? WHERE target = ?"),
+        "UPDATE target_state SET data = ? WHERE target = ?",
         json.dumps({**current, **data}, sort_keys=True),
         target,
     )

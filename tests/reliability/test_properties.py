@@ -40,8 +40,8 @@ from remediator.clock import FakeClock
 from remediator.config.model import CircuitBreakerConfig
 from remediator.config.playbooks import RetrySpec
 from remediator.engine import backoff
-from remediator.engine import breaker as breakers
-from remediator.engine.breaker import CircuitBreakers, Transition
+from remediator.engine import guards as breakers
+from remediator.engine.guards import CircuitBreakers, Transition
 from remediator.store.records import BreakerState
 from remediator.store.sqlite import SqliteStore
 from tests.engine_harness import EngineHarness
