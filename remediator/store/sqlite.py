@@ -13,6 +13,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,14 +22,13 @@ from remediator.audit.recording import Recording
 from remediator.errors import StoreUnavailable
 from remediator.store import chain
 from remediator.store.inbox import SEVERITY_PRIORITY
-from remediator.store.ops import SQLITE
+from remediator.store.ops import SQLITE, Driven, OpFn, P
 from remediator.store.records import AuditAnchor
 from remediator.store.roles import Roles
 from remediator.store.schema import SQLITE_MIGRATIONS
 from remediator.store.sqlite_writer import (
     COMMITTING,
     Readers,
-    SqliteDriver,
     Writer,
     connect,
     connect_reader,
@@ -47,7 +47,9 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-class SqliteStore(Roles, SqliteDriver):
+class SqliteStore(Roles, Driven):
+    dialect = SQLITE
+
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
         self._writer: Writer | None = None
@@ -103,6 +105,18 @@ class SqliteStore(Roles, SqliteDriver):
     def _peek(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A read by index on the calling thread (cheaper than :meth:`_read`'s hand-off)."""
         return self._readers.now(fn)
+
+    # The operations written once (remediator/store/ops.py), driven on a writer job or a reader.
+
+    async def _write_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._write(partial(drive, op(SQLITE, *args, **kwargs)))
+
+    async def _read_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._read(partial(drive, op(SQLITE, *args, **kwargs), write=False))
+
+    async def _peek_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """A read by index on the calling thread (cheaper than :meth:`_read_op`'s hand-off)."""
+        return self._peek(partial(drive, op(SQLITE, *args, **kwargs), write=False))
 
     # -- operations --------------------------------------------------------------------------
 

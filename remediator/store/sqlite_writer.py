@@ -43,7 +43,7 @@ from remediator.audit.events import Event
 from remediator.audit.recording import Recording
 from remediator.errors import StoreUnavailable
 from remediator.store import chain
-from remediator.store.ops import SQLITE, Append, Driven, Op, OpFn, P, Query
+from remediator.store.ops import SQLITE, Append, Op, Query
 
 # The batch the writer is running (on the thread running it): ``events`` appended so far
 # (published once committed), ``recording``, the policy applied to every appended event, and
@@ -109,32 +109,6 @@ def drive(op: Op[T], conn: sqlite3.Connection, *, write: bool = True) -> T:
                 cur.close()
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
-
-
-class SqliteDriver(Driven):
-    """The host class (:class:`~remediator.store.sqlite.SqliteStore`) provides ``_write``,
-    ``_read`` and ``_peek``."""
-
-    dialect = SQLITE
-
-    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
-
-    def _peek(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
-
-    async def _write_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._write(lambda conn: drive(op(SQLITE, *args, **kwargs), conn))
-
-    async def _read_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._read(lambda conn: drive(op(SQLITE, *args, **kwargs), conn, write=False))
-
-    async def _peek_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """A read by index on the calling thread (cheaper than :meth:`_read_op`'s hand-off)."""
-        return self._peek(lambda conn: drive(op(SQLITE, *args, **kwargs), conn, write=False))
 
 
 T = TypeVar("T")

@@ -37,6 +37,7 @@ from remediator.actions.docker import (
     DockerUpdateLimitsAction,
     parse_memory,
 )
+from remediator.actions.docker_scale import ACTIONS as SCALE_ACTIONS
 from remediator.actions.docker_scale import (
     NUMBER_LABEL,
     DockerScale,
@@ -221,9 +222,9 @@ def service(docker_client: Any, container_factory: ContainerFactory) -> Iterator
 
 
 def test_exports_cover_every_docker_step() -> None:
-    names = sorted(action.name for action in ACTIONS)
-    assert names == [n for n in steps.action_names() if n.startswith("docker.")]
-    for action in ACTIONS:
+    names = sorted(action.name for action in (*ACTIONS, *SCALE_ACTIONS))
+    assert names == sorted(n for n in steps.action_names() if n.startswith("docker."))
+    for action in (*ACTIONS, *SCALE_ACTIONS):
         wanted = "docker_service" if action.name == "docker.scale" else "docker_container"
         assert action.target_types == frozenset({wanted})
     assert [c.target_type for c in CHECKS] == ["docker_container", "docker_service"]
