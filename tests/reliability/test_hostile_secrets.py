@@ -93,7 +93,7 @@ def test_a_redacted_secret_does_not_follow_a_moved_target(serve: Serve, figures:
         assert base["targets"][0]["headers"] == {"Authorization": "***", "X-Custom-Auth": "***"}
 
         def moved(change: Any) -> dict[str, Any]:
-            doc = json.loads(json.dumps(base))
+            doc: dict[str, Any] = json.loads(json.dumps(base))
             change(doc)
             return doc
 
