@@ -96,10 +96,10 @@ def _reference_moves(
     for name, item in _referenced(new, section, value).items():
         prior = before.get(name)
         if prior is None or type(prior) is not type(item):
-            reasons.append(f"{section} {name!r} is not one it could act on before")
+            reasons.append(f"{name!r} ({section}) is new")
             continue
         reasons += [
-            f"{section} {name!r} has a new {field}"
+            f"{name!r} ({section}) has a new {field}"
             for field in destination(item)
             if getattr(item, field) != getattr(prior, field)
         ]
