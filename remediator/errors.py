@@ -9,6 +9,7 @@
     │   ├── MalformedJSON                MALFORMED_JSON        400
     │   ├── SchemaViolation              VALIDATION_FAILED     422
     │   │   └── ValidationFailed         VALIDATION_FAILED     422 (one line per problem)
+    │   │       └── SecretDestinationChanged SECRET_DESTINATION_CHANGED 422
     │   ├── Unauthorized                 UNAUTHORIZED          401
     │   ├── Forbidden                    FORBIDDEN             403
     │   ├── BodyTooLarge                 PAYLOAD_TOO_LARGE     413
@@ -83,6 +84,13 @@ class ValidationFailed(SchemaViolation):
         more = f" (+{len(details) - 1} more)" if len(details) > 1 else ""
         super().__init__(shown + more)
         self.details = details
+
+
+class SecretDestinationChanged(ValidationFailed):
+    """A configuration sent back with a redacted secret (``***``) whose destination (URL, host,
+    DSN, the target of a playbook, ...) changed: one line per field in ``details``."""
+
+    code = "SECRET_DESTINATION_CHANGED"
 
 
 class Unauthorized(RequestError):

@@ -11,6 +11,19 @@ from remediator.clock import iso
 from remediator.redaction import redact_text
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# Client libraries that log each request's full URL at INFO or DEBUG (a webhook URL's path is
+# often its secret; Slack's and Docker's URLs carry tokens and hosts): warnings and errors only.
+QUIET_LIBRARIES = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "urllib3",
+    "docker",
+    "aiohttp",
+    "slack_sdk",
+    "aiosmtplib",
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,8 +46,16 @@ class JsonFormatter(logging.Formatter):
         return redact_text(json.dumps(entry, default=str, ensure_ascii=False), self.secrets)
 
 
+def quiet_libraries() -> None:
+    """Keep the client libraries' request logs (which print URLs) out: WARNING and above."""
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def protect(secrets: tuple[str, ...]) -> None:
-    """Mask these values (and URL credentials) in every JSON log line from now on."""
+    """Mask these values (and URL credentials) in every JSON log line from now on, and keep
+    the client libraries from logging URLs."""
+    quiet_libraries()
     for handler in logging.getLogger().handlers:
         if isinstance(handler.formatter, JsonFormatter):
             handler.formatter.secrets = secrets
@@ -46,6 +67,7 @@ def setup(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    quiet_libraries()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []

@@ -10,6 +10,7 @@ import functools
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 # The scheme is bounded: unbounded, every start inside a long run of letters and digits would
 # scan to the run's end (quadratic: seconds for one 64 KB label value).
@@ -66,7 +67,8 @@ def configured_secrets(
 ) -> tuple[str, ...]:
     """Every secret value the configuration points at: API tokens, the Slack token, the SMTP
     password, webhook signing secrets, the audit key, Prometheus's bearer token, password and
-    headers (those from environment variables), and passwords inside target URLs/DSNs."""
+    headers (those from environment variables), header values of targets and steps, webhook
+    URLs (and their path and query), and passwords inside target URLs/DSNs."""
     found: list[str] = [t for t in tokens if t]
     notes = config.notifications
     names = [
@@ -82,6 +84,11 @@ def configured_secrets(
         found += [key.strip() for key in env.get(config.audit.encryption_key_env, "").split(",")]
     if notes.slack is not None and notes.slack.webhook_url:
         found.append(notes.slack.webhook_url)
+    for hook in notes.webhooks:  # a generic webhook's path and query are often its secret
+        found += [hook.url, *_url_tail(hook.url)]
+    for playbook in config.playbooks:  # every header value of a step (http.call)
+        for step in playbook.steps:
+            found += getattr(step, "headers", {}).values()
     for target in config.targets:
         for attr in ("url", "replica_url", "dsn", "base_url", "backup_url"):
             value = getattr(target, attr, None)
@@ -100,3 +107,13 @@ def _url_passwords(url: str) -> list[str]:
     creds = match.group("creds")
     _, _, password = creds.partition(":")
     return [password] if password else [creds]
+
+
+_MIN_TAIL = 8  # a shorter path ("/hook", "/api") holds no secret, and masking it would mangle text
+
+
+def _url_tail(url: str) -> list[str]:
+    """The path and query of ``url``, when long enough to hold a secret."""
+    split = urlsplit(url)
+    tail = split.path + (f"?{split.query}" if split.query else "")
+    return [tail] if len(tail) >= _MIN_TAIL else []

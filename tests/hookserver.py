@@ -21,6 +21,7 @@ class Hook(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.hold = hold
         self.paths: list[str] = []
+        self.headers: list[dict[str, str]] = []  # each request's headers, in order
         self.in_flight = 0
         self.most = 0
         self.lock = threading.Lock()
@@ -42,6 +43,7 @@ class _Handler(BaseHTTPRequestHandler):
         hook = self.server
         with hook.lock:
             hook.paths.append(self.path)
+            hook.headers.append(dict(self.headers.items()))
             hook.in_flight += 1
             hook.most = max(hook.most, hook.in_flight)
         try:

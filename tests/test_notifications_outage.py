@@ -1,6 +1,8 @@
 """A served remediator, real actions, real Slack stand-in and SMTP: providers down during 50
 remediations, the service killed (-9) and restarted meanwhile; afterwards every notification
-arrives exactly once, and no configured secret appears anywhere."""
+arrives exactly once, and no configured secret appears anywhere: not a password, a token, a
+header value (of a target or an ``http.call`` step), nor a webhook URL's path or query (the INFO
+log is written while webhook notifications are sent)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from tests.hookserver import serving
 from tests.serving import Served
 from tests.slackapi import SlackAPI
 from tests.smtpserver import SMTPServer
@@ -22,6 +25,8 @@ from tests.smtpserver import SMTPServer
 N = 50
 SLACK_ENV = "REMEDIATOR_TEST_SLACK_TOKEN"
 REDIS_PASSWORD = "s3cr3t-redis-pass-9f2c"  # a test secret that must never leak
+HOOK_PATH, HOOK_QUERY = "s3cr3t-hook-path-41d0", "s3cr3t-hook-query-7e3b"  # the webhook URL's
+TARGET_HEADER, STEP_HEADER = "s3cr3t-target-hdr-c2a9", "s3cr3t-step-hdr-8b51"  # neutral names
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -78,13 +83,15 @@ def events(served: Served, kind: str | None = None) -> list[dict[str, Any]]:
 def test_outage_kill_restart_every_notification_once_and_no_secret_leaks(
     tmp_path: Path, tokens: dict[str, str], sleeper: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with SlackAPI() as slack, SMTPServer() as smtp:
+    with SlackAPI() as slack, SMTPServer() as smtp, serving() as hook:
         monkeypatch.setenv(SLACK_ENV, slack.token)
         config = {
             "health": {"enabled": False},
             "targets": [
                 {"name": "app", "type": "process", "pidfile": str(sleeper)},
                 {"name": "cache", "type": "redis", "url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:1/0"},
+                {"name": "api", "type": "http", "base_url": hook.url,
+                 "headers": {"X-Custom-Auth": TARGET_HEADER}},
             ],
             "playbooks": [
                 {"name": "nudge", "match": ['alertname="AppStuck"'], "target": "app",
@@ -93,8 +100,12 @@ def test_outage_kill_restart_every_notification_once_and_no_secret_leaks(
                 {"name": "flush", "match": ['alertname="CacheFull"'], "target": "cache",
                  "steps": [{"action": "redis.flushdb", "timeout": "3s"}],
                  "cooldown": "0s", "retry": {"max_attempts": 1}},
+                {"name": "call-api", "match": ['alertname="ApiDown"'], "target": "api",
+                 "steps": [{"action": "http.call", "path": "/admin",
+                            "headers": {"X-Request-Source": STEP_HEADER}}]},
             ],
             "notifications": {
+                "webhooks": [{"name": "ops", "url": f"{hook.url}/hooks/{HOOK_PATH}?key={HOOK_QUERY}"}],
                 "slack": {"api_url": slack.url, "token_env": SLACK_ENV, "channel": "#ops", "pace": "0s"},
                 "email": smtp.email_config().model_dump(mode="json"),
             },
@@ -139,7 +150,12 @@ def test_outage_kill_restart_every_notification_once_and_no_secret_leaks(
             incidents = [m for m in slack.messages if m.method == "chat.update"]
             assert len({m.ts for m in incidents}) == N + 1
             metrics = httpx.get(served.url + "/metrics").text
-            # No secret anywhere: events, log, Slack, email, metrics.
+            assert any(path.startswith("/hooks/") for path in hook.paths)  # webhooks were sent
+            admin = served.headers("admin")
+            shown = httpx.get(served.url + "/api/v1/recovery/configuration", headers=admin).text
+            dry = httpx.post(served.url + "/api/v1/recovery/test", headers=admin,
+                             json={"target": "api", "playbook": "call-api"}).text  # fmt: skip
+            # No secret anywhere: events, log, Slack, email, metrics, configuration, dry run.
             blobs = [
                 json.dumps(events(served)),
                 served.log(),
@@ -147,8 +163,11 @@ def test_outage_kill_restart_every_notification_once_and_no_secret_leaks(
                 json.dumps([[m.text, m.blocks] for m in slack.messages]),
                 "\n".join(m.message.as_string() for m in smtp.messages),
                 metrics,
+                shown,
+                dry,
             ]
-            for secret in (*tokens.values(), slack.token, REDIS_PASSWORD):
+            for secret in (*tokens.values(), slack.token, REDIS_PASSWORD, HOOK_PATH, HOOK_QUERY,
+                           TARGET_HEADER, STEP_HEADER):  # fmt: skip
                 for blob in blobs:
                     assert secret not in blob
         finally:

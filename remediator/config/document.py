@@ -1,11 +1,15 @@
 """The configuration as a document: redacted for reading, compared for changes.
 
 ``GET /configuration`` shows every value except secrets: credentials in URLs and DSNs, values of
-keys that name a secret (``password``, ``token``, ``Authorization`` headers, ...) and the paths of
-webhook URLs. Names of token files and environment variables are shown: they are not secrets.
+keys that name a secret (``password``, ``token``, ...), and by position every header value (of
+targets, ``http.call`` steps, Prometheus) and the path and query of every notifier URL (Slack's
+``webhook_url``, each webhook's ``url``), whatever the names. Names of token files and
+environment variables are shown: they are not secrets.
 
-A document read with GET can be sent back with PUT unchanged: :func:`restore_secrets` puts the
-current value back wherever the new document still holds exactly the redacted form of it.
+A document read with GET can be sent back with PUT unchanged: :func:`restore` puts the current
+value back wherever the new document still holds exactly the redacted form of it, and says where
+the document relies on a secret it does not carry (for :mod:`remediator.config.destinations`,
+which refuses one whose destination moved).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ _SECRET_KEY = re.compile(
 )
 _NAME_SUFFIXES = ("_env", "_file")  # token_env, password_env, token_file: names, not values
 _PATH_SECRET_KEYS = frozenset({"webhook_url"})  # Slack-style URLs whose path is the secret
+# By position: (the key of the enclosing mapping or list, the key) of URLs whose path and query are
+# redacted (a generic webhook's path is often its secret); every value of a ``headers`` mapping.
+_PATH_SECRET_PLACES = frozenset({("webhooks", "url")})
+_HEADERS = "headers"
 _URL = re.compile(r"^(?P<origin>[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*)(?P<rest>[/?#].*)$", re.DOTALL)
 # Lists whose items are matched by name when restoring secrets (else by position).
 _ITEM_KEYS = ("name", "id")
@@ -36,25 +44,30 @@ def _secret_key(key: str) -> bool:
 Secrets = tuple[str, ...]
 
 
-def _redact_leaf(key: str | None, value: str, secrets: Secrets = ()) -> str:
-    if key is not None and _secret_key(key):
+def _redact_leaf(
+    key: str | None, value: str, secrets: Secrets = (), parent: str | None = None
+) -> str:
+    if (key is not None and _secret_key(key)) or parent == _HEADERS:
         return REDACTED if value else value
-    if key in _PATH_SECRET_KEYS:
+    if key in _PATH_SECRET_KEYS or (parent, key) in _PATH_SECRET_PLACES:
         match = _URL.match(value)
         if match:
             return redact_text(match.group("origin"), secrets) + "/" + REDACTED
     return redact_text(value, secrets)
 
 
-def redact_document(value: Any, key: str | None = None, secrets: Secrets = ()) -> Any:
+def redact_document(
+    value: Any, key: str | None = None, secrets: Secrets = (), parent: str | None = None
+) -> Any:
     """A JSON-like document with every secret replaced by ``***``; ``secrets`` are values to
-    mask wherever they appear (the API tokens, values the configuration points at)."""
+    mask wherever they appear (the API tokens, values the configuration points at). ``parent``
+    is the key of the mapping (or list) that holds ``key``."""
     if isinstance(value, str):
-        return _redact_leaf(key, value, secrets)
+        return _redact_leaf(key, value, secrets, parent)
     if isinstance(value, dict):
-        return {k: redact_document(v, str(k), secrets) for k, v in value.items()}
+        return {k: redact_document(v, str(k), secrets, key) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact_document(v, key, secrets) for v in value]
+        return [redact_document(v, key, secrets, parent) for v in value]
     return value
 
 
@@ -72,17 +85,47 @@ def _item_key(item: Any) -> str | None:
     return None
 
 
-def restore_secrets(new: Any, old: Any, key: str | None = None, secrets: Secrets = ()) -> Any:
+Path = tuple[str | int, ...]
+
+
+def restore(new: Any, old: Any, secrets: Secrets = ()) -> tuple[Any, list[Path]]:
     """``new`` with every redacted value that still equals the redacted ``old`` value at the same
-    place replaced by the ``old`` value. List items are matched by ``name``/``id`` when they have
-    one, else by position."""
+    place replaced by the ``old`` value (list items are matched by ``name``/``id`` when they
+    have one, else by position), and the paths (in ``new``) where the document relies on a
+    secret it does not carry: each value restored, and each value still holding ``***`` where
+    ``old`` held a secret (a URL whose credentials were kept while its host changed)."""
+    held: list[Path] = []
+    return _restore(new, old, key=None, parent=None, secrets=secrets, path=(), held=held), held
+
+
+def _restore(
+    new: Any,
+    old: Any,
+    *,
+    key: str | None,
+    parent: str | None,
+    secrets: Secrets,
+    path: Path,
+    held: list[Path],
+) -> Any:
     if isinstance(new, str):
-        if isinstance(old, str) and REDACTED in new and new == _redact_leaf(key, old, secrets):
+        if not isinstance(old, str) or REDACTED not in new:
+            return new
+        redacted_old = _redact_leaf(key, old, secrets, parent)
+        if new == redacted_old:
+            if new != old:
+                held.append(path)
             return old
+        if REDACTED in redacted_old and redacted_old != old:
+            held.append(path)  # stands for a secret, but not at the same place: not restored
         return new
     if isinstance(new, dict):
         previous = old if isinstance(old, dict) else {}
-        return {k: restore_secrets(v, previous.get(k), str(k), secrets) for k, v in new.items()}
+        return {
+            k: _restore(v, previous.get(k), key=str(k), parent=key, secrets=secrets,
+                        path=(*path, str(k)), held=held)
+            for k, v in new.items()
+        }  # fmt: skip
     if isinstance(new, list):
         olds = old if isinstance(old, list) else []
         by_key = {k: item for item in olds if (k := _item_key(item)) is not None}
@@ -93,7 +136,8 @@ def restore_secrets(new: Any, old: Any, key: str | None = None, secrets: Secrets
                 match = by_key.get(item_key)
             else:
                 match = olds[i] if i < len(olds) else None
-            out.append(restore_secrets(item, match, key, secrets))
+            out.append(_restore(item, match, key=key, parent=parent, secrets=secrets,
+                                path=(*path, i), held=held))  # fmt: skip
         return out
     return new
 

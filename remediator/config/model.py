@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -53,6 +53,7 @@ class ServerConfig(_Section):
 
 
 class StoreConfig(_Section):
+    DESTINATION: ClassVar[tuple[str, ...]] = ("url",)
     url: str = DEFAULT_STORE_URL
 
     @model_validator(mode="after")
@@ -118,6 +119,7 @@ class SafetyConfig(_Section):
 
 
 class AlertmanagerConfig(_Section):
+    DESTINATION: ClassVar[tuple[str, ...]] = ("url",)
     url: str | None = None
     reconcile_interval: Duration = 60.0
 
@@ -154,6 +156,8 @@ class PrometheusBasicAuth(_Section):
 
 class PrometheusConfig(_Section):
     """The server ``verify.prometheus`` steps query (remediator/engine/prometheus.py)."""
+
+    DESTINATION: ClassVar[tuple[str, ...]] = ("url", "ca_file", "insecure_skip_verify")
 
     url: str | None = None
     timeout: Duration = 10.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,6 +35,9 @@ class WindowLimit(BaseModel):
 
 class PlaybookSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Its steps' secrets (http.call headers) go to its target (remediator/config/destinations.py)
+    DESTINATION: ClassVar[tuple[str, ...]] = ("target",)
+    DESTINATION_REFS: ClassVar[dict[str, str]] = {"target": "targets"}
 
     name: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
     match: list[str] = Field(default_factory=list)

@@ -7,7 +7,7 @@ action only ever receives a target looked up here by exact name.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -18,6 +18,9 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 
 class _TargetBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The fields that decide where the target's secrets are sent (remediator/config/destinations.py)
+    DESTINATION: ClassVar[tuple[str, ...]] = ()
 
     name: str
     check_interval: Duration | None = None  # default: the seed interval for the kind
@@ -33,6 +36,7 @@ class _TargetBase(BaseModel):
 
 class DockerContainerTarget(_TargetBase):
     type: Literal["docker_container"]
+    DESTINATION: ClassVar[tuple[str, ...]] = ("docker_host",)
     container: str = ""  # the container's name on the engine; defaults to the target name
     docker_host: str | None = None  # e.g. unix:///run/other.sock; None = the default engine
 
@@ -43,6 +47,7 @@ class DockerContainerTarget(_TargetBase):
 
 class DockerServiceTarget(_TargetBase):
     type: Literal["docker_service"]
+    DESTINATION: ClassVar[tuple[str, ...]] = ("docker_host",)
     project: str
     service: str
     docker_host: str | None = None
@@ -52,17 +57,20 @@ class DockerServiceTarget(_TargetBase):
 
 class RedisTarget(_TargetBase):
     type: Literal["redis"]
+    DESTINATION: ClassVar[tuple[str, ...]] = ("url", "replica_url")
     url: str
     replica_url: str | None = None
 
 
 class PostgresTarget(_TargetBase):
     type: Literal["postgres"]
+    DESTINATION: ClassVar[tuple[str, ...]] = ("dsn",)
     dsn: str
 
 
 class HttpTarget(_TargetBase):
     type: Literal["http"]
+    DESTINATION: ClassVar[tuple[str, ...]] = ("base_url", "backup_url")
     base_url: str
     backup_url: str | None = None
     health_path: str = "/"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from remediator.audit import events as ev
+from remediator.config.document import redact_document
 from remediator.config.model import Config
 from remediator.config.patterns import (
     Classification,
@@ -199,7 +200,9 @@ class Catalog:
 
 
 def step_json(step: Step) -> dict[str, Any]:
-    data: dict[str, Any] = step.model_dump(mode="json", exclude_defaults=True)
+    """A step as shown by dry runs and ``simulate``: secrets redacted as in GET /configuration
+    (every header value of ``http.call``)."""
+    data: dict[str, Any] = redact_document(step.model_dump(mode="json", exclude_defaults=True))
     data["action"] = step.action
     return data
 

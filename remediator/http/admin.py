@@ -16,6 +16,7 @@ from starlette.responses import Response
 from remediator import reload
 from remediator.audit import events as ev
 from remediator.audit.events import Event
+from remediator.config import destinations
 from remediator.config import document as configdoc
 from remediator.config import model as config_mod
 from remediator.config.auth import Principal
@@ -29,6 +30,7 @@ from remediator.errors import (
     MalformedJSON,
     Missing,
     PatternExists,
+    SecretDestinationChanged,
     ServiceNotFound,
     ValidationFailed,
 )
@@ -219,8 +221,11 @@ async def put_configuration(request: Request, rt: Runtime, who: Principal) -> Re
     except ValueError:
         raise MalformedJSON("the body is not valid JSON") from None
     current = rt.config.model_dump(mode="json")
-    data = configdoc.restore_secrets(data, current, secrets=known_secrets(rt))
+    data, held = configdoc.restore(data, current, secrets=known_secrets(rt))
     config = validate_configuration(data)
+    moved = destinations.moved(config, rt.config, held)
+    if moved:
+        raise SecretDestinationChanged(moved)
     try:
         applied = await reload.apply(rt, config, actor=who.name, source="api", conflicts="refuse")
     except ConfigError as exc:

@@ -53,6 +53,7 @@ from remediator.redaction import redact_text
 
 
 class EmailConfig(ChannelConfig):
+    DESTINATION: ClassVar[tuple[str, ...]] = ("host", "port", "tls", "ca_file")
     host: str
     port: int = Field(default=587, ge=1, le=65535)
     tls: Literal["starttls", "implicit", "none"] = "starttls"

@@ -48,6 +48,7 @@ from remediator.notifiers.base import (
 
 
 class SlackConfig(ChannelConfig):
+    DESTINATION: ClassVar[tuple[str, ...]] = ("api_url", "webhook_url")
     token_env: str | None = None
     token_file: str | None = None
     webhook_url: str | None = None

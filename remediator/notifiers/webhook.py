@@ -59,6 +59,7 @@ from remediator.redaction import redact_text
 
 
 class WebhookConfig(ChannelConfig):
+    DESTINATION: ClassVar[tuple[str, ...]] = ("url",)
     name: str
     url: str
     secret_env: str | None = None
