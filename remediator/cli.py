@@ -68,6 +68,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 1
+    from remediator.config.auth import file_problems
+
+    unsafe = file_problems(cfg.auth)
+    for line in unsafe:
+        print(line, file=sys.stderr)
+    if unsafe:
+        return 1
     for line in config_mod.warnings(cfg):
         print(f"warning: {line}", file=sys.stderr)
     print(

@@ -91,7 +91,9 @@ def create_app(
             await stop(rt)
             log.info("remediator stopped")
 
-    return App(routes=routes(), lifespan=lifespan)
+    return App(
+        routes=routes(), lifespan=lifespan, exception_handlers=dict.fromkeys((404, 405), endpoints.http_error)
+    )
 
 
 async def build_runtime(

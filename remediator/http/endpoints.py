@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from starlette.datastructures import URLPath
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
@@ -20,9 +21,12 @@ from remediator.alerts import WebhookPayload
 from remediator.config.auth import Capability
 from remediator.config.model import Config
 from remediator.config.patterns import PatternSpec
+from remediator.errors import MethodNotAllowed
 from remediator.errors import NotFound as NotFoundError
+from remediator.errors import RequestError
 from remediator.http import admin, api, intake, management, openapi, target_views
 from remediator.http.openapi import Operation, Param
+from remediator.http.web import error_response
 from remediator.http.schemas import (
     BreakerReset,
     BreakersResponse,
@@ -224,6 +228,19 @@ class NotFound(BaseRoute):
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         raise NoMatchFound(name, path_params)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405 (registered for those two) in the API's error format: a known
+    path asked with another method is a JSON 405 that keeps Starlette's ``Allow`` header."""
+    assert isinstance(exc, HTTPException)
+    error: RequestError
+    if exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        error = MethodNotAllowed(f"{request.method} is not allowed here; use {allow}", allow=allow)
+    else:
+        error = NotFoundError("no such endpoint; see /api/v1/recovery/openapi.json")
+    return error_response(error)
 
 
 def routes() -> list[BaseRoute]:

@@ -19,6 +19,7 @@ from remediator.config.auth import Capability, Principal
 from remediator.errors import (
     BodyTooLarge,
     Forbidden,
+    MethodNotAllowed,
     RateLimited,
     RequestError,
     Unauthorized,
@@ -109,6 +110,8 @@ def error_headers(exc: RequestError) -> dict[str, str]:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = CHALLENGE
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = exc.allow
     return headers
 
 
