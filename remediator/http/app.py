@@ -33,6 +33,7 @@ from remediator.engine.worker import Worker
 from remediator.http import endpoints
 from remediator.http.intake_asgi import App
 from remediator.http.ratelimit import RateLimiter
+from remediator.http.throttle import AuthThrottle
 from remediator.metrics import Metrics
 from remediator.notifiers import CHANNELS, build_notifiers
 from remediator.plugins import Plugins
@@ -92,7 +93,9 @@ def create_app(
             log.info("remediator stopped")
 
     return App(
-        routes=routes(), lifespan=lifespan, exception_handlers=dict.fromkeys((404, 405), endpoints.http_error)
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers=dict.fromkeys((404, 405), endpoints.http_error),
     )
 
 
@@ -191,8 +194,14 @@ async def build_runtime(
     )
     escalator = Escalator(config=config, store=the_store, clock=the_clock, metrics=the_metrics)
     limiter = RateLimiter(config.api.rate_limit.rate, config.api.rate_limit.burst)
+    throttle = AuthThrottle(
+        failures=config.auth.throttle.failures,
+        window=config.auth.throttle.window,
+        clock=the_clock.monotonic,
+    )
     return Runtime(
         limiter=limiter,
+        throttle=throttle,
         escalator=escalator,
         retention=retention,
         outbox=outbox,

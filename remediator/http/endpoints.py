@@ -21,12 +21,10 @@ from remediator.alerts import WebhookPayload
 from remediator.config.auth import Capability
 from remediator.config.model import Config
 from remediator.config.patterns import PatternSpec
-from remediator.errors import MethodNotAllowed
+from remediator.errors import MethodNotAllowed, RequestError
 from remediator.errors import NotFound as NotFoundError
-from remediator.errors import RequestError
 from remediator.http import admin, api, intake, management, openapi, target_views
 from remediator.http.openapi import Operation, Param
-from remediator.http.web import error_response
 from remediator.http.schemas import (
     BreakerReset,
     BreakersResponse,
@@ -50,6 +48,7 @@ from remediator.http.schemas import (
     TriggerRequest,
     TriggerResponse,
 )
+from remediator.http.web import error_response
 
 PREFIX = "/api/v1/recovery"
 

@@ -51,7 +51,8 @@ async def webhook(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> No
                 authorization = value.decode("latin-1")
         elif name == b"content-length" and declared is None:
             declared = value.decode("latin-1")
-    reply = await accept(rt, authorization, declared, receive)
+    peer = scope.get("client")
+    reply = await accept(rt, authorization, declared, receive, client=peer[0] if peer else None)
     headers = [(b"content-length", b"%d" % len(reply.body)), _CONTENT_TYPE]
     if reply.headers:  # first, as Starlette's Response puts them
         headers[:0] = [
