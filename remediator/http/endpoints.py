@@ -229,13 +229,24 @@ class NotFound(BaseRoute):
         raise NoMatchFound(name, path_params)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path (Starlette's own ``Allow`` names only the
+    first route's, though GET and PUT /configuration are two)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        matched = isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+        if matched and route.methods:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own 404 and 405 (registered for those two) in the API's error format: a known
-    path asked with another method is a JSON 405 that keeps Starlette's ``Allow`` header."""
+    path asked with another method is a JSON 405 with ``Allow``."""
     assert isinstance(exc, HTTPException)
     error: RequestError
     if exc.status_code == 405:
-        allow = (exc.headers or {}).get("Allow", "")
+        allow = allowed_methods(request)
         error = MethodNotAllowed(f"{request.method} is not allowed here; use {allow}", allow=allow)
     else:
         error = NotFoundError("no such endpoint; see /api/v1/recovery/openapi.json")
