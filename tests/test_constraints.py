@@ -98,6 +98,6 @@ def test_the_constraints_file_says_how_to_regenerate_it_and_every_install_uses_i
     assert re.search(r"^CONSTRAINTS\s*:=\s*constraints\.txt$", makefile, re.M)
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert re.search(r"COPY [^\n]*constraints\.txt", dockerfile)
-    assert re.search(r"pip install -c constraints\.txt \.", dockerfile)
+    assert re.search(r"pip install \. -c constraints\.txt", dockerfile)
     ignore = (ROOT / "deploy" / "Dockerfile.dockerignore").read_text().splitlines()
     assert "!constraints.txt" in ignore
