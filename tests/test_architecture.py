@@ -26,6 +26,7 @@ CONFIG_LEAVES: Final = (
     "remediator.config.templates",
     "remediator.config.regex",
     "remediator.config.promql",
+    "remediator.config.secretfile",
 )
 LAYERS: Final[Sequence[Layer]] = (
     ("cli", (("remediator.cli", "remediator.__main__"),)),

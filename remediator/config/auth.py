@@ -7,10 +7,7 @@
 Tokens come from files or environment variables, never from the YAML itself. Comparison is
 constant-time over every configured token; tokens never appear in logs, errors or metrics.
 
-A token file is refused as ssh refuses a private key: when it belongs to the user remediator runs
-as, no one else may have any permission on it (mode 0600 or 0400); whoever owns it, no one but
-its owner and group may write it. A file another user owns (root's ``root:remediator 0640``, a
-Kubernetes Secret, a compose secret bind-mounted from the host) is protected by that owner.
+A token file others may read or write is refused (remediator/config/secretfile.py).
 """
 
 from __future__ import annotations
@@ -20,13 +17,13 @@ import binascii
 import hashlib
 import hmac
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from remediator.config.model import ROLE_ENV, AuthConfig, Role
+from remediator.config.secretfile import permission_problem
 from remediator.errors import ConfigError
 
 Capability = Literal["intake", "read", "admin"]
@@ -101,25 +98,6 @@ class Authenticator:
         return None
 
 
-def file_problem(path: Path, *, uid: int | None = None) -> str | None:
-    """Why the token file at ``path`` may not be used (its permissions), or None; a file that
-    cannot be read is left to the reading. ``uid`` is the user remediator runs as."""
-    try:
-        found = path.stat()
-    except OSError:
-        return None
-    mode = stat.S_IMODE(found.st_mode)
-    owner = os.geteuid() if uid is None else uid
-    if found.st_uid == owner and mode & 0o077:
-        return (
-            f"{path}: permissions {mode:04o} are too open: a token file must be readable by its "
-            f"owner only; run `chmod 600 {path}`"
-        )
-    if mode & 0o002:
-        return f"{path}: anyone may write it (permissions {mode:04o}); run `chmod o-w {path}`"
-    return None
-
-
 def token_paths(config: AuthConfig, base: Path | None = None) -> list[tuple[int, Path]]:
     """Each ``auth.tokens[i].token_file``, by index, relative ones under ``base``."""
     out: list[tuple[int, Path]] = []
@@ -128,16 +106,6 @@ def token_paths(config: AuthConfig, base: Path | None = None) -> list[tuple[int,
             path = Path(spec.token_file)
             out.append((i, base / path if base is not None and not path.is_absolute() else path))
     return out
-
-
-def file_problems(config: AuthConfig, base: Path | None = None) -> list[str]:
-    """The permission problem of every configured token file that exists (``check-config``)."""
-    problems = []
-    for i, path in token_paths(config, base):
-        problem = file_problem(path)
-        if problem is not None:
-            problems.append(f"auth.tokens[{i}].token_file: {problem}")
-    return problems
 
 
 def load_credentials(
@@ -152,7 +120,7 @@ def load_credentials(
         token = ""
         if i in paths:
             path = paths[i]
-            problem = file_problem(path)
+            problem = permission_problem(path)
             if problem is not None:
                 problems.append(f"auth.tokens[{i}].token_file: {problem}")
                 continue

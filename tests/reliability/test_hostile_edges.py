@@ -2,8 +2,9 @@
 
 Against real served processes and the real CLI:
 
-- a token file that group or others may read is refused by ``check-config`` and ``serve``, with
-  a message naming the file and the fix; ``remediator tokens`` writes files ``serve`` accepts;
+- a token file (an API token, the Slack bot token, Prometheus's bearer token) that group or
+  others may read is refused by ``check-config`` and ``serve``, with a message naming the file
+  and the fix; ``remediator tokens`` writes files ``serve`` accepts;
   a file owned by another user (a compose or Kubernetes secret) is that user's business, unless
   anyone may write it;
 - wrong credentials are throttled per client address: past ``auth.throttle.failures`` the address
@@ -102,6 +103,35 @@ def test_a_token_file_others_may_read_is_refused_naming_the_file_and_the_fix(
     assert checked.returncode == 1
     assert f"{admin_file}: anyone may write it (permissions 0646)" in checked.stderr
     refused += 1
+
+    # The other secret files: the Slack bot token, Prometheus's bearer token and password.
+    secrets = {name: tmp_path / name for name in ("slack.token", "prom.token", "prom.password")}
+    for path in secrets.values():
+        path.write_text("s" * 32 + "\n")
+        path.chmod(0o644)
+    admin_file.chmod(0o600)
+    os.chown(admin_file, os.geteuid(), os.getegid())
+    config = {
+        **auth_config(directory),
+        "notifications": {"slack": {"token_file": str(secrets["slack.token"]), "channel": "#o"}},
+        "prometheus": {
+            "url": "http://127.0.0.1:9",
+            "bearer_token_file": str(secrets["prom.token"]),
+        },
+    }
+    other = serve(config, start=False)
+    checked = cli("check-config", str(other.config_path), cwd=tmp_path)
+    assert checked.returncode == 1
+    for field, name in (
+        ("notifications.slack.token_file", "slack.token"),
+        ("prometheus.bearer_token_file", "prom.token"),
+    ):
+        assert f"{field}: {secrets[name]}: permissions 0644 are too open" in checked.stderr
+        refused += 1
+    with pytest.raises(RuntimeError, match="exited"):
+        other.start()
+    for name in ("slack.token", "prom.token"):
+        assert f"run `chmod 600 {secrets[name]}`" in other.log()
     figures(modes_refused=refused)
 
 
