@@ -3,18 +3,20 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip --disable-pip-version-check -q
+# The pinned versions every install uses (regenerate with `make constraints`).
+CONSTRAINTS := constraints.txt
 
-.PHONY: run test lint typecheck unit services services-down bench demo clean
+.PHONY: run test lint typecheck unit services services-down bench demo clean constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e .
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP) install -c $(CONSTRAINTS) -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP) install -c $(CONSTRAINTS) -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
 ## run: serve on 127.0.0.1:9095 with the example configuration and local tokens in ./data/
@@ -47,6 +49,13 @@ demo: $(VENV)/.installed-dev services
 
 bench: $(VENV)/.installed-dev services
 	$(BIN)/python -m bench
+
+## constraints: re-pin constraints.txt to what the dev venv holds (after changing pyproject.toml:
+## `rm -rf .venv && make constraints` re-resolves from the bounds, newest versions first)
+constraints: | $(BIN)/python
+	$(PIP) install -e '.[dev]'
+	{ sed -n '/^#/p' $(CONSTRAINTS); $(BIN)/pip freeze --exclude-editable; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -57,6 +57,24 @@ def _stored(
         return None
 
 
+def _secret_file_problems(cfg: config_mod.Config) -> list[str]:
+    """The permission problem of every secret file the configuration names that exists here (a
+    file missing where ``check-config`` runs is left to ``serve``)."""
+    from remediator.config.secretfile import permission_problem
+
+    prometheus = cfg.prometheus
+    basic = prometheus.basic_auth
+    slack = cfg.notifications.slack
+    named = [
+        *((f"auth.tokens[{i}].token_file", s.token_file) for i, s in enumerate(cfg.auth.tokens)),
+        ("notifications.slack.token_file", slack.token_file if slack else None),
+        ("prometheus.bearer_token_file", prometheus.bearer_token_file),
+        ("prometheus.basic_auth.password_file", basic.password_file if basic else None),
+    ]
+    found = [(field, permission_problem(Path(path))) for field, path in named if path]
+    return [f"{field}: {problem}" for field, problem in found if problem]
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = _config_path(args.path)
     if path is None:
@@ -67,6 +85,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
+        return 1
+    unsafe = _secret_file_problems(cfg)
+    for line in unsafe:
+        print(line, file=sys.stderr)
+    if unsafe:
         return 1
     for line in config_mod.warnings(cfg):
         print(f"warning: {line}", file=sys.stderr)
@@ -114,6 +137,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     path = _config_path(args.config)
     try:
         cfg = load_config(path)
+        unsafe = _secret_file_problems(cfg)
+        if unsafe:
+            raise ConfigError(unsafe)
         credentials = load_credentials(cfg.auth)
     except ConfigError as exc:
         for line in exc.problems:

@@ -16,6 +16,7 @@
     │   ├── NotFound                     NOT_FOUND             404
     │   ├── ServiceNotFound              SERVICE_NOT_FOUND     404
     │   ├── NotQuarantined               NOT_QUARANTINED       404
+    │   ├── MethodNotAllowed             METHOD_NOT_ALLOWED    405 (with ``Allow``)
     │   ├── PatternExists                PATTERN_EXISTS        409
     │   ├── CircuitOpen                  CIRCUIT_OPEN          409
     │   ├── Conflict                     (its own code)        409 (PAUSED, COOLDOWN, ...)
@@ -118,6 +119,17 @@ class NotQuarantined(RequestError):
 
     code = "NOT_QUARANTINED"
     status = 404
+
+
+class MethodNotAllowed(RequestError):
+    """A known path asked with a method it does not answer; ``allow`` lists the ones it does."""
+
+    code = "METHOD_NOT_ALLOWED"
+    status = 405
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class BodyTooLarge(RequestError):

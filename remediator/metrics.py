@@ -70,6 +70,22 @@ class Metrics:
             registry=r,
         )
 
+        # Authentication (issue 18): reason is missing (no credentials where they are needed)
+        # or invalid (credentials that match no token). Never the client address as a label.
+        self.auth_failures = Counter(
+            "remediator_auth_failures_total",
+            "Failed authentications, by reason (missing, invalid).",
+            ["reason"],
+            registry=r,
+        )
+        self.auth_failures_missing = self.auth_failures.labels("missing")
+        self.auth_failures_invalid = self.auth_failures.labels("invalid")
+        self.auth_throttled = Counter(
+            "remediator_auth_throttled_total",
+            "Requests answered 429 because their address failed authentication too often.",
+            registry=r,
+        )
+
         # Targets and health (issue 3).
         self.target_up = Gauge(
             "remediator_target_up",

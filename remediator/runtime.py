@@ -29,6 +29,14 @@ class Limiter(Protocol):
     def check(self, key: str) -> None: ...
 
 
+class Throttle(Protocol):
+    """Failed authentication per client address (remediator/http/throttle.py, built by the app)."""
+
+    def wait(self, host: str | None) -> int: ...
+
+    def failed(self, host: str | None) -> None: ...
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -46,6 +54,8 @@ class Runtime:
     escalator: Escalator
     # The management API: per-token rate limits (built by the HTTP layer).
     limiter: Limiter
+    # Failed authentication, per client address (built by the HTTP layer).
+    throttle: Throttle
     reconciler: Reconciler | None = None
     retention: Retention | None = None
     draining: bool = False

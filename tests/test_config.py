@@ -114,6 +114,7 @@ def test_unknown_keys_are_rejected() -> None:
 
 def test_tokens_from_files_env_and_role_variables(tmp_path: Path) -> None:
     (tmp_path / "a.token").write_text("a" * 32 + "\n")
+    (tmp_path / "a.token").chmod(0o600)  # a token file others may read is refused
     cfg = config_mod.parse(
         {
             "auth": {

@@ -300,6 +300,7 @@ def test_example_tokens_are_refused(tmp_path: Path) -> None:
     example = COMPOSE_DIR / "secrets" / "alertmanager.token.example"
     token = tmp_path / "alertmanager.token"
     token.write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    token.chmod(0o600)
     auth = config_mod.AuthConfig.model_validate(
         {"tokens": [{"name": "am", "role": "alertmanager", "token_file": str(token)}]}
     )

@@ -231,6 +231,7 @@ def test_wrong_token_is_permanent_and_never_in_details(slack_api: SlackAPI) -> N
 def test_token_from_file(slack_api: SlackAPI, tmp_path: Path) -> None:
     path = tmp_path / "slack-token"
     path.write_text(slack_api.token + "\n")
+    path.chmod(0o600)  # a secret file others may read is refused
     config = SlackConfig(token_file=str(path), api_url=slack_api.url)
     assert run(SlackNotifier(config, clock=FakeClock()), lambda n: n.send(note())).ok
 

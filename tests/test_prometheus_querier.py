@@ -144,6 +144,7 @@ def test_a_bearer_token_basic_auth_and_extra_headers_are_sent(
     )
     assert _ask(bearer) == (1.0,)
     (tmp_path / "password").write_text("pa55word\n")
+    (tmp_path / "password").chmod(0o600)  # a secret file others may read is refused
     basic = config_mod.PrometheusConfig(
         url=recording.url,
         basic_auth={"username": "remediator", "password_file": str(tmp_path / "password")},

@@ -6,6 +6,8 @@
 
 Tokens come from files or environment variables, never from the YAML itself. Comparison is
 constant-time over every configured token; tokens never appear in logs, errors or metrics.
+
+A token file others may read or write is refused (remediator/config/secretfile.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from remediator.config.model import ROLE_ENV, AuthConfig, Role
+from remediator.config.secretfile import permission_problem
 from remediator.errors import ConfigError
 
 Capability = Literal["intake", "read", "admin"]
@@ -95,6 +98,16 @@ class Authenticator:
         return None
 
 
+def token_paths(config: AuthConfig, base: Path | None = None) -> list[tuple[int, Path]]:
+    """Each ``auth.tokens[i].token_file``, by index, relative ones under ``base``."""
+    out: list[tuple[int, Path]] = []
+    for i, spec in enumerate(config.tokens):
+        if spec.token_file is not None:
+            path = Path(spec.token_file)
+            out.append((i, base / path if base is not None and not path.is_absolute() else path))
+    return out
+
+
 def load_credentials(
     config: AuthConfig, env: Mapping[str, str] | None = None, base: Path | None = None
 ) -> list[tuple[Principal, str]]:
@@ -102,12 +115,15 @@ def load_credentials(
     env = os.environ if env is None else env
     problems: list[str] = []
     out: list[tuple[Principal, str]] = []
+    paths = dict(token_paths(config, base))
     for i, spec in enumerate(config.tokens):
         token = ""
-        if spec.token_file is not None:
-            path = Path(spec.token_file)
-            if base is not None and not path.is_absolute():
-                path = base / path
+        if i in paths:
+            path = paths[i]
+            problem = permission_problem(path)
+            if problem is not None:
+                problems.append(f"auth.tokens[{i}].token_file: {problem}")
+                continue
             try:
                 token = path.read_text(encoding="utf-8").strip()
             except OSError as exc:

@@ -76,8 +76,14 @@ class TokenSpec(_Section):
         return self
 
 
+class AuthThrottleConfig(_Section):
+    failures: int = Field(default=10, ge=1)
+    window: Duration = Field(default=60.0, gt=0)
+
+
 class AuthConfig(_Section):
     tokens: list[TokenSpec] = Field(default_factory=list)
+    throttle: AuthThrottleConfig = Field(default_factory=AuthThrottleConfig)
 
 
 class CircuitBreakerConfig(_Section):

@@ -28,6 +28,7 @@ from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from remediator.config.model import PrometheusConfig
+from remediator.config.secretfile import permission_problem
 from remediator.errors import ConfigError
 
 # Extra time the awaiting side allows over the HTTP timeout before it gives up on a query.
@@ -88,6 +89,9 @@ def _secret(what: str, *, name: str | None, path: str | None, env: Mapping[str, 
             raise ConfigError([f"{what}: environment variable {name} is not set"])
         return value
     assert path is not None
+    unsafe = permission_problem(Path(path))
+    if unsafe is not None:
+        raise ConfigError([f"{what}: {unsafe}"])
     try:
         value = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:

@@ -36,7 +36,10 @@ async def health(request: Request) -> Response:
     healthy = all(v == "up" for v in components.values()) and not rt.draining
     status = "draining" if rt.draining else ("healthy" if healthy else "unhealthy")
     answer: dict[str, Any] = {"status": status, "components": components}
-    who = principal(request) if request.headers.get("authorization") else None
+    try:
+        who = principal(request) if request.headers.get("authorization") else None
+    except RequestError as exc:  # 429: the address is throttled for failed authentication
+        return error_response(exc)
     if who is not None and who.may("read"):
         try:
             answer["detail"] = await health_detail(rt, store_up=components["store"] == "up")

@@ -33,6 +33,7 @@ from remediator.engine.worker import Worker
 from remediator.http import endpoints
 from remediator.http.intake import App
 from remediator.http.ratelimit import RateLimiter
+from remediator.http.throttle import AuthThrottle
 from remediator.metrics import Metrics
 from remediator.notifiers import CHANNELS, build_notifiers
 from remediator.plugins import Plugins
@@ -90,7 +91,11 @@ def create_app(
             await stop(rt)
             log.info("remediator stopped")
 
-    return App(routes=routes(), lifespan=lifespan)
+    return App(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers=dict.fromkeys((404, 405), endpoints.http_error),
+    )
 
 
 async def build_runtime(
@@ -188,8 +193,14 @@ async def build_runtime(
     )
     escalator = Escalator(config=config, store=the_store, clock=the_clock, metrics=the_metrics)
     limiter = RateLimiter(config.api.rate_limit.rate, config.api.rate_limit.burst)
+    throttle = AuthThrottle(
+        failures=config.auth.throttle.failures,
+        window=config.auth.throttle.window,
+        clock=the_clock.monotonic,
+    )
     return Runtime(
         limiter=limiter,
+        throttle=throttle,
         escalator=escalator,
         retention=retention,
         outbox=outbox,

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from starlette.datastructures import URLPath
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
@@ -20,6 +21,7 @@ from remediator.alerts import WebhookPayload
 from remediator.config.auth import Capability
 from remediator.config.model import Config
 from remediator.config.patterns import PatternSpec
+from remediator.errors import MethodNotAllowed, RequestError
 from remediator.errors import NotFound as NotFoundError
 from remediator.http import admin, api, intake, management, openapi, target_views
 from remediator.http.openapi import Operation, Param
@@ -46,7 +48,7 @@ from remediator.http.schemas import (
     TriggerRequest,
     TriggerResponse,
 )
-from remediator.http.web import PREFIX
+from remediator.http.web import PREFIX, error_response
 
 
 async def openapi_json(request: Request) -> Response:
@@ -223,6 +225,30 @@ class NotFound(BaseRoute):
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         raise NoMatchFound(name, path_params)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path (Starlette's own ``Allow`` names only the
+    first route's, though GET and PUT /configuration are two)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        matched = isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+        if matched and route.methods:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405 (registered for those two) in the API's error format: a known
+    path asked with another method is a JSON 405 with ``Allow``."""
+    assert isinstance(exc, HTTPException)
+    error: RequestError
+    if exc.status_code == 405:
+        allow = allowed_methods(request)
+        error = MethodNotAllowed(f"{request.method} is not allowed here; use {allow}", allow=allow)
+    else:
+        error = NotFoundError("no such endpoint; see /api/v1/recovery/openapi.json")
+    return error_response(error)
 
 
 def routes() -> list[BaseRoute]:

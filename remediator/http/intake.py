@@ -48,6 +48,7 @@ from remediator.http.web import (
     JSON,
     PREFIX,
     authorize,
+    client_host,
     error_body,
     error_headers,
     read_capped,
@@ -84,17 +85,23 @@ def parse_payload(body: bytes) -> WebhookPayload:
 
 
 async def accept(
-    rt: Runtime, authorization: str | None, declared: str | None, receive: Receive
+    rt: Runtime,
+    authorization: str | None,
+    declared: str | None,
+    receive: Receive,
+    *,
+    client: str | None = None,
 ) -> Reply:
     """Answer one webhook request: its ``Authorization`` and ``Content-Length`` header values
-    (or None); its body is read from the ASGI ``receive`` once the caller is authorised."""
+    (or None); its body is read from the ASGI ``receive`` once the caller is authorised.
+    ``client`` is the caller's address (failed authentication is throttled by it)."""
     started = time.perf_counter()
     metrics = rt.metrics
     headers = NO_HEADERS
     try:
         if rt.draining:
             raise Unavailable("remediator is shutting down; retry")
-        authorize(rt, authorization, "intake")
+        authorize(rt, authorization, "intake", client)
         body = await read_capped(receive, declared, rt.config.server.max_body_bytes)
         payload = parse_payload(body)
         try:
@@ -157,6 +164,7 @@ async def receive(request: Request) -> Response:
         request.headers.get("authorization"),
         request.headers.get("content-length"),
         request.receive,
+        client=client_host(request),
     )
     return Response(reply.body, reply.status, headers=reply.headers, media_type=JSON)
 
@@ -194,7 +202,8 @@ async def webhook(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> No
                 authorization = value.decode("latin-1")
         elif name == b"content-length" and declared is None:
             declared = value.decode("latin-1")
-    reply = await accept(rt, authorization, declared, receive)
+    peer = scope.get("client")
+    reply = await accept(rt, authorization, declared, receive, client=peer[0] if peer else None)
     headers = [(b"content-length", b"%d" % len(reply.body)), _CONTENT_TYPE]
     if reply.headers:  # first, as Starlette's Response puts them
         headers[:0] = [

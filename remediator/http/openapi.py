@@ -45,7 +45,8 @@ ERRORS: dict[int, tuple[str, str]] = {
     413: ("The body is too large (server.max_body_bytes)", "PAYLOAD_TOO_LARGE"),
     422: ("Invalid request; `details` names each field", "VALIDATION_FAILED"),
     429: (
-        f"Rate limited: {DEFAULT_RATE:g} requests/s, burst {DEFAULT_BURST}, per token",
+        f"Rate limited: {DEFAULT_RATE:g} requests/s, burst {DEFAULT_BURST}, per token; or the "
+        "address failed authentication too often (auth.throttle)",
         "RATE_LIMITED",
     ),
     503: ("The store is unavailable or remediator is shutting down; retry", "STORE_UNAVAILABLE"),
@@ -214,7 +215,7 @@ def build(operations: Sequence[Operation]) -> dict[str, Any]:
         errors = set(op.errors)
         if op.access in ("intake", "read", "admin"):
             errors |= {401, 403}
-        if op.limited:
+        if op.limited or op.access != "public":  # auth.throttle applies wherever a token is read
             errors.add(429)
         if body is not None:
             errors |= {400, 413, 422}

@@ -19,6 +19,7 @@ from remediator.config.auth import Capability, Principal
 from remediator.errors import (
     BodyTooLarge,
     Forbidden,
+    MethodNotAllowed,
     RateLimited,
     RequestError,
     Unauthorized,
@@ -38,32 +39,60 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def identify(rt: Runtime, authorization: str | None) -> Principal | None:
+def identify(rt: Runtime, authorization: str | None, client: str | None = None) -> Principal | None:
     """Who presents this ``Authorization`` header, or None. With auth disabled
-    (``--insecure-no-auth``), everyone is admin."""
+    (``--insecure-no-auth``), everyone is admin. From a ``client`` address throttled for failed
+    authentication (remediator/http/throttle.py), 429 unless the token is an alertmanager one."""
     if not rt.authenticator.enabled:
         return ANONYMOUS
-    return rt.authenticator.from_header(authorization)
-
-
-def authorize(rt: Runtime, authorization: str | None, capability: Capability) -> Principal:
-    """The caller, if allowed ``capability``; else 401 (no/wrong credentials) or 403 (role)."""
-    who = identify(rt, authorization)
+    if not authorization:
+        return None
+    who = rt.authenticator.from_header(authorization)
+    wait = rt.throttle.wait(client)
+    if wait:
+        if who is not None and who.role == "alertmanager":
+            return who
+        rt.metrics.auth_throttled.inc()
+        raise RateLimited(
+            "too many failed authentications from this address; retry later", retry_after=wait
+        )
     if who is None:
+        rt.metrics.auth_failures_invalid.inc()
+        rt.throttle.failed(client)
+    return who
+
+
+def authorize(
+    rt: Runtime, authorization: str | None, capability: Capability, client: str | None = None
+) -> Principal:
+    """The caller, if allowed ``capability``; else 401 (no/wrong credentials), 403 (role) or
+    429 (``client`` is throttled for failed authentication)."""
+    who = identify(rt, authorization, client)
+    if who is None:
+        if not authorization:
+            rt.metrics.auth_failures_missing.inc()
         raise Unauthorized("missing or invalid credentials")
     if not who.may(capability):
         raise Forbidden(f"role {who.role!r} may not do this")
     return who
 
 
+def client_host(request: Request) -> str | None:
+    """The caller's address (what the throttle of failed authentication is keyed by)."""
+    return request.client.host if request.client is not None else None
+
+
 def principal(request: Request) -> Principal | None:
     """Who is calling, or None. With auth disabled (``--insecure-no-auth``), everyone is admin."""
-    return identify(runtime(request), request.headers.get("authorization"))
+    return identify(runtime(request), request.headers.get("authorization"), client_host(request))
 
 
 def require(request: Request, capability: Capability) -> Principal:
-    """The caller, if allowed ``capability``; else 401 (no/wrong credentials) or 403 (role)."""
-    return authorize(runtime(request), request.headers.get("authorization"), capability)
+    """The caller, if allowed ``capability``; else 401 (no/wrong credentials), 403 (role) or 429
+    (its address is throttled for failed authentication)."""
+    return authorize(
+        runtime(request), request.headers.get("authorization"), capability, client_host(request)
+    )
 
 
 async def read_capped(receive: Receive, declared: str | None, limit: int) -> bytes:
@@ -111,6 +140,8 @@ def error_headers(exc: RequestError) -> dict[str, str]:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = CHALLENGE
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = exc.allow
     return headers
 
 

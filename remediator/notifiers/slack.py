@@ -36,6 +36,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from remediator.audit.events import Event
 from remediator.clock import Clock
 from remediator.config.durations import Duration
+from remediator.config.secretfile import permission_problem
 from remediator.errors import ConfigError
 from remediator.notifiers.base import (
     Channel,
@@ -219,6 +220,9 @@ def _read_token(config: SlackConfig, env: Mapping[str, str]) -> str | None:
             raise ConfigError([f"notifications.slack.token_env: {config.token_env} is not set"])
         return token
     if config.token_file is not None:
+        unsafe = permission_problem(Path(config.token_file))
+        if unsafe is not None:
+            raise ConfigError([f"notifications.slack.token_file: {unsafe}"])
         try:
             token = Path(config.token_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
