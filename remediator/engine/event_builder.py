@@ -9,7 +9,13 @@ from remediator.audit import events as ev
 from remediator.audit.events import Event, evolve
 from remediator.clock import Clock
 from remediator.engine.breaker import Transition, TransitionEvents
-from remediator.engine.decisions import TARGET_NOT_REGISTERED, UNKNOWN_PATTERN, Decision, sanitize
+from remediator.engine.decisions import (
+    TARGET_NOT_ALLOWED,
+    TARGET_NOT_REGISTERED,
+    UNKNOWN_PATTERN,
+    Decision,
+    sanitize,
+)
 from remediator.engine.guards import ESCALATING
 from remediator.metrics import Metrics
 from remediator.store import InboxItem
@@ -98,6 +104,11 @@ class EventBuilder:
 def skip_detail(decision: Decision) -> str:
     if decision.reason == TARGET_NOT_REGISTERED:
         return f"target {sanitize(decision.rendered_target)!r} is not registered; refused"
+    if decision.reason == TARGET_NOT_ALLOWED and decision.plan and decision.plan.allowed:
+        return (
+            f"target {sanitize(decision.rendered_target)!r} is not on the allow-list of "
+            f"{decision.plan.name!r} ({decision.plan.allowed.describe()}); refused"
+        )
     if decision.reason == UNKNOWN_PATTERN:
         return "no failure pattern matched and no playbook applies; escalating instead of guessing"
     return decision.reason or ""
