@@ -56,12 +56,15 @@ def _links(event: Event, hosts: Sequence[str]) -> tuple[dict[str, str], dict[str
     """The alert's links a notification may show, and a field for each one it hides."""
     links: dict[str, str] = {}
     hidden: dict[str, str] = {}
-    for name, key in (("generator", "generator_url"), ("runbook", "runbook_url")):
+    for name, key, field in (
+        ("generator", "generator_url", "source"),
+        ("runbook", "runbook_url", "runbook"),
+    ):
         url = str(event.details.get(key) or "")
         if url and allowed(url, hosts):
             links[name] = url
         elif url:
-            hidden[name] = HIDDEN
+            hidden[field] = HIDDEN
     return links, hidden
 
 

@@ -95,12 +95,14 @@ def test_only_links_on_allowed_hosts_are_shown_in_slack_and_email(
         assert "|Source>" not in allowed_slack and HIDDEN in allowed_slack  # 127.0.0.1 hidden
         text, html = parts(mail_by["allowed"][0].message)
         assert f"Runbook: {ALLOWED}" in text and f'<a href="{ALLOWED}">Runbook</a>' in html
-        assert "127.0.0.1:9090" not in text + html and HIDDEN in text
+        assert "127.0.0.1:9090" not in text + html and text.count(HIDDEN) == 1
+        assert f"*Source*\n{HIDDEN}" in allowed_slack
 
         for name in ("foreign", "userpart"):
             shown = slack_text(slack_by[name][0])
             text, html = parts(mail_by[name][0].message)
-            assert HIDDEN in shown and HIDDEN in text and HIDDEN in html
+            assert shown.count(HIDDEN) == text.count(HIDDEN) == html.count(HIDDEN) == 2
+            assert f"Runbook:  {HIDDEN}" in text and f"Source:   {HIDDEN}" in text
             for where in (shown, text, html):
                 assert "evil.example" not in where and "127.0.0.1:9090" not in where
             assert "|Runbook>" not in shown and "href" not in html
