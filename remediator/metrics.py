@@ -197,6 +197,7 @@ class Metrics:
             "max_per_window",
             "circuit_open",
             "target_not_registered",
+            "target_not_allowed",
         ):
             self.guard_blocks.labels(reason)
         for reason in (
@@ -206,6 +207,7 @@ class Metrics:
             "blast_radius",
             "unknown_pattern",
             "target_not_registered",
+            "target_not_allowed",
             "quarantined",
             "notification_dead",
             "no_recovery",

@@ -21,7 +21,7 @@ from remediator.config import model as config_mod
 from remediator.config.patterns import DEFAULT_FIELDS, DEFAULT_PATTERNS
 from remediator.config.steps import ACTION_TARGET_TYPES, Step, action_names
 from remediator.config.targets import TargetType
-from remediator.engine.decisions import TARGET_NOT_REGISTERED, UNKNOWN_PATTERN
+from remediator.engine.engine import ESCALATE_ON_SKIP
 from remediator.engine.guards import (
     BLAST_RADIUS,
     CIRCUIT_OPEN,
@@ -185,7 +185,7 @@ def test_the_guards_are_documented_in_order() -> None:
     guards = [PAUSED, QUARANTINED, BLAST_RADIUS, COOLDOWN, MAX_PER_WINDOW, CIRCUIT_OPEN]
     assert [r for r in reasons if r in guards][: len(guards)] == guards
     escalated = {code(row[1]) for row in rows if row[3] == "yes"}
-    assert escalated == set(ESCALATING) | {UNKNOWN_PATTERN, TARGET_NOT_REGISTERED}
+    assert escalated == set(ESCALATING) | ESCALATE_ON_SKIP
 
 
 def test_the_api_doc_lists_exactly_the_sections_that_need_a_restart() -> None:

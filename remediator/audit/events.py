@@ -79,7 +79,7 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     RECOVERY_DRY_RUN: ("a dry run finished: its steps only said what they would do", "`dry_run`"),
     RECOVERY_FAILED: ("every attempt failed, or a restart interrupted a run", "`failure` or `interrupted`"),
     RECOVERY_SKIPPED: ("nothing ran, or a retry stopped", "the reason (see [Safety guards](#safety-guards))"),
-    RECOVERY_ESCALATED: ("a human must look", "the reason: `unknown_pattern`, `target_not_registered`, `quarantined`, `blast_radius`, `max_per_window`, `circuit_open`, `remediation_failed`, `no_recovery`, `notification_dead`, or an `escalate` step's `reason`; `severity`: the alert's (`high` for `no_recovery` and `notification_dead`)"),
+    RECOVERY_ESCALATED: ("a human must look", "the reason: `unknown_pattern`, `target_not_registered`, `target_not_allowed`, `quarantined`, `blast_radius`, `max_per_window`, `circuit_open`, `remediation_failed`, `no_recovery`, `notification_dead`, or an `escalate` step's `reason`; `severity`: the alert's (`high` for `no_recovery` and `notification_dead`)"),
     RECOVERY_PAUSED: ("the kill switch was set (`POST /pause`)", "`paused`; `actor`: the caller, `details.reason`, `details.changed`"),
     RECOVERY_RESUMED: ("the kill switch was cleared (`POST /resume`)", "`resumed`; `actor`: the caller, `details.reason`, `details.changed`"),
     CIRCUIT_OPEN: ("a breaker opened", "`open`. `actor: health` for probes"),

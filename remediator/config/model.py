@@ -14,11 +14,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from remediator.config.durations import Duration
+from remediator.config.links import check_host
 from remediator.config.patterns import PatternSpec
 from remediator.config.playbooks import PlaybookSpec
+from remediator.config.selectors import TargetSelector
 from remediator.config.targets import Target
 from remediator.errors import ConfigError
 from remediator.notifiers import CHANNELS
@@ -193,6 +202,17 @@ class NotificationsConfig(_Section):
     slack: SlackConfig | None = None
     email: EmailConfig | None = None
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    link_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts whose links taken from an alert (its `runbook_url` annotation, its "
+        "`generatorURL`) notifications show, e.g. `runbooks.example.com` or `*.example.com` "
+        "(any subdomain); any other link is hidden. `[]`: no alert link is shown.",
+    )
+
+    @field_validator("link_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return [check_host(host) for host in value]
 
 
 class EscalationLevel(_Section):
@@ -264,6 +284,9 @@ class Config(_Section):
                 )
             if "{{" not in book.target and book.target not in names:
                 problems.append(f"playbooks[{i}].target: unknown target {book.target!r}")
+            problems += _selector_problems(self, f"playbooks[{i}]", book.target, book.targets)
+        for i, pattern in enumerate(self.patterns):
+            problems += _selector_problems(self, f"patterns[{i}]", pattern.target, pattern.targets)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -273,6 +296,23 @@ class Config(_Section):
             if target.name == name:
                 return target
         return None
+
+
+def _selector_problems(
+    cfg: Config, where: str, target: str | None, selector: TargetSelector | None
+) -> list[str]:
+    """A selector naming unregistered targets, or a fixed target its own selector refuses."""
+    if selector is None:
+        return []
+    problems = [
+        f"{where}.targets.names: unknown target {name!r}"
+        for name in selector.names
+        if cfg.target(name) is None
+    ]
+    fixed = cfg.target(target) if target and "{{" not in target else None
+    if fixed is not None and not selector.allows(fixed.name, fixed.labels):
+        problems.append(f"{where}.targets: does not allow its own target {fixed.name!r}")
+    return problems
 
 
 def _unique(problems: list[str], section: str, names: list[str]) -> None:
@@ -404,6 +444,28 @@ def warnings(cfg: Config) -> list[str]:
             "prometheus.insecure_skip_verify: TLS certificates of Prometheus are not verified; "
             "anyone on the path can answer verify.prometheus queries (prefer ca_file)"
         )
+    found += _unlisted_templates(cfg)
+    return found
+
+
+def _unlisted_templates(cfg: Config) -> list[str]:
+    """Playbooks (and patterns with recovery steps) whose templated target has no allow-list."""
+    found: list[str] = []
+    books = [
+        (f"playbooks[{i}] ({b.name})", b.target, b.targets) for i, b in enumerate(cfg.playbooks)
+    ]
+    books += [
+        (f"patterns[{i}] ({p.id})", p.target, p.targets)
+        for i, p in enumerate(cfg.patterns)
+        if p.recovery and p.target
+    ]
+    for where, target, selector in books:
+        if target and "{{" in target and selector is None:
+            found.append(
+                f"{where}.targets: the target {target!r} comes from alert text and no "
+                "allow-list limits it, so a forged label can make it act on any registered "
+                "target; add targets: {names: [...]} or {labels: {...}}"
+            )
     return found
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remediator.config.durations import Duration
 from remediator.config.regex import Regex, RegexError, compile_regex
+from remediator.config.selectors import TargetSelector
 from remediator.config.steps import Step
 
 Op = Literal["=", "!=", "=~", "!~"]
@@ -96,6 +97,10 @@ class PatternSpec(BaseModel):
     severity: Severity = "medium"
     recovery: list[Step] = Field(default_factory=list)
     target: str | None = None  # template of the target the recovery steps act on
+    targets: TargetSelector | None = Field(
+        default=None,
+        description="The allow-list of `recovery`, as a playbook's `targets`.",
+    )
     cooldown: Duration = 30.0
 
     @field_validator("pattern")

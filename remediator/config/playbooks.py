@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remediator.config.durations import Duration
 from remediator.config.patterns import Matcher, parse
+from remediator.config.selectors import TargetSelector
 from remediator.config.steps import Step, Template, compile_template
 
 Priority = Literal["critical", "high", "medium", "low"]
@@ -43,6 +44,12 @@ class PlaybookSpec(BaseModel):
     match: list[str] = Field(default_factory=list)
     pattern: str | None = None  # a pattern id or a category
     target: str
+    targets: TargetSelector | None = Field(
+        default=None,
+        description="The allow-list: the targets it may act on, by `names` and/or `labels`; a "
+        "rendered target outside it is refused (`target_not_allowed`). `null`: any registered "
+        "target, and `check-config` warns when `target` is a template.",
+    )
     priority: Priority = "medium"
     steps: list[Step] = Field(min_length=1)
     retry: RetrySpec = Field(default_factory=RetrySpec)

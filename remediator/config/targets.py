@@ -14,6 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from remediator.config.durations import Duration
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+LABEL_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]{0,63}$")
+
+
+def check_labels(value: dict[str, str]) -> dict[str, str]:
+    """Label keys are short identifiers; values are short, printable text."""
+    for key, item in value.items():
+        if not LABEL_KEY_RE.match(key):
+            raise ValueError(
+                f"invalid label name {key!r}: a letter or '_', then letters, digits, '_', '.', '-'"
+            )
+        if not item.isprintable() or len(item) > 128:
+            raise ValueError(f"invalid value for label {key!r}: printable, at most 128 characters")
+    return value
 
 
 class _TargetBase(BaseModel):
@@ -25,6 +38,16 @@ class _TargetBase(BaseModel):
     name: str
     check_interval: Duration | None = None  # default: the seed interval for the kind
     check_timeout: Duration = 5.0
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels of your choosing (`role: web`) that a playbook's `targets.labels` "
+        "allow-list selects it by.",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_labels(value)
 
     @field_validator("name")
     @classmethod

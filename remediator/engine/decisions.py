@@ -23,6 +23,7 @@ from remediator.config.patterns import (
     effective_patterns,
 )
 from remediator.config.playbooks import PRIORITY_RANK, PlaybookSpec, RetrySpec, WindowLimit
+from remediator.config.selectors import TargetSelector
 from remediator.config.steps import (
     STATE_CHANGING,
     PluginStep,
@@ -41,6 +42,7 @@ NO_PLAYBOOK = "no_playbook"
 UNKNOWN_PATTERN = "unknown_pattern"
 TARGET_NOT_REGISTERED = "target_not_registered"
 TARGET_WRONG_TYPE = "target_wrong_type"
+TARGET_NOT_ALLOWED = "target_not_allowed"  # registered, but not on the plan's allow-list
 
 _CATEGORY_EVENTS = {
     "memory": ev.HEALTH_HIGH_MEMORY,
@@ -65,6 +67,7 @@ class Plan:
     cooldown: float
     max_per_window: WindowLimit | None
     dry_run: bool
+    allowed: TargetSelector | None = None  # the targets it may act on (None: any registered)
 
     @classmethod
     def from_spec(cls, spec: PlaybookSpec) -> Plan:
@@ -79,6 +82,7 @@ class Plan:
             cooldown=spec.cooldown,
             max_per_window=spec.max_per_window,
             dry_run=spec.dry_run,
+            allowed=spec.targets,
         )
 
 
@@ -120,7 +124,7 @@ class Decision:
             "runs": self.runs,
             "reason": self.reason,
             "rendered_target": sanitize(self.rendered_target)
-            if self.reason in (TARGET_NOT_REGISTERED, TARGET_WRONG_TYPE)
+            if self.reason in (TARGET_NOT_REGISTERED, TARGET_WRONG_TYPE, TARGET_NOT_ALLOWED)
             else None,
         }
 
@@ -186,6 +190,7 @@ class Catalog:
                 cooldown=p.cooldown,
                 max_per_window=WindowLimit(count=3),
                 dry_run=False,
+                allowed=p.targets,
             )
             for p in patterns
             if p.recovery and p.target
@@ -273,6 +278,8 @@ def decide(
     target = catalog.targets.get(rendered)
     if target is None:
         return made(TARGET_NOT_REGISTERED, plan, None, rendered)
+    if plan.allowed is not None and not plan.allowed.allows(target.name, target.labels):
+        return made(TARGET_NOT_ALLOWED, plan, target, rendered)
     for step in plan.steps:
         if step.action in STATE_CHANGING and not fits(step.action, target.type):
             return made(TARGET_WRONG_TYPE, plan, target, rendered)

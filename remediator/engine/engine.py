@@ -20,6 +20,7 @@ from remediator.clock import Clock
 from remediator.config.model import Config
 from remediator.engine import recovery
 from remediator.engine.decisions import (
+    TARGET_NOT_ALLOWED,
     TARGET_NOT_REGISTERED,
     UNKNOWN_PATTERN,
     Catalog,
@@ -37,7 +38,7 @@ from remediator.store.records import INTERRUPTED, Remediation
 
 log = logging.getLogger("remediator.engine")
 Outcome = tuple[list[Event], str]
-ESCALATE_ON_SKIP = frozenset({UNKNOWN_PATTERN, TARGET_NOT_REGISTERED})
+ESCALATE_ON_SKIP = frozenset({UNKNOWN_PATTERN, TARGET_NOT_REGISTERED, TARGET_NOT_ALLOWED})
 DECIDED = "decided"
 ALREADY = "already_remediated"
 PREPARED_FOR = 1.0  # seconds a batch's blast-radius count stands for its alerts
@@ -212,7 +213,7 @@ class Engine:
             events = [*detected, b.skip(reason, skip_detail(decision) or reason)]
             if reason in ESCALATE_ON_SKIP:
                 events.append(b.escalation(reason, skip_detail(decision)))
-            if reason == TARGET_NOT_REGISTERED:
+            if reason in (TARGET_NOT_REGISTERED, TARGET_NOT_ALLOWED):
                 self.metrics.guard_blocks.labels(reason).inc()
             return events, "skipped"
         assert decision.target is not None

@@ -110,6 +110,11 @@ def resolve(
             max_per_window=None,
             dry_run=False,
         )
+    if plan.allowed is not None and not plan.allowed.allows(found.name, found.labels):
+        raise ValidationFailed(
+            [f"target: {found.name!r} is not on the allow-list of {plan.name!r} "
+             f"({plan.allowed.describe()})"]
+        )  # fmt: skip
     for step in plan.steps:
         if step.action in STATE_CHANGING and not fits(step.action, found.type):
             raise ValidationFailed(

@@ -15,7 +15,9 @@ goes to that level only. With no levels configured, every escalation goes
 to every configured channel, once per incident. A notification that was dead-lettered
 on one channel escalates through the others.
 
-Destinations come only from configuration, never from alert content.
+Destinations come only from configuration, never from alert content. Links taken from the alert
+(its ``runbook_url``, its ``generatorURL``) are shown only when their host is on
+``notifications.link_hosts`` (remediator/config/links.py); the others become a field that says so.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from remediator.audit.events import Event
 from remediator.audit.recording import OutboxRow, Router
+from remediator.config.links import HIDDEN, allowed
 from remediator.config.model import Config, EscalationLevel
 from remediator.notifiers import CHANNELS, configured, section
 
@@ -49,12 +52,24 @@ def _fields(event: Event) -> dict[str, str]:
     return {k: v for k, v in fields.items() if v}
 
 
-def _payload(event: Event, phase: str) -> dict[str, Any]:
-    links = {
-        name: str(event.details[key])
-        for name, key in (("generator", "generator_url"), ("runbook", "runbook_url"))
-        if event.details.get(key)
-    }
+def _links(event: Event, hosts: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The alert's links a notification may show, and a field for each one it hides."""
+    links: dict[str, str] = {}
+    hidden: dict[str, str] = {}
+    for name, key, field in (
+        ("generator", "generator_url", "source"),
+        ("runbook", "runbook_url", "runbook"),
+    ):
+        url = str(event.details.get(key) or "")
+        if url and allowed(url, hosts):
+            links[name] = url
+        elif url:
+            hidden[field] = HIDDEN
+    return links, hidden
+
+
+def _payload(event: Event, phase: str, hosts: Sequence[str] = ()) -> dict[str, Any]:
+    links, hidden = _links(event, hosts)
     title = event.alertname or event.type
     if event.target:
         title += f" on {event.target}"
@@ -63,7 +78,7 @@ def _payload(event: Event, phase: str) -> dict[str, Any]:
         "title": title,
         "phase": phase,
         "severity": event.severity,
-        "fields": _fields(event),
+        "fields": {**_fields(event), **hidden},
         "links": links,
         "detail": detail,
         "data": {k: v for k, v in event.as_dict().items() if k not in ("prev_hash", "hash")},
@@ -88,6 +103,7 @@ def build_router(config: Config) -> Router | None:
     if not kinds:
         return None
     levels = config.escalation.levels
+    hosts = notes.link_hosts
 
     def rows(
         event: Event, channels: Sequence[str], phase: str, dedupe: str | None
@@ -99,7 +115,7 @@ def build_router(config: Config) -> Router | None:
             for destination in kind.destinations(section(notes, kind), event):
                 key = f"{dedupe}:{channel}:{destination}" if dedupe else None
                 out.append(OutboxRow(channel, destination, incident, phase,
-                                     _payload(event, phase), key))  # fmt: skip
+                                     _payload(event, phase, hosts), key))  # fmt: skip
         return out
 
     def route(event: Event) -> list[OutboxRow]:

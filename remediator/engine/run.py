@@ -24,6 +24,7 @@ from remediator.config.model import Config
 from remediator.config.targets import Target
 from remediator.engine import backoff
 from remediator.engine.decisions import (
+    TARGET_NOT_ALLOWED,
     TARGET_NOT_REGISTERED,
     UNKNOWN_PATTERN,
     Decision,
@@ -129,6 +130,11 @@ class EventBuilder:
 def skip_detail(decision: Decision) -> str:
     if decision.reason == TARGET_NOT_REGISTERED:
         return f"target {sanitize(decision.rendered_target)!r} is not registered; refused"
+    if decision.reason == TARGET_NOT_ALLOWED and decision.plan and decision.plan.allowed:
+        return (
+            f"target {sanitize(decision.rendered_target)!r} is not on the allow-list of "
+            f"{decision.plan.name!r} ({decision.plan.allowed.describe()}); refused"
+        )
     if decision.reason == UNKNOWN_PATTERN:
         return "no failure pattern matched and no playbook applies; escalating instead of guessing"
     return decision.reason or ""
