@@ -133,3 +133,38 @@ def test_a_level_is_not_notified_early_by_another_levels_escalation(
             assert await escalator.run_once() == 0  # once per remediation and level
 
     asyncio.run(main())
+
+
+def test_a_level_for_target_refused_hears_of_unregistered_and_disallowed_targets(
+    tmp_path: Path, smtp: SMTPServer
+) -> None:
+    """``when: [target_refused]`` covers both refusals of a templated target: a target that is
+    not registered and one outside the playbook's allow-list (warning alerts, so ``critical``
+    plays no part)."""
+
+    async def main() -> None:
+        sections = _sections(smtp)
+        sections["targets"][0]["labels"] = {"role": "web"}
+        sections["playbooks"] = [restart_playbook(targets={"labels": {"role": "web"}})]
+        sections["escalation"] = {
+            "levels": [{"name": "owners", "when": ["target_refused"], "notify": ["email"]}]
+        }
+        h = await EngineHarness.create(tmp_path, sections)
+        try:
+            await h.send(alert("ghost", container="nowhere"))  # not registered
+            await h.send(alert("forged", container="api"))  # registered, not allowed
+            await h.drain()
+            await deliver(h)
+            subjects = sorted(m.message["Subject"] for m in smtp.messages)
+            escalated = [s for s in subjects if s.startswith("[ESCALATED]")]
+            assert len(escalated) == 2, subjects
+            events = await h.events("recovery:escalated")
+            assert sorted(e.outcome for e in events) == [
+                "target_not_allowed",
+                "target_not_registered",
+            ]
+        finally:
+            await h.rt.outbox.stop()
+            await h.close()
+
+    asyncio.run(main())

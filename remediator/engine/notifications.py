@@ -23,12 +23,13 @@ Destinations come only from configuration, never from alert content. Links taken
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from remediator.audit.events import Event
 from remediator.audit.recording import OutboxRow, Router
 from remediator.config.links import HIDDEN, allowed
 from remediator.config.model import Config, EscalationLevel
+from remediator.engine.decisions import TARGET_NOT_ALLOWED, TARGET_NOT_REGISTERED
 from remediator.notifiers import CHANNELS, configured, section
 
 ESCALATED = "recovery:escalated"
@@ -85,8 +86,15 @@ def _payload(event: Event, phase: str, hosts: Sequence[str] = ()) -> dict[str, A
     }
 
 
+# The levels' vocabulary names one reason for both refusals of a templated target.
+LEVEL_REASONS: Final = {
+    TARGET_NOT_REGISTERED: "target_refused",
+    TARGET_NOT_ALLOWED: "target_refused",
+}
+
+
 def _level_applies(level: EscalationLevel, event: Event) -> bool:
-    reason = event.outcome
+    reason = LEVEL_REASONS.get(event.outcome or "", event.outcome)
     if event.severity == "critical" and "critical" in level.when:
         return True
     if reason not in level.when:
