@@ -118,6 +118,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(path)
         credentials = load_credentials(cfg.auth)
+        if cfg.audit.signing_key_file:  # refused before listening, like a bad token file
+            from remediator.audit.signing import KeyFileError, load_private
+
+            try:
+                load_private(cfg.audit.signing_key_file)
+            except KeyFileError as exc:
+                raise ConfigError([str(exc)]) from None
     except ConfigError as exc:
         for line in exc.problems:
             print(f"config: {line}", file=sys.stderr)

@@ -380,6 +380,12 @@ def test_a_signing_key_others_may_read_is_refused(tmp_path: Path) -> None:
     )  # fmt: skip
     with pytest.raises(ConfigError, match=r"accessible by its group or others \(mode 0640\)"):
         checkpointer(cfg, store=None, clock=FakeClock(), metrics=Metrics())  # type: ignore[arg-type]
+    config = tmp_path / "remediator.yml"
+    config.write_text(
+        f"store: {{url: 'sqlite:///{tmp_path}/s.db'}}\naudit: {{signing_key_file: '{private}'}}\n"
+    )
+    refused = _cli("serve", "--config", str(config), "--insecure-no-auth", "--host", "127.0.0.1")
+    assert refused.returncode == 1 and "mode 0640" in refused.stderr, refused.stderr
     again = _cli("audit", "keygen", str(private))
     assert again.returncode == 1 and "exists; not overwritten" in again.stderr
 
