@@ -19,8 +19,10 @@ a change and move the head. A :class:`Trust` adds what such a writer cannot forg
 (remediator/audit/signing.py): the public key that every ``audit:signed_checkpoint`` record's
 signature must verify with (and each must match the chain's hash at its ``seq``), and checkpoints
 exported outside the store (``SEQ:DIGEST``), each of which must still be in the chain with that
-hash. In a store that encrypts, a record stored in the clear after a sealed one is refused: it
-was written without the key.
+hash. With the key, the unkeyed retention checkpoint the walk starts from must be attested by
+retention's ``audit:checkpoint`` record at or below a signed or exported checkpoint. In a store
+that encrypts, a record stored in the clear after a sealed one is refused: it was written
+without the key.
 
 Retention deletes events older than ``audit.retention`` and moves the checkpoint (the last pruned
 id and hash), recording an ``audit:checkpoint`` event, so verification still works afterwards.
@@ -108,6 +110,7 @@ class _Walk:
         self.recent: deque[str] = deque(maxlen=REACH)  # the hashes of the last records walked
         self.signed: list[Checkpoint] = []  # the verified signed checkpoints, in order
         self.pruned_exported: list[tuple[int, str]] = []  # given, but retention deleted them
+        self.attested: int | None = None  # the record of retention's checkpoint, once walked
 
     def step(self, event: Event) -> Verdict | None:
         """None while the chain holds; the verdict at the first broken record."""
@@ -138,6 +141,11 @@ class _Walk:
             return Verdict(
                 False, checked, event.id, "hash does not match the record's content (modified)"
             )
+        if (
+            event.type == CHECKPOINT
+            and (event.details.get("through_id"), event.details.get("hash")) == self.pruned
+        ):
+            self.attested = event.id  # retention's own record of the checkpoint walked from
         if event.type == AUDIT_SIGNED_CHECKPOINT:
             problem = self._signed(event)
             if problem:
@@ -192,7 +200,29 @@ class _Walk:
         if self.trust.public is not None and not self.signed and not self.trust.exported:
             return Verdict(False, self.checked, None,
                            "no signed checkpoint in the chain: it cannot be told from a rewritten one")  # fmt: skip
+        unattested = self._unattested()
+        if unattested:
+            return Verdict(False, self.checked, self.attested, unattested)
         return Verdict(True, self.checked, head_id=self.expected_id, notes=self._notes())
+
+    def _unattested(self) -> str:
+        """With a key: what is wrong with the retention checkpoint the walk began at ("" if
+        nothing). Its row is unkeyed, so it counts only if retention's ``audit:checkpoint``
+        record of it lies at or below a signed or exported checkpoint; otherwise records may
+        have been deleted from the start behind retention's back."""
+        through = self.pruned[0]
+        if self.trust.public is None or through == 0:
+            return ""
+        if self.attested is None:
+            return f"the retention checkpoint (record {through}) has no audit:checkpoint record: records before it were deleted behind retention's back"
+        found = {seq for seq, _ in self.trust.exported} - set(self.exported)
+        found -= {seq for seq, _ in self.pruned_exported}
+        covered = max([cp.seq for cp in self.signed] + sorted(found) + [0])
+        if self.attested > covered:
+            return (f"the retention checkpoint (record {through}) is not covered by a signed checkpoint "
+                    "yet: records before it may have been deleted behind retention's back (if "
+                    "retention ran within audit.checkpoint_interval, verify again after the next checkpoint)")  # fmt: skip
+        return ""
 
     def _notes(self) -> tuple[str, ...]:
         notes: list[str] = []

@@ -428,6 +428,9 @@ def test_exported_checkpoints_that_retention_deleted_are_skipped_but_not_all_of_
     async def prune() -> None:
         async with opened(store_url, Recording()) as store:
             assert await store.prune(before=1030.5, now=1100.0, recording=Recording()) == 30
+            assert await unattested_verdict(store, key) is not None  # until the next checkpoint
+            await Checkpointer(store=store, key=key, every=1000, interval=300.0,
+                               clock=FakeClock(5100.0), metrics=Metrics()).checkpoint("test")  # fmt: skip
 
     asyncio.run(prune())
     older = (20, "0" * 16)  # deleted by retention: not checked
@@ -436,3 +439,39 @@ def test_exported_checkpoints_that_retention_deleted_are_skipped_but_not_all_of_
     assert both.ok and "below the retention checkpoint (record 30), not checked: 1" in both.line()
     alone = verified(store_url, trust=Trust(key.public_key(), (older,)))
     assert not alone.ok and "below the retention checkpoint (record 30)" in alone.problem
+
+
+async def unattested_verdict(store: Store, key: Ed25519PrivateKey) -> str | None:
+    """The problem with the retention checkpoint under the public key, if any."""
+    verdict = await verify_store(store, None, Trust(public=key.public_key()))
+    return None if verdict.ok else verdict.problem
+
+
+def test_records_deleted_from_the_start_behind_retentions_back_are_caught(
+    store_url: str, tmp_path: Path
+) -> None:
+    """The attacker deletes records 1-30, sets the unkeyed retention checkpoint row to record
+    30, and appends retention's ``audit:checkpoint`` record at the tail, chained and headed."""
+    key = signer(tmp_path)
+    exported = prepared(store_url, key)
+    [(through_hash,)] = _sql(store_url, [("SELECT hash FROM events WHERE id = 30", ())])
+    [(head_id, head_hash)] = _sql(store_url, [("SELECT last_id, last_hash FROM audit_head", ())])
+    fake = Event(type="audit:checkpoint", time=1100.0, actor="retention",
+                 message="pruned 30 events through id 30",
+                 details={"through_id": 30, "hash": through_hash})  # fmt: skip
+    linked, details = chain(fake, event_id=int(str(head_id)) + 1, prev_hash=str(head_hash))
+    _sql(
+        store_url,
+        [
+            ("DELETE FROM events WHERE id <= 30", ()),
+            ("INSERT INTO audit_checkpoint (id, through_id, hash, pruned_at) VALUES (1, 30, ?, 1100.0)",
+             (through_hash,)),
+            (INSERT_EVENTS, event_row(linked, Recording(), details)),
+            ("UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (linked.id, linked.hash)),
+        ],
+    )  # fmt: skip
+    assert verified(store_url).ok  # the hashes alone: a retention like any other
+    trust = Trust(key.public_key(), ((exported.seq, exported.digest),))
+    caught = verified(store_url, trust=trust)
+    assert not caught.ok and caught.first_bad_id == 51, caught.line()
+    assert "not covered by a signed checkpoint" in caught.problem
