@@ -198,11 +198,11 @@ class _Walk:
             return Verdict(False, self.checked, seq,
                            f"exported checkpoint {seq}:{digest} is below the retention checkpoint (record {self.pruned[0]}): give a newer one")  # fmt: skip
         if self.trust.public is not None and not self.signed and not self.trust.exported:
-            return Verdict(False, self.checked, None,
-                           "no signed checkpoint in the chain: it cannot be told from a rewritten one")  # fmt: skip
+            return Verdict(False, self.checked, self.expected_id,
+                           "no signed checkpoint in the chain up to its head: it cannot be told from a rewritten one")  # fmt: skip
         unattested = self._unattested()
         if unattested:
-            return Verdict(False, self.checked, self.attested, unattested)
+            return Verdict(False, self.checked, self.attested or self.pruned[0], unattested)
         return Verdict(True, self.checked, head_id=self.expected_id, notes=self._notes())
 
     def _unattested(self) -> str:

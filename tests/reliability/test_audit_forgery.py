@@ -94,17 +94,20 @@ def _sql(url: str, statements: list[tuple[str, tuple[object, ...]]]) -> list[tup
     return rows
 
 
-def forge(url: str, rewrite: Rewrite, *, key: Ed25519PrivateKey | None = None) -> None:
+def forge(
+    url: str, rewrite: Rewrite, *, key: Ed25519PrivateKey | None = None, keep_signed: bool = False
+) -> None:
     """Read every record, ``rewrite`` the list, renumber it and recompute every hash (the
-    public, unkeyed algorithm) from the retention checkpoint, replace the table and move the head. Without ``key`` the signed
-    checkpoint records are dropped (their signatures cannot be remade); with it, re-signed."""
+    public, unkeyed algorithm) from the retention checkpoint, replace the table and move the
+    head. The signed checkpoint records are dropped (their signatures cannot be remade), kept
+    as they were (``keep_signed``), or re-signed with ``key``."""
     rows = _sql(url, [(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY id", ())])
     records = rewrite([event_from_row(tuple(row)) for row in rows])
     out: list[tuple[object, ...]] = []
     pruned = _sql(url, [("SELECT through_id, hash FROM audit_checkpoint", ())])
     last_id, prev = (int(str(pruned[0][0])), str(pruned[0][1])) if pruned else (0, GENESIS_HASH)
     for record in records:
-        if record.type == AUDIT_SIGNED_CHECKPOINT:
+        if record.type == AUDIT_SIGNED_CHECKPOINT and not keep_signed:
             if key is None:
                 continue
             resigned = sign(key, seq=last_id, hash_=prev, now=record.time)
@@ -208,27 +211,8 @@ def test_the_public_key_alone_catches_a_rewrite_below_a_stored_signed_checkpoint
     prepared(store_url, key)
     public = Trust(public=key.public_key())
 
-    def keep_signed(rs: list[Event]) -> list[Event]:
-        """Change record 5 and keep the signed checkpoint records as they were."""
-        rs = [_changed(r, "nothing happened") if r.id == 5 else r for r in rs]
-        return rs
-
-    rows = _sql(store_url, [(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY id", ())])
-    records = keep_signed([event_from_row(tuple(row)) for row in rows])
-    prev = GENESIS_HASH
-    out = []
-    for record in records:
-        linked, details = chain(record, event_id=int(record.id or 0), prev_hash=prev)
-        out.append(event_row(linked, Recording(), details))
-        prev = linked.hash
-    _sql(
-        store_url,
-        [
-            ("DELETE FROM events", ()),
-            *((INSERT_EVENTS, row) for row in out),
-            ("UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (50, prev)),
-        ],
-    )
+    forge(store_url, lambda rs: [_changed(r, "nothing happened") if r.id == 5 else r for r in rs],
+          keep_signed=True)  # fmt: skip
     kept = verified(store_url, trust=public)
     assert not kept.ok and kept.first_bad_id == 21, kept.line()
     assert "signed checkpoint of record 20 does not match the chain" in kept.problem
