@@ -10,12 +10,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 from remediator import __version__
 from remediator.audit.recording import Recording
 from remediator.config import model as config_mod
 from remediator.errors import ConfigError, RemediatorError
+
+if TYPE_CHECKING:
+    from remediator.engine.verifier import Trust
 
 ROLES = ("alertmanager", "viewer", "admin")
 
@@ -141,6 +144,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if unsafe:
             raise ConfigError(unsafe)
         credentials = load_credentials(cfg.auth)
+        if cfg.audit.signing_key_file:  # refused before listening, like a bad token file
+            from remediator.audit.signing import KeyFileError, load_private
+
+            try:
+                load_private(cfg.audit.signing_key_file)
+            except KeyFileError as exc:
+                raise ConfigError([str(exc)]) from None
     except ConfigError as exc:
         for line in exc.problems:
             print(f"config: {line}", file=sys.stderr)
@@ -250,6 +260,48 @@ def _audit_target(
     return sqlite_path(cfg.store.url), recording
 
 
+def _trust(args: argparse.Namespace, key_file: str | None) -> Trust | str:
+    """What ``audit verify`` checks the chain against (``verifier.Trust``), or an error line:
+    ``--public-key`` (default: the public half of ``audit.signing_key_file``) and the exported
+    checkpoints of ``--checkpoint`` and ``--checkpoints``."""
+    from remediator.audit import signing
+    from remediator.engine.verifier import Trust
+
+    exported: list[tuple[int, str]] = []
+    try:
+        for spec in args.checkpoint or []:
+            exported.append(signing.parse_spec(spec))
+        if args.checkpoints:
+            exported += signing.parse_exported(Path(args.checkpoints).read_text())
+        source = args.public_key or key_file
+        public = signing.load_public(source) if source else None
+    except OSError as exc:
+        return f"{args.checkpoints}: cannot read: {exc.strerror}"
+    except ValueError as exc:  # KeyFileError too
+        return str(exc)
+    if args.checkpoints and not exported:
+        return f"{args.checkpoints}: no exported checkpoint in it"
+    return Trust(public=public, exported=tuple(exported))
+
+
+def cmd_audit_keygen(args: argparse.Namespace) -> int:
+    """Write an Ed25519 signing key (0600) and its public key (``FILE.pub``)."""
+    from remediator.audit.signing import keygen
+
+    try:
+        private, public = keygen(args.file)
+    except FileExistsError:
+        print(f"audit keygen: {args.file} exists; not overwritten", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"audit keygen: {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"signing key: {private} (keep it beside the configuration, mode 0600; set "
+          f"audit.signing_key_file)\npublic key:  {public} (give it to whoever verifies: "
+          "`remediator audit verify --public-key`)")  # fmt: skip
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -260,11 +312,16 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if isinstance(found, int):
         return found
     where, recording = found
+    key_file = load_config(_config_path(args.config)).audit.signing_key_file  # valid: read above
+    trust = _trust(args, key_file)
+    if isinstance(trust, str):
+        print(f"audit: {trust}", file=sys.stderr)
+        return 2
     if isinstance(where, Path):
-        verdict = audit.verify(where, recording)
+        verdict = audit.verify(where, recording, trust)
     else:
         try:
-            verdict = asyncio.run(audit.verify_url(where, recording))
+            verdict = asyncio.run(audit.verify_url(where, recording, trust))
         except StoreUnavailable as exc:
             print(f"audit: {exc.message}", file=sys.stderr)
             return 2
@@ -419,7 +476,16 @@ def parser() -> argparse.ArgumentParser:
     audit_sub = a.add_subparsers(dest="audit_command", required=True)
     av = audit_sub.add_parser("verify", help="walk the hash chain; report the first broken record")
     av.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
+    av.add_argument("--public-key", help="PEM public key of the signed checkpoints (default: "
+                    "from audit.signing_key_file)")  # fmt: skip
+    av.add_argument("--checkpoint", action="append", metavar="SEQ:DIGEST",
+                    help="a checkpoint exported outside the store (repeatable)")  # fmt: skip
+    av.add_argument("--checkpoints", metavar="FILE",
+                    help="exported checkpoints: SEQ:DIGEST lines or remediator's JSON log lines")  # fmt: skip
     av.set_defaults(func=cmd_audit_verify)
+    ak = audit_sub.add_parser("keygen", help="write an Ed25519 signing key (0600) and FILE.pub")
+    ak.add_argument("file", help="where to write the private key")
+    ak.set_defaults(func=cmd_audit_keygen)
     ap = audit_sub.add_parser("prune", help="delete old events behind a checkpoint")
     ap.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
     ap.add_argument("--older-than", default="90d", help="age, e.g. 30d (default 90d)")

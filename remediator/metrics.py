@@ -176,6 +176,23 @@ class Metrics:
             "Audit events that could not be written.",
             registry=r,
         )
+        # Signed audit checkpoints (issue 18): held outside the store by whoever scrapes them.
+        self.audit_checkpoint_sequence = Gauge(
+            "remediator_audit_checkpoint_sequence",
+            "Id of the audit record (the chain's head) that the last signed checkpoint covers.",
+            registry=r,
+        )
+        self.audit_checkpoint_timestamp = Gauge(
+            "remediator_audit_checkpoint_timestamp_seconds",
+            "When the last signed audit checkpoint was signed (Unix time).",
+            registry=r,
+        )
+        self.audit_checkpoint_info = Info(
+            "remediator_audit_checkpoint",
+            "The last signed audit checkpoint: its record id and the first 16 hex digits of "
+            "the head's hash (one series, replaced on each checkpoint).",
+            registry=r,
+        )
         self.time_to_recovery = Histogram(
             "remediator_time_to_recovery_seconds",
             "Time from an alert's startsAt to its recovery, by playbook and category.",

@@ -11,6 +11,7 @@ from remediator.clients import Clients
 from remediator.clock import Clock
 from remediator.config.auth import Authenticator
 from remediator.config.model import Config
+from remediator.engine.checkpoints import Checkpointer
 from remediator.engine.engine import Engine
 from remediator.engine.escalator import Escalator
 from remediator.engine.health import HealthMonitor
@@ -58,6 +59,8 @@ class Runtime:
     throttle: Throttle
     reconciler: Reconciler | None = None
     retention: Retention | None = None
+    # Signed audit checkpoints (with audit.signing_key_file).
+    checkpoints: Checkpointer | None = None
     draining: bool = False
     config_version: int = 1
     # The ids of the running patterns added through the API (remediator/engine/api_patterns.py).

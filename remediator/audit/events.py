@@ -53,6 +53,7 @@ RECOVERY_RESUMED = "recovery:resumed"
 NOTIFICATION_SENT = "notification:sent"
 NOTIFICATION_DEAD = "notification:dead"
 AUDIT_CHECKPOINT = "audit:checkpoint"
+AUDIT_SIGNED_CHECKPOINT = "audit:signed_checkpoint"
 
 # Every event type, in the order of docs/playbooks.md#events (rendered from here by
 # ``python -m remediator.audit.eventdoc``): type -> (when it is recorded, its outcome and notable fields).
@@ -91,6 +92,7 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     NOTIFICATION_DEAD: ("the outbox gave up on a notification (with a `recovery:escalated`)", "`dead`; `action`: the channel"),
     CONFIG_CHANGED: ("a new configuration version was applied (API, SIGHUP, or a changed file at start-up)", "`applied`; `actor`, `config_version`, `details.diff`"),
     AUDIT_CHECKPOINT: ("retention pruned old events; the chain verifies from here on", "`actor: retention`, `details.through_id`, `details.hash`"),
+    AUDIT_SIGNED_CHECKPOINT: ("with `audit.signing_key_file` set: every `audit.checkpoint_every` events, or after `audit.checkpoint_interval` if a record other than a checkpoint or a notification's delivery was appended, at start-up and at shutdown, the chain's head was signed (also exported: a log line, metrics, webhooks)", "`actor: checkpoint`; `details.seq` (the head's id), `details.hash`, `details.digest`, `details.signed_at`, `details.signature` (Ed25519, base64), `details.key_id`, `details.reason`"),
 }
 # fmt: on
 

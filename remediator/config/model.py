@@ -243,6 +243,9 @@ class AuditConfig(_Section):
     encryption_key_env: str | None = None
     retention: Duration = 90 * 86400.0
     duplicate_interval: Duration = 60.0
+    signing_key_file: str | None = None
+    checkpoint_every: int = Field(default=1000, ge=1)
+    checkpoint_interval: Duration = 300.0
 
 
 class Config(_Section):

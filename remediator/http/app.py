@@ -21,6 +21,7 @@ from remediator.clock import Clock, SystemClock
 from remediator.config.auth import Authenticator
 from remediator.config.model import Config
 from remediator.engine import api_patterns, quarantine
+from remediator.engine.checkpoints import checkpointer
 from remediator.engine.engine import Engine
 from remediator.engine.escalator import Escalator
 from remediator.engine.health import HealthMonitor
@@ -192,6 +193,7 @@ async def build_runtime(
         store=the_store, retention=config.audit.retention, recording=recording, clock=the_clock
     )
     escalator = Escalator(config=config, store=the_store, clock=the_clock, metrics=the_metrics)
+    checkpoints = checkpointer(config, store=the_store, clock=the_clock, metrics=the_metrics)
     limiter = RateLimiter(config.api.rate_limit.rate, config.api.rate_limit.burst)
     throttle = AuthThrottle(
         failures=config.auth.throttle.failures,
@@ -203,6 +205,7 @@ async def build_runtime(
         throttle=throttle,
         escalator=escalator,
         retention=retention,
+        checkpoints=checkpoints,
         outbox=outbox,
         reconciler=reconciler,
         config=config,
@@ -235,6 +238,8 @@ async def start(rt: Runtime) -> None:
     await rt.escalator.start()
     if rt.retention is not None:
         await rt.retention.start()
+    if rt.checkpoints is not None:
+        await rt.checkpoints.start()
     if rt.config.health.enabled:
         await rt.monitor.start()
 
@@ -245,6 +250,8 @@ async def stop(rt: Runtime) -> None:
         await rt.reconciler.stop()
     await rt.monitor.stop()
     await rt.worker.stop(timeout=rt.config.server.drain_timeout)
+    if rt.checkpoints is not None:
+        await rt.checkpoints.stop()
     await rt.outbox.stop()
     await rt.escalator.stop()
     if rt.retention is not None:

@@ -182,6 +182,7 @@ class WebhookNotifier(Unthreaded):
         "recovery:succeeded": "recovered",
         "recovery:failed": "failed",
         "service:recovered": "recovered",
+        "audit:signed_checkpoint": "info",  # exported outside the store (only with a signing key)
     }
 
     @staticmethod

@@ -134,6 +134,11 @@ class AuditChain(Protocol):
         """The chain's head and retention checkpoint, read together."""
         ...
 
+    async def audit_plaintext(self, after_id: int) -> int | None:
+        """The first record after ``after_id`` stored in the clear after a sealed one (an
+        encrypting store seals every record from its first sealed one on); None if none."""
+        ...
+
     async def prune(self, *, before: float, now: float, recording: Recording) -> int:
         """Retention, in one transaction: delete every event through the last one older than
         ``before`` (never the chain's head), move the checkpoint to it, and append an

@@ -23,7 +23,7 @@ first message always lands before its updates, whichever replica delivers them.
 from __future__ import annotations
 
 from remediator.audit.events import GENESIS_HASH, Event
-from remediator.audit.recording import Recording
+from remediator.audit.recording import SEALED, Recording
 from remediator.store.base import checkpoint_event
 from remediator.store.ops import Append, Dialect, Driven, Op, all_, many, one, run
 from remediator.store.records import (
@@ -62,6 +62,13 @@ ANCHOR = (
     "(SELECT hash FROM audit_checkpoint WHERE id = 1)"
 )
 AFTER = f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
+# The first record after ``?`` stored in the clear (message or details) once an earlier one was
+# sealed: a store that encrypts seals every record from its first sealed one on.
+PLAINTEXT = (
+    "SELECT min(id) FROM events WHERE id > ? "  # noqa: S608
+    f"AND (substr(message, 1, {len(SEALED)}) <> ? OR substr(details, 1, {len(SEALED)}) <> ?) "
+    f"AND id > (SELECT min(id) FROM events WHERE substr(message, 1, {len(SEALED)}) = ?)"
+)
 
 
 def head(d: Dialect) -> Op[tuple[int, str]]:
@@ -109,6 +116,13 @@ def records(
     """The events after ``after_id``, in id order, at most ``limit``."""
     rows = yield all_((AFTER), after_id, limit)
     return [event_from_row(row, recording) for row in rows]
+
+
+def plaintext(d: Dialect, after_id: int) -> Op[int | None]:
+    """The id of the first record after ``after_id`` stored in the clear although an earlier
+    record is sealed (None: there is none): what an attacker without the key would insert."""
+    row = yield one(PLAINTEXT, after_id, SEALED, SEALED, SEALED)
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def events(d: Dialect, query: EventQuery, *, recording: Recording) -> Op[list[Event]]:
@@ -167,6 +181,9 @@ class ChainOps(Driven):
 
     async def audit_anchor(self) -> AuditAnchor:
         return await self._read_op(anchor)
+
+    async def audit_plaintext(self, after_id: int) -> int | None:
+        return await self._read_op(plaintext, after_id)
 
 
 def claim(

@@ -156,6 +156,10 @@ class ChainFile:
         op = chain.records(SQLITE, after_id, limit, recording=recording)
         return drive(op, self.conn, write=False)
 
+    def plaintext(self, after_id: int) -> int | None:
+        """See :meth:`~remediator.store.base.AuditChain.audit_plaintext`."""
+        return drive(chain.plaintext(SQLITE, after_id), self.conn, write=False)
+
     def prune(self, *, before: float, now: float, recording: Recording) -> int:
         """Retention in one transaction of its own; the number of events deleted."""
         self.conn.execute("BEGIN IMMEDIATE")
