@@ -19,6 +19,7 @@ from collections import Counter
 from typing import Any
 
 import httpx2 as httpx
+
 from tests.reliability.conftest import Figures, Serve
 from tests.reliability.support import ALERTS, HEALTH, alert, payload, wait_for
 
