@@ -215,6 +215,25 @@ class AuditConfig(_Section):
     duplicate_interval: Duration = 60.0
 
 
+class RetentionConfig(_Section):
+    """How long finished rows are kept (events: ``audit.retention``)."""
+
+    inbox: Duration = 30 * 86400.0
+    outbox: Duration = 30 * 86400.0
+    episodes: Duration = 90 * 86400.0
+    remediations: Duration = 90 * 86400.0
+
+    @model_validator(mode="after")
+    def _floor(self) -> RetentionConfig:
+        short = [n for n, v in self.model_dump().items() if v < RETENTION_FLOOR]
+        if short:
+            raise ValueError(f"{', '.join(short)}: keep finished rows at least 1h")
+        return self
+
+
+RETENTION_FLOOR = 3600.0
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
@@ -234,6 +253,7 @@ class Config(_Section):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -254,6 +274,12 @@ class Config(_Section):
                 )
             if "{{" not in book.target and book.target not in names:
                 problems.append(f"playbooks[{i}].target: unknown target {book.target!r}")
+            window = book.max_per_window.window if book.max_per_window else 0.0
+            if max(book.cooldown, window) > self.retention.remediations:
+                problems.append(
+                    f"playbooks[{i}]: its cooldown and max_per_window.window must not exceed "
+                    "retention.remediations (the guards count the remediations kept)"
+                )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -411,4 +437,5 @@ RESTART_ONLY = (
     "notifications",
     "escalation",
     "audit",
+    "retention",
 )
