@@ -154,10 +154,8 @@ def create_private(path: Path) -> None:
     SQLite creates the ``-wal`` and ``-shm`` files with the database file's mode."""
     if str(path) == ":memory:":
         return
-    try:
+    with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
 
 
 def connect(path: Path) -> sqlite3.Connection:
