@@ -18,6 +18,7 @@ from remediator.engine.retention import Retention
 from remediator.engine.verifier import verify_store
 from remediator.metrics import Metrics
 from remediator.store import Store
+from remediator.store.growth import COUNTED, PRUNED
 from remediator.store.records import StepIntent
 from tests.store_helpers import opened, run, store_url
 
@@ -170,17 +171,14 @@ def test_retention_prunes_each_table_by_its_own_setting_and_exports_sizes(
         # run_once (lease, events, then the tables), as the hourly round does.
         await retention(1000 + 5.5 * DAY).run_once()
         assert (await store.table_rows())["outbox"] == 0
-        pruned = {
-            s.labels["table"]: s.value
-            for s in metrics.store_pruned_rows.collect()[0].samples
-            if s.name.endswith("_total")
-        }
+        sample = metrics.registry.get_sample_value
+        pruned = {t: sample("remediator_store_pruned_rows_total", {"table": t}) for t in PRUNED}
         assert pruned == {"remediations": 1.0, "inbox": 4.0, "episodes": 1.0, "outbox": 1.0}
         await retention(0).export_sizes()
-        rows = {s.labels["table"]: s.value for s in metrics.store_rows.collect()[0].samples}
+        rows = {t: sample("remediator_store_rows", {"table": t}) for t in COUNTED}
         assert rows == {"events": 6.0, "inbox": 1.0, "outbox": 0.0, "episodes": 2.0,
                         "remediations": 2.0, "step_intents": 2.0}  # fmt: skip
-        assert metrics.store_size_bytes.collect()[0].samples[0].value > 0
+        assert (sample("remediator_store_size_bytes") or 0) > 0
 
     run(store_url, body, Recording(route=_router))
 
