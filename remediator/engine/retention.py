@@ -78,9 +78,11 @@ class Retention:
         """Delete each table's finished rows older than its setting, :data:`BATCH` rows per
         transaction, until none is left or retention stops; the rows deleted per table."""
         assert self.tables is not None
+        t = self.tables
+        ages = {"remediations": t.remediations, "inbox": t.inbox, "episodes": t.episodes, "outbox": t.outbox}  # fmt: skip
         deleted: dict[str, int] = {}
         for table in PRUNED:
-            before = now - float(getattr(self.tables, table))
+            before = now - ages[table]
             total = 0
             while not self._stopping:
                 n = await self.store.prune_rows(table, before=before, limit=BATCH)
