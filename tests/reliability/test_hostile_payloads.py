@@ -23,8 +23,6 @@ import httpx2 as httpx
 from tests.reliability.conftest import Figures, Serve
 from tests.reliability.support import ALERTS, HEALTH, alert, payload, wait_for
 
-MAX_BODY = 4 * 1024 * 1024  # the default server.max_body_bytes
-
 DATES: list[Any] = [
     "9999-12-31T23:59:59-01:00",  # past year 9999 in UTC: OverflowError before the fix
     "9999-12-31T23:59:59Z",
