@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 AlertStatus = Literal["firing", "resolved"]
 
@@ -52,12 +52,19 @@ class Alert(_Model):
 
     @field_validator("starts_at", "ends_at")
     @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
+    def _utc(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        """In UTC; a time that is not a year 1 to 9999 instant in UTC is a ValueError (422),
+        except ``endsAt``'s zero time (year 1 in any offset), kept as "no end"."""
         if value is None:
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC) if value.year > _ZERO_YEAR else value
+        if value.year <= _ZERO_YEAR and info.field_name == "ends_at":
+            return value
+        try:
+            return value.astimezone(UTC)
+        except (OverflowError, ValueError):  # e.g. 9999-12-31T23:59:59-01:00: year 10000 in UTC
+            raise ValueError("the time is outside years 1 to 9999 in UTC") from None
 
     @property
     def alertname(self) -> str:

@@ -193,6 +193,25 @@ class Metrics:
             "the head's hash (one series, replaced on each checkpoint).",
             registry=r,
         )
+        # Growth (issue 18): retention of finished rows, the store's size.
+        self.store_rows = Gauge(
+            "remediator_store_rows",
+            "Rows in the store, by table (events, inbox, outbox, episodes, remediations, "
+            "step_intents).",
+            ["table"],
+            registry=r,
+        )
+        self.store_size_bytes = Gauge(
+            "remediator_store_size_bytes",
+            "Bytes the store takes on disk: the SQLite files, or the PostgreSQL database.",
+            registry=r,
+        )
+        self.store_pruned_rows = Counter(
+            "remediator_store_pruned_rows_total",
+            "Finished rows deleted by retention, by table (inbox, outbox, episodes, remediations).",
+            ["table"],
+            registry=r,
+        )
         self.time_to_recovery = Histogram(
             "remediator_time_to_recovery_seconds",
             "Time from an alert's startsAt to its recovery, by playbook and category.",

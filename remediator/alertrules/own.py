@@ -124,6 +124,21 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
             description="The kill switch of {{ $labels.instance }} has been on for more than %(for)s"
             ": no recovery action runs until someone resumes it.",
         ),
+        book.alert(
+            "RemediatorStoreGrowing",
+            """
+            (
+                predict_linear(remediator_store_size_bytes{job="remediator"}[6h], 86400)
+              -
+                remediator_store_size_bytes{job="remediator"}
+            ) / 1073741824
+            > %(threshold)s
+            """,
+            summary="remediator's store is growing fast.",
+            description="The store of {{ $labels.instance }} grows by {{ $value | humanize }} GiB a day"
+            " (threshold %(threshold)s GiB), by the trend of the last 6h, for more than %(for)s:"
+            " retention is not keeping up, or a flood of alerts is being stored.",
+        ),
     ]
 
 

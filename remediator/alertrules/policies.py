@@ -49,6 +49,7 @@ _TABLE: Final[dict[str, Policy]] = {
     "RemediatorAuditWriteFailures": Policy(0, "1m", "critical"),  # lost audit events, 15m
     "RemediatorStoreWriteFailures": Policy(0, "5m", "critical"),  # failed commits in 5m
     "RemediatorPaused": Policy(None, "1h", "warning"),  # kill switch on for longer than this
+    "RemediatorStoreGrowing": Policy(1, "30m", "warning"),  # GiB a day, the last 6h's trend
 }
 DISK_FULL_HORIZON_HOURS: Final = 4  # HostDiskFillingUp: predicted to be full within this
 # node_exporter filesystems that are worth alerting on (no RAM-backed or image/overlay layers).

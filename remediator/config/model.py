@@ -248,6 +248,25 @@ class AuditConfig(_Section):
     checkpoint_interval: Duration = 300.0
 
 
+class RetentionConfig(_Section):
+    """How long finished rows are kept (events: ``audit.retention``)."""
+
+    inbox: Duration = 30 * 86400.0
+    outbox: Duration = 30 * 86400.0
+    episodes: Duration = 90 * 86400.0
+    remediations: Duration = 90 * 86400.0
+
+    @model_validator(mode="after")
+    def _floor(self) -> RetentionConfig:
+        short = [n for n, v in self.model_dump().items() if v < RETENTION_FLOOR]
+        if short:
+            raise ValueError(f"{', '.join(short)}: keep finished rows at least 1h")
+        return self
+
+
+RETENTION_FLOOR = 3600.0
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
@@ -267,6 +286,7 @@ class Config(_Section):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -288,6 +308,12 @@ class Config(_Section):
             if "{{" not in book.target and book.target not in names:
                 problems.append(f"playbooks[{i}].target: unknown target {book.target!r}")
             problems += _selector_problems(self, f"playbooks[{i}]", book.target, book.targets)
+            window = book.max_per_window.window if book.max_per_window else 0.0
+            if max(book.cooldown, window) > self.retention.remediations:
+                problems.append(
+                    f"playbooks[{i}]: its cooldown and max_per_window.window must not exceed "
+                    "retention.remediations (the guards count the remediations kept)"
+                )
         for i, pattern in enumerate(self.patterns):
             problems += _selector_problems(self, f"patterns[{i}]", pattern.target, pattern.targets)
         if problems:
@@ -486,4 +512,5 @@ RESTART_ONLY = (
     "notifications",
     "escalation",
     "audit",
+    "retention",
 )

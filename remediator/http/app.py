@@ -190,7 +190,12 @@ async def build_runtime(
         clock=the_clock,
     )
     retention = Retention(
-        store=the_store, retention=config.audit.retention, recording=recording, clock=the_clock
+        store=the_store,
+        retention=config.audit.retention,
+        recording=recording,
+        clock=the_clock,
+        tables=config.retention,
+        metrics=the_metrics,
     )
     escalator = Escalator(config=config, store=the_store, clock=the_clock, metrics=the_metrics)
     checkpoints = checkpointer(config, store=the_store, clock=the_clock, metrics=the_metrics)

@@ -146,6 +146,23 @@ class AuditChain(Protocol):
         ...
 
 
+class Growth(Protocol):
+    """Retention of finished rows and the tables' sizes (remediator/store/growth.py)."""
+
+    async def prune_rows(self, table: str, *, before: float, limit: int) -> int:
+        """Delete at most ``limit`` finished rows of ``table`` older than ``before`` that no
+        open incident needs, in one short transaction; the number deleted."""
+        ...
+
+    async def table_rows(self) -> dict[str, int]:
+        """The number of rows of each table retention watches."""
+        ...
+
+    async def size_bytes(self) -> int:
+        """The bytes the store takes on disk."""
+        ...
+
+
 class Episodes(Protocol):
     """The firing periods of alerts."""
 
@@ -398,6 +415,7 @@ class Store(
     Outbox,
     SlackThreads,
     Patterns,
+    Growth,
     Protocol,
 ):
     """Everything remediator keeps durably: every role, one backend."""

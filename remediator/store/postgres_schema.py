@@ -223,6 +223,16 @@ PG_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (remediation_id, step)
     );
     """,
+    # Retention of finished rows (remediator/store/growth.py): each prune batch reads its oldest
+    # finished rows by index, and an episode's remediations are found by it. Indexes only:
+    # independent of any other migration.
+    """
+    CREATE INDEX IF NOT EXISTS inbox_done ON inbox (received_at) WHERE state = 'done';
+    CREATE INDEX IF NOT EXISTS outbox_settled ON outbox (created_at) WHERE state <> 'pending';
+    CREATE INDEX IF NOT EXISTS remediations_finished ON remediations (finished_at)
+        WHERE finished_at IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS remediations_episode ON remediations (episode_id);
+    """,
 )
 
 

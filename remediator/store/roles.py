@@ -8,6 +8,7 @@ from remediator.store.api_patterns import PatternOps
 from remediator.store.chain import ChainOps, OutboxOps
 from remediator.store.episodes import EpisodeOps
 from remediator.store.flags import FlagOps
+from remediator.store.growth import GrowthOps
 from remediator.store.guards import BreakerOps, GuardOps
 from remediator.store.inbox import InboxOps
 from remediator.store.intents import IntentOps
@@ -31,5 +32,6 @@ class Roles(
     IntentOps,
     PatternOps,
     ReconciliationOps,
+    GrowthOps,
 ):
     """Mixed into the store classes before their driver."""

@@ -133,6 +133,14 @@ class SqliteStore(Roles, Driven):
         """A read-only query in SQLite's paramstyle (``?``)."""
         return await self._read(lambda conn: conn.execute(sql, params).fetchall())
 
+    async def size_bytes(self) -> int:
+        """The bytes of the database file and its WAL and shared-memory files."""
+        return sum(
+            f.stat().st_size
+            for f in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+            if f.exists()
+        )
+
     async def prune(self, *, before: float, now: float, recording: Recording) -> int:
         """Retention, as one job of the writer (its events are published like any other)."""
         return await self._write(

@@ -30,6 +30,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -122,7 +123,17 @@ _BATCH_SECONDS = 0.02
 _POLL = 0.001  # seconds between tries for the connection while another batch has it
 
 
+def create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (0600) if it does not exist yet;
+    SQLite creates the ``-wal`` and ``-shm`` files with the database file's mode."""
+    if str(path) == ":memory:":
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def connect(path: Path) -> sqlite3.Connection:
+    create_private(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -133,6 +144,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def connect_reader(path: Path) -> sqlite3.Connection:
     """A read-only connection. WAL mode is a property of the file, set by the writer."""
+    create_private(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("PRAGMA query_only=1")
