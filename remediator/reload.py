@@ -32,6 +32,7 @@ from remediator.audit.events import CONFIG_CHANGED, Event
 from remediator.config import document as configdoc
 from remediator.config import model as config_mod
 from remediator.config.model import RESTART_ONLY, Config
+from remediator.config.problems import format_errors
 from remediator.engine import api_patterns
 from remediator.engine.api_patterns import Conflicts
 from remediator.engine.decisions import Catalog
@@ -207,7 +208,7 @@ def derive(config: Config, **sections: Any) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(config_mod.format_errors(exc)) from None
+        raise ConfigError(format_errors(exc)) from None
 
 
 def _swap(rt: Runtime, old: Config, config: Config, version: int) -> None:

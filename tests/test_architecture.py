@@ -212,3 +212,17 @@ def test_the_starlette_check_allows_it_in_the_http_package_only(tmp_path: Path) 
     assert outside_http(importgraph.all_imports(tmp_path)) == [
         "remediator.engine:2 imports uvicorn"
     ]
+
+
+MAX_LINES: Final = 500
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """Small one-noun modules (the house style): split a module before it crosses 500 lines."""
+    root = Path(__file__).resolve().parent.parent / "remediator"
+    long = {
+        str(path.relative_to(root)): n
+        for path in sorted(root.rglob("*.py"))
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert long == {}

@@ -6,7 +6,7 @@ type-checked with mypy (the strict configuration of ``pyproject.toml``) to find 
 read whose object has that model's type, wherever the object came from (``cfg.self_healing``,
 a parameter, a loop variable). Reads in ``remediator/config/model.py`` and ``remediator/config/docgen.py``
 (which define and describe the keys) do not count, nor do the tests. A key that nothing reads
-fails the test with its path; remove it (adding it to ``config.REMOVED``) or make it work.
+fails the test with its path; remove it (adding it to ``config.problems.REMOVED``) or make it work.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from mypy.types import Instance, UnionType, get_proper_type
 from pydantic import BaseModel
 
 from remediator.cli import main
-from remediator.config import model as config_mod
 from remediator.config.model import Config, NotificationsConfig, SelfHealingConfig
+from remediator.config.problems import REMOVED
 from remediator.config.steps import Step, _Step
 from remediator.config.targets import Target, _TargetBase
 from remediator.notifiers import NOTIFIERS
@@ -245,7 +245,7 @@ def test_every_key_of_the_reference_is_read_by_the_code(package_reads: list[Read
     )
     assert not unread, (
         "configuration keys that no code outside remediator/config/model.py and remediator/config/docgen.py "
-        f"reads (make them work, or remove them and add them to config.REMOVED): {unread}"
+        f"reads (make them work, or remove them and add them to config.problems.REMOVED): {unread}"
     )
 
 
@@ -263,6 +263,6 @@ def test_check_config_names_a_removed_key_and_why(
     config.write_text(f"{section}:\n  {key}: 1m\n", encoding="utf-8")
     assert main(["check-config", str(config)]) == 1
     assert capsys.readouterr().err.splitlines() == [f"{path}: removed: {why}"]
-    assert config_mod.REMOVED[path] == why
+    assert REMOVED[path] == why
     text = DOC.read_text(encoding="utf-8").split(f"## `{section}`")[1].split("\n## ")[0]
     assert f"| `{key}` |" not in text, f"docs/configuration.md still documents {path}"

@@ -29,7 +29,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from remediator.config.document import Path
-from remediator.config.model import Config, field_path
+from remediator.config.model import Config
+from remediator.config.problems import field_path
 from remediator.redaction import REDACTED
 
 _ITEM_KEYS = ("name", "id")

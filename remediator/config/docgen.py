@@ -12,7 +12,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator
 
 from remediator.config.durations import parse_duration
-from remediator.config.model import REMOVED, RESTART_ONLY, ROLE_ENV, Config, parse
+from remediator.config.model import RESTART_ONLY, ROLE_ENV, Config, parse
+from remediator.config.problems import REMOVED
 from remediator.config.steps import ACTION_TARGET_TYPES, Step, _Step
 from remediator.config.targets import Target, _TargetBase
 from remediator.errors import ConfigError

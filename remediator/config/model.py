@@ -27,6 +27,7 @@ from remediator.config.durations import Duration
 from remediator.config.links import check_host
 from remediator.config.patterns import PatternSpec
 from remediator.config.playbooks import PlaybookSpec
+from remediator.config.problems import format_errors
 from remediator.config.selectors import TargetSelector
 from remediator.config.targets import Target
 from remediator.errors import ConfigError
@@ -123,7 +124,6 @@ class HealthConfig(_Section):
 
 
 # Keys that were removed: check-config names each with the reason instead of "extra inputs".
-REMOVED = {"health.queue_interval": "no target type uses it"}
 
 
 class SafetyConfig(_Section):
@@ -375,61 +375,6 @@ def expand_env(value: Any, env: Mapping[str, str], path: str, problems: list[str
             for k, v in value.items()
         }
     return value
-
-
-def _tagged(loc: tuple[int | str, ...]) -> list[int | str]:
-    """Drop the discriminator tag pydantic inserts after a list index (``steps[0].docker.restart``)."""
-    out: list[int | str] = []
-    for i, part in enumerate(loc):
-        after_index = i > 0 and isinstance(loc[i - 1], int)
-        if after_index and isinstance(part, str) and part in _TAGS:
-            continue
-        out.append(part)
-    return out
-
-
-def _tags() -> frozenset[str]:
-    from remediator.config.steps import action_names
-
-    types = ("docker_container", "docker_service", "redis", "postgres", "http", "process")
-    return frozenset([*action_names(), *types])
-
-
-_TAGS = _tags()
-
-
-def field_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in _tagged(loc):
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "<root>"
-
-
-def format_errors(exc: ValidationError) -> list[str]:
-    """One line per problem, each starting with its field path."""
-    lines: list[str] = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        kind = err["type"]
-        ctx = err.get("ctx", {})
-        if kind == "union_tag_invalid":
-            disc = str(ctx.get("discriminator", "")).strip("'")
-            noun = "action" if disc == "action" else "target type"
-            lines.append(f"{field_path((*loc, disc))}: unknown {noun} {ctx.get('tag')!r}")
-        elif kind == "union_tag_not_found":
-            disc = str(ctx.get("discriminator", "")).strip("'")
-            lines.append(f"{field_path((*loc, disc))}: field required")
-        elif kind == "extra_forbidden" and field_path(loc) in REMOVED:
-            lines.append(f"{field_path(loc)}: removed: {REMOVED[field_path(loc)]}")
-        elif kind == "value_error" and "\n" in str(ctx.get("error", "")):
-            lines.extend(str(ctx["error"]).splitlines())
-        else:
-            message = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{field_path(loc)}: {message}")
-    return lines
 
 
 def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:

@@ -17,8 +17,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from remediator.audit import events as ev
 from remediator.audit.events import Event
-from remediator.config.model import format_errors
 from remediator.config.playbooks import RetrySpec
+from remediator.config.problems import format_errors
 from remediator.config.steps import STATE_CHANGING, Step, compile_template, fits
 from remediator.config.targets import Target
 from remediator.engine.decisions import Catalog, Plan

@@ -22,6 +22,7 @@ from remediator.config import model as config_mod
 from remediator.config.auth import Principal
 from remediator.config.model import Config
 from remediator.config.patterns import DEFAULT_PATTERNS, PatternSpec, effective_patterns
+from remediator.config.problems import format_errors
 from remediator.engine import dryrun, manual, quarantine
 from remediator.engine.guards import PAUSE_FLAG, CircuitBreakers, Transition, breaker_json
 from remediator.errors import (
@@ -197,7 +198,7 @@ def validate_configuration(data: Any) -> Config:
     try:
         Config.model_validate(data, strict=True)
     except ValidationError as exc:
-        raise ValidationFailed(_tidy(config_mod.format_errors(exc))) from None
+        raise ValidationFailed(_tidy(format_errors(exc))) from None
     try:
         return config_mod.parse(data, env={})
     except ConfigError as exc:

@@ -35,7 +35,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from remediator.alerts import WebhookPayload
-from remediator.config.model import field_path
+from remediator.config.problems import field_path
 from remediator.errors import (
     MalformedJSON,
     RequestError,

@@ -20,8 +20,8 @@ from remediator import __version__
 from remediator.config import document as configdoc
 from remediator.config.auth import Capability, Principal
 from remediator.config.durations import parse_duration
-from remediator.config.model import format_errors
 from remediator.config.patterns import DEFAULT_PATTERNS, effective_patterns
+from remediator.config.problems import format_errors
 from remediator.engine import statistics
 from remediator.engine.guards import PAUSE_FLAG, breaker_json
 from remediator.errors import (

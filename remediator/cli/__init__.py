@@ -7,57 +7,17 @@ import argparse
 import os
 import secrets
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
 
 from remediator import __version__
-from remediator.audit.recording import Recording
+from remediator.cli.audit import cmd_audit_keygen, cmd_audit_prune, cmd_audit_verify
+from remediator.cli.loading import config_path, load_config, load_or_report
+from remediator.cli.quarantine import cmd_quarantine
 from remediator.config import model as config_mod
 from remediator.errors import ConfigError, RemediatorError
 
-if TYPE_CHECKING:
-    from remediator.engine.verifier import Trust
-
 ROLES = ("alertmanager", "viewer", "admin")
-
-
-def _config_path(arg: str | None) -> str | None:
-    return arg or os.environ.get("REMEDIATOR_CONFIG") or None
-
-
-def load_config(path: str | None) -> config_mod.Config:
-    return config_mod.load(path) if path else config_mod.parse({})
-
-
-def _load_or_report(arg: str | None, *, prefix: str = "") -> config_mod.Config | None:
-    """The configuration ``--config`` (or ``REMEDIATOR_CONFIG``) names; None, with one line per
-    problem on stderr, when it is not valid."""
-    try:
-        return load_config(_config_path(arg))
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"{prefix}{line}", file=sys.stderr)
-        return None
-
-
-def _stored(
-    args: argparse.Namespace,
-) -> tuple[config_mod.Config, Recording] | None:
-    """The configuration and the recording policy ``serve`` would use; None when not valid."""
-    from remediator.config.auth import Authenticator
-    from remediator.policy import recording_for
-
-    cfg = _load_or_report(args.config, prefix="config: ")
-    if cfg is None:
-        return None
-    try:
-        return cfg, recording_for(cfg, Authenticator([]))
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config: {line}", file=sys.stderr)
-        return None
 
 
 def _secret_file_problems(cfg: config_mod.Config) -> list[str]:
@@ -79,7 +39,7 @@ def _secret_file_problems(cfg: config_mod.Config) -> list[str]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    path = _config_path(args.path)
+    path = config_path(args.path)
     if path is None:
         print("check-config: give a PATH or set REMEDIATOR_CONFIG", file=sys.stderr)
         return 2
@@ -107,7 +67,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     """Write (or ``--check``) the Prometheus rule files for the configured ``self_healing``."""
     from remediator import alertrules
 
-    cfg = _load_or_report(args.config)
+    cfg = load_or_report(args.config)
     if cfg is None:
         return 1
     out = Path(args.out)
@@ -137,7 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from remediator.http.server import serve
 
     logs.setup(args.log_level)
-    path = _config_path(args.config)
+    path = config_path(args.config)
     try:
         cfg = load_config(path)
         unsafe = _secret_file_problems(cfg)
@@ -203,7 +163,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from remediator.http.intake import parse_payload
     from remediator.plugins import load as load_plugins
 
-    cfg = _load_or_report(args.config)
+    cfg = load_or_report(args.config)
     if cfg is None:
         return 1
     try:
@@ -227,213 +187,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
         print(json.dumps(decision.as_json(), sort_keys=True))
     return 0
-
-
-@overload
-def _audit_target(
-    args: argparse.Namespace, *, any_backend: Literal[False] = False
-) -> tuple[Path, Recording] | int: ...
-
-
-@overload
-def _audit_target(
-    args: argparse.Namespace, *, any_backend: Literal[True]
-) -> tuple[Path | str, Recording] | int: ...
-
-
-def _audit_target(
-    args: argparse.Namespace, *, any_backend: bool = False
-) -> tuple[Path | str, Recording] | int:
-    """The store and recording policy exactly as ``serve`` would use them: the SQLite file's
-    path, or (with ``any_backend``) the URL of another backend's store."""
-    from remediator.store.sqlite import sqlite_path
-
-    stored = _stored(args)
-    if stored is None:
-        return 2
-    cfg, recording = stored
-    if not cfg.store.url.startswith("sqlite:"):
-        if any_backend:
-            return cfg.store.url, recording
-        print("audit: only the sqlite store is supported by this command", file=sys.stderr)
-        return 2
-    return sqlite_path(cfg.store.url), recording
-
-
-def _trust(args: argparse.Namespace, key_file: str | None) -> Trust | str:
-    """What ``audit verify`` checks the chain against (``verifier.Trust``), or an error line:
-    ``--public-key`` (default: the public half of ``audit.signing_key_file``) and the exported
-    checkpoints of ``--checkpoint`` and ``--checkpoints``."""
-    from remediator.audit import signing
-    from remediator.engine.verifier import Trust
-
-    exported: list[tuple[int, str]] = []
-    try:
-        for spec in args.checkpoint or []:
-            exported.append(signing.parse_spec(spec))
-        if args.checkpoints:
-            exported += signing.parse_exported(Path(args.checkpoints).read_text())
-        source = args.public_key or key_file
-        public = signing.load_public(source) if source else None
-    except OSError as exc:
-        return f"{args.checkpoints}: cannot read: {exc.strerror}"
-    except ValueError as exc:  # KeyFileError too
-        return str(exc)
-    if args.checkpoints and not exported:
-        return f"{args.checkpoints}: no exported checkpoint in it"
-    return Trust(public=public, exported=tuple(exported))
-
-
-def cmd_audit_keygen(args: argparse.Namespace) -> int:
-    """Write an Ed25519 signing key (0600) and its public key (``FILE.pub``)."""
-    from remediator.audit.signing import keygen
-
-    try:
-        private, public = keygen(args.file)
-    except FileExistsError:
-        print(f"audit keygen: {args.file} exists; not overwritten", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"audit keygen: {args.file}: {exc.strerror}", file=sys.stderr)
-        return 1
-    print(f"signing key: {private} (keep it beside the configuration, mode 0600; set "
-          f"audit.signing_key_file)\npublic key:  {public} (give it to whoever verifies: "
-          "`remediator audit verify --public-key`)")  # fmt: skip
-    return 0
-
-
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from remediator.engine import verifier as audit
-    from remediator.errors import StoreUnavailable
-
-    found = _audit_target(args, any_backend=True)
-    if isinstance(found, int):
-        return found
-    where, recording = found
-    key_file = load_config(_config_path(args.config)).audit.signing_key_file  # valid: read above
-    trust = _trust(args, key_file)
-    if isinstance(trust, str):
-        print(f"audit: {trust}", file=sys.stderr)
-        return 2
-    if isinstance(where, Path):
-        verdict = audit.verify(where, recording, trust)
-    else:
-        try:
-            verdict = asyncio.run(audit.verify_url(where, recording, trust))
-        except StoreUnavailable as exc:
-            print(f"audit: {exc.message}", file=sys.stderr)
-            return 2
-    print(verdict.line(), file=sys.stdout if verdict.ok else sys.stderr)
-    return 0 if verdict.ok else 1
-
-
-def cmd_audit_prune(args: argparse.Namespace) -> int:
-    """Prune the store ``serve`` would use: a SQLite file directly, any other backend (e.g. a
-    PostgreSQL database several replicas share) through its store, in one transaction."""
-    import asyncio
-    import time
-
-    from remediator.config.durations import parse_duration
-    from remediator.engine import verifier as audit
-    from remediator.errors import StoreUnavailable
-
-    found = _audit_target(args, any_backend=True)
-    if isinstance(found, int):
-        return found
-    where, recording = found
-    try:
-        age = parse_duration(args.older_than)
-    except ValueError as exc:
-        print(f"--older-than: {exc}", file=sys.stderr)
-        return 2
-    now = time.time()
-    if isinstance(where, Path):
-        if not where.exists():
-            print(f"audit: no store at {where}", file=sys.stderr)
-            return 2
-        pruned = audit.prune(where, recording, before=now - age, now=now)
-    else:
-        try:
-            pruned = asyncio.run(audit.prune_url(where, recording, before=now - age, now=now))
-        except StoreUnavailable as exc:
-            print(f"audit: {exc.message}", file=sys.stderr)
-            return 2
-    print(f"pruned {pruned} events older than {args.older_than}")
-    return 0
-
-
-def _quarantine_store(args: argparse.Namespace) -> tuple[config_mod.Config, Recording] | int:
-    stored = _stored(args)
-    return 2 if stored is None else stored
-
-
-def cmd_quarantine(args: argparse.Namespace) -> int:
-    """List the quarantined targets, or lift one's quarantine, in the store ``serve`` would
-    use (any backend: every replica sees it); lifting unpauses what the quarantine paused."""
-    import asyncio
-    import getpass
-
-    from remediator.actions import builtin_actions
-    from remediator.clients import Clients
-    from remediator.engine import quarantine
-    from remediator.errors import NotQuarantined, StoreUnavailable
-    from remediator.store import create_store
-
-    found = _quarantine_store(args)
-    if isinstance(found, int):
-        return found
-    cfg, recording = found
-    if args.quarantine_command == "lift" and not args.reason.strip():
-        print("quarantine lift: --reason must not be empty", file=sys.stderr)
-        return 2
-
-    async def main() -> int:
-        store = create_store(cfg.store.url)
-        store.configure(recording)
-        await store.open()
-        clients = Clients()
-        try:
-            if args.quarantine_command == "list":
-                states = await store.quarantined_targets()
-                for state in states:
-                    row = quarantine.state_json(state)
-                    paused = " (paused)" if row["paused"] else ""
-                    print(f"{row['target']}\t{row['quarantined_at']}\t{row['reason']}{paused}")
-                if not states:
-                    print("no target is quarantined", file=sys.stderr)
-                return 0
-            try:
-                user = getpass.getuser()
-            except (KeyError, OSError):
-                user = "unknown"
-            lifted = await quarantine.lift_in(
-                store,
-                args.target,
-                actor=f"cli:{user}",
-                reason=args.reason.strip(),
-                now=time.time(),
-                config=cfg,
-                config_version=0,
-                clients=clients,
-                unpause=builtin_actions().get("docker.unpause"),
-            )
-        except NotQuarantined as exc:
-            print(f"quarantine: {exc.message}", file=sys.stderr)
-            return 1
-        finally:
-            await asyncio.to_thread(clients.close)
-            await clients.aclose()
-            await store.close()
-        print(f"{args.target}: {lifted.detail}")
-        return 0 if lifted.unpaused is not False else 1
-
-    try:
-        return asyncio.run(main())
-    except StoreUnavailable as exc:
-        print(f"quarantine: {exc.message}", file=sys.stderr)
-        return 2
 
 
 def cmd_version(args: argparse.Namespace) -> int:
