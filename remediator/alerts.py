@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -66,15 +67,16 @@ class Alert(_Model):
         except (OverflowError, ValueError):  # e.g. 9999-12-31T23:59:59-01:00: year 10000 in UTC
             raise ValueError("the time is outside years 1 to 9999 in UTC") from None
 
-    @property
+    # Computed once per alert (the intake reads each several times); the model is frozen.
+    @cached_property
     def alertname(self) -> str:
         return self.labels.get("alertname", "")
 
-    @property
+    @cached_property
     def starts_ts(self) -> float:
         return self.starts_at.timestamp()
 
-    @property
+    @cached_property
     def ends_ts(self) -> float | None:
         """``endsAt`` in Unix seconds, or None for Alertmanager's zero time."""
         if self.ends_at is None or self.ends_at.year <= _ZERO_YEAR:

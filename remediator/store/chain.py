@@ -73,10 +73,10 @@ PLAINTEXT = (
 
 def head(d: Dialect) -> Op[tuple[int, str]]:
     """The chain's head (last id and hash), its row locked; created from the events if missing."""
-    row = yield one((HEAD) + d.for_update)
+    row = yield one(HEAD + d.for_update)
     if row is None:
-        yield run((CREATE_HEAD), GENESIS_HASH)
-        row = yield one((HEAD) + d.for_update)
+        yield run(CREATE_HEAD, GENESIS_HASH)
+        row = yield one(HEAD + d.for_update)
     assert row is not None
     return int(row[0]), str(row[1])
 
@@ -95,12 +95,12 @@ def link(
     if after is None:
         after = yield from head(d)
     out, rows = link_rows(events, recording, after[0], after[1])
-    yield many((INSERT_EVENTS), rows)
+    yield many(INSERT_EVENTS, rows)
     if save_head:
-        yield run((SAVE_HEAD), out[-1].id, out[-1].hash)
+        yield run(SAVE_HEAD, out[-1].id, out[-1].hash)
     notes = outbox_rows(out, recording)
     if notes:
-        yield many((INSERT_OUTBOX), notes)
+        yield many(INSERT_OUTBOX, notes)
     return out
 
 
@@ -114,7 +114,7 @@ def records(
     d: Dialect, after_id: int, limit: int, *, recording: Recording | None
 ) -> Op[list[Event]]:
     """The events after ``after_id``, in id order, at most ``limit``."""
-    rows = yield all_((AFTER), after_id, limit)
+    rows = yield all_(AFTER, after_id, limit)
     return [event_from_row(row, recording) for row in rows]
 
 

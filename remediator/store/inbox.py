@@ -238,18 +238,17 @@ def ingest(
     if lock is not None:
         for fingerprint in sorted({alert.fingerprint for alert in alerts}):
             yield run(lock, fingerprint)
-    latest, close, move = (LATEST_EPISODES), (CLOSE_EPISODE), (MOVE_EPISODE)
     new = duplicates = 0
     events: list[Event] = []
     for alert in alerts:
-        rows = yield all_(latest, alert.status, alert.fingerprint)
+        rows = yield all_(LATEST_EPISODES, alert.status, alert.fingerprint)
         found = [Episode(*row[:4]) for row in rows]
         intake = decide(
             found[0] if found else None, alert, now, found[1] if len(found) > 1 else None
         )
         if intake.episode_id is None:
             episode_id = yield insert(
-                (INSERT_EPISODE),
+                INSERT_EPISODE,
                 alert.fingerprint,
                 episode_alertname(alert, recording),
                 alert.starts_ts,
@@ -259,9 +258,9 @@ def ingest(
         else:
             episode_id = intake.episode_id
             if intake.close_at is not None:
-                yield run(close, intake.close_at, episode_id)
+                yield run(CLOSE_EPISODE, intake.close_at, episode_id)
             elif intake.move_start is not None:
-                yield run(move, intake.move_start, episode_id)
+                yield run(MOVE_EPISODE, intake.move_start, episode_id)
         inserted = 0
         if not intake.late_repeat and not any(row[0] == episode_id and row[4] for row in rows):
             values = inbox_values(
@@ -272,7 +271,7 @@ def ingest(
                 group_key=group_key,
                 recording=recording,
             )
-            inserted = yield run((INSERT_INBOX), *values)
+            inserted = yield run(INSERT_INBOX, *values)
         repeats = None
         if inserted:
             new += 1
@@ -281,7 +280,7 @@ def ingest(
             params = repeat_params(
                 alert, episode_id=episode_id, now=now, interval=duplicate_interval
             )
-            recorded, repeats = recorded_repeat((yield one((REPEAT), *params)))
+            recorded, repeats = recorded_repeat((yield one(REPEAT, *params)))
             if not recorded:
                 continue
         events.append(

@@ -265,9 +265,13 @@ def outbox_rows(events: list[Event], recording: Recording) -> list[tuple[Any, ..
 def event_row(e: Event, recording: Recording, details: str | None = None) -> tuple[Any, ...]:
     """The stored row of a linked event (:data:`EVENT_COLUMNS`), free text sealed; ``details``:
     its details already encoded as JSON (any JSON form reads back the same)."""
-    alertname, actor = e.alertname, e.actor
-    if recording.cipher is not None:
-        alertname, actor = recording.seal_text(alertname), recording.seal_text(actor)
+    alertname, actor, message = e.alertname, e.actor, e.message
+    stored = recording.seal_details(e.details) if details is None else details
+    if recording.cipher is not None:  # sealed only when the policy encrypts
+        seal = recording.seal_text
+        alertname, actor, message = seal(alertname), seal(actor), seal(message)
+        if details is not None:
+            stored = seal(details)
     return (
         e.id,
         e.time,
@@ -282,10 +286,10 @@ def event_row(e: Event, recording: Recording, details: str | None = None) -> tup
         e.fingerprint,
         alertname,
         e.status,
-        recording.seal_text(e.message),
+        message,
         actor,
         e.config_version,
-        recording.seal_details(e.details) if details is None else recording.seal_json(details),
+        stored,
         e.prev_hash,
         e.hash,
     )

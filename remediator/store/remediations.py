@@ -130,7 +130,7 @@ def listed(
 def unrecovered(
     d: Dialect, *, finished_before: float, after_id: int, limit: int
 ) -> Op[list[Remediation]]:
-    rows = yield all_((_UNRECOVERED), finished_before, after_id, limit)
+    rows = yield all_(_UNRECOVERED, finished_before, after_id, limit)
     return [Remediation(*row) for row in rows]
 
 
