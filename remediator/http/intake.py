@@ -22,6 +22,7 @@ that also builds the OpenAPI document.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ from starlette.types import Receive, Scope, Send
 from remediator.alerts import WebhookPayload
 from remediator.config.model import field_path
 from remediator.errors import (
+    Backlogged,
     MalformedJSON,
     RequestError,
     SchemaViolation,
@@ -56,6 +58,10 @@ from remediator.http.web import (
 from remediator.runtime import Runtime
 
 log = logging.getLogger("remediator.intake")
+# A body larger than this is parsed on a thread: thousands of alerts take tens of milliseconds
+# to validate, which the event loop answering other webhooks and /health must not wait for.
+PARSE_ON_LOOP_BYTES = 64 * 1024
+BACKLOG_RETRY_AFTER = 30  # seconds Alertmanager is asked to wait while the outbox is full
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -95,8 +101,18 @@ async def accept(
         if rt.draining:
             raise Unavailable("remediator is shutting down; retry")
         authorize(rt, authorization, "intake")
+        if rt.outbox.pending >= rt.config.notifications.max_pending:
+            metrics.intake_refused_outbox_full.inc()
+            raise Backlogged(
+                f"{rt.outbox.pending} notifications wait for delivery "
+                f"(notifications.max_pending {rt.config.notifications.max_pending}); retry",
+                retry_after=BACKLOG_RETRY_AFTER,
+            )
         body = await read_capped(receive, declared, rt.config.server.max_body_bytes)
-        payload = parse_payload(body)
+        if len(body) > PARSE_ON_LOOP_BYTES:  # a storm's notification: parsed off the loop
+            payload = await asyncio.to_thread(parse_payload, body)
+        else:
+            payload = parse_payload(body)
         try:
             result = await rt.store.ingest(
                 list(payload.alerts),

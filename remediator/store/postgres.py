@@ -41,7 +41,7 @@ from remediator.store.roles import Roles
 
 DEFAULT_POOL_SIZE = 10
 # The intake lock of one fingerprint, for the transaction (remediator/store/inbox.py).
-INTAKE_LOCK = POSTGRES.sql(f"SELECT pg_advisory_xact_lock({INTAKE_LOCKS}, hashtext(?))")
+INTAKE_LOCK = f"SELECT pg_advisory_xact_lock({INTAKE_LOCKS}, hashtext(?))"  # spelled by the driver
 
 
 def split_url(url: str) -> tuple[str, int]:

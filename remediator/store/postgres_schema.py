@@ -223,6 +223,15 @@ PG_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (remediation_id, step)
     );
     """,
+    # 9: alert storms (issue 18) — escalations that a storm makes are delivered in batches
+    # (``batch_key``: remediator/engine/outbox.py), their rows found by index;
+    # poisoned inbox items (quarantined after worker.max_attempts claims) are listed by index.
+    """
+    ALTER TABLE outbox ADD COLUMN batch_key TEXT;
+    CREATE INDEX outbox_batch ON outbox (channel, destination, batch_key, id)
+        WHERE state = 'pending' AND batch_key IS NOT NULL;
+    CREATE INDEX inbox_poisoned ON inbox (id) WHERE state = 'poisoned';
+    """,
 )
 
 
