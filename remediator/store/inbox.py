@@ -52,6 +52,8 @@ from remediator.store.records import (
 
 _SORTED = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), built once
 INGEST_CHUNK = 250  # alerts stored per transaction (see InboxOps.ingest)
+STORM_ALERTS = 100  # a notification with more alerts is a storm's (see storm_penalty)
+STORM_PENALTY = 10
 SEVERITY_PRIORITY = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}
 INBOX_INSERT_COLUMNS = (
     "fingerprint, episode_id, status, alertname, labels, annotations, starts_at, ends_at, "
@@ -104,6 +106,13 @@ def priority(alert: Alert) -> int:
     return SEVERITY_PRIORITY.get(alert.labels.get("severity", ""), 2)
 
 
+def storm_penalty(alerts: int) -> int:
+    """What a notification of ``alerts`` alerts adds to their priority: a storm's notification
+    (more than :data:`STORM_ALERTS`) queues behind every smaller one, so that its alerts —
+    whose severity label whoever makes them fire chooses — never delay a single real one."""
+    return STORM_PENALTY if alerts > STORM_ALERTS else 0
+
+
 def inbox_values(
     alert: Alert,
     *,
@@ -112,6 +121,7 @@ def inbox_values(
     receiver: str,
     group_key: str,
     recording: Recording | None = None,
+    penalty: int = 0,
 ) -> tuple[Any, ...]:
     """The inbox row (:data:`INBOX_INSERT_COLUMNS`) of an alert; with ``recording``'s key, its
     text (alertname, labels, annotations, generator URL, receiver, group key) sealed."""
@@ -139,7 +149,7 @@ def inbox_values(
         receiver,
         group_key,
         now,
-        priority(alert),
+        priority(alert) + penalty,
     )
 
 
@@ -240,8 +250,10 @@ def ingest(
     duplicate_interval: float,
     recording: Recording,
     lock: str | None,
+    penalty: int = 0,
 ) -> Op[IngestResult]:
-    """Store one notification's alerts (see the module's docstring)."""
+    """Store one notification's alerts (see the module's docstring); ``penalty`` is added to
+    their queue priority (:func:`storm_penalty`)."""
     if lock is not None:
         for fingerprint in sorted({alert.fingerprint for alert in alerts}):
             yield run(lock, fingerprint)
@@ -278,6 +290,7 @@ def ingest(
                 receiver=receiver,
                 group_key=group_key,
                 recording=recording,
+                penalty=penalty,
             )
             inserted = yield run((INSERT_INBOX), *values)
         repeats = None
@@ -399,7 +412,8 @@ class InboxOps(Driven):
         notification of thousands of alerts never holds the writer (and, on SQLite, the event
         loop that runs its statements) for longer than one chunk, so a small notification
         arriving meanwhile commits between two chunks. The caller answers only after the last
-        chunk committed; a chunk stored twice (a retried notification) is recorded as repeats."""
+        chunk committed; a chunk stored twice (a retried notification) is recorded as repeats.
+        A storm's notification queues behind smaller ones (:func:`storm_penalty`)."""
         total: IngestResult | None = None
         for start in range(0, max(len(alerts), 1), INGEST_CHUNK):
             result = await self._write_op(
@@ -411,6 +425,7 @@ class InboxOps(Driven):
                 duplicate_interval=duplicate_interval,
                 recording=self.recording,
                 lock=self.intake_lock,
+                penalty=storm_penalty(len(alerts)),
             )
             total = result if total is None else total.plus(result)
         assert total is not None
