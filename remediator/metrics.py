@@ -175,7 +175,9 @@ class Metrics:
         )
         self.intake_refused = Counter(
             "remediator_intake_refused_total",
-            "Webhook requests refused with 503 and Retry-After, by reason (outbox_full).",
+            "Webhook requests refused with 503 and Retry-After, by reason (outbox_full: the "
+            "outbox is over notifications.max_pending; busy: another large notification is "
+            "being stored).",
             ["reason"],
             registry=r,
         )
@@ -185,6 +187,7 @@ class Metrics:
             registry=r,
         )
         self.intake_refused_outbox_full = self.intake_refused.labels("outbox_full")
+        self.intake_refused_busy = self.intake_refused.labels("busy")
 
         self._initialise()
 

@@ -56,11 +56,16 @@ from remediator.http.web import (
     runtime,
 )
 from remediator.runtime import Runtime
+from remediator.store.lanes import urgent
+from remediator.store.records import IngestResult
 
 log = logging.getLogger("remediator.intake")
-# A body larger than this is parsed on a thread: thousands of alerts take tens of milliseconds
-# to validate, which the event loop answering other webhooks and /health must not wait for.
+# A larger body is a large notification (:func:`_accept_large`): parsed on a thread (thousands
+# of alerts take tens of milliseconds to validate, which the event loop answering other webhooks
+# and /health must not wait for), one at a time.
 PARSE_ON_LOOP_BYTES = 64 * 1024
+LARGE_WAIT = 1.0  # seconds a large notification waits for its turn before a 503
+LARGE_RETRY_AFTER = 5  # seconds Alertmanager is asked to wait then
 BACKLOG_RETRY_AFTER = 30  # seconds Alertmanager is asked to wait while the outbox is full
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
@@ -109,21 +114,12 @@ async def accept(
                 retry_after=BACKLOG_RETRY_AFTER,
             )
         body = await read_capped(receive, declared, rt.config.server.max_body_bytes)
-        if len(body) > PARSE_ON_LOOP_BYTES:  # a storm's notification: parsed off the loop
-            payload = await asyncio.to_thread(parse_payload, body)
+        if len(body) > PARSE_ON_LOOP_BYTES:
+            payload, result = await _accept_large(rt, body)
         else:
             payload = parse_payload(body)
-        try:
-            result = await rt.store.ingest(
-                list(payload.alerts),
-                received_at=rt.clock.now(),
-                receiver=payload.receiver,
-                group_key=payload.group_key,
-                duplicate_interval=rt.config.audit.duplicate_interval,
-            )
-        except StoreUnavailable:
-            metrics.store_write_failures.inc()
-            raise
+            with urgent():  # ahead of the worker's and a storm's writes
+                result = await _ingest(rt, payload)
         by_status = metrics.alerts_received_by_status
         for alert in payload.alerts:
             by_status[alert.status].inc()
@@ -164,6 +160,41 @@ async def accept(
     counter.inc()
     metrics.webhook_duration.observe(time.perf_counter() - started)
     return Reply(status, answer, headers)
+
+
+async def _ingest(rt: Runtime, payload: WebhookPayload) -> IngestResult:
+    """Store the payload's alerts (the 200 follows only their commit)."""
+    try:
+        return await rt.store.ingest(
+            list(payload.alerts),
+            received_at=rt.clock.now(),
+            receiver=payload.receiver,
+            group_key=payload.group_key,
+            duplicate_interval=rt.config.audit.duplicate_interval,
+        )
+    except StoreUnavailable:
+        rt.metrics.store_write_failures.inc()
+        raise
+
+
+async def _accept_large(rt: Runtime, body: bytes) -> tuple[WebhookPayload, IngestResult]:
+    """A large notification (a storm's: thousands of alerts): one at a time, parsed on a
+    thread. Another one waits at most :data:`LARGE_WAIT` seconds for its turn, then is refused
+    with 503 and ``Retry-After`` (Alertmanager retries), so a storm's notifications never queue
+    up on the loop and the writer ahead of a small one."""
+    slot = rt.large_intake
+    try:
+        await asyncio.wait_for(slot.acquire(), timeout=LARGE_WAIT)
+    except TimeoutError:
+        rt.metrics.intake_refused_busy.inc()
+        raise Backlogged(
+            "another large notification is being stored; retry", retry_after=LARGE_RETRY_AFTER
+        ) from None
+    try:
+        payload = await asyncio.to_thread(parse_payload, body)
+        return payload, await _ingest(rt, payload)
+    finally:
+        slot.release()
 
 
 async def receive(request: Request) -> Response:

@@ -51,7 +51,7 @@ from remediator.store.records import (
 )
 
 _SORTED = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), built once
-INGEST_CHUNK = 250  # alerts stored per transaction (see InboxOps.ingest)
+INGEST_CHUNK = 50  # alerts stored per transaction (see InboxOps.ingest)
 STORM_ALERTS = 100  # a notification with more alerts is a storm's (see storm_penalty)
 STORM_PENALTY = 10
 SEVERITY_PRIORITY = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}

@@ -43,6 +43,7 @@ from remediator.audit.events import Event
 from remediator.audit.recording import Recording
 from remediator.errors import StoreUnavailable
 from remediator.store import chain
+from remediator.store.lanes import URGENT
 from remediator.store.ops import SQLITE, Append, Driven, Op, OpFn, P, Query
 
 # The batch the writer is running (on the thread running it): ``events`` appended so far
@@ -167,9 +168,11 @@ def connect_reader(path: Path) -> sqlite3.Connection:
 
 @dataclass(eq=False)
 class _Queue:
-    """The jobs one event loop queued, and whether that loop is draining them."""
+    """The jobs one event loop queued, and whether that loop is draining them. ``urgent``
+    jobs (remediator/store/lanes.py) are taken before ``jobs``."""
 
     jobs: list[tuple[Job, asyncio.Future[Any]]] = field(default_factory=list)
+    urgent: list[tuple[Job, asyncio.Future[Any]]] = field(default_factory=list)
     draining: bool = False
     task: asyncio.Task[None] | None = None
 
@@ -221,7 +224,7 @@ class Writer:
         queue = self._queues.get(loop)
         if queue is None:
             queue = self._queues[loop] = _Queue()
-        queue.jobs.append((job, future))
+        (queue.urgent if URGENT.get() else queue.jobs).append((job, future))
         if not queue.draining:
             queue.draining = True
             queue.task = loop.create_task(self._drain(queue))
@@ -248,7 +251,10 @@ class Writer:
     async def _drain(self, queue: _Queue) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while queue.jobs and not self._closed:
+            while (queue.jobs or queue.urgent) and not self._closed:
+                if queue.urgent:  # the urgent lane first (what is left over waits in front)
+                    queue.jobs[:0] = queue.urgent
+                    queue.urgent.clear()
                 batch, queue.jobs[:] = queue.jobs[:_MAX_BATCH], queue.jobs[_MAX_BATCH:]
                 await self._acquire()
                 if self._closed:
@@ -278,7 +284,7 @@ class Writer:
                         future.set_result(result)
         finally:
             queue.draining = False
-            for _, future in queue.jobs if self._closed else ():
+            for _, future in [*queue.urgent, *queue.jobs] if self._closed else ():
                 if not future.done():
                     future.set_exception(StoreUnavailable("the store is not open"))
 
