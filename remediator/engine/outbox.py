@@ -57,6 +57,7 @@ BATCH_REASONS = {
     "target_not_registered": "named a target that is not registered",
 }
 TOP_NAMES = 5  # alertnames a summary lists
+BATCH_PAGE = 200  # rows of a batch claimed per statement
 
 
 def summary(items: list[OutboxItem]) -> Notification:
@@ -170,11 +171,15 @@ class Outbox:
             else:
                 groups.setdefault((item.channel, item.destination, item.batch_key), []).append(item)
         for group in groups.values():
-            more = await self.store.claim_outbox_batch(
-                group[-1], worker=self.name, now=self.clock.now(), lease=self.lease,
-                limit=self.max_batch - len(group),
-            )  # fmt: skip
-            group += more
+            while len(group) < self.max_batch:  # in pages: no one long write on the loop
+                room = min(self.max_batch - len(group), BATCH_PAGE)
+                more = await self.store.claim_outbox_batch(
+                    group[-1], worker=self.name, now=self.clock.now(), lease=self.lease,
+                    limit=room,
+                )  # fmt: skip
+                group += more
+                if len(more) < room:
+                    break
             messages += [
                 group[i : i + self.max_batch] for i in range(0, len(group), self.max_batch)
             ]

@@ -166,15 +166,31 @@ def connect_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
+_Queued = tuple[Job, "asyncio.Future[Any]"]
+
+
 @dataclass(eq=False)
 class _Queue:
     """The jobs one event loop queued, and whether that loop is draining them. ``urgent``
     jobs (remediator/store/lanes.py) are taken before ``jobs``."""
 
-    jobs: list[tuple[Job, asyncio.Future[Any]]] = field(default_factory=list)
-    urgent: list[tuple[Job, asyncio.Future[Any]]] = field(default_factory=list)
+    jobs: list[_Queued] = field(default_factory=list)
+    urgent: list[_Queued] = field(default_factory=list)
     draining: bool = False
     task: asyncio.Task[None] | None = None
+
+
+def _interleave(urgent: list[_Queued], jobs: list[_Queued]) -> list[_Queued]:
+    """The urgent lane ahead of the backlog, but alternating with its oldest jobs: an urgent
+    job waits for at most as many others as are urgent before it, and a flood of urgent ones
+    (small webhooks) still leaves the worker half of each batch."""
+    mixed: list[_Queued] = []
+    for i, job in enumerate(urgent):
+        mixed.append(job)
+        if i < len(jobs):
+            mixed.append(jobs[i])
+    mixed.extend(jobs[len(urgent) :])
+    return mixed
 
 
 @dataclass
@@ -252,8 +268,8 @@ class Writer:
         loop = asyncio.get_running_loop()
         try:
             while (queue.jobs or queue.urgent) and not self._closed:
-                if queue.urgent:  # the urgent lane first (what is left over waits in front)
-                    queue.jobs[:0] = queue.urgent
+                if queue.urgent:
+                    queue.jobs[:] = _interleave(queue.urgent, queue.jobs)
                     queue.urgent.clear()
                 batch, queue.jobs[:] = queue.jobs[:_MAX_BATCH], queue.jobs[_MAX_BATCH:]
                 await self._acquire()
