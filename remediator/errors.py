@@ -23,7 +23,8 @@
     │   ├── Missing                      (its own code)        404 (PLAYBOOK_NOT_FOUND, ...)
     │   ├── RateLimited                  RATE_LIMITED          429
     │   └── Unavailable                  SERVICE_UNAVAILABLE   503
-    │       └── StoreUnavailable         STORE_UNAVAILABLE     503
+    │       ├── StoreUnavailable         STORE_UNAVAILABLE     503
+    │       └── Backlogged               BACKLOGGED            503 (Retry-After)
     └── RecoveryError                    RECOVERY_FAILED
         ├── TargetRefused                TARGET_REFUSED
         └── CircuitBreakerError          CIRCUIT_OPEN
@@ -185,6 +186,16 @@ class StoreUnavailable(Unavailable):
     """The store could not commit; nothing was acknowledged."""
 
     code = "STORE_UNAVAILABLE"
+
+
+class Backlogged(Unavailable):
+    """Too much is waiting (the notification outbox is over its cap): retry after a while."""
+
+    code = "BACKLOGGED"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RecoveryError(RemediatorError):

@@ -219,6 +219,27 @@ class Metrics:
             buckets=RECOVERY_BUCKETS,
             registry=r,
         )
+        # Alert storms (issue 18): coalesced escalations, refused intake, poisoned alerts.
+        self.escalations_coalesced = Counter(
+            "remediator_escalations_coalesced_total",
+            "Escalations delivered inside a summary message instead of one of their own.",
+            registry=r,
+        )
+        self.intake_refused = Counter(
+            "remediator_intake_refused_total",
+            "Webhook requests refused with 503 and Retry-After, by reason (outbox_full: the "
+            "outbox is over notifications.max_pending; busy: another large notification is "
+            "being stored).",
+            ["reason"],
+            registry=r,
+        )
+        self.alerts_poisoned = Counter(
+            "remediator_alerts_poisoned_total",
+            "Stored alerts quarantined after worker.max_attempts claims (alert:poisoned).",
+            registry=r,
+        )
+        self.intake_refused_outbox_full = self.intake_refused.labels("outbox_full")
+        self.intake_refused_busy = self.intake_refused.labels("busy")
 
         self._initialise()
 

@@ -68,6 +68,8 @@ class Runtime:
     started_at: float = field(default=0.0)
     # One configuration change at a time.
     config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # One large (storm-sized) webhook notification stored at a time (remediator/http/intake.py).
+    large_intake: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
     def on(self, event_type: str, handler: Handler) -> None:
         """Subscribe to recorded events in-process: ``runtime.on("circuit:open", fn)``."""

@@ -57,6 +57,7 @@ TABLE: list[Row] = [
     ("GET", "/statistics", "/statistics", {"params": {"window": "1h"}}, READ),
     ("GET", "/targets/{name}", "/targets/web", {}, READ),
     ("GET", "/quarantine", "/quarantine", {}, READ),
+    ("GET", "/alerts/poisoned", "/alerts/poisoned", {}, READ),
     ("DELETE", "/quarantine/{target}", "/quarantine/web", {"json": {"reason": "roles test"}}, ADMIN_4XX),
     ("POST", "/circuit-breakers/{service}/reset", "/circuit-breakers/web/reset", {}, ADMIN),
     ("POST", "/circuit-breakers/{service}/reset", "/circuit-breakers/nope/reset", {}, ADMIN_4XX),

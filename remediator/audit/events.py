@@ -20,6 +20,7 @@ from typing import Any
 ALERT_RECEIVED = "alert:received"
 ALERT_DUPLICATE = "alert:duplicate"
 ALERT_RESOLVED = "alert:resolved"
+ALERT_POISONED = "alert:poisoned"
 SERVICE_REGISTERED = "service:registered"
 SERVICE_DEGRADED = "service:degraded"
 SERVICE_RECOVERED = "service:recovered"
@@ -62,6 +63,7 @@ AUDIT_SIGNED_CHECKPOINT = "audit:signed_checkpoint"
 EVENT_TYPES: dict[str, tuple[str, str]] = {
     ALERT_RECEIVED: ("intake stored a new firing alert", "`actor: alertmanager:<receiver>`, `details.episode`"),
     ALERT_RESOLVED: ("intake stored a new resolved alert", "`actor: alertmanager:<receiver>`, `details.episode`"),
+    ALERT_POISONED: ("the worker quarantined a stored alert claimed `worker.max_attempts` times without being done (its processing failed, overran its lease or was killed each time); never claimed again, listed by `GET /api/v1/recovery/alerts/poisoned`", "`details.inbox`, `details.attempts`, `details.episode`"),
     ALERT_DUPLICATE: ("intake got an alert it already had in that state (re-send, HA peer); at most once per `audit.duplicate_interval`", "`details.repeats`"),
     SERVICE_REGISTERED: ("start-up found a target it had not seen before", "`target`"),
     PATTERN_DROPPED: ("start-up or SIGHUP loaded a file that defines the id of a pattern added through the API: the file's wins, the API one is deleted", "`dropped`, `actor: startup` or `sighup`, `details.pattern`: the dropped pattern"),

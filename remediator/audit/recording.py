@@ -44,6 +44,10 @@ class OutboxRow:
     phase: str
     payload: dict[str, Any]
     dedupe_key: str | None = None
+    # Rows of one batch key are delivered together (remediator/engine/outbox.py), not before
+    # ``not_before`` (None: at once), so a storm's escalations make one message per window.
+    batch_key: str | None = None
+    not_before: float | None = None
 
 
 Router = Callable[[Event], list[OutboxRow]]

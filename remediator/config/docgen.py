@@ -37,7 +37,7 @@ _BY_MODEL: dict[str, dict[str, str]] = {
     "HealthConfig": {"enabled": "Run the health monitor (`service:degraded` / `service:recovered` events, breaker probes).", "system_interval": "Check interval of system (`process`) targets. Seed: 30s.", "external_interval": "Check interval of external (`http`) targets. Seed: 2m.", "service_interval": "Check interval of `docker_container`, `docker_service`, `redis` and `postgres` targets. Seed: 60s."},
     "SafetyConfig": {"dry_run": "Run every remediation as a dry run: decide, check the guards, record, touch nothing.", "max_concurrent_actions": "Actions running at the same time in one process.", "blast_radius": "Largest share (0 to 1) of the targets of one type that may be alerting at once; above it, remediations are blocked (`blast_radius`) and escalated.", "blast_radius_min_targets": "The blast radius applies only to types with at least this many targets."},
     "AlertmanagerConfig": {"url": "Alertmanager's base URL. When set, its alerts are read every `reconcile_interval` to ingest missed alerts and close missed resolves; unset, there is no reconciliation.", "reconcile_interval": "How often to reconcile with Alertmanager."},
-    "WorkerConfig": {"poll_interval": "How often the worker looks at the inbox when the webhook has not woken it.", "lease": "How long a claimed alert stays claimed (renewed while it is processed); a dead worker's alerts are claimed again after it.", "batch": "Most alerts claimed at once.", "concurrency": "Most alerts processed at the same time."},
+    "WorkerConfig": {"poll_interval": "How often the worker looks at the inbox when the webhook has not woken it.", "lease": "How long a claimed alert stays claimed (renewed while it is processed); a dead worker's alerts are claimed again after it.", "batch": "Most alerts claimed at once.", "concurrency": "Most alerts processed at the same time.", "max_attempts": "Claims of one stored alert (each counted durably, so a process killed during it counts too) after which it is a poison item: quarantined with `alert:poisoned`, listed by `GET /api/v1/recovery/alerts/poisoned`, never claimed again."},
     "PrometheusConfig": {"url": "Prometheus's base URL; `verify.prometheus` steps fail without it.", "timeout": "Bound on one query: the HTTP connect and read timeout, and the `timeout` Prometheus itself applies to the evaluation. A query that has no answer after it (plus 1s) fails its step with `query timed out`.", "ca_file": "A PEM bundle of CAs to trust instead of the system's, for an `https://` URL. TLS certificates are always verified unless `insecure_skip_verify` is set.", "insecure_skip_verify": "Do not verify Prometheus's TLS certificate. `check-config` warns about it; prefer `ca_file`.", "bearer_token_env": "The environment variable holding a bearer token, sent as `Authorization: Bearer ...`. At most one of `bearer_token_env`, `bearer_token_file` and `basic_auth`.", "bearer_token_file": "A file holding a bearer token, read at start-up.", "basic_auth": "HTTP basic authentication.", "headers": "Extra headers sent with every query, e.g. `{X-Scope-OrgID: team-a}` for a multi-tenant Mimir, Cortex or Thanos. Their values are secrets: redacted from the audit log and shown as `***` in `GET /configuration`.", "max_concurrent_queries": "Threads of the querier's own pool: at most this many queries run at once, and a slow or hung Prometheus never takes the threads that store and Docker work run on."},
     "PrometheusBasicAuth": {"username": "The user name.", "password_env": "The environment variable holding the password. Give exactly one of `password_env` and `password_file`.", "password_file": "A file holding the password, read at start-up."},
     "SlackConfig": {"token_env": "The environment variable holding a bot token (`xoxb-...`). Give `token_env`, `token_file` or `webhook_url`.", "token_file": "A file holding a bot token.", "webhook_url": "An incoming-webhook URL, used when no token is given. Its path is a secret: use a `${VAR}`.", "api_url": "The Slack Web API's base URL.", "channel": "The channel when no severity or category rule applies.", "channels_by_severity": "Channel per severity, e.g. `{critical: \"#ops-pager\"}`; tried first.", "channels_by_category": "Channel per pattern category, e.g. `{database: \"#dba\"}`; tried second.", "pace": "Least time between two messages to one channel (Slack allows about one per second)."},
@@ -90,6 +90,20 @@ _LIMITS = {"ge": "≥ {}", "gt": "> {}", "le": "≤ {}", "lt": "< {}", "pattern"
 # fmt: on
 # Each channel describes its own section (remediator/notifiers/).
 _BY_MODEL["NotificationsConfig"] = {kind.config_key: kind.summary for kind in NOTIFIERS}
+_BY_MODEL["NotificationsConfig"].update(
+    {
+        "coalesce_window": "Escalations of alerts no pattern matched, or naming a target that is "
+        "not registered, wait until the end of their window of this length and are delivered per "
+        'channel as one summary ("8,000 alerts matched no pattern in the last 15s: top '
+        'alertnames ..."), so an alert storm is a handful of messages. `0s`: sent at once (still '
+        "one summary for those that are due together).",
+        "max_alerts_per_message": "Most escalations one summary message stands for; a larger "
+        "batch is sent as several summaries.",
+        "max_pending": "Most notifications waiting for delivery: past it the webhook answers 503 "
+        "with `Retry-After: 30` (code `BACKLOGGED`; Alertmanager retries) until the outbox "
+        'drains, counted in `remediator_intake_refused_total{reason="outbox_full"}`.',
+    }
+)
 DESCRIPTIONS: dict[str, str] = {f"{m}.{f}": t for m, fs in _BY_MODEL.items() for f, t in fs.items()}
 EXAMPLE = """\
 server: {host: 0.0.0.0, port: 9095}

@@ -144,6 +144,7 @@ class WorkerConfig(_Section):
     lease: Duration = 60.0
     batch: int = Field(default=100, ge=1)
     concurrency: int = Field(default=64, ge=1)
+    max_attempts: int = Field(default=5, ge=1)
 
 
 class RateLimitConfig(_Section):
@@ -202,6 +203,10 @@ class NotificationsConfig(_Section):
     slack: SlackConfig | None = None
     email: EmailConfig | None = None
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    coalesce_window: Duration = Field(default=15.0, ge=0)
+    max_alerts_per_message: int = Field(default=1000, ge=1)
+    max_pending: int = Field(default=100_000, ge=1)
+
     link_hosts: list[str] = Field(
         default_factory=list,
         description="Hosts whose links taken from an alert (its `runbook_url` annotation, its "

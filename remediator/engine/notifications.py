@@ -15,6 +15,12 @@ goes to that level only. With no levels configured, every escalation goes
 to every configured channel, once per incident. A notification that was dead-lettered
 on one channel escalates through the others.
 
+Escalations that a storm of alerts makes (reasons in :data:`COALESCED`: an alert no pattern
+matched, or one naming a target that is not registered) are coalesced: their rows carry a batch
+key and wait until the end of their ``notifications.coalesce_window``, so the outbox delivers
+each window's rows of a channel as one summary (remediator/engine/outbox.py), at most
+``notifications.max_alerts_per_message`` alerts each, instead of one message per alert.
+
 Destinations come only from configuration, never from alert content. Links taken from the alert
 (its ``runbook_url``, its ``generatorURL``) are shown only when their host is on
 ``notifications.link_hosts`` (remediator/config/links.py); the others become a field that says so.
@@ -22,6 +28,7 @@ Destinations come only from configuration, never from alert content. Links taken
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -34,6 +41,15 @@ from remediator.notifiers import CHANNELS, configured, section
 
 ESCALATED = "recovery:escalated"
 ALL_CHANNELS = CHANNELS
+# Escalation reasons an alert storm makes by the thousand: delivered as summaries.
+COALESCED = frozenset({"unknown_pattern", "target_not_registered"})
+
+
+def window_end(time: float, window: float) -> float | None:
+    """When the coalescing window holding ``time`` ends (None: no window, deliver at once)."""
+    if window <= 0:
+        return None
+    return (math.floor(time / window) + 1) * window
 
 
 def incident_key(event: Event) -> str:
@@ -117,13 +133,17 @@ def build_router(config: Config) -> Router | None:
         event: Event, channels: Sequence[str], phase: str, dedupe: str | None
     ) -> list[OutboxRow]:
         incident = incident_key(event)
+        batch = not_before = None
+        if event.type == ESCALATED and event.outcome in COALESCED:
+            batch = f"{ESCALATED}:{event.outcome}"
+            not_before = window_end(event.time, notes.coalesce_window)
         out = []
         for channel in channels:
             kind = kinds[channel]
             for destination in kind.destinations(section(notes, kind), event):
                 key = f"{dedupe}:{channel}:{destination}" if dedupe else None
                 out.append(OutboxRow(channel, destination, incident, phase,
-                                     _payload(event, phase, hosts), key))  # fmt: skip
+                                     _payload(event, phase, hosts), key, batch, not_before))  # fmt: skip
         return out
 
     def route(event: Event) -> list[OutboxRow]:

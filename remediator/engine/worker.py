@@ -2,6 +2,12 @@
 
 The webhook only stores and wakes the worker; all remediation work happens here. Items are
 claimed with a lease, so an item whose worker died is claimed again once the lease expires.
+
+Every claim counts an attempt on the item's row, in the claim's own commit, so an item whose
+processing raises, overruns its lease, or kills the process (kill -9 mid-decision) counts each
+try durably. A poison item — claimed more than ``worker.max_attempts`` times without being done —
+is quarantined instead of processed again: state ``poisoned``, an ``alert:poisoned`` event,
+``remediator_alerts_poisoned_total``, listed by ``GET /api/v1/recovery/alerts/poisoned``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 
-from remediator.audit.events import Event, EventBus
+from remediator.audit.events import ALERT_POISONED, Event, EventBus
 from remediator.clock import Clock
 from remediator.config.model import WorkerConfig
 from remediator.errors import StoreUnavailable
@@ -142,6 +148,7 @@ class Worker:
             lease=self.settings.lease,
             limit=min(room, self.settings.batch),
         )
+        items = await self._quarantine(items)
         if items and self.prepare is not None:
             await self.prepare(items)
         for item in items:
@@ -149,6 +156,32 @@ class Worker:
             self._inflight[item.id] = task
             task.add_done_callback(functools.partial(self._done, item.id))
         return len(items)
+
+    async def _quarantine(self, items: list[InboxItem]) -> list[InboxItem]:
+        """The claimed items to process; those claimed more than ``max_attempts`` times are
+        quarantined instead (see the module's docstring)."""
+        limit = self.settings.max_attempts
+        if all(item.attempts <= limit for item in items):
+            return items
+        keep = []
+        for item in items:
+            if item.attempts <= limit:
+                keep.append(item)
+                continue
+            now = self.clock.now()
+            event = Event(
+                type=ALERT_POISONED, time=now, severity="high", fingerprint=item.fingerprint,
+                alertname=item.alertname[:200], status=item.status, outcome="poisoned",
+                actor="worker", message=f"claimed {item.attempts - 1} times without being done; "
+                "quarantined, never claimed again",
+                details={"inbox": item.id, "attempts": item.attempts - 1,
+                         "episode": item.episode_id},
+            )  # fmt: skip
+            if await self.store.poison(item.id, now=now, events=[event]):
+                self.metrics.alerts_poisoned.inc()
+                self.metrics.inbox_pending.dec()
+                log.error("alert quarantined", extra={"item": item.id, "attempts": item.attempts})
+        return keep
 
     def _done(self, item_id: int, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(item_id, None)
@@ -185,6 +218,7 @@ class Worker:
             lease=self.settings.lease,
             limit=self.settings.batch,
         )
+        items = await self._quarantine(items)
         if items and self.prepare is not None:
             await self.prepare(items)
         await asyncio.gather(*(self._handle(item) for item in items))

@@ -188,6 +188,7 @@ async def build_runtime(
         notifiers=build_notifiers(config, clock=the_clock),
         metrics=the_metrics,
         clock=the_clock,
+        max_batch=config.notifications.max_alerts_per_message,
     )
     retention = Retention(
         store=the_store,

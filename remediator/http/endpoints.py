@@ -23,7 +23,7 @@ from remediator.config.model import Config
 from remediator.config.patterns import PatternSpec
 from remediator.errors import MethodNotAllowed, RequestError
 from remediator.errors import NotFound as NotFoundError
-from remediator.http import admin, api, intake, management, openapi, target_views
+from remediator.http import admin, api, intake, management, openapi, poisoned, target_views
 from remediator.http.openapi import Operation, Param
 from remediator.http.schemas import (
     BreakerReset,
@@ -41,6 +41,7 @@ from remediator.http.schemas import (
     PatternsResponse,
     PauseRequest,
     PauseState,
+    PoisonedResponse,
     QuarantineLifted,
     QuarantineResponse,
     StatisticsResponse,
@@ -136,6 +137,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "A target: health, circuit breaker, quarantine, active endpoint", "read", TargetResponse,
         errors=(404, 503), route=f"{PREFIX}/targets/{{name:path}}",
         params=(Param("name", "path", _NAME, "A registered target"),),
+    ),
+    managed(
+        "GET", f"{PREFIX}/alerts/poisoned", poisoned.list_poisoned,
+        "Stored alerts quarantined after worker.max_attempts claims (newest 100)", "read",
+        PoisonedResponse, errors=(503,),
     ),
     managed(
         "GET", f"{PREFIX}/quarantine", target_views.list_quarantine, "The quarantined targets",

@@ -22,6 +22,7 @@ that also builds the OpenAPI document.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ from starlette.types import Receive, Scope, Send
 from remediator.alerts import WebhookPayload
 from remediator.config.problems import field_path
 from remediator.errors import (
+    Backlogged,
     MalformedJSON,
     RequestError,
     SchemaViolation,
@@ -55,8 +57,17 @@ from remediator.http.web import (
     runtime,
 )
 from remediator.runtime import Runtime
+from remediator.store.lanes import urgent
+from remediator.store.records import IngestResult
 
 log = logging.getLogger("remediator.intake")
+# A larger body is a large notification (:func:`_accept_large`): parsed on a thread (thousands
+# of alerts take tens of milliseconds to validate, which the event loop answering other webhooks
+# and /health must not wait for), one at a time.
+PARSE_ON_LOOP_BYTES = 64 * 1024
+LARGE_WAIT = 1.0  # seconds a large notification waits for its turn before a 503
+LARGE_RETRY_AFTER = 5  # seconds Alertmanager is asked to wait then
+BACKLOG_RETRY_AFTER = 30  # seconds Alertmanager is asked to wait while the outbox is full
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -102,19 +113,20 @@ async def accept(
         if rt.draining:
             raise Unavailable("remediator is shutting down; retry")
         authorize(rt, authorization, "intake", client)
-        body = await read_capped(receive, declared, rt.config.server.max_body_bytes)
-        payload = parse_payload(body)
-        try:
-            result = await rt.store.ingest(
-                list(payload.alerts),
-                received_at=rt.clock.now(),
-                receiver=payload.receiver,
-                group_key=payload.group_key,
-                duplicate_interval=rt.config.audit.duplicate_interval,
+        if rt.outbox.pending >= rt.config.notifications.max_pending:
+            metrics.intake_refused_outbox_full.inc()
+            raise Backlogged(
+                f"{rt.outbox.pending} notifications wait for delivery "
+                f"(notifications.max_pending {rt.config.notifications.max_pending}); retry",
+                retry_after=BACKLOG_RETRY_AFTER,
             )
-        except StoreUnavailable:
-            metrics.store_write_failures.inc()
-            raise
+        body = await read_capped(receive, declared, rt.config.server.max_body_bytes)
+        if len(body) > PARSE_ON_LOOP_BYTES:
+            payload, result = await _accept_large(rt, body)
+        else:
+            payload = parse_payload(body)
+            with urgent():  # ahead of the worker's and a storm's writes
+                result = await _ingest(rt, payload)
         by_status = metrics.alerts_received_by_status
         for alert in payload.alerts:
             by_status[alert.status].inc()
@@ -155,6 +167,41 @@ async def accept(
     counter.inc()
     metrics.webhook_duration.observe(time.perf_counter() - started)
     return Reply(status, answer, headers)
+
+
+async def _ingest(rt: Runtime, payload: WebhookPayload) -> IngestResult:
+    """Store the payload's alerts (the 200 follows only their commit)."""
+    try:
+        return await rt.store.ingest(
+            list(payload.alerts),
+            received_at=rt.clock.now(),
+            receiver=payload.receiver,
+            group_key=payload.group_key,
+            duplicate_interval=rt.config.audit.duplicate_interval,
+        )
+    except StoreUnavailable:
+        rt.metrics.store_write_failures.inc()
+        raise
+
+
+async def _accept_large(rt: Runtime, body: bytes) -> tuple[WebhookPayload, IngestResult]:
+    """A large notification (a storm's: thousands of alerts): one at a time, parsed on a
+    thread. Another one waits at most :data:`LARGE_WAIT` seconds for its turn, then is refused
+    with 503 and ``Retry-After`` (Alertmanager retries), so a storm's notifications never queue
+    up on the loop and the writer ahead of a small one."""
+    slot = rt.large_intake
+    try:
+        await asyncio.wait_for(slot.acquire(), timeout=LARGE_WAIT)
+    except TimeoutError:
+        rt.metrics.intake_refused_busy.inc()
+        raise Backlogged(
+            "another large notification is being stored; retry", retry_after=LARGE_RETRY_AFTER
+        ) from None
+    try:
+        payload = await asyncio.to_thread(parse_payload, body)
+        return payload, await _ingest(rt, payload)
+    finally:
+        slot.release()
 
 
 async def receive(request: Request) -> Response:

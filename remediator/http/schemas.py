@@ -190,6 +190,21 @@ class QuarantineResponse(_Answer):
     quarantined: list[QuarantinedOut]
 
 
+class PoisonedOut(_Answer):
+    id: int = Field(description="The inbox item")
+    fingerprint: str
+    episode: int
+    status: str = Field(description="firing or resolved")
+    alertname: str = Field(description="Escaped and cut to 120 characters")
+    received_at: str = Field(description="RFC 3339")
+    attempts: int = Field(description="Claims counted, the last one included")
+    poisoned_at: str | None = Field(description="RFC 3339: when it was quarantined")
+
+
+class PoisonedResponse(_Answer):
+    poisoned: list[PoisonedOut]
+
+
 class LiftRequest(_Request):
     reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
 

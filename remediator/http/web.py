@@ -17,6 +17,7 @@ from starlette.types import Receive
 
 from remediator.config.auth import Capability, Principal
 from remediator.errors import (
+    Backlogged,
     BodyTooLarge,
     Forbidden,
     MethodNotAllowed,
@@ -136,7 +137,7 @@ def error_body(exc: RequestError) -> bytes:
 
 def error_headers(exc: RequestError) -> dict[str, str]:
     headers = {}
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Backlogged):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = CHALLENGE

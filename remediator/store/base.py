@@ -23,6 +23,7 @@ from remediator.store.records import (
     InboxItem,
     IngestResult,
     OutboxItem,
+    PoisonedItem,
     Remediation,
     StepIntent,
     TargetState,
@@ -109,6 +110,15 @@ class Inbox(Protocol):
         ...
 
     async def pending_count(self) -> int: ...
+
+    async def poison(self, item_id: int, *, now: float, events: list[Event]) -> bool:
+        """Quarantine a claimed item (never claimed again), appending ``events``; False if it
+        is no longer pending."""
+        ...
+
+    async def poisoned(self, limit: int = 100) -> list[PoisonedItem]:
+        """The quarantined items, newest first."""
+        ...
 
     async def latest_alert(self, fingerprint: str) -> InboxItem | None:
         """The newest inbox row of a fingerprint (any state), or None if it was never stored."""
@@ -358,12 +368,30 @@ class Outbox(Protocol):
         """Due notifications, at most one per (channel, destination, incident), oldest first."""
         ...
 
-    async def outbox_sent(self, item_id: int, *, now: float, events: list[Event]) -> None: ...
+    async def claim_outbox_batch(
+        self, head: OutboxItem, *, worker: str, now: float, lease: float, limit: int
+    ) -> list[OutboxItem]:
+        """Up to ``limit`` more due rows of ``head``'s batch key (same channel and destination),
+        oldest first, leased with it: delivered as one message. None without a batch key."""
+        ...
 
-    async def outbox_retry(self, item_id: int, *, next_at: float, error: str) -> None: ...
+    # ``batch``: the other rows delivered in the same message, marked with the row.
+    async def outbox_sent(
+        self, item_id: int, *, now: float, events: list[Event], batch: tuple[int, ...] = ()
+    ) -> None: ...
+
+    async def outbox_retry(
+        self, item_id: int, *, next_at: float, error: str, batch: tuple[int, ...] = ()
+    ) -> None: ...
 
     async def outbox_dead(
-        self, item_id: int, *, now: float, error: str, events: list[Event]
+        self,
+        item_id: int,
+        *,
+        now: float,
+        error: str,
+        events: list[Event],
+        batch: tuple[int, ...] = (),
     ) -> None: ...
 
     async def outbox_pending(self) -> int: ...

@@ -41,7 +41,7 @@ from remediator.store.records import (
 
 INSERT_EVENTS = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['?'] * 19)})"  # noqa: S608
 INSERT_OUTBOX = (
-    f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ({', '.join(['?'] * 9)}) "  # noqa: S608
+    f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ({', '.join(['?'] * 10)}) "  # noqa: S608
     "ON CONFLICT (dedupe_key) DO NOTHING"
 )
 HEAD = "SELECT last_id, last_hash FROM audit_head WHERE id = 1"
@@ -195,9 +195,10 @@ def claim(
             "AND o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?) "
             "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' "
             "AND p.channel = o.channel AND p.destination = o.destination "
-            f"AND p.incident = o.incident AND p.id < o.id) ORDER BY o.id LIMIT ?{d.skip_locked}) "
+            f"AND p.incident = o.incident AND p.id < o.id) ORDER BY o.next_attempt_at, o.id "
+            f"LIMIT ?{d.skip_locked}) "
             "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE id IN (SELECT id FROM picked) "
-            "RETURNING id, event_id, channel, destination, incident, phase, payload, attempts"
+            "RETURNING id, event_id, channel, destination, incident, phase, payload, attempts, batch_key"
         ),
         now,
         now,
@@ -208,32 +209,73 @@ def claim(
     return [outbox_item(r, recording) for r in sorted(rows, key=lambda r: int(r[0]))]
 
 
+def claim_batch(
+    d: Dialect,
+    head: OutboxItem,
+    *,
+    worker: str,
+    now: float,
+    lease: float,
+    limit: int,
+    recording: Recording,
+) -> Op[list[OutboxItem]]:
+    """Lease up to ``limit`` more rows of ``head``'s batch (same channel, destination and batch
+    key; due, unleased, first of their incident), in id order: delivered with ``head``."""
+    rows = yield all_(
+        (
+            "WITH picked AS (SELECT o.id FROM outbox o WHERE o.state = 'pending' "  # noqa: S608
+            "AND o.channel = ? AND o.destination = ? AND o.batch_key = ? AND o.id > ? "
+            "AND o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?) "
+            "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' "
+            "AND p.channel = o.channel AND p.destination = o.destination "
+            f"AND p.incident = o.incident AND p.id < o.id) ORDER BY o.id LIMIT ?{d.skip_locked}) "
+            "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE id IN (SELECT id FROM picked) "
+            "RETURNING id, event_id, channel, destination, incident, phase, payload, attempts, batch_key"
+        ),
+        head.channel,
+        head.destination,
+        head.batch_key,
+        head.id,
+        now,
+        now,
+        limit,
+        worker,
+        now + lease,
+    )
+    return [outbox_item(r, recording) for r in sorted(rows, key=lambda r: int(r[0]))]
+
+
 def finish(
-    d: Dialect, item_id: int, *, state: str, now: float, error: str | None, events: list[Event]
+    d: Dialect,
+    item_id: int,
+    *,
+    state: str,
+    now: float,
+    error: str | None,
+    events: list[Event],
+    batch: tuple[int, ...] = (),
 ) -> Op[None]:
-    """Mark the row sent or dead (with its last error) and append ``events`` in the same commit."""
-    yield run(
+    """Mark the row (and the rows of its ``batch``) sent or dead (with the last error) and
+    append ``events`` in the same commit."""
+    yield many(
         (
             "UPDATE outbox SET state = ?, sent_at = ?, attempts = attempts + 1, "
             "last_error = coalesce(?, last_error), lease_until = NULL WHERE id = ?"
         ),
-        state,
-        now,
-        error,
-        item_id,
+        [(state, now, error, i) for i in (item_id, *batch)],
     )
     yield Append(events)
 
 
-def retry(d: Dialect, item_id: int, *, next_at: float, error: str) -> Op[None]:
-    yield run(
+def retry(
+    d: Dialect, item_id: int, *, next_at: float, error: str, batch: tuple[int, ...] = ()
+) -> Op[None]:
+    yield many(
         (
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, "
             "lease_until = NULL WHERE id = ?"
         ),
-        next_at,
-        error,
-        item_id,
+        [(next_at, error, i) for i in (item_id, *batch)],
     )
 
 
@@ -283,18 +325,43 @@ class OutboxOps(Driven):
             claim, worker=worker, now=now, lease=lease, limit=limit, recording=self.recording
         )
 
-    async def outbox_sent(self, item_id: int, *, now: float, events: list[Event]) -> None:
-        await self._write_op(finish, item_id, state="sent", now=now, error=None, events=events)
+    async def claim_outbox_batch(
+        self, head: OutboxItem, *, worker: str, now: float, lease: float, limit: int
+    ) -> list[OutboxItem]:
+        if head.batch_key is None or limit <= 0:
+            return []
+        return await self._write_op(
+            claim_batch, head, worker=worker, now=now, lease=lease, limit=limit,
+            recording=self.recording,
+        )  # fmt: skip
 
-    async def outbox_retry(self, item_id: int, *, next_at: float, error: str) -> None:
-        await self._write_op(retry, item_id, next_at=next_at, error=self.recording.seal_text(error))
+    async def outbox_sent(
+        self, item_id: int, *, now: float, events: list[Event], batch: tuple[int, ...] = ()
+    ) -> None:
+        await self._write_op(
+            finish, item_id, state="sent", now=now, error=None, events=events, batch=batch
+        )
+
+    async def outbox_retry(
+        self, item_id: int, *, next_at: float, error: str, batch: tuple[int, ...] = ()
+    ) -> None:
+        sealed = self.recording.seal_text(error)
+        await self._write_op(retry, item_id, next_at=next_at, error=sealed, batch=batch)
 
     async def outbox_dead(
-        self, item_id: int, *, now: float, error: str, events: list[Event]
+        self,
+        item_id: int,
+        *,
+        now: float,
+        error: str,
+        events: list[Event],
+        batch: tuple[int, ...] = (),
     ) -> None:
         """Dead-letter a notification; ``events`` (the escalation) are routed in the same commit."""
         sealed = self.recording.seal_text(error)
-        await self._write_op(finish, item_id, state="dead", now=now, error=sealed, events=events)
+        await self._write_op(
+            finish, item_id, state="dead", now=now, error=sealed, events=events, batch=batch
+        )
 
     async def outbox_pending(self) -> int:
         return await self._read_op(pending)

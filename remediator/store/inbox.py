@@ -42,9 +42,18 @@ from remediator.alerts import Alert, Episode, Placement, place, resolved_time
 from remediator.audit.events import ALERT_DUPLICATE, ALERT_RECEIVED, ALERT_RESOLVED, Event
 from remediator.audit.recording import Recording
 from remediator.store.ops import Append, Dialect, Driven, Op, all_, insert, many, one, run
-from remediator.store.records import INBOX_COLUMNS, InboxItem, IngestResult, item_from_row
+from remediator.store.records import (
+    INBOX_COLUMNS,
+    InboxItem,
+    IngestResult,
+    PoisonedItem,
+    item_from_row,
+)
 
 _SORTED = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), built once
+INGEST_CHUNK = 50  # alerts stored per transaction (see InboxOps.ingest)
+STORM_ALERTS = 100  # a notification with more alerts is a storm's (see storm_penalty)
+STORM_PENALTY = 10
 SEVERITY_PRIORITY = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}
 INBOX_INSERT_COLUMNS = (
     "fingerprint, episode_id, status, alertname, labels, annotations, starts_at, ends_at, "
@@ -97,6 +106,13 @@ def priority(alert: Alert) -> int:
     return SEVERITY_PRIORITY.get(alert.labels.get("severity", ""), 2)
 
 
+def storm_penalty(alerts: int) -> int:
+    """What a notification of ``alerts`` alerts adds to their priority: a storm's notification
+    (more than :data:`STORM_ALERTS`) queues behind every smaller one, so that its alerts —
+    whose severity label whoever makes them fire chooses — never delay a single real one."""
+    return STORM_PENALTY if alerts > STORM_ALERTS else 0
+
+
 def inbox_values(
     alert: Alert,
     *,
@@ -105,6 +121,7 @@ def inbox_values(
     receiver: str,
     group_key: str,
     recording: Recording | None = None,
+    penalty: int = 0,
 ) -> tuple[Any, ...]:
     """The inbox row (:data:`INBOX_INSERT_COLUMNS`) of an alert; with ``recording``'s key, its
     text (alertname, labels, annotations, generator URL, receiver, group key) sealed."""
@@ -132,7 +149,7 @@ def inbox_values(
         receiver,
         group_key,
         now,
-        priority(alert),
+        priority(alert) + penalty,
     )
 
 
@@ -233,8 +250,10 @@ def ingest(
     duplicate_interval: float,
     recording: Recording,
     lock: str | None,
+    penalty: int = 0,
 ) -> Op[IngestResult]:
-    """Store one notification's alerts (see the module's docstring)."""
+    """Store one notification's alerts (see the module's docstring); ``penalty`` is added to
+    their queue priority (:func:`storm_penalty`)."""
     if lock is not None:
         for fingerprint in sorted({alert.fingerprint for alert in alerts}):
             yield run(lock, fingerprint)
@@ -270,6 +289,7 @@ def ingest(
                 receiver=receiver,
                 group_key=group_key,
                 recording=recording,
+                penalty=penalty,
             )
             inserted = yield run(INSERT_INBOX, *values)
         repeats = None
@@ -332,6 +352,33 @@ def complete(d: Dialect, item_id: int, *, events: list[Event], outcome: str) -> 
     return appended
 
 
+def poison(d: Dialect, item_id: int, *, now: float, events: list[Event]) -> Op[bool]:
+    """Quarantine a claimed item (state ``poisoned``: never claimed again) and append
+    ``events`` in the same commit; False if it is no longer pending."""
+    changed = yield run(
+        (
+            "UPDATE inbox SET state = 'poisoned', outcome = 'poisoned', done_at = ?, "
+            "lease_until = NULL WHERE id = ? AND state = 'pending'"
+        ),
+        now,
+        item_id,
+    )
+    if changed:
+        yield Append(events)
+    return bool(changed)
+
+
+def poisoned(d: Dialect, limit: int) -> Op[list[tuple[Any, ...]]]:
+    """The quarantined items, newest first: id, fingerprint, episode, status, alertname
+    (as stored), received_at, attempts, done_at."""
+    rows: list[tuple[Any, ...]] = yield all_(
+        "SELECT id, fingerprint, episode_id, status, alertname, received_at, attempts, done_at "
+        "FROM inbox WHERE state = 'poisoned' ORDER BY id DESC LIMIT ?",
+        limit,
+    )
+    return rows
+
+
 def extend_leases(d: Dialect, item_ids: list[int], *, worker: str, until: float) -> Op[None]:
     yield many(
         "UPDATE inbox SET lease_until = ? WHERE id = ? AND claimed_by = ? AND state = 'pending'",
@@ -360,16 +407,28 @@ class InboxOps(Driven):
         group_key: str,
         duplicate_interval: float = 0.0,
     ) -> IngestResult:
-        return await self._write_op(
-            ingest,
-            alerts,
-            now=received_at,
-            receiver=receiver,
-            group_key=group_key,
-            duplicate_interval=duplicate_interval,
-            recording=self.recording,
-            lock=self.intake_lock,
-        )
+        """Store a notification's alerts, :data:`INGEST_CHUNK` per transaction: a storm's
+        notification of thousands of alerts never holds the writer (and, on SQLite, the event
+        loop that runs its statements) for longer than one chunk, so a small notification
+        arriving meanwhile commits between two chunks. The caller answers only after the last
+        chunk committed; a chunk stored twice (a retried notification) is recorded as repeats.
+        A storm's notification queues behind smaller ones (:func:`storm_penalty`)."""
+        total: IngestResult | None = None
+        for start in range(0, max(len(alerts), 1), INGEST_CHUNK):
+            result = await self._write_op(
+                ingest,
+                alerts[start : start + INGEST_CHUNK],
+                now=received_at,
+                receiver=receiver,
+                group_key=group_key,
+                duplicate_interval=duplicate_interval,
+                recording=self.recording,
+                lock=self.intake_lock,
+                penalty=storm_penalty(len(alerts)),
+            )
+            total = result if total is None else total.plus(result)
+        assert total is not None
+        return total
 
     async def claim(self, *, worker: str, now: float, lease: float, limit: int) -> list[InboxItem]:
         return await self._write_op(
@@ -378,6 +437,20 @@ class InboxOps(Driven):
 
     async def complete(self, item_id: int, *, events: list[Event], outcome: str) -> list[Event]:
         return await self._write_op(complete, item_id, events=events, outcome=outcome)
+
+    async def poison(self, item_id: int, *, now: float, events: list[Event]) -> bool:
+        return await self._write_op(poison, item_id, now=now, events=events)
+
+    async def poisoned(self, limit: int = 100) -> list[PoisonedItem]:
+        rows = await self._read_op(poisoned, limit)
+        return [
+            PoisonedItem(
+                id=int(r[0]), fingerprint=str(r[1]), episode_id=int(r[2]), status=str(r[3]),
+                alertname=self.recording.open_text(str(r[4])), received_at=float(r[5]),
+                attempts=int(r[6]), poisoned_at=float(r[7]) if r[7] is not None else None,
+            )
+            for r in rows
+        ]  # fmt: skip
 
     async def extend_leases(self, item_ids: list[int], *, worker: str, until: float) -> None:
         if item_ids:

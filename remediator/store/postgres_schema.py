@@ -233,6 +233,15 @@ PG_MIGRATIONS: tuple[str, ...] = (
         WHERE finished_at IS NOT NULL;
     CREATE INDEX IF NOT EXISTS remediations_episode ON remediations (episode_id);
     """,
+    # 10: alert storms (issue 18) — escalations that a storm makes are delivered in batches
+    # (``batch_key``: remediator/engine/outbox.py), their rows found by index;
+    # poisoned inbox items (quarantined after worker.max_attempts claims) are listed by index.
+    """
+    ALTER TABLE outbox ADD COLUMN batch_key TEXT;
+    CREATE INDEX outbox_batch ON outbox (channel, destination, batch_key, id)
+        WHERE state = 'pending' AND batch_key IS NOT NULL;
+    CREATE INDEX inbox_poisoned ON inbox (id) WHERE state = 'poisoned';
+    """,
 )
 
 

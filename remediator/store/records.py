@@ -105,6 +105,7 @@ class OutboxItem:
     phase: str
     payload: dict[str, Any]
     attempts: int
+    batch_key: str | None = None  # delivered in a batch with the pending rows of the same key
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +173,7 @@ REMEDIATION_COLUMNS = (
 )
 OUTBOX_COLUMNS = (
     "event_id, channel, destination, incident, phase, payload, dedupe_key, next_attempt_at, "
-    "created_at"
+    "created_at, batch_key"
 )
 
 
@@ -255,8 +256,9 @@ def outbox_rows(events: list[Event], recording: Recording) -> list[tuple[Any, ..
                     note.phase,
                     payload,
                     note.dedupe_key,
+                    event.time if note.not_before is None else note.not_before,
                     event.time,
-                    event.time,
+                    note.batch_key,
                 )
             )
     return rows
@@ -366,10 +368,11 @@ def item_from_row(row: tuple[Any, ...], recording: Recording | None = None) -> I
 
 def outbox_item(row: tuple[Any, ...], recording: Recording) -> OutboxItem:
     """A claimed outbox row (id, event_id, channel, destination, incident, phase, payload,
-    attempts), its payload opened with ``recording``'s key (or
+    attempts, batch_key), its payload opened with ``recording``'s key (or
     :class:`~remediator.errors.SealedUnreadable`)."""
     payload: dict[str, Any] = recording.open_json(row[6], f"outbox row {row[0]}")
-    return OutboxItem(row[0], row[1], row[2], row[3], row[4], row[5], payload, row[7])
+    batch = row[8] if len(row) > 8 else None
+    return OutboxItem(row[0], row[1], row[2], row[3], row[4], row[5], payload, row[7], batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +381,15 @@ class IngestResult:
     new: int
     duplicates: int
     events: list[Event] = field(default_factory=list)
+
+    def plus(self, other: IngestResult) -> IngestResult:
+        """The result of two parts of one notification, stored one after the other."""
+        return IngestResult(
+            received=self.received + other.received,
+            new=self.new + other.new,
+            duplicates=self.duplicates + other.duplicates,
+            events=[*self.events, *other.events],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +409,20 @@ class InboxItem:
     received_at: float
     priority: int
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PoisonedItem:
+    """A stored alert the worker quarantined after ``worker.max_attempts`` claims."""
+
+    id: int
+    fingerprint: str
+    episode_id: int
+    status: str
+    alertname: str
+    received_at: float
+    attempts: int
+    poisoned_at: float | None
 
 
 class AuditAnchor(NamedTuple):

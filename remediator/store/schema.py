@@ -211,4 +211,16 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         WHERE finished_at IS NOT NULL;
     CREATE INDEX IF NOT EXISTS remediations_episode ON remediations (episode_id);
     """,
+    # 10: alert storms (issue 18) — the outbox claim looks up an incident's earlier pending row by
+    # index (it scanned every pending row per row: 200 s at 30,000 rows); escalations that a
+    # storm makes are delivered in batches (``batch_key``: remediator/engine/outbox.py); poisoned
+    # inbox items (quarantined after worker.max_attempts claims) are listed by index.
+    """
+    ALTER TABLE outbox ADD COLUMN batch_key TEXT;
+    CREATE INDEX outbox_incident ON outbox (channel, destination, incident, id)
+        WHERE state = 'pending';
+    CREATE INDEX outbox_batch ON outbox (channel, destination, batch_key, id)
+        WHERE state = 'pending' AND batch_key IS NOT NULL;
+    CREATE INDEX inbox_poisoned ON inbox (id) WHERE state = 'poisoned';
+    """,
 )

@@ -44,6 +44,7 @@ from remediator.audit.events import Event
 from remediator.audit.recording import Recording
 from remediator.errors import StoreUnavailable
 from remediator.store import chain
+from remediator.store.lanes import URGENT
 from remediator.store.ops import SQLITE, Append, Op, Query
 
 # The batch the writer is running (on the thread running it): ``events`` appended so far
@@ -151,13 +152,31 @@ def connect_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
+_Queued = tuple[Job, "asyncio.Future[Any]"]
+
+
 @dataclass(eq=False)
 class _Queue:
-    """The jobs one event loop queued, and whether that loop is draining them."""
+    """The jobs one event loop queued, and whether that loop is draining them. ``urgent``
+    jobs (remediator/store/lanes.py) are taken before ``jobs``."""
 
-    jobs: list[tuple[Job, asyncio.Future[Any]]] = field(default_factory=list)
+    jobs: list[_Queued] = field(default_factory=list)
+    urgent: list[_Queued] = field(default_factory=list)
     draining: bool = False
     task: asyncio.Task[None] | None = None
+
+
+def _interleave(urgent: list[_Queued], jobs: list[_Queued]) -> list[_Queued]:
+    """The urgent lane ahead of the backlog, but alternating with its oldest jobs: an urgent
+    job waits for at most as many others as are urgent before it, and a flood of urgent ones
+    (small webhooks) still leaves the worker half of each batch."""
+    mixed: list[_Queued] = []
+    for i, job in enumerate(urgent):
+        mixed.append(job)
+        if i < len(jobs):
+            mixed.append(jobs[i])
+    mixed.extend(jobs[len(urgent) :])
+    return mixed
 
 
 @dataclass
@@ -207,7 +226,7 @@ class Writer:
         queue = self._queues.get(loop)
         if queue is None:
             queue = self._queues[loop] = _Queue()
-        queue.jobs.append((job, future))
+        (queue.urgent if URGENT.get() else queue.jobs).append((job, future))
         if not queue.draining:
             queue.draining = True
             queue.task = loop.create_task(self._drain(queue))
@@ -234,7 +253,10 @@ class Writer:
     async def _drain(self, queue: _Queue) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while queue.jobs and not self._closed:
+            while (queue.jobs or queue.urgent) and not self._closed:
+                if queue.urgent:
+                    queue.jobs[:] = _interleave(queue.urgent, queue.jobs)
+                    queue.urgent.clear()
                 batch, queue.jobs[:] = queue.jobs[:_MAX_BATCH], queue.jobs[_MAX_BATCH:]
                 await self._acquire()
                 if self._closed:
@@ -264,7 +286,7 @@ class Writer:
                         future.set_result(result)
         finally:
             queue.draining = False
-            for _, future in queue.jobs if self._closed else ():
+            for _, future in [*queue.urgent, *queue.jobs] if self._closed else ():
                 if not future.done():
                     future.set_exception(StoreUnavailable("the store is not open"))
 
