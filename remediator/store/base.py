@@ -14,6 +14,7 @@ from remediator.alerts import Alert, Episode
 from remediator.audit.events import AUDIT_CHECKPOINT, Event
 from remediator.audit.recording import Recording
 from remediator.store.api_patterns import StoredPattern
+from remediator.store.approvals import Approval
 from remediator.store.records import (
     AuditAnchor,
     BreakerState,
@@ -379,6 +380,60 @@ class Patterns(Protocol):
         ...
 
 
+class Approvals(Protocol):
+    """Remediations waiting for a person, and their one decision (remediator/store/approvals.py)."""
+
+    async def request_approval(
+        self,
+        *,
+        playbook: str,
+        fingerprint: str,
+        episode_id: int,
+        target: str,
+        now: float,
+        ttl: float,
+        config_version: int,
+        events: list[Event],
+        before_events: list[Event] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> int | None:
+        """Claim the remediation as ``awaiting_approval`` and open its approval (expiring at
+        ``now + ttl``), in one commit: the approval's id, or None if the remediation exists.
+        ``before_events`` are appended either way, ``events`` only with a new approval."""
+        ...
+
+    async def approvals(self, *, state: str | None = None, limit: int = 100) -> list[Approval]:
+        """The approvals (with ``state``, only those), newest first."""
+        ...
+
+    async def approval(self, approval_id: int) -> Approval | None: ...
+
+    async def settle_approval(
+        self,
+        approval_id: int,
+        *,
+        state: str,
+        by: str,
+        channel: str,
+        reason: str,
+        now: float,
+        owner: str = "",
+        lease: float = 0.0,
+        events: list[Event] | None = None,
+    ) -> Approval | None:
+        """Decide an open approval with ``events``, in one commit; None, with nothing changed,
+        if it was no longer open (another decision won)."""
+        ...
+
+    async def due_approvals(self, *, now: float) -> list[Approval]:
+        """Open approvals that expired by ``now`` or whose episode resolved."""
+        ...
+
+    async def use_signature(self, signature: str, *, now: float) -> bool:
+        """Remember a signed request; False if it was seen before (a replay)."""
+        ...
+
+
 class Store(
     Lifecycle,
     Inbox,
@@ -393,6 +448,7 @@ class Store(
     Outbox,
     SlackThreads,
     Patterns,
+    Approvals,
     Protocol,
 ):
     """Everything remediator keeps durably: every role, one backend."""
