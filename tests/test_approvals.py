@@ -64,8 +64,16 @@ class App:
         payload = {"version": "4", "status": status, "receiver": "r", "groupKey": "g",
                    "alerts": [alert]}  # fmt: skip
         assert self.call("POST", "/alerts", "am", json=payload).status_code == 200
-        while self.run(self.rt.worker.run_once):
-            pass
+        # the app's own worker may have claimed it: wait until every item is done
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            while self.run(self.rt.worker.run_once):
+                pass
+            rows = self.run(self.rt.store.raw, "SELECT count(*) FROM inbox WHERE state <> 'done'")
+            if rows[0][0] == 0:
+                return
+            time.sleep(0.02)
+        raise AssertionError("the alert was not processed")
 
     def events(self, type_: str) -> list[Any]:
         return list(self.run(self.rt.store.events, EventQuery(type=type_, limit=1000)))
