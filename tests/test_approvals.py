@@ -9,6 +9,7 @@ import hmac
 import json
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,13 +109,20 @@ def approval(**extra: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **spec: Any) -> Iterator[App]:
-    tokens = {name: secrets.token_urlsafe(24) for name in ROLES}
+def started(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    url: str | None = None,
+    tokens: dict[str, str] | None = None,
+    **spec: Any,
+) -> Iterator[App]:
+    tokens = tokens or {name: secrets.token_urlsafe(24) for name in ROLES}
     auth = Authenticator([(Principal(n, ROLES[n]), t) for n, t in tokens.items()])  # type: ignore[arg-type]
     monkeypatch.setenv("TEST_SLACK_SIGNING_SECRET", SECRET)
     cfg = config_mod.parse(
         {
-            "store": {"url": f"sqlite:///{tmp_path}/r.db"},
+            "store": {"url": url or f"sqlite:///{tmp_path}/r.db"},
             "health": {"enabled": False},
             "targets": [{"name": "web", "type": "docker_container", "container": "web"}],
             "playbooks": [restart_playbook(approval=approval(**spec))],
@@ -264,3 +272,26 @@ def test_a_slack_deny_by_a_listed_user_denies(
         assert answer.status_code == 200 and "denied" in answer.json()["text"]
         assert app.recorder.count() == 0
         assert len(app.events("recovery:denied")) == 1
+
+
+def test_two_replicas_taking_two_approvals_at_once_run_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_database: str
+) -> None:
+    tokens = {name: secrets.token_urlsafe(24) for name in ROLES}
+    spec = {"approvers": ["alice", "bob"]}
+    with (
+        started(tmp_path, monkeypatch, url=pg_database, tokens=tokens, **spec) as one,
+        started(tmp_path, monkeypatch, url=pg_database, tokens=tokens, **spec) as two,
+    ):
+        one.fire()
+        rid = two.open_id()
+        with ThreadPoolExecutor(2) as pool:  # both race on the one open approval
+            a = pool.submit(one.call, "POST", f"/approvals/{rid}/approve", "alice")
+            b = pool.submit(two.call, "POST", f"/approvals/{rid}/approve", "bob")
+            codes = sorted([a.result().status_code, b.result().status_code])
+        assert codes == [200, 409]
+        one.run(one.rt.engine.approvals.drain)
+        two.run(two.rt.engine.approvals.drain)
+        assert one.recorder.count() + two.recorder.count() == 1
+        assert len(one.events("recovery:approved")) == 1
+        assert len(one.events("recovery:succeeded")) == 1

@@ -265,7 +265,11 @@ class Config(_Section):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
-    approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
+    approvals: ApprovalsConfig = Field(
+        default_factory=ApprovalsConfig,
+        description="Approvals by Slack buttons: where the Slack signing secret comes from "
+        "(playbooks ask for approval with their own `approval:`).",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Config:
