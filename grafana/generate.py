@@ -487,6 +487,33 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
             ],
             bars=True,
         ),
+        timeseries(
+            "Approvals by outcome",
+            "Approval requests decided (remediator_approvals_total), per outcome (approved, "
+            "denied, expired, cancelled, skipped), counted per query interval.",
+            units.Short,
+            [
+                Query(
+                    "sum by (outcome) "
+                    f"(increase(remediator_approvals_total{sel()}[$__rate_interval]))",
+                    "{{outcome}}",
+                )
+            ],
+            bars=True,
+        ),
+        timeseries(
+            "Approval wait (p90)",
+            "Time from an approval request to its decision "
+            "(remediator_approval_wait_seconds), 90th percentile.",
+            units.Seconds,
+            [
+                Query(
+                    "histogram_quantile(0.9, sum by (le) "
+                    f"(rate(remediator_approval_wait_seconds_bucket{sel()}[$__rate_interval])))",
+                    "p90",
+                )
+            ],
+        ),
     ]
     intake: list[PanelBuilder] = [
         timeseries(

@@ -171,6 +171,19 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.approvals = Counter(
+            "remediator_approvals_total",
+            "Approval requests decided, by playbook and outcome (approved, denied, expired, "
+            "cancelled, skipped).",
+            ["playbook", "outcome"],
+            registry=r,
+        )
+        self.approval_wait = Histogram(
+            "remediator_approval_wait_seconds",
+            "Time from an approval request to its decision.",
+            buckets=(10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200),
+            registry=r,
+        )
         self.audit_write_failures = Counter(
             "remediator_audit_write_failures_total",
             "Audit events that could not be written.",

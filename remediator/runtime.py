@@ -66,6 +66,8 @@ class Runtime:
     # The ids of the running patterns added through the API (remediator/engine/api_patterns.py).
     api_patterns: frozenset[str] = frozenset()
     started_at: float = field(default=0.0)
+    # The Slack app's signing secret (approvals.slack_signing_secret_env; "": Slack refused).
+    slack_signing_secret: str = ""
     # One configuration change at a time.
     config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # One large (storm-sized) webhook notification stored at a time (remediator/http/intake.py).

@@ -39,6 +39,7 @@ COUNTERS = frozenset(
         "remediator_notifications_total",
         "remediator_escalations_total",
         "remediator_audit_write_failures_total",
+        "remediator_approvals_total",
     }
 )
 GAUGES = frozenset(
@@ -56,6 +57,7 @@ HISTOGRAMS = frozenset(
         "remediator_target_check_duration_seconds",
         "remediator_action_duration_seconds",
         "remediator_time_to_recovery_seconds",
+        "remediator_approval_wait_seconds",
     }
 )
 METRIC_NAME = re.compile(r"remediator_[a-z_]+")

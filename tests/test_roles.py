@@ -73,6 +73,10 @@ TABLE: list[Row] = [
     ("DELETE", "/patterns", "/patterns", {"params": {"id": "unknown"}}, ADMIN_4XX),
     ("POST", "/pause", "/pause", {"json": {"reason": "roles test"}}, ADMIN),
     ("POST", "/resume", "/resume", {}, ADMIN),
+    ("GET", "/approvals", "/approvals", {}, READ),
+    ("POST", "/approvals/{id}/approve", "/approvals/1/approve", {}, ADMIN_4XX),
+    ("POST", "/approvals/{id}/deny", "/approvals/1/deny", {}, ADMIN_4XX),
+    ("POST", "/slack/interactions", "/slack/interactions", {}, dict.fromkeys(ROLES, "401")),
     ("GET", "/metrics", "/metrics", {}, PUBLIC),
 ]  # fmt: skip
 

@@ -48,6 +48,11 @@ HEALTH_HIGH_ERRORS = "health:high_errors"
 RECOVERY_STARTED = "recovery:started"
 RECOVERY_TRIGGERED = "recovery:triggered"
 RECOVERY_DRY_RUN = "recovery:dry_run"
+APPROVAL_REQUESTED = "recovery:approval_requested"
+APPROVAL_APPROVED = "recovery:approved"
+APPROVAL_DENIED = "recovery:denied"
+APPROVAL_EXPIRED = "recovery:approval_expired"
+APPROVAL_CANCELLED = "recovery:approval_cancelled"
 RECOVERY_QUARANTINED = "recovery:quarantined"
 RECOVERY_PAUSED = "recovery:paused"
 RECOVERY_RESUMED = "recovery:resumed"
@@ -73,6 +78,11 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     HEALTH_SLOW_RESPONSE: ("a firing alert of category `latency` is processed", "`message`: the alert name"),
     HEALTH_HIGH_ERRORS: ("a firing alert of category `api` is processed", "`message`: the alert name"),
     RECOVERY_STARTED: ("a remediation was claimed and is about to run", "`playbook`, `target`"),
+    APPROVAL_REQUESTED: ("the guards passed for a playbook with `approval:`: its remediation waits (`awaiting_approval`)", "`awaiting_approval`; `details.approval` (its id), `details.expires_at`, `details.on_expiry`"),
+    APPROVAL_APPROVED: ("an approver approved (Slack, API, CLI) and the guards, checked again, passed: the run starts", "`approved`; `actor`: the approver, `details.channel`, `details.waited`, `details.reason`"),
+    APPROVAL_DENIED: ("an approver denied, or a guard blocked the run at decision time (then with its `recovery:skipped`)", "`denied` or `skipped`; `actor`, `details.channel`, `details.waited`, `details.reason`"),
+    APPROVAL_EXPIRED: ("an approval's `ttl` passed undecided: nothing runs (`on_expiry: escalate` adds a `recovery:escalated`)", "`expired`; `details.waited`, `details.on_expiry`"),
+    APPROVAL_CANCELLED: ("the alert resolved while its approval was open: nothing runs", "`cancelled`; `details.waited`"),
     RECOVERY_TRIGGERED: ("a manual run (`POST /trigger`) was admitted", "`started` or `dry_run`; `actor`: the caller, `details.bypassed`"),
     RECOVERY_ACTION: ("one step ran (once per step per attempt)", "`success`, `failure`, `dry_run`, or `already_done` (a taken-over remediation found the step already taken); `action`, `duration`, `message` (the detail), `details.data`"),
     RECOVERY_VERIFIED: ("a `verify.health` or `verify.prometheus` step passed (not in a dry run), after its `recovery:action`", "`verified`; `action`, `message`: what held"),

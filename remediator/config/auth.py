@@ -1,7 +1,8 @@
-"""Bearer-token (and HTTP basic) authentication with three roles.
+"""Bearer-token (and HTTP basic) authentication with four roles.
 
 - ``alertmanager``: may only POST alerts.
 - ``viewer``: may read (events, statistics, circuit breakers, detailed health).
+- ``approver``: may read, and approve or deny waiting remediations (remediator/engine/approvals.py).
 - ``admin``: everything.
 
 Tokens come from files or environment variables, never from the YAML itself. Comparison is
@@ -26,10 +27,11 @@ from remediator.config.model import ROLE_ENV, AuthConfig, Role
 from remediator.config.secretfile import permission_problem
 from remediator.errors import ConfigError
 
-Capability = Literal["intake", "read", "admin"]
+Capability = Literal["intake", "read", "approve", "admin"]
 GRANTS: dict[Capability, frozenset[str]] = {
     "intake": frozenset({"alertmanager", "admin"}),
-    "read": frozenset({"viewer", "admin"}),
+    "read": frozenset({"viewer", "approver", "admin"}),
+    "approve": frozenset({"approver", "admin"}),
     "admin": frozenset({"admin"}),
 }
 

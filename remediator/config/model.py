@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from remediator.config.approvals import ApprovalsConfig
 from remediator.config.durations import Duration
 from remediator.config.links import check_host
 from remediator.config.patterns import PatternSpec
@@ -36,7 +37,7 @@ from remediator.notifiers.email import EmailConfig as EmailConfig
 from remediator.notifiers.slack import SlackConfig as SlackConfig
 from remediator.notifiers.webhook import WebhookConfig as WebhookConfig
 
-Role = Literal["alertmanager", "viewer", "admin"]
+Role = Literal["alertmanager", "viewer", "approver", "admin"]
 DEFAULT_STORE_URL = "sqlite:///data/remediator.db"
 ROLE_ENV = {
     "alertmanager": "REMEDIATOR_ALERTMANAGER_TOKEN",
@@ -292,6 +293,11 @@ class Config(_Section):
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    approvals: ApprovalsConfig = Field(
+        default_factory=ApprovalsConfig,
+        description="Approvals by Slack buttons: where the Slack signing secret comes from "
+        "(playbooks ask for approval with their own `approval:`).",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from remediator.config.approvals import ApprovalSpec
 from remediator.config.durations import Duration
 from remediator.config.patterns import Matcher, parse
 from remediator.config.selectors import TargetSelector
@@ -56,6 +57,11 @@ class PlaybookSpec(BaseModel):
     cooldown: Duration = 300.0
     max_per_window: WindowLimit | None = Field(default_factory=lambda: WindowLimit(count=3))
     dry_run: bool = False
+    approval: ApprovalSpec | None = Field(
+        default=None,
+        description="When set, a remediation whose guards pass waits for a listed approver "
+        "(state `awaiting_approval`) instead of running (docs/playbooks.md#approvals).",
+    )
 
     @field_validator("match")
     @classmethod

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from remediator.audit import events as ev
+from remediator.config.approvals import ApprovalSpec
 from remediator.config.document import redact_document
 from remediator.config.model import Config
 from remediator.config.patterns import (
@@ -68,6 +69,7 @@ class Plan:
     max_per_window: WindowLimit | None
     dry_run: bool
     allowed: TargetSelector | None = None  # the targets it may act on (None: any registered)
+    approval: ApprovalSpec | None = None  # who must approve before it runs (None: nobody)
 
     @classmethod
     def from_spec(cls, spec: PlaybookSpec) -> Plan:
@@ -83,6 +85,7 @@ class Plan:
             max_per_window=spec.max_per_window,
             dry_run=spec.dry_run,
             allowed=spec.targets,
+            approval=spec.approval,
         )
 
 

@@ -19,6 +19,7 @@ from remediator.audit.events import Event
 from remediator.clock import Clock
 from remediator.config.model import Config
 from remediator.engine import recovery
+from remediator.engine.approvals import Approvals
 from remediator.engine.decisions import (
     TARGET_NOT_ALLOWED,
     TARGET_NOT_REGISTERED,
@@ -93,6 +94,7 @@ class Engine:
             owner=self.owner,
             lease=lease,
         )
+        self.approvals = Approvals(runs=self.runs)
         self.apply(config, config_version)
 
     def apply(self, config: Config, version: int) -> None:
@@ -107,6 +109,7 @@ class Engine:
         )
         self.guards = Guards(config=config, store=self.store)
         self.runs.apply(config, self.guards, version)
+        self.approvals.catalog = self.catalog
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -265,6 +268,10 @@ class Engine:
                 order, now=now, events=events, detected=detected, refused=reason
             )
             if claimed is not None:
+                return [], DECIDED
+            return [b.skip(ALREADY, ALREADY)], DECIDED
+        if plan.approval is not None and not order.dry:
+            if await self.approvals.request(order, now=now, detected=detected):
                 return [], DECIDED
             return [b.skip(ALREADY, ALREADY)], DECIDED
         message = f"running {plan.name} on {target.name}"

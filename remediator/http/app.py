@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -228,7 +229,14 @@ async def build_runtime(
         started_at=the_clock.now(),
         config_version=version,
         api_patterns=merged.api_ids,
+        slack_signing_secret=slack_signing_secret(config),
     )
+
+
+def slack_signing_secret(config: Config) -> str:
+    """The Slack signing secret from ``approvals.slack_signing_secret_env`` ("" when unset)."""
+    name = config.approvals.slack_signing_secret_env
+    return os.environ.get(name, "").strip() if name else ""
 
 
 async def start(rt: Runtime) -> None:
@@ -242,6 +250,7 @@ async def start(rt: Runtime) -> None:
         await rt.reconciler.start()
     await rt.outbox.start()
     await rt.escalator.start()
+    await rt.engine.approvals.start()
     if rt.retention is not None:
         await rt.retention.start()
     if rt.checkpoints is not None:
@@ -260,6 +269,7 @@ async def stop(rt: Runtime) -> None:
         await rt.checkpoints.stop()
     await rt.outbox.stop()
     await rt.escalator.stop()
+    await rt.engine.approvals.stop()
     if rt.retention is not None:
         await rt.retention.stop()
     await asyncio.to_thread(rt.clients.close)

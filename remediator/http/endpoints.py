@@ -24,6 +24,7 @@ from remediator.config.patterns import PatternSpec
 from remediator.errors import MethodNotAllowed, RequestError
 from remediator.errors import NotFound as NotFoundError
 from remediator.http import admin, api, intake, management, openapi, poisoned, target_views
+from remediator.http import approvals as approval_views
 from remediator.http.openapi import Operation, Param
 from remediator.http.schemas import (
     BreakerReset,
@@ -198,6 +199,31 @@ OPERATIONS: tuple[Operation, ...] = (
     managed(
         "POST", f"{PREFIX}/resume", admin.resume, "Resume automatic recovery", "admin",
         PauseState, request=PauseRequest, request_required=False, errors=(503,),
+    ),
+    managed(
+        "GET", f"{PREFIX}/approvals", approval_views.list_approvals,
+        "Approvals: remediations waiting for a person, and decisions (?state=open)", "read",
+        approval_views.ApprovalsResponse, errors=(422, 503),
+        params=(Param("state", "query", _or_empty({"type": "string", "enum": list(approval_views.STATES)}), "Only approvals in this state"),),
+    ),
+    managed(
+        "POST", f"{PREFIX}/approvals/{{id}}/approve", approval_views.approve,
+        "Approve a waiting remediation (guards checked again)", "approve",
+        approval_views.DecisionResponse, request=approval_views.DecisionRequest,
+        request_required=False, errors=(404, 409, 422, 503),
+        params=(Param("id", "path", {"type": "integer", "minimum": 1}, "The approval's id"),),
+    ),
+    managed(
+        "POST", f"{PREFIX}/approvals/{{id}}/deny", approval_views.deny,
+        "Deny a waiting remediation", "approve", approval_views.DecisionResponse,
+        request=approval_views.DecisionRequest, request_required=False,
+        errors=(404, 409, 422, 503),
+        params=(Param("id", "path", {"type": "integer", "minimum": 1}, "The approval's id"),),
+    ),
+    Operation(
+        "POST", f"{PREFIX}/slack/interactions", approval_views.slack_interactions,
+        "Slack interactivity: Approve/Deny buttons (Slack-signed, no token)", "public", "public",
+        response_schema={"type": "object"}, errors=(401, 403, 404, 409, 422),
     ),
     Operation(
         "GET", f"{PREFIX}/openapi.json", openapi_json, "This OpenAPI document", "public",

@@ -24,7 +24,7 @@ from remediator.config.durations import parse_duration
 from remediator.http.ratelimit import DEFAULT_BURST, DEFAULT_RATE
 from remediator.http.schemas import ErrorResponse
 
-Access = Literal["public", "optional", "intake", "read", "admin"]
+Access = Literal["public", "optional", "intake", "read", "approve", "admin"]
 Endpoint = Callable[[Request], Awaitable[Response]]
 REF = "#/components/schemas/{model}"
 DURATION_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+\s*$"
@@ -213,7 +213,7 @@ def build(operations: Sequence[Operation]) -> dict[str, Any]:
         for status, description in op.also.items():
             entry["responses"][str(status)] = {**success, "description": description}
         errors = set(op.errors)
-        if op.access in ("intake", "read", "admin"):
+        if op.access in ("intake", "read", "approve", "admin"):
             errors |= {401, 403}
         if op.limited or op.access != "public":  # auth.throttle applies wherever a token is read
             errors.add(429)

@@ -14,6 +14,7 @@ from remediator.alerts import Alert, Episode
 from remediator.audit.events import AUDIT_CHECKPOINT, Event
 from remediator.audit.recording import Recording
 from remediator.store.api_patterns import StoredPattern
+from remediator.store.approvals import Approvals
 from remediator.store.records import (
     AuditAnchor,
     BreakerState,
@@ -444,6 +445,7 @@ class Store(
     SlackThreads,
     Patterns,
     Growth,
+    Approvals,
     Protocol,
 ):
     """Everything remediator keeps durably: every role, one backend."""

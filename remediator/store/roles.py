@@ -5,6 +5,7 @@ what it does its own way."""
 from __future__ import annotations
 
 from remediator.store.api_patterns import PatternOps
+from remediator.store.approvals import ApprovalOps
 from remediator.store.chain import ChainOps, OutboxOps
 from remediator.store.episodes import EpisodeOps
 from remediator.store.flags import FlagOps
@@ -33,5 +34,6 @@ class Roles(
     PatternOps,
     ReconciliationOps,
     GrowthOps,
+    ApprovalOps,
 ):
     """Mixed into the store classes before their driver."""

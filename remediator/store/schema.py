@@ -223,4 +223,32 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         WHERE state = 'pending' AND batch_key IS NOT NULL;
     CREATE INDEX inbox_poisoned ON inbox (id) WHERE state = 'poisoned';
     """,
+    # approvals — a remediation waiting for a person (state awaiting_approval) has one row here
+    # until it is decided: approved, denied, expired, cancelled (its alert resolved) or skipped (a
+    # guard blocked it at decision time); exactly one decision wins (remediator/store/approvals.py).
+    # Signed requests already used (Slack interactions, email links) are kept to refuse replays.
+    # Independent of any other migration: two new tables.
+    """
+    CREATE TABLE IF NOT EXISTS approvals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        remediation_id INTEGER NOT NULL UNIQUE,
+        playbook TEXT NOT NULL,
+        target TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        episode_id INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        requested_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        decided_by TEXT NOT NULL DEFAULT '',
+        channel TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        decided_at REAL,
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX IF NOT EXISTS approvals_state ON approvals (state, expires_at);
+    CREATE TABLE IF NOT EXISTS used_signatures (
+        signature TEXT PRIMARY KEY,
+        used_at REAL NOT NULL
+    );
+    """,
 )
