@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from remediator.audit.events import EventBus, Handler
@@ -63,6 +64,10 @@ class Runtime:
     # The ids of the running patterns added through the API (remediator/engine/api_patterns.py).
     api_patterns: frozenset[str] = frozenset()
     started_at: float = field(default=0.0)
+    # True once start-up is done (GET /-/ready answers 503 before).
+    started: bool = False
+    # The file SIGHUP and POST /-/reload read again (None: started without one).
+    config_file: Path | None = None
     # One configuration change at a time.
     config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
