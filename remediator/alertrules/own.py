@@ -162,12 +162,13 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
 
 
 def recording_rules(book: RuleBook) -> list[dict[str, Any]]:
+    # The per-playbook rules keep ``job``: the dashboard selects its job on them.
     return [
         book.record(
             "playbook:remediator_time_to_recovery_seconds:p50_rate1h",
             """
             histogram_quantile(0.5,
-              sum by (playbook, le) (rate(remediator_time_to_recovery_seconds_bucket{%(job)s}[1h]))
+              sum by (job, playbook, le) (rate(remediator_time_to_recovery_seconds_bucket{%(job)s}[1h]))
             )
             """,
         ),
@@ -175,16 +176,16 @@ def recording_rules(book: RuleBook) -> list[dict[str, Any]]:
             "playbook:remediator_time_to_recovery_seconds:p90_rate1h",
             """
             histogram_quantile(0.9,
-              sum by (playbook, le) (rate(remediator_time_to_recovery_seconds_bucket{%(job)s}[1h]))
+              sum by (job, playbook, le) (rate(remediator_time_to_recovery_seconds_bucket{%(job)s}[1h]))
             )
             """,
         ),
         book.record(
             "playbook:remediator_time_to_recovery_seconds:mean1h",
             """
-            sum by (playbook) (rate(remediator_time_to_recovery_seconds_sum{%(job)s}[1h]))
+            sum by (job, playbook) (rate(remediator_time_to_recovery_seconds_sum{%(job)s}[1h]))
               /
-            sum by (playbook) (rate(remediator_time_to_recovery_seconds_count{%(job)s}[1h]))
+            sum by (job, playbook) (rate(remediator_time_to_recovery_seconds_count{%(job)s}[1h]))
             """,
         ),
         # success / (success + failure) of remediations (each counted once, however many
@@ -195,12 +196,12 @@ def recording_rules(book: RuleBook) -> list[dict[str, Any]]:
             "playbook:remediator_remediations_success_per_remediations:ratio_rate1h",
             """
             (
-                sum by (playbook) (rate(remediator_remediations_total{%(job)s, outcome="success"}[1h]))
+                sum by (job, playbook) (rate(remediator_remediations_total{%(job)s, outcome="success"}[1h]))
               or
-                0 * sum by (playbook) (rate(remediator_remediations_total{%(job)s, outcome="failure"}[1h]))
+                0 * sum by (job, playbook) (rate(remediator_remediations_total{%(job)s, outcome="failure"}[1h]))
             )
             /
-              sum by (playbook) (rate(remediator_remediations_total{%(job)s, outcome=~"success|failure"}[1h]))
+              sum by (job, playbook) (rate(remediator_remediations_total{%(job)s, outcome=~"success|failure"}[1h]))
             """,
         ),
         book.record(
