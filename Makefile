@@ -6,7 +6,7 @@ PIP    := $(BIN)/pip --disable-pip-version-check -q
 # The pinned versions every install uses (regenerate with `make constraints`).
 CONSTRAINTS := constraints.txt
 
-.PHONY: run test lint typecheck unit services services-down bench demo clean constraints
+.PHONY: run test lint typecheck unit services services-down bench demo clean constraints rules
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -56,6 +56,13 @@ constraints: | $(BIN)/python
 	$(PIP) install -e '.[dev]'
 	{ sed -n '/^#/p' $(CONSTRAINTS); $(BIN)/pip freeze --exclude-editable; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+
+## rules: regenerate the rules, the PrometheusRule and the dashboards (tests fail on drift); for
+## another job, runbook or thresholds: `remediator rules --out DIR --job-selector ... --help`
+rules: $(VENV)/.installed-dev
+	$(BIN)/python rules/generate.py
+	$(BIN)/python deploy/kubernetes/generate.py
+	$(BIN)/python grafana/generate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

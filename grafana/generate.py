@@ -7,7 +7,11 @@ from what the generator produces (CI and ``tests/test_dashboards.py`` use that d
 Dashboards are built with ``grafana-foundation-sdk`` (Grafana 11.6 types) and written
 deterministically: sorted keys, 2-space indent, a trailing newline, panel ids numbered in layout
 order. Every panel reads from the templated ``${datasource}`` (type prometheus) and filters on the
-``$job`` and ``$instance`` variables.
+``$job`` and ``$instance`` variables; the panels that read a recording rule of
+``rules/recording.rules.yml`` filter on ``$job`` only (the rules sum over instances). Each panel
+that shows what an alert watches links to that alert's section of ``docs/runbook.md``; every
+remediation is an annotation. Beside each JSON file, a Kubernetes ConfigMap carries it with the
+``grafana_dashboard`` label (what the Grafana sidecar of kube-prometheus-stack loads).
 
 :func:`panel_queries` returns each panel's PromQL with the template variables replaced by
 concrete values, so the expressions can be checked by promtool or run against a plain Prometheus.
@@ -23,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.builders import prometheus as prom_b
@@ -35,6 +40,9 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 from grafana_foundation_sdk.models import prometheus as prom_m
+
+from remediator.alertrules.files import RuleDumper
+from remediator.alertrules.mixin import RUNBOOK_URL_PATTERN
 
 GRAFANA_DIR = Path(__file__).resolve().parent
 DASHBOARDS_DIR = GRAFANA_DIR / "dashboards"
@@ -60,6 +68,10 @@ _VARIABLE = re.compile(r"\$\{(?P<braced>\w+)(?::\w+)?\}|\$(?P<bare>\w+)")
 _STAT_WIDTH = 4
 _STAT_HEIGHT = 5
 _GRAPH_HEIGHT = 8
+
+
+# The series of the recording rules (rules/recording.rules.yml) carry the job, not the instance.
+JOB_ONLY = '{job="$job"}'
 
 
 def sel(*matchers: str) -> str:
@@ -272,8 +284,8 @@ def _variables() -> list[cogbuilder.Builder[dash_m.VariableModel]]:
         dash_b.IntervalVariable("window")
         .label("Window")
         .description(
-            "Sliding window for recovery-time quantiles and success ratios, which are built "
-            "from rare events and need more than a scrape interval or two."
+            "Sliding window for the action-duration quantiles, which are built from rare "
+            "events and need more than a scrape interval or two."
         )
         .values("15m,1h,6h,1d")
         .current(dash_m.VariableOption(text="1h", value="1h", selected=True))
@@ -372,21 +384,29 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
         timeseries(
             "Time to recovery p50/p90 by playbook",
             "Median and 90th percentile of the time from an alert's startsAt to its recovery, "
-            "per playbook, from the remediator_time_to_recovery_seconds histogram over the "
-            "sliding $window.",
-            units.Seconds,
-            _quantiles("remediator_time_to_recovery_seconds", "playbook", (0.5, 0.9), "$window"),
-        ),
-        timeseries(
-            "Mean time to recovery by playbook",
-            "Mean time from an alert's startsAt to its recovery, per playbook, over the "
-            "sliding $window (sum / count of remediator_time_to_recovery_seconds).",
+            "per playbook, over the last hour, across the job's instances: the recording rules "
+            "playbook:remediator_time_to_recovery_seconds:p50_rate1h and :p90_rate1h.",
             units.Seconds,
             [
                 Query(
-                    "sum by (playbook) (rate(remediator_time_to_recovery_seconds_sum"
-                    f"{sel()}[$window])) / sum by (playbook) (rate("
-                    f"remediator_time_to_recovery_seconds_count{sel()}[$window]))",
+                    f"playbook:remediator_time_to_recovery_seconds:p50_rate1h{JOB_ONLY}",
+                    "{{playbook}} p50",
+                ),
+                Query(
+                    f"playbook:remediator_time_to_recovery_seconds:p90_rate1h{JOB_ONLY}",
+                    "{{playbook}} p90",
+                ),
+            ],
+        ),
+        timeseries(
+            "Mean time to recovery by playbook",
+            "Mean time from an alert's startsAt to its recovery, per playbook, over the last "
+            "hour, across the job's instances: the recording rule "
+            "playbook:remediator_time_to_recovery_seconds:mean1h.",
+            units.Seconds,
+            [
+                Query(
+                    f"playbook:remediator_time_to_recovery_seconds:mean1h{JOB_ONLY}",
                     "{{playbook}}",
                 )
             ],
@@ -394,20 +414,19 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
         timeseries(
             "Remediation success rate by playbook",
             "Per playbook, remediations that succeeded / (succeeded + failed), each counted "
-            "once (remediator_remediations_total), over the sliding $window. Dry runs are "
+            "once (remediator_remediations_total), over the last hour, across the job's "
+            "instances: the recording rules playbook: and "
+            "job:remediator_remediations_success_per_remediations:ratio_rate1h. Dry runs are "
             "left out.",
             units.PercentUnit,
             [
                 Query(
-                    "sum by (playbook) (rate(remediator_remediations_total"
-                    f"{sel(SUCCEEDED)}[$window])) / sum by (playbook) "
-                    f"(rate(remediator_remediations_total{sel(ATTEMPTED)}[$window]))",
+                    "playbook:remediator_remediations_success_per_remediations:ratio_rate1h"
+                    + JOB_ONLY,
                     "{{playbook}}",
                 ),
                 Query(
-                    f"sum(rate(remediator_remediations_total{sel(SUCCEEDED)}"
-                    f"[$window])) / sum(rate(remediator_remediations_total{sel(ATTEMPTED)}"
-                    "[$window]))",
+                    "job:remediator_remediations_success_per_remediations:ratio_rate1h" + JOB_ONLY,
                     "all playbooks",
                 ),
             ],
@@ -542,13 +561,12 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
             ],
         ),
         timeseries(
-            "Webhook latency p50/p99",
-            "Median and 99th percentile time to accept an Alertmanager webhook request, "
-            "durable commit included (remediator_webhook_request_duration_seconds).",
+            "Webhook latency p99",
+            "99th percentile time to accept an Alertmanager webhook request, durable commit "
+            "included, over 5m across the job's instances: the recording rule "
+            "job:remediator_webhook_request_duration_seconds:p99_rate5m.",
             units.Seconds,
-            _quantiles(
-                "remediator_webhook_request_duration_seconds", "", (0.5, 0.99), "$__rate_interval"
-            ),
+            [Query(f"job:remediator_webhook_request_duration_seconds:p99_rate5m{JOB_ONLY}", "p99")],
         ),
         timeseries(
             "Webhook requests by code",
@@ -627,6 +645,55 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
             ),
         ),
     ]
+    monitoring: list[PanelBuilder] = [
+        timeseries(
+            "Webhooks refused (4xx) by reason",
+            "Alertmanager webhook requests refused with a 4xx (remediator_webhook_rejected_total), "
+            "per error code, counted per query interval. Alertmanager does not retry them: "
+            "the alerts they carried are lost.",
+            units.Short,
+            [
+                Query(
+                    "sum by (reason) "
+                    f"(increase(remediator_webhook_rejected_total{sel()}[$__rate_interval]))",
+                    "{{reason}}",
+                )
+            ],
+            bars=True,
+        ),
+        timeseries(
+            "Reconcile rounds by outcome",
+            "Rounds of reconciliation with Alertmanager (remediator_reconcile_rounds_total), "
+            "per outcome: success, failure, or standby (another replica holds the lease).",
+            units.OpsPerSecond,
+            [
+                Query(
+                    "sum by (outcome) "
+                    f"(rate(remediator_reconcile_rounds_total{sel()}[$__rate_interval]))",
+                    "{{outcome}}",
+                )
+            ],
+        ),
+        timeseries(
+            "Store size per instance",
+            "Bytes the store takes on disk per instance (remediator_store_size_bytes: the SQLite "
+            "files, or the PostgreSQL database), exported each minute; retention keeps it flat.",
+            units.BytesIEC,
+            [Query(f"max by (instance) (remediator_store_size_bytes{sel()})", "{{instance}}")],
+        ),
+        state_timeline(
+            "Configuration reload per instance",
+            "remediator_config_last_reload_successful per instance: ok (1) when the last reload "
+            "of the configuration file (SIGHUP, POST /-/reload) succeeded or none was tried, "
+            "failed (0) while the file on disk does not load.",
+            Query(
+                f"min by (instance) (remediator_config_last_reload_successful{sel()})",
+                "{{instance}}",
+            ),
+            mappings=_value_map((0, "failed", "red"), (1, "ok", "green")),
+            thresholds=_thresholds((None, "red"), (1, "green")),
+        ),
+    ]
     return [
         ("Status", status),
         ("Recovery", recovery),
@@ -634,6 +701,81 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
         ("Intake", intake),
         ("Notifications", notifications),
         ("Targets", targets),
+        ("Self-monitoring", monitoring),
+    ]
+
+
+# Panel title -> the alerts whose runbook sections it links to (the panel shows what they watch).
+# RemediatorDown and RemediatorAbsent have none: while they fire there is no series to show.
+RUNBOOK_LINKS: Mapping[str, tuple[str, ...]] = {
+    "Paused (kill switch)": ("RemediatorPaused",),
+    "Open circuit breakers": ("RemediatorCircuitBreakerOpen",),
+    "Inbox pending": ("RemediatorInboxBacklog",),
+    "Outbox pending": ("RemediatorOutboxBacklog",),
+    "Remediation success rate by playbook": ("RemediatorRemediationsFailing",),
+    "Circuit breaker state per target": ("RemediatorCircuitBreakerOpen",),
+    "Escalations by reason": ("RemediatorEscalating",),
+    "Webhook requests by code": ("RemediatorWebhookErrors",),
+    "Store and audit write failures": (
+        "RemediatorStoreWriteFailures",
+        "RemediatorAuditWriteFailures",
+    ),
+    "Notification delivery by channel and outcome": ("RemediatorNotificationsDead",),
+    "Webhooks refused (4xx) by reason": ("RemediatorWebhookRejected",),
+    "Reconcile rounds by outcome": ("RemediatorReconcileFailing",),
+    "Configuration reload per instance": ("RemediatorConfigReloadFailed",),
+    "Store size per instance": ("RemediatorStoreGrowing",),
+}
+
+
+def runbook_links(title: str) -> list[dash_m.DashboardLink]:
+    """The links of a panel to the runbook sections of the alerts it shows."""
+    return [
+        dash_m.DashboardLink(
+            title=f"Runbook: {alert}",
+            type_val=dash_m.DashboardLinkType.LINK,
+            url=RUNBOOK_URL_PATTERN % alert.lower(),
+            target_blank=True,
+        )
+        for alert in RUNBOOK_LINKS.get(title, ())
+    ]
+
+
+# Every remediation as an annotation: a point wherever a playbook finished one in the minute
+# before, titled with its playbook and outcome.
+REMEDIATIONS_ANNOTATION = (
+    f"sum by (playbook, outcome) (increase(remediator_remediations_total{sel()}[1m])) > 0"
+)
+
+
+class PrometheusAnnotation(dash_m.AnnotationQuery):
+    """An annotation query on the Prometheus data source, with the fields of that data source
+    the SDK's model does not carry (title and text templates, tags from labels, step)."""
+
+    def __init__(self, *, name: str, expr: str, title: str, text: str, tag_keys: str) -> None:
+        super().__init__(
+            name=name, datasource=DATASOURCE, enable=True, hide=False,
+            icon_color="rgba(255, 152, 48, 1)", expr=expr,
+        )  # fmt: skip
+        self.prometheus = {
+            "step": "1m",
+            "titleFormat": title,
+            "textFormat": text,
+            "tagKeys": tag_keys,
+            "useValueForTime": False,
+        }
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), **self.prometheus}
+
+
+def annotation_queries() -> list[tuple[str, str]]:
+    """(annotation name, PromQL) of every dashboard's Prometheus annotations, substituted."""
+    return [
+        (query.name, substitute(query.expr or ""))
+        for _, build in sorted(DASHBOARDS.items())
+        for query in (build().annotations.list_val or [])
+        if isinstance(query, PrometheusAnnotation)
     ]
 
 
@@ -671,6 +813,21 @@ def overview() -> dash_m.Dashboard:
     model = builder.build()
     for number, panel_model in enumerate(model.panels or [], start=1):
         panel_model.id_val = number
+    for panel_model in _panels(model):
+        links = runbook_links(panel_model.title or "")
+        if links:
+            panel_model.links = links
+    annotations = model.annotations.list_val or []
+    annotations.append(
+        PrometheusAnnotation(
+            name="Remediations",
+            expr=REMEDIATIONS_ANNOTATION,
+            title="{{playbook}}: {{outcome}}",
+            text="remediation by playbook {{playbook}} ended with {{outcome}}",
+            tag_keys="playbook,outcome",
+        )
+    )
+    model.annotations.list_val = annotations
     return model
 
 
@@ -683,9 +840,45 @@ def render(model: dash_m.Dashboard) -> str:
     return json.dumps(model, cls=JSONEncoder, sort_keys=True, indent=2) + "\n"
 
 
+CONFIGMAP_HEADER = """\
+# Generated by grafana/generate.py from the dashboard JSON beside it. Do not edit by hand.
+# For Kubernetes: the Grafana sidecar (kube-prometheus-stack: grafana.sidecar.dashboards)
+# loads every ConfigMap labelled grafana_dashboard. Apply it in the namespace it watches.
+"""
+
+
+def configmap(name: str, text: str) -> str:
+    """A Kubernetes ConfigMap that carries dashboard file ``name`` (content ``text``)."""
+    doc = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"grafana-dashboard-{name.removesuffix('.json')}",
+            "labels": {
+                "grafana_dashboard": "1",
+                "app.kubernetes.io/name": "remediator",
+                "app.kubernetes.io/part-of": "remediator",
+            },
+        },
+        "data": {name: text},
+    }
+    body = yaml.dump(doc, Dumper=RuleDumper, sort_keys=False, width=10_000, allow_unicode=True)
+    return CONFIGMAP_HEADER + body
+
+
 def rendered() -> dict[str, str]:
     """Every dashboard file's name and its expected content."""
     return {name: render(build()) for name, build in sorted(DASHBOARDS.items())}
+
+
+def outputs() -> dict[str, str]:
+    """Every file the generator writes: each dashboard's JSON followed by its ConfigMap
+    (``NAME.configmap.yml``)."""
+    out: dict[str, str] = {}
+    for name, text in rendered().items():
+        out[name] = text
+        out[name.removesuffix(".json") + ".configmap.yml"] = configmap(name, text)
+    return out
 
 
 def substitute(expr: str, values: Mapping[str, str] = PROMETHEUS_VALUES) -> str:
@@ -728,7 +921,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="write nothing; exit 1 and name the files that differ from the generator's output",
     )
     args = parser.parse_args(argv)
-    expected = rendered()
+    expected = outputs()
     if args.check:
         stale = [
             name
@@ -737,7 +930,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             or (DASHBOARDS_DIR / name).read_text(encoding="utf-8") != text
         ]
         extra = sorted(
-            path.name for path in DASHBOARDS_DIR.glob("*.json") if path.name not in expected
+            path.name
+            for pattern in ("*.json", "*.configmap.yml")
+            for path in DASHBOARDS_DIR.glob(pattern)
+            if path.name not in expected
         )
         for name in stale:
             print(f"differs: grafana/dashboards/{name}", file=sys.stderr)

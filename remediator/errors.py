@@ -149,7 +149,8 @@ class CircuitOpen(RequestError):
 
 
 class Conflict(RequestError):
-    """409 with a specific code: a guard refused (PAUSED, COOLDOWN, ...), PATTERN_BUILTIN."""
+    """409 with a specific code: a guard refused (PAUSED, COOLDOWN, ...), PATTERN_BUILTIN,
+    NO_CONFIG_FILE (POST /-/reload without a configuration file)."""
 
     status = 409
 

@@ -10,7 +10,15 @@ tests can build several apps in one process without duplicate-registration error
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    ProcessCollector,
+)
 
 from remediator import __version__
 
@@ -23,6 +31,15 @@ REMEDIATION_OUTCOMES = {
     "dry_run": "dry_run",
     "interrupted": "interrupted",
 }
+# The error codes a webhook request can be refused with (4xx): remediator_webhook_rejected_total.
+WEBHOOK_REJECTIONS = (
+    "MALFORMED_JSON",
+    "VALIDATION_FAILED",
+    "UNAUTHORIZED",
+    "FORBIDDEN",
+    "PAYLOAD_TOO_LARGE",
+    "RATE_LIMITED",
+)
 RECOVERY_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
 
 
@@ -34,6 +51,10 @@ class Metrics:
         r = self.registry
         self.build_info = Info("remediator_build", "remediator version.", registry=r)
         self.build_info.info({"version": __version__})
+        # The client library's default collectors (process_* and python_gc_*), on this registry:
+        # memory, file descriptors, CPU and collections of the serving process.
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
 
         # Intake (issue 2).
         self.alerts_received = Counter(
@@ -64,9 +85,37 @@ class Metrics:
             "Stored alerts not yet processed by the worker.",
             registry=r,
         )
+        # A refused webhook (4xx) is never retried by Alertmanager: its alerts are lost.
+        self.webhook_rejected = Counter(
+            "remediator_webhook_rejected_total",
+            "Alertmanager webhook requests refused with a 4xx (never retried by Alertmanager: "
+            "their alerts are lost), by the error code answered.",
+            ["reason"],
+            registry=r,
+        )
         self.store_write_failures = Counter(
             "remediator_store_write_failures_total",
             "Store transactions that failed to commit (intake answered 503).",
+            registry=r,
+        )
+
+        # Configuration reloads (SIGHUP, POST /-/reload) and reconciliation (issue 20).
+        self.config_reload_successful = Gauge(
+            "remediator_config_last_reload_successful",
+            "1 when the last reload of the configuration file succeeded (or none was tried), "
+            "0 when it failed and the previous configuration still runs.",
+            registry=r,
+        )
+        self.config_reload_timestamp = Gauge(
+            "remediator_config_last_reload_success_timestamp_seconds",
+            "When the configuration file was last loaded successfully (start-up or reload).",
+            registry=r,
+        )
+        self.reconcile_rounds = Counter(
+            "remediator_reconcile_rounds_total",
+            "Rounds of reconciliation with Alertmanager, by outcome (success|failure|standby: "
+            "another replica holds the reconcile lease).",
+            ["outcome"],
             registry=r,
         )
 
@@ -293,6 +342,11 @@ class Metrics:
             for code in (200, 400, 401, 403, 413, 422, 500, 503)
         }
         self.paused.set(0)
+        for reason in WEBHOOK_REJECTIONS:
+            self.webhook_rejected.labels(reason)
+        for outcome in ("success", "failure", "standby"):
+            self.reconcile_rounds.labels(outcome)
+        self.config_reload_successful.set(1)
 
     def remediation_finished(self, playbook: str, state: str) -> None:
         """Count one finished remediation by its final state (see REMEDIATION_OUTCOMES)."""

@@ -237,11 +237,24 @@ async def _health_monitor(rt: Runtime, old: Config, new: Config) -> None:
 # -- SIGHUP ------------------------------------------------------------------------------------
 
 
+async def reload_config(rt: Runtime, path: str | Path, *, actor: str) -> Applied:
+    """Read ``path`` again and apply it (ConfigError changes nothing), and say so in
+    ``remediator_config_last_reload_successful`` and ``..._success_timestamp_seconds``."""
+    try:
+        config = config_mod.load(path)
+        applied = await apply(rt, config, actor=actor, source=f"file {path}")
+    except Exception:
+        rt.metrics.config_reload_successful.set(0)
+        raise
+    rt.metrics.config_reload_successful.set(1)
+    rt.metrics.config_reload_timestamp.set(rt.clock.now())
+    return applied
+
+
 async def reload_file(rt: Runtime, path: str | Path) -> Applied | None:
     """Read ``path`` again and apply it; problems are logged and change nothing."""
     try:
-        config = config_mod.load(path)
-        applied = await apply(rt, config, actor="sighup", source=f"file {path}")
+        applied = await reload_config(rt, path, actor="sighup")
     except ConfigError as exc:
         log.error("configuration not reloaded", extra={"path": str(path), "problems": exc.problems})
         return None
@@ -257,7 +270,9 @@ _PENDING: set[asyncio.Task[Applied | None]] = set()
 
 
 def install_sighup(rt: Runtime, path: str | Path) -> None:
-    """Reload ``path`` on SIGHUP. Call from the running event loop (the app's ``on_runtime``)."""
+    """Reload ``path`` on SIGHUP (and on ``POST /-/reload``). Call from the running event loop
+    (the app's ``on_runtime``)."""
+    rt.config_file = Path(path)
     loop = asyncio.get_running_loop()
 
     def handler() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from remediator.audit.events import EventBus, Handler
@@ -68,6 +69,10 @@ class Runtime:
     started_at: float = field(default=0.0)
     # The Slack app's signing secret (approvals.slack_signing_secret_env; "": Slack refused).
     slack_signing_secret: str = ""
+    # True once start-up is done (GET /-/ready answers 503 before).
+    started: bool = False
+    # The file SIGHUP and POST /-/reload read again (None: started without one).
+    config_file: Path | None = None
     # One configuration change at a time.
     config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # One large (storm-sized) webhook notification stored at a time (remediator/http/intake.py).

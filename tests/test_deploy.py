@@ -10,7 +10,7 @@ container or pulls an image.
   volume, token files that are mounted);
 - the Alertmanager snippet in ``deploy/alertmanager/receiver.yml`` makes a valid configuration;
 - the Dockerfile runs as non-root with a health check; the Kubernetes Deployment runs as
-  non-root with probes on the health endpoint and a single replica;
+  non-root with liveness on /-/healthy, readiness on /-/ready and a single replica;
 - the PrometheusRule holds exactly the rules of ``rules/*.rules.yml``.
 """
 
@@ -689,13 +689,20 @@ def test_k8s_deployment_runs_as_non_root() -> None:
     assert {"requests", "limits"} <= set(container["resources"])
 
 
-def test_k8s_deployment_probes_the_health_endpoint() -> None:
+def test_k8s_deployment_probes_liveness_and_readiness_apart() -> None:
+    """Liveness on /-/healthy (no store involved: a database outage restarts no pod),
+    readiness and start-up on /-/ready (tests/test_probes.py shows both answers)."""
+    from remediator.http.endpoints import OPERATIONS
+
+    served = {op.path for op in OPERATIONS if op.method == "GET"}
     container = remediator_container()
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": 9095}
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    expected = {"livenessProbe": "/-/healthy", "readinessProbe": "/-/ready",
+                "startupProbe": "/-/ready"}  # fmt: skip
+    for probe, path in expected.items():
         get = container[probe]["httpGet"]
-        assert get["path"] == HEALTH_PATH, probe
+        assert get["path"] == path and path in served, probe
         assert get["port"] in ports or get["port"] in ports.values(), probe
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
 import pytest
+import yaml
 
 from tests.e2e.stack import Prometheus, Remediator, wait_for
 from tests.realservices import ContainerFactory, require
@@ -266,6 +267,8 @@ def prometheus(tmp_path: Path, prometheus_bin: str, remediator: Remediator) -> I
                 "static_configs": [{"targets": [remediator.url.removeprefix("http://")]}],
             }
         ],
+        # The panels that read recording rules need them evaluated.
+        rules=yaml.safe_load((ROOT / "rules" / "recording.rules.yml").read_text(encoding="utf-8")),
     )
     server.start()
     try:

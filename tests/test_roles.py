@@ -78,11 +78,14 @@ TABLE: list[Row] = [
     ("POST", "/approvals/{id}/deny", "/approvals/1/deny", {}, ADMIN_4XX),
     ("POST", "/slack/interactions", "/slack/interactions", {}, dict.fromkeys(ROLES, "401")),
     ("GET", "/metrics", "/metrics", {}, PUBLIC),
+    ("GET", "/-/healthy", "/-/healthy", {}, PUBLIC),
+    ("GET", "/-/ready", "/-/ready", {}, PUBLIC),
+    ("POST", "/-/reload", "/-/reload", {}, ADMIN_4XX),  # 409: started without a file
 ]  # fmt: skip
 
 
 def documented(path: str) -> str:
-    return path if path == "/metrics" else API + path
+    return path if path == "/metrics" or path.startswith("/-/") else API + path
 
 
 @pytest.fixture

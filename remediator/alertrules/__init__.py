@@ -10,12 +10,14 @@ repository's ``rules/*.rules.yml`` from the defaults.
 - :mod:`.rulebook`: one alerting or recording rule from a policy.
 - :mod:`.thresholds`: the host, container and service alerts (the ``self_healing`` thresholds).
 - :mod:`.own`: the alerts on remediator itself and the recording rules.
+- :mod:`.mixin`: the job selector, runbook URL pattern, extra labels and thresholds.
 - :mod:`.files`: the rule files, rendered, written or checked.
 """
 
 from __future__ import annotations
 
 from remediator.alertrules.files import render, sync
+from remediator.alertrules.mixin import Mixin
 from remediator.alertrules.policies import POLICIES, Policy, policies
 
-__all__ = ["POLICIES", "Policy", "policies", "render", "sync"]
+__all__ = ["POLICIES", "Mixin", "Policy", "policies", "render", "sync"]

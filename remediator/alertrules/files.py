@@ -14,6 +14,7 @@ from typing import Any, Final, TextIO
 
 import yaml
 
+from remediator.alertrules.mixin import Mixin
 from remediator.alertrules.own import recording_rules, remediator_rules
 from remediator.alertrules.policies import policies
 from remediator.alertrules.rulebook import RuleBook
@@ -62,10 +63,12 @@ def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 RuleDumper.add_representer(str, _represent_str)
 
 
-def render(healing: SelfHealingConfig) -> dict[str, str]:
-    """File name -> content of every rule file, with ``healing``'s thresholds and interval."""
-    table = policies(healing)
-    book = RuleBook(table)
+def render(healing: SelfHealingConfig, mixin: Mixin | None = None) -> dict[str, str]:
+    """File name -> content of every rule file, with ``healing``'s thresholds and interval and
+    the ``mixin``'s settings (job selector, runbook URLs, extra labels, thresholds)."""
+    the_mixin = mixin or Mixin()
+    table = policies(healing, the_mixin.thresholds)
+    book = RuleBook(table, the_mixin)
     out: dict[str, str] = {}
     used: set[str] = set()
     for filename, (name, build, every_check) in FILES.items():

@@ -11,14 +11,14 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
     return [
         book.alert(
             "RemediatorDown",
-            'up{job="remediator"} == 0',
+            "up{%(job)s} == 0",
             summary="remediator is down.",
             description="Prometheus has not been able to scrape remediator at {{ $labels.instance }}"
             " for %(for)s: alerts are not being remediated.",
         ),
         book.alert(
             "RemediatorAbsent",
-            'absent(up{job="remediator"})',
+            "absent(up{%(job)s})",
             summary="remediator is not being scraped.",
             description='Prometheus has no target with job="{{ $labels.job }}" for %(for)s: remediator'
             " is not deployed or not discovered, and nothing alerts on it being down.",
@@ -26,9 +26,9 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
         book.alert(
             "RemediatorWebhookErrors",
             """
-            sum by (job, instance) (rate(remediator_webhook_requests_total{job="remediator", code=~"5.."}[5m]))
+            sum by (job, instance) (rate(remediator_webhook_requests_total{%(job)s, code=~"5.."}[5m]))
               /
-            sum by (job, instance) (rate(remediator_webhook_requests_total{job="remediator"}[5m]))
+            sum by (job, instance) (rate(remediator_webhook_requests_total{%(job)s}[5m]))
             > %(threshold)s
             """,
             summary="remediator is failing Alertmanager webhook requests.",
@@ -39,9 +39,9 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
         book.alert(
             "RemediatorRemediationsFailing",
             """
-            sum by (job, instance, playbook) (rate(remediator_remediations_total{job="remediator", outcome="failure"}[30m]))
+            sum by (job, instance, playbook) (rate(remediator_remediations_total{%(job)s, outcome="failure"}[30m]))
               /
-            sum by (job, instance, playbook) (rate(remediator_remediations_total{job="remediator", outcome=~"success|failure"}[30m]))
+            sum by (job, instance, playbook) (rate(remediator_remediations_total{%(job)s, outcome=~"success|failure"}[30m]))
             > %(threshold)s
             """,
             summary="Remediations are failing.",
@@ -53,21 +53,21 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
             "RemediatorCircuitBreakerOpen",
             # max_over_time: a breaker that goes half-open, fails its trial and opens again
             # keeps the alert going.
-            'max_over_time(remediator_circuit_breaker_state{job="remediator"}[5m]) == 2',
+            "max_over_time(remediator_circuit_breaker_state{%(job)s}[5m]) == 2",
             summary="A remediator circuit breaker is open.",
             description="The circuit breaker for target {{ $labels.target }} on {{ $labels.instance }}"
             " has been open for more than %(for)s: remediator takes no action on that target.",
         ),
         book.alert(
             "RemediatorInboxBacklog",
-            'remediator_inbox_pending{job="remediator"} > %(threshold)s',
+            "remediator_inbox_pending{%(job)s} > %(threshold)s",
             summary="remediator is not keeping up with incoming alerts.",
             description="{{ $value | humanize }} stored alerts are waiting for the worker on"
             " {{ $labels.instance }} (threshold %(threshold)s) for more than %(for)s.",
         ),
         book.alert(
             "RemediatorOutboxBacklog",
-            'remediator_outbox_pending{job="remediator"} > %(threshold)s',
+            "remediator_outbox_pending{%(job)s} > %(threshold)s",
             summary="remediator notifications are not being delivered.",
             description="{{ $value | humanize }} notifications are waiting in the outbox of"
             " {{ $labels.instance }} (threshold %(threshold)s) for more than %(for)s.",
@@ -76,7 +76,7 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
             "RemediatorNotificationsDead",
             """
             sum by (job, instance, channel) (
-              increase(remediator_notifications_total{job="remediator", outcome="dead"}[30m])
+              increase(remediator_notifications_total{%(job)s, outcome="dead"}[30m])
             )
             > %(threshold)s
             """,
@@ -88,7 +88,7 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
             "RemediatorEscalating",
             """
             sum by (job, instance, reason) (
-              increase(remediator_escalations_total{job="remediator"}[30m])
+              increase(remediator_escalations_total{%(job)s}[30m])
             )
             > %(threshold)s
             """,
@@ -99,7 +99,7 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
         book.alert(
             "RemediatorAuditWriteFailures",
             """
-            increase(remediator_audit_write_failures_total{job="remediator"}[15m])
+            increase(remediator_audit_write_failures_total{%(job)s}[15m])
             > %(threshold)s
             """,
             summary="remediator cannot write its audit log.",
@@ -109,7 +109,7 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
         book.alert(
             "RemediatorStoreWriteFailures",
             """
-            increase(remediator_store_write_failures_total{job="remediator"}[5m])
+            increase(remediator_store_write_failures_total{%(job)s}[5m])
             > %(threshold)s
             """,
             summary="remediator cannot commit to its store.",
@@ -118,8 +118,42 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
             " alerts are not stored.",
         ),
         book.alert(
+            "RemediatorWebhookRejected",
+            """
+            sum by (job, instance, reason) (
+              increase(remediator_webhook_rejected_total{%(job)s}[15m])
+            )
+            > %(threshold)s
+            """,
+            summary="remediator refuses Alertmanager webhook requests: their alerts are lost.",
+            description="{{ $labels.instance }} refused {{ $value | humanize }} webhook request(s)"
+            " with {{ $labels.reason }} in the last 15m. Alertmanager does not retry a 4xx:"
+            " the alerts they carried will not be remediated.",
+        ),
+        book.alert(
+            "RemediatorConfigReloadFailed",
+            "max_over_time(remediator_config_last_reload_successful{%(job)s}[5m]) == 0",
+            summary="remediator could not reload its configuration file.",
+            description="The last reload of the configuration file on {{ $labels.instance }}"
+            " failed and has not succeeded for %(for)s: the previous configuration still runs,"
+            " and a restart would not start.",
+        ),
+        book.alert(
+            "RemediatorReconcileFailing",
+            """
+            sum by (job, instance) (increase(remediator_reconcile_rounds_total{%(job)s, outcome="failure"}[15m]))
+              /
+            sum by (job, instance) (increase(remediator_reconcile_rounds_total{%(job)s}[15m]))
+            > %(threshold)s
+            """,
+            summary="remediator cannot reconcile with Alertmanager.",
+            description="{{ $value | humanizePercentage }} of the reconciliation rounds of"
+            " {{ $labels.instance }} failed over the last 15m (threshold %(threshold_pct)s):"
+            " alerts lost on the way and resolutions missed are not recovered.",
+        ),
+        book.alert(
             "RemediatorPaused",
-            'remediator_paused{job="remediator"} == 1',
+            "remediator_paused{%(job)s} == 1",
             summary="remediator kill switch has been on for a long time.",
             description="The kill switch of {{ $labels.instance }} has been on for more than %(for)s"
             ": no recovery action runs until someone resumes it.",
@@ -128,9 +162,9 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
             "RemediatorStoreGrowing",
             """
             (
-                predict_linear(remediator_store_size_bytes{job="remediator"}[6h], 86400)
+                predict_linear(remediator_store_size_bytes{%(job)s}[6h], 86400)
               -
-                remediator_store_size_bytes{job="remediator"}
+                remediator_store_size_bytes{%(job)s}
             ) / 1073741824
             > %(threshold)s
             """,
@@ -143,12 +177,13 @@ def remediator_rules(book: RuleBook) -> list[dict[str, Any]]:
 
 
 def recording_rules(book: RuleBook) -> list[dict[str, Any]]:
+    # The per-playbook rules keep ``job``: the dashboard selects its job on them.
     return [
         book.record(
             "playbook:remediator_time_to_recovery_seconds:p50_rate1h",
             """
             histogram_quantile(0.5,
-              sum by (playbook, le) (rate(remediator_time_to_recovery_seconds_bucket{job="remediator"}[1h]))
+              sum by (job, playbook, le) (rate(remediator_time_to_recovery_seconds_bucket{%(job)s}[1h]))
             )
             """,
         ),
@@ -156,16 +191,16 @@ def recording_rules(book: RuleBook) -> list[dict[str, Any]]:
             "playbook:remediator_time_to_recovery_seconds:p90_rate1h",
             """
             histogram_quantile(0.9,
-              sum by (playbook, le) (rate(remediator_time_to_recovery_seconds_bucket{job="remediator"}[1h]))
+              sum by (job, playbook, le) (rate(remediator_time_to_recovery_seconds_bucket{%(job)s}[1h]))
             )
             """,
         ),
         book.record(
             "playbook:remediator_time_to_recovery_seconds:mean1h",
             """
-            sum by (playbook) (rate(remediator_time_to_recovery_seconds_sum{job="remediator"}[1h]))
+            sum by (job, playbook) (rate(remediator_time_to_recovery_seconds_sum{%(job)s}[1h]))
               /
-            sum by (playbook) (rate(remediator_time_to_recovery_seconds_count{job="remediator"}[1h]))
+            sum by (job, playbook) (rate(remediator_time_to_recovery_seconds_count{%(job)s}[1h]))
             """,
         ),
         # success / (success + failure) of remediations (each counted once, however many
@@ -176,31 +211,31 @@ def recording_rules(book: RuleBook) -> list[dict[str, Any]]:
             "playbook:remediator_remediations_success_per_remediations:ratio_rate1h",
             """
             (
-                sum by (playbook) (rate(remediator_remediations_total{job="remediator", outcome="success"}[1h]))
+                sum by (job, playbook) (rate(remediator_remediations_total{%(job)s, outcome="success"}[1h]))
               or
-                0 * sum by (playbook) (rate(remediator_remediations_total{job="remediator", outcome="failure"}[1h]))
+                0 * sum by (job, playbook) (rate(remediator_remediations_total{%(job)s, outcome="failure"}[1h]))
             )
             /
-              sum by (playbook) (rate(remediator_remediations_total{job="remediator", outcome=~"success|failure"}[1h]))
+              sum by (job, playbook) (rate(remediator_remediations_total{%(job)s, outcome=~"success|failure"}[1h]))
             """,
         ),
         book.record(
             "job:remediator_remediations_success_per_remediations:ratio_rate1h",
             """
             (
-                sum by (job) (rate(remediator_remediations_total{job="remediator", outcome="success"}[1h]))
+                sum by (job) (rate(remediator_remediations_total{%(job)s, outcome="success"}[1h]))
               or
-                0 * sum by (job) (rate(remediator_remediations_total{job="remediator", outcome="failure"}[1h]))
+                0 * sum by (job) (rate(remediator_remediations_total{%(job)s, outcome="failure"}[1h]))
             )
             /
-              sum by (job) (rate(remediator_remediations_total{job="remediator", outcome=~"success|failure"}[1h]))
+              sum by (job) (rate(remediator_remediations_total{%(job)s, outcome=~"success|failure"}[1h]))
             """,
         ),
         book.record(
             "job:remediator_webhook_request_duration_seconds:p99_rate5m",
             """
             histogram_quantile(0.99,
-              sum by (job, le) (rate(remediator_webhook_request_duration_seconds_bucket{job="remediator"}[5m]))
+              sum by (job, le) (rate(remediator_webhook_request_duration_seconds_bucket{%(job)s}[5m]))
             )
             """,
         ),

@@ -6,6 +6,8 @@ there, ratios in PromQL); the others, and every ``for:`` and severity, are fixed
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
@@ -48,6 +50,9 @@ _TABLE: Final[dict[str, Policy]] = {
     "RemediatorEscalating": Policy(0, "1m", "warning"),  # escalations in the last 30m
     "RemediatorAuditWriteFailures": Policy(0, "1m", "critical"),  # lost audit events, 15m
     "RemediatorStoreWriteFailures": Policy(0, "5m", "critical"),  # failed commits in 5m
+    "RemediatorWebhookRejected": Policy(0, "1m", "critical"),  # 4xx webhooks (lost), 15m
+    "RemediatorConfigReloadFailed": Policy(None, "10m", "warning"),
+    "RemediatorReconcileFailing": Policy(0.5, "15m", "warning"),  # failed / all rounds, 15m
     "RemediatorPaused": Policy(None, "1h", "warning"),  # kill switch on for longer than this
     "RemediatorStoreGrowing": Policy(1, "30m", "warning"),  # GiB a day, the last 6h's trend
 }
@@ -69,9 +74,23 @@ def thresholds(healing: SelfHealingConfig) -> dict[str, float]:
     }
 
 
-def policies(healing: SelfHealingConfig) -> dict[str, Policy]:
-    """Every alert's policy, with the thresholds of ``healing``."""
+def policies(
+    healing: SelfHealingConfig, overrides: Mapping[str, float] | None = None
+) -> dict[str, Policy]:
+    """Every alert's policy, with the thresholds of ``healing`` and then of ``overrides``
+    (alert name -> threshold, as the PromQL compares it); ValueError names an alert that has
+    no threshold."""
     given = thresholds(healing)
+    for name, value in (overrides or {}).items():
+        if name not in _TABLE or _TABLE[name].threshold is None:
+            with_threshold = sorted(n for n, p in _TABLE.items() if p.threshold is not None)
+            raise ValueError(
+                f"threshold {name}: no such alert with a threshold (one of "
+                f"{', '.join(with_threshold)})"
+            )
+        if not math.isfinite(value):
+            raise ValueError(f"threshold {name}: {value} is not a finite number")
+        given[name] = value
     return {
         name: replace(policy, threshold=given[name]) if name in given else policy
         for name, policy in _TABLE.items()

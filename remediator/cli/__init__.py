@@ -64,14 +64,30 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    """Write (or ``--check``) the Prometheus rule files for the configured ``self_healing``."""
+    """Write (or ``--check``) the Prometheus rule files for the configured ``self_healing`` and
+    the mixin settings given (remediator/alertrules/mixin.py)."""
     from remediator import alertrules
+    from remediator.alertrules import mixin
 
     cfg = load_or_report(args.config)
     if cfg is None:
         return 1
     out = Path(args.out)
-    rendered = alertrules.render(cfg.self_healing)
+    try:
+        thresholds = {
+            name: float(value)
+            for name, value in mixin.parse_pairs(args.threshold, "--threshold").items()
+        }
+        settings = alertrules.Mixin(
+            job_selector=args.job_selector or mixin.JOB_SELECTOR,
+            runbook_url_pattern=args.runbook_url_pattern or mixin.RUNBOOK_URL_PATTERN,
+            extra_labels=mixin.parse_pairs(args.label, "--label"),
+            thresholds=thresholds,
+        )
+        rendered = alertrules.render(cfg.self_healing, settings)
+    except ValueError as exc:
+        print(f"remediator rules: {exc}", file=sys.stderr)
+        return 2
     return alertrules.sync(out, rendered, check=args.check, out=sys.stdout, label=f"{out}/")
 
 
@@ -214,6 +230,23 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
     r.add_argument("--out", required=True, help="directory of the rule files")
     r.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file differs")
+    r.add_argument(
+        "--job-selector",
+        help='label matchers selecting remediator\'s own series (default: job="remediator")',
+    )
+    r.add_argument(
+        "--runbook-url-pattern",
+        help="each alert's runbook_url, %%s standing for the alert name in lower case (default:"
+        " docs/runbook.md on GitHub)",
+    )
+    r.add_argument(
+        "--label", action="append", default=[], metavar="NAME=VALUE",
+        help="a label added to every alert (repeatable)",
+    )  # fmt: skip
+    r.add_argument(
+        "--threshold", action="append", default=[], metavar="ALERT=VALUE",
+        help="an alert's threshold, as its PromQL compares it (repeatable)",
+    )  # fmt: skip
     r.set_defaults(func=cmd_rules)
 
     t = sub.add_parser("tokens", help="create local API tokens, one file per role")

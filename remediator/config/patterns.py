@@ -162,7 +162,8 @@ DEFAULT_PATTERNS: tuple[PatternSpec, ...] = (
     _spec("memory", r"memory", "memory", "medium"),
     _spec(
         "disk_full",
-        r"disk.*(full|space|usage)|no space left|Disk(AlmostFull|WillFill|FillingUp|UsageHigh)",
+        r"disk.*(full|space|usage)|no space left|Disk(AlmostFull|WillFill|FillingUp|UsageHigh)"
+        r"|Filesystem(AlmostOutOfSpace|SpaceFillingUp)",  # node-exporter mixin's names
         "disk",
         "high",
     ),

@@ -189,8 +189,10 @@ class Reconciler:
             log.warning(
                 "reconcile failed; nothing closed", extra={"ok": False, "error": exc.message}
             )
+            self.metrics.reconcile_rounds.labels("failure").inc()
             return ReconcileResult(ok=False, error=exc.message)
         if not leading:
+            self.metrics.reconcile_rounds.labels("standby").inc()
             log.debug("another replica holds the reconcile lease", extra={"owner": self.owner})
             return ReconcileResult(ok=True, leader=False)
         try:
@@ -212,6 +214,7 @@ class Reconciler:
             "ok": result.ok,
             "duration": round(self.clock.monotonic() - started, 3),
         }
+        self.metrics.reconcile_rounds.labels("success" if result.ok else "failure").inc()
         if result.ok:
             log.info("reconciled with alertmanager", extra=fields)
         else:

@@ -257,6 +257,8 @@ async def start(rt: Runtime) -> None:
         await rt.checkpoints.start()
     if rt.config.health.enabled:
         await rt.monitor.start()
+    rt.metrics.config_reload_timestamp.set(rt.clock.now())
+    rt.started = True
 
 
 async def stop(rt: Runtime) -> None:

@@ -23,7 +23,7 @@ from remediator.config.model import Config
 from remediator.config.patterns import PatternSpec
 from remediator.errors import MethodNotAllowed, RequestError
 from remediator.errors import NotFound as NotFoundError
-from remediator.http import admin, api, intake, management, openapi, poisoned, target_views
+from remediator.http import admin, api, intake, management, openapi, poisoned, probes, target_views
 from remediator.http import approvals as approval_views
 from remediator.http.openapi import Operation, Param
 from remediator.http.schemas import (
@@ -43,6 +43,7 @@ from remediator.http.schemas import (
     PauseRequest,
     PauseState,
     PoisonedResponse,
+    ProbeResponse,
     QuarantineLifted,
     QuarantineResponse,
     StatisticsResponse,
@@ -232,6 +233,20 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET", "/metrics", api.metrics, "Prometheus metrics", "public", "public",
         media_type="text/plain", response_schema={"type": "string"},
+    ),
+    Operation(
+        "GET", "/-/healthy", probes.healthy, "Liveness: 200 while the process serves",
+        "public", "public", ProbeResponse,
+    ),
+    Operation(
+        "GET", "/-/ready", probes.ready,
+        "Readiness: 200 once started and while the store answers", "public", "public",
+        ProbeResponse, also={503: "Starting, draining or the store is unavailable"},
+    ),
+    managed(
+        "POST", "/-/reload", probes.reload_configuration,
+        "Read the configuration file again (as SIGHUP)", "admin", ConfigurationApplied,
+        errors=(409, 422, 503),
     ),
 )  # fmt: skip
 

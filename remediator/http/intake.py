@@ -157,6 +157,8 @@ async def accept(
     except RequestError as exc:
         if exc.status >= 500:
             log.warning("intake refused", extra={"code": exc.code, "status": exc.status})
+        else:  # Alertmanager does not retry a 4xx: these alerts are lost
+            metrics.webhook_rejected.labels(exc.code).inc()
         status, answer, headers = exc.status, error_body(exc), error_headers(exc)
     except Exception:
         log.exception("intake failed")

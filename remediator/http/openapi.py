@@ -40,7 +40,7 @@ ERRORS: dict[int, tuple[str, str]] = {
     409: (
         "Refused by a guard or a conflict",
         "CIRCUIT_OPEN, COOLDOWN, PAUSED, QUARANTINED, BLAST_RADIUS, MAX_PER_WINDOW, "
-        "PATTERN_EXISTS, PATTERN_BUILTIN",
+        "PATTERN_EXISTS, PATTERN_BUILTIN, NO_CONFIG_FILE",
     ),
     413: ("The body is too large (server.max_body_bytes)", "PAYLOAD_TOO_LARGE"),
     422: ("Invalid request; `details` names each field", "VALIDATION_FAILED"),

@@ -441,3 +441,13 @@ class PauseRequest(_Request):
 class PauseState(_Answer):
     paused: bool
     changed: bool
+
+
+# -- probes (GET /-/healthy, GET /-/ready) -----------------------------------------------------
+
+
+class ProbeResponse(_Answer):
+    status: Literal["healthy", "ready", "not ready"]
+    reason: str | None = Field(
+        default=None, description="Why not ready: starting, draining or store unavailable"
+    )
