@@ -1,5 +1,5 @@
 """The ``remediator`` command: serve, check-config, rules, tokens, simulate, audit, quarantine,
-version."""
+store, version."""
 
 from __future__ import annotations
 
@@ -379,6 +379,34 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         return 2
 
 
+def cmd_store_copy(args: argparse.Namespace) -> int:
+    """Copy the store at ``--from`` into the empty store at ``--to`` (any backends), then verify
+    the copy's audit chain with the recording policy ``serve`` would use."""
+    import asyncio
+
+    from remediator.engine import verifier as audit
+    from remediator.errors import StoreUnavailable
+    from remediator.store.copy import CopyRefused, copy_store
+
+    stored = _stored(args)
+    if stored is None:
+        return 2
+    _, recording = stored
+    try:
+        copied = asyncio.run(copy_store(args.source, args.dest))
+        verdict = asyncio.run(audit.verify_url(args.dest, recording))
+    except (CopyRefused, ValueError) as exc:
+        print(f"store copy: {exc}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:
+        print(f"store copy: {exc.message}", file=sys.stderr)
+        return 2
+    tables = len([n for n in copied.rows.values() if n])
+    print(f"copied {copied.total} rows of {tables} tables")
+    print(verdict.line(), file=sys.stdout if verdict.ok else sys.stderr)
+    return 0 if verdict.ok else 1
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"remediator {__version__}")
     return 0
@@ -435,6 +463,16 @@ def parser() -> argparse.ArgumentParser:
     qf.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     qf.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
     qf.set_defaults(func=cmd_quarantine)
+
+    st = sub.add_parser("store", help="copy a store to another backend")
+    st_sub = st.add_subparsers(dest="store_command", required=True)
+    sc = st_sub.add_parser("copy", help="copy every row into an empty store; verify its chain")
+    sc.add_argument("--from", dest="source", required=True, help="the store URL to copy from")
+    sc.add_argument("--to", dest="dest", required=True, help="the store URL to copy into (empty)")
+    sc.add_argument(
+        "--config", help="YAML configuration, for the audit key (default: $REMEDIATOR_CONFIG)"
+    )
+    sc.set_defaults(func=cmd_store_copy)
 
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(func=cmd_version)
