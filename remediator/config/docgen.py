@@ -111,7 +111,10 @@ remediator reads one YAML file: `remediator serve --config FILE`, `remediator ch
 
 ## Environment variables
 
-Any string in the file may contain `${{NAME}}` (capital letters, digits and `_`), replaced by the variable's value before validation, so numbers can come from the environment too: `port: ${{PORT}}`, `url: postgresql://remediator:${{PG_PASSWORD}}@db/remediator`. A variable that is not set is a problem (`{unset}`). Keys are not expanded; there is no default-value syntax and no escape. Keys ending in `_env` (type *string (secret from env var)*) name a variable holding a secret; keys ending in `_file` name a file.
+Any string in the file may contain `${{NAME}}` (capital letters, digits and `_`), replaced by the variable's value before validation, so numbers can come from the environment too: `port: ${{PORT}}`, `url: postgresql://remediator:${{PG_PASSWORD}}@db/remediator`. A variable that is not set is a problem (`{unset}`); `${{NAME:-default}}` gives `default` instead when `NAME` is not set or empty. Keys are not expanded; there is no escape. Keys ending in `_env` (type *string (secret from env var)*) name a variable holding a secret; keys ending in `_file` name a file.
+
+
+Every key can also be set on its own by a variable: `REMEDIATOR_` and the key's path with `__` between its parts, in any case, e.g. `REMEDIATOR_SERVER__PORT=9096`, `REMEDIATOR_STORE__URL=postgresql://...`, `REMEDIATOR_NOTIFICATIONS__SLACK__CHANNEL=#ops`; a top-level key may be given whole as JSON (`REMEDIATOR_TARGETS='[{{"name": "web", "type": "docker_container"}}]'`). Precedence, per key: such a variable, then the file (after `${{...}}` replacement), then the default. The value is validated like the file's, and a problem with it names the variable (`server.port: ... (from REMEDIATOR_SERVER__PORT)`). They apply with or without a file, and again on every reload.
 
 | variable | meaning |
 |---|---|
