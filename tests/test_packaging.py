@@ -87,7 +87,7 @@ def test_the_built_wheel_installs_into_a_clean_venv_and_serves(tmp_path: Path) -
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     bin_dir = venv / "bin"
-    pip = [bin_dir / "python", "-m", "pip", "install", "-q", "--no-compile"]
+    pip: list[str | Path] = [bin_dir / "python", "-m", "pip", "install", "-q", "--no-compile"]
     _run(*pip, "-c", ROOT / "constraints.txt", wheel, cwd=tmp_path)
 
     workdir = tmp_path / "user"
