@@ -75,6 +75,7 @@ def configured_secrets(
         notes.slack.token_env if notes.slack else None,
         notes.email.password_env if notes.email else None,
         *(hook.secret_env for hook in notes.webhooks),
+        *(hook.standard_webhooks_secret_env for hook in notes.webhooks),
         config.audit.encryption_key_env,
         config.prometheus.bearer_token_env,
         config.prometheus.basic_auth.password_env if config.prometheus.basic_auth else None,

@@ -1,5 +1,5 @@
 """The ``remediator`` command: serve, check-config, rules, tokens, simulate, audit, quarantine,
-version."""
+store, version."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from remediator import __version__
 from remediator.cli.audit import cmd_audit_keygen, cmd_audit_prune, cmd_audit_verify
 from remediator.cli.loading import config_path, load_config, load_or_report
 from remediator.cli.quarantine import cmd_quarantine
+from remediator.cli.store import cmd_store_copy
 from remediator.config import model as config_mod
 from remediator.errors import ConfigError, RemediatorError
 
@@ -287,6 +288,16 @@ def parser() -> argparse.ArgumentParser:
     qf.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     qf.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
     qf.set_defaults(func=cmd_quarantine)
+
+    st = sub.add_parser("store", help="copy a store to another backend")
+    st_sub = st.add_subparsers(dest="store_command", required=True)
+    sc = st_sub.add_parser("copy", help="copy every row into an empty store; verify its chain")
+    sc.add_argument("--from", dest="source", required=True, help="the store URL to copy from")
+    sc.add_argument("--to", dest="dest", required=True, help="the store URL to copy into (empty)")
+    sc.add_argument(
+        "--config", help="YAML configuration, for the audit key (default: $REMEDIATOR_CONFIG)"
+    )
+    sc.set_defaults(func=cmd_store_copy)
 
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(func=cmd_version)

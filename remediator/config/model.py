@@ -1,4 +1,5 @@
-"""Configuration: one YAML file, validated by pydantic, with ``${ENV}`` expansion for secrets.
+"""Configuration: one YAML file, validated by pydantic, with ``${ENV}`` expansion for secrets
+and per-key ``REMEDIATOR_SECTION__KEY`` variables (remediator/config/environment.py).
 
 Loading never half-succeeds: :func:`load` returns a complete :class:`Config` or raises
 :class:`~remediator.errors.ConfigError` with one line per problem, each naming its field path
@@ -25,6 +26,7 @@ from pydantic import (
 
 from remediator.config.approvals import ApprovalsConfig
 from remediator.config.durations import Duration
+from remediator.config.environment import attribute, from_environment, overlay
 from remediator.config.links import check_host
 from remediator.config.patterns import PatternSpec
 from remediator.config.playbooks import PlaybookSpec
@@ -363,15 +365,18 @@ def _unique(problems: list[str], section: str, names: list[str]) -> None:
         seen.add(name)
 
 
-_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(:-[^}]*)?\}")
 
 
 def expand_env(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
-    """``${VAR}`` in any string replaced by the environment's value; missing ones are problems."""
+    """``${VAR}`` in any string replaced by the environment's value; missing ones are problems.
+    ``${VAR:-default}``: the default when the variable is not set or empty."""
     if isinstance(value, str):
 
         def sub(match: re.Match[str]) -> str:
-            name = match.group(1)
+            name, default = match.group(1), match.group(2)
+            if default is not None:
+                return env.get(name) or default[2:]
             if name not in env:
                 problems.append(f"{path or '<root>'}: environment variable {name} is not set")
                 return ""
@@ -395,13 +400,15 @@ def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(["<root>: the configuration must be a mapping"])
     problems: list[str] = []
-    expanded = expand_env(data, os.environ if env is None else env, "", problems)
+    environ = os.environ if env is None else env
+    expanded = expand_env(data, environ, "", problems)
     if problems:
         raise ConfigError(problems)
+    settings = from_environment(Config, environ)  # REMEDIATOR_SERVER__PORT=... wins per key
     try:
-        return Config.model_validate(expanded)
+        return Config.model_validate(overlay(expanded, settings))
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc)) from None
+        raise ConfigError(attribute(format_errors(exc), settings)) from None
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -11,6 +11,8 @@ The request
   it to drop duplicates (delivery is at-least-once).
 * ``X-Remediator-Timestamp: <unix seconds>``: when this attempt was signed.
 * ``X-Remediator-Signature: sha256=<hex>``: only when the webhook has ``secret_env``.
+* ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``: only when the webhook has
+  ``standard_webhooks_secret_env``, the Standard Webhooks headers (below).
 
 Signature scheme
 ----------------
@@ -19,6 +21,12 @@ Signature scheme
 recomputes it over the raw body it received (before any JSON parsing), compares in constant
 time, and should reject timestamps too far from its own clock to stop replays;
 :func:`verify_signature` does both.
+
+Standard Webhooks (https://www.standardwebhooks.com): the secret is ``whsec_`` and the base64
+of the key; ``webhook-id`` is the notification id (the same on every retry),
+``webhook-timestamp`` the ``X-Remediator-Timestamp`` value, and ``webhook-signature`` is
+``v1,`` and ``base64(HMAC-SHA256(key, <id> + "." + <timestamp> + "." + <raw body>))``, so a
+receiver verifies with any Standard Webhooks library (e.g. ``standardwebhooks.Webhook``).
 
 Outcomes
 --------
@@ -31,6 +39,8 @@ The URL (which may embed a token) and the secret never appear in ``detail``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -63,9 +73,12 @@ class WebhookConfig(ChannelConfig):
     name: str
     url: str
     secret_env: str | None = None
+    standard_webhooks_secret_env: str | None = None
 
 
 SIGNATURE_PREFIX = "sha256="
+STANDARD_SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+STANDARD_MIN_KEY_BYTES = 16
 MAX_RETRY_AFTER = 24 * 3600.0
 DEFAULT_TIMEOUT = 10.0
 
@@ -129,6 +142,28 @@ def verify_signature(
         if abs((time.time() if now is None else now) - sent) > max_age:
             return False
     return hmac.compare_digest(sign(secret, timestamp, body), header)
+
+
+def standard_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret (``whsec_`` + base64 of at least 16 bytes);
+    ValueError if it is not one."""
+    try:
+        key = base64.b64decode(secret.removeprefix(STANDARD_SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < STANDARD_MIN_KEY_BYTES:
+        raise ValueError(
+            f"not a Standard Webhooks secret ({STANDARD_SECRET_PREFIX} and the base64 of "
+            f"at least {STANDARD_MIN_KEY_BYTES} bytes)"
+        )
+    return key
+
+
+def standard_signature(key: bytes, *, msg_id: str, timestamp: str, body: bytes) -> str:
+    """The ``webhook-signature`` value of ``body`` (Standard Webhooks, version 1)."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
 
 
 def retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -223,6 +258,19 @@ class WebhookNotifier(Unthreaded):
             else:
                 where = f"notifications.webhooks[{i}].secret_env"
                 problems.append(f"{where}: {config.secret_env} is not set")
+        self._standard: dict[str, bytes] = {}
+        for i, config in enumerate(configs):
+            if config.standard_webhooks_secret_env is None:
+                continue
+            where = f"notifications.webhooks[{i}].standard_webhooks_secret_env"
+            value = environ.get(config.standard_webhooks_secret_env)
+            if not value:
+                problems.append(f"{where}: {config.standard_webhooks_secret_env} is not set")
+                continue
+            try:
+                self._standard[config.name] = standard_key(value)
+            except ValueError as exc:
+                problems.append(f"{where}: {config.standard_webhooks_secret_env}: {exc}")
         if problems:
             raise ConfigError(problems)
         self._own_client = client is None
@@ -250,6 +298,14 @@ class WebhookNotifier(Unthreaded):
         }
         if secret:
             headers["X-Remediator-Signature"] = sign(secret, timestamp, body)
+        standard = self._standard.get(name)
+        if standard is not None:
+            msg_id = str(note.id)
+            headers["webhook-id"] = msg_id
+            headers["webhook-timestamp"] = timestamp
+            headers["webhook-signature"] = standard_signature(
+                standard, msg_id=msg_id, timestamp=timestamp, body=body
+            )
         try:
             async with self._client.stream(
                 "POST", config.url, content=body, headers=headers, follow_redirects=False
