@@ -24,6 +24,7 @@ CONFIG_LEAVES: Final = (
     "remediator.config.durations",
     "remediator.config.regex",
     "remediator.config.promql",
+    "remediator.config.commands",
 )
 LAYERS: Final[Sequence[Layer]] = (
     ("cli", (("remediator.cli", "remediator.__main__"),)),

@@ -312,7 +312,15 @@ def _tagged(loc: tuple[int | str, ...]) -> list[int | str]:
 def _tags() -> frozenset[str]:
     from remediator.config.steps import action_names
 
-    types = ("docker_container", "docker_service", "redis", "postgres", "http", "process")
+    types = (
+        "docker_container",
+        "docker_service",
+        "redis",
+        "postgres",
+        "http",
+        "process",
+        "ssh_host",
+    )
     return frozenset([*action_names(), *types])
 
 

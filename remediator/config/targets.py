@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from remediator.config.commands import SshCommand, valid_unit
 from remediator.config.durations import Duration
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -75,14 +76,83 @@ class ProcessTarget(_TargetBase):
     pidfile: str
 
 
+_HOST_KEY = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,2}$"
+)
+_PLAYBOOK_FILE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\.ya?ml$")
+
+
+class SshHostTarget(_TargetBase):
+    """A VM or bare host reached over SSH (asyncssh), its host key pinned in the configuration."""
+
+    type: Literal["ssh_host"]
+    host: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
+    private_key_file: str | None = None
+    private_key_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    host_key: str
+    connect_timeout: Duration = 10.0
+    command_timeout: Duration = 60.0
+    systemctl: str = Field(default="systemctl", pattern=r"^[a-zA-Z0-9/_.-]+$")
+    units: tuple[str, ...] = ()
+    health_units: tuple[str, ...] = ()
+    commands: dict[str, SshCommand] = Field(default_factory=dict)
+    playbooks: tuple[str, ...] = ()
+
+    @field_validator("host_key")
+    @classmethod
+    def _host_key(cls, value: str) -> str:
+        key = " ".join(value.split()[:2])
+        if not _HOST_KEY.match(key):
+            raise ValueError("host_key: 'TYPE BASE64' as in the host's *.pub or known_hosts")
+        return key
+
+    @field_validator("units", "health_units")
+    @classmethod
+    def _units(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for unit in value:
+            if not valid_unit(unit):
+                raise ValueError(f"invalid unit name {unit!r}")
+        return value
+
+    @field_validator("commands")
+    @classmethod
+    def _command_names(cls, value: dict[str, SshCommand]) -> dict[str, SshCommand]:
+        for name in value:
+            if not NAME_RE.match(name):
+                raise ValueError(f"invalid command name {name!r}")
+        return value
+
+    @field_validator("playbooks")
+    @classmethod
+    def _playbooks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _PLAYBOOK_FILE.match(name):
+                raise ValueError(f"playbook {name!r}: a .yml file name in the configuration dir")
+        return value
+
+    @model_validator(mode="after")
+    def _key(self) -> SshHostTarget:
+        if (self.private_key_file is None) == (self.private_key_env is None):
+            raise ValueError("set exactly one of private_key_file and private_key_env")
+        unlisted = sorted(set(self.health_units) - set(self.units))
+        if unlisted:
+            raise ValueError(f"health_units not in units: {', '.join(unlisted)}")
+        return self
+
+
 Target = Annotated[
     DockerContainerTarget
     | DockerServiceTarget
     | RedisTarget
     | PostgresTarget
     | HttpTarget
-    | ProcessTarget,
+    | ProcessTarget
+    | SshHostTarget,
     Field(discriminator="type"),
 ]
 
-TargetType = Literal["docker_container", "docker_service", "redis", "postgres", "http", "process"]
+TargetType = Literal[
+    "docker_container", "docker_service", "redis", "postgres", "http", "process", "ssh_host"
+]
