@@ -88,8 +88,8 @@ def run_engine(
     asyncio.run(main())
 
 
-def down(unit: str, fingerprint: str = "f1", **labels: str) -> Any:
-    return alert(fingerprint, alertname="HostServiceDown", host="vm1", unit=unit, **labels)
+def down(unit: str, fingerprint: str = "f1") -> Any:
+    return alert(fingerprint, alertname="HostServiceDown", host="vm1", unit=unit)
 
 
 def test_a_host_alert_restarts_the_unit_over_ssh_and_verifies_it(
