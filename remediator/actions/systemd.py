@@ -26,7 +26,7 @@ from remediator.clients import Clients
 from remediator.config.commands import check_label_template, fill_labels, valid_unit
 from remediator.config.targets import SshHostTarget
 from remediator.errors import ArgumentRefused
-from remediator.tech.ssh import HOST_ERRORS, connections, ssh_error
+from remediator.tech.ssh import HOST_ERRORS, connections, ssh_error, unit_state
 
 __all__ = [
     "ACTIONS",
@@ -34,10 +34,8 @@ __all__ = [
     "SystemdRestart",
     "SystemdStart",
     "SystemdStop",
-    "unit_state",
 ]
 
-_PROPERTIES = ("ActiveState", "SubState", "MainPID")
 _TEMPLATE = Field(
     description="The unit, e.g. `nginx.service`, or `{{ labels.NAME }}`: it must be one of the "
     "target's `units`.",
@@ -77,26 +75,6 @@ def resolve_unit(target: SshHostTarget, step: _SystemdStep, labels: dict[str, st
     if not valid_unit(unit) or unit not in target.units:
         raise ArgumentRefused(f"unit {unit[:80]!r} is not in the units of {target.name}")
     return unit
-
-
-def parse_show(text: str) -> dict[str, Any]:
-    """``KEY=VALUE`` lines of ``systemctl show`` -> the properties this module reads."""
-    state: dict[str, Any] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key in _PROPERTIES:
-            state[key] = int(value) if key == "MainPID" and value.isdigit() else value
-    return state
-
-
-async def unit_state(
-    target: SshHostTarget, unit: str, *, clients: Clients, sudo: bool = False
-) -> dict[str, Any]:
-    """The unit's ActiveState, SubState and MainPID as ``systemctl show`` reports them."""
-    prefix = ("sudo", "-n") if sudo else ()
-    argv = (*prefix, target.systemctl, "show", "--property=" + ",".join(_PROPERTIES), "--", unit)
-    done = await connections(clients).run(target, argv)
-    return parse_show(done.stdout) if done.ok else {}
 
 
 class _SystemdAction(GuardedAction):

@@ -71,9 +71,50 @@ class HttpTarget(_TargetBase):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+_BYTES = re.compile(r"^(\d+)\s*([kmg]i?b?)?$", re.IGNORECASE)
+_UNIT_FACTOR = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+class LeakCheck(BaseModel):
+    """Memory leak detection for the health check (remediator/checks/leak.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: Duration
+    min_growth: int
+    min_samples: int = Field(default=5, ge=3)
+    tolerance: float = Field(default=0.02, ge=0, lt=1)
+    unit: str | None = None
+
+    @field_validator("min_growth", mode="before")
+    @classmethod
+    def _bytes(cls, value: object) -> object:
+        if isinstance(value, str):
+            match = _BYTES.match(value.strip())
+            if match is None:
+                raise ValueError(f"invalid size {value!r}: bytes, or e.g. 64m, 512k, 1g")
+            return int(match.group(1)) * _UNIT_FACTOR[(match.group(2) or "")[:1].lower()]
+        return value
+
+    @field_validator("min_growth")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("min_growth must be at least 1 byte")
+        return value
+
+
 class ProcessTarget(_TargetBase):
     type: Literal["process"]
     pidfile: str
+    leak: LeakCheck | None = None
+
+    @field_validator("leak")
+    @classmethod
+    def _no_unit(cls, value: LeakCheck | None) -> LeakCheck | None:
+        if value is not None and value.unit is not None:
+            raise ValueError("leak.unit is for ssh_host targets; a process has its pidfile")
+        return value
 
 
 _HOST_KEY = re.compile(
@@ -99,6 +140,7 @@ class SshHostTarget(_TargetBase):
     health_units: tuple[str, ...] = ()
     commands: dict[str, SshCommand] = Field(default_factory=dict)
     playbooks: tuple[str, ...] = ()
+    leak: LeakCheck | None = None
 
     @field_validator("host_key")
     @classmethod
@@ -139,6 +181,8 @@ class SshHostTarget(_TargetBase):
         unlisted = sorted(set(self.health_units) - set(self.units))
         if unlisted:
             raise ValueError(f"health_units not in units: {', '.join(unlisted)}")
+        if self.leak is not None and self.leak.unit not in self.units:
+            raise ValueError("leak.unit: one of the target's units")
         return self
 
 

@@ -37,11 +37,14 @@ __all__ = [
     "SshConnections",
     "command_line",
     "connections",
+    "parse_show",
     "ssh_error",
+    "unit_state",
 ]
 
 KILL_AFTER = 2  # seconds between the remote timeout's SIGTERM and its SIGKILL
 MAX_OUTPUT = 4096  # characters of stdout/stderr kept in a result
+UNIT_PROPERTIES = ("ActiveState", "SubState", "MainPID")  # what ``unit_state`` reads
 TIMED_OUT = 124  # coreutils timeout's exit status when it had to stop the command
 
 
@@ -171,6 +174,33 @@ class SshConnections:
             conn.close()
         for conn in conns:
             await conn.wait_closed()
+
+
+def parse_show(text: str) -> dict[str, Any]:
+    """``KEY=VALUE`` lines of ``systemctl show`` -> the properties this module reads."""
+    state: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in UNIT_PROPERTIES:
+            state[key] = int(value) if key == "MainPID" and value.isdigit() else value
+    return state
+
+
+async def unit_state(
+    target: SshHostTarget, unit: str, *, clients: Clients, sudo: bool = False
+) -> dict[str, Any]:
+    """The unit's ActiveState, SubState and MainPID as ``systemctl show`` reports them."""
+    prefix = ("sudo", "-n") if sudo else ()
+    argv = (
+        *prefix,
+        target.systemctl,
+        "show",
+        "--property=" + ",".join(UNIT_PROPERTIES),
+        "--",
+        unit,
+    )
+    done = await connections(clients).run(target, argv)
+    return parse_show(done.stdout) if done.ok else {}
 
 
 def connections(clients: Clients) -> SshConnections:
