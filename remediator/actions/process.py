@@ -4,6 +4,10 @@
 the process's supervisor (systemd, runit, supervisord, a shell loop, ...) to start it again:
 it succeeds when the pidfile names a new, live pid. remediator never starts a process itself
 (no command, no shell): a process without a supervisor stays down and the step times out.
+
+On an ``ssh_host`` target, ``process.restart`` restarts the process of an allow-listed systemd
+``unit`` (its supervisor): it is ``systemd.restart`` of that unit, and its result carries the
+unit's main pid before and after (remediator/actions/systemd.py).
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import asyncio
 import contextlib
 import os
 import time
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from remediator.actions import systemd
 from remediator.actions.base import (
     ActionContext,
     ActionResult,
@@ -26,7 +32,8 @@ from remediator.actions.base import (
     StepModel,
 )
 from remediator.clients import Clients
-from remediator.config.targets import ProcessTarget
+from remediator.config.commands import check_label_template
+from remediator.config.targets import ProcessTarget, SshHostTarget
 from remediator.tech.process import parse_signal, read_pidfile
 
 __all__ = [
@@ -53,6 +60,18 @@ class ProcessRestart(StepModel):
     signal: Signal = Field(
         default="SIGTERM", description="The signal that stops the process, e.g. `TERM` or `INT`."
     )
+    unit: str | None = Field(
+        default=None,
+        max_length=300,
+        description="On an `ssh_host` target: the unit whose process is restarted (literal or "
+        "`{{ labels.NAME }}`, one of the target's `units`).",
+    )
+    sudo: bool = Field(default=False, description="On an `ssh_host` target: `sudo -n systemctl`.")
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, value: str | None) -> str | None:
+        return None if value is None else check_label_template(value)
 
     @field_validator("signal")
     @classmethod
@@ -119,12 +138,30 @@ def _alive(pid: int) -> bool:
 
 class ProcessRestartAction(GuardedAction):
     """Signal the pid in the pidfile, then wait (up to the step's timeout) until the pidfile
-    names a new live pid, written by the process's supervisor."""
+    names a new live pid, written by the process's supervisor; on an ``ssh_host``, restart the
+    step's unit."""
 
     name = "process.restart"
     step_type = ProcessRestart
-    target_types: ClassVar[frozenset[str]] = frozenset({"process"})
+    target_types: ClassVar[frozenset[str]] = frozenset({"process", "ssh_host"})
     target_class = ProcessTarget
+
+    async def run(self, ctx: ActionContext) -> ActionResult:
+        if isinstance(ctx.target, SshHostTarget):
+            return await self._remote(ctx)
+        return await super().run(ctx)
+
+    async def _remote(self, ctx: ActionContext) -> ActionResult:
+        step = ctx.step
+        if not isinstance(step, ProcessRestart):
+            return ActionResult(False, f"wrong step for {self.name}")
+        if step.unit is None:
+            return ActionResult(False, f"{self.name} on {ctx.target.name}: an ssh_host needs unit")
+        as_unit = systemd.SystemdRestart(
+            action="systemd.restart", unit=step.unit, sudo=step.sudo, timeout=step.timeout
+        )
+        done = await _RESTART_UNIT.run(replace(ctx, step=as_unit))
+        return replace(done, detail=done.detail.replace("systemd.restart", self.name, 1))
 
     def describe(self, target: ProcessTarget, step: ProcessRestart) -> str:
         return f"send {step.signal} to the pid in {target.name} and wait for a new pid"
@@ -149,4 +186,5 @@ class ProcessRestartAction(GuardedAction):
                 return True, detail, {"pid_before": before, "pid_after": after, "signal": sig.name}
 
 
+_RESTART_UNIT = systemd.SystemdRestartAction()
 ACTIONS: tuple[BuiltinAction, ...] = (ProcessSignalAction(), ProcessRestartAction())

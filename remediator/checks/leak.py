@@ -4,7 +4,8 @@ Pure logic over samples the health checks take (``process`` targets read ``VmRSS
 ``/proc/PID/status``; ``ssh_host`` targets read it over SSH for the main pid of the ``leak``
 unit). A process is *leaking* when, within the target's ``leak.window``:
 
-* the samples span at least 90 % of the window and there are at least ``min_samples`` of them,
+* the samples span the whole window (the oldest kept is the newest taken at or before its
+  start) and there are at least ``min_samples`` of them,
 * no sample is lower than the one before by more than ``tolerance`` (a ratio, 0.02 = 2 %), and
 * the last is at least ``min_growth`` bytes above the first.
 
@@ -53,7 +54,8 @@ class LeakWatch:
         if history is None or history.pid != pid:
             history = self._histories[key] = _History(pid)
         history.samples.append((at, rss))
-        while history.samples and history.samples[0][0] < at - spec.window:
+        # Keep one sample at or before the window's start, so the samples can span it.
+        while len(history.samples) > 1 and history.samples[1][0] <= at - spec.window:
             history.samples.popleft()
         return leaking(list(history.samples), spec)
 
@@ -69,7 +71,7 @@ def leaking(samples: list[tuple[float, int]], spec: LeakCheck) -> str | None:
     if len(samples) < spec.min_samples:
         return None
     span = samples[-1][0] - samples[0][0]
-    if span < 0.9 * spec.window:
+    if span < spec.window:
         return None
     for (_, before), (_, after) in pairwise(samples):
         if after < before * (1 - spec.tolerance):
