@@ -62,7 +62,7 @@ def test_sizes_and_units_are_checked() -> None:
     assert LeakCheck(window=10, min_growth="512KiB").min_growth == 512 * 1024
     with pytest.raises(ValidationError, match="invalid size"):
         LeakCheck(window=10, min_growth="lots")
-    with pytest.raises(ValidationError, match="leak.unit is for ssh_host"):
+    with pytest.raises(ValidationError, match=r"leak\.unit is for ssh_host"):
         ProcessTarget(
             type="process", name="p", pidfile="/x", leak={"window": 5, "min_growth": 1, "unit": "u"}
         )
