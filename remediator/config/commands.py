@@ -14,7 +14,7 @@ Unit names of the ``systemd.*`` actions are checked the same way: against :data:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -27,6 +27,8 @@ __all__ = [
     "ArgumentRefused",
     "SshCommand",
     "check_label_template",
+    "check_label_values",
+    "check_regexes",
     "fill_labels",
     "valid_unit",
 ]
@@ -42,6 +44,39 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 def valid_unit(name: str) -> bool:
     """A systemd unit name: letters, digits, ``:_.@-``, not starting with ``-``."""
     return bool(UNIT_RE.match(name))
+
+
+def check_regexes(value: dict[str, str]) -> dict[str, str]:
+    """``{label: regex}`` with valid label names and RE2 regexes, else ``ValueError``."""
+    for name, pattern in value.items():
+        if not _LABEL_NAME.match(name):
+            raise ValueError(f"invalid label name {name!r}")
+        try:
+            compile_regex(pattern)
+        except RegexError as exc:
+            raise ValueError(f"label {name}: {exc}") from exc
+    return value
+
+
+def check_label_values(
+    regexes: Mapping[str, str], labels: Mapping[str, str], names: Iterable[str]
+) -> dict[str, str]:
+    """The values of the labels ``names`` (each with a regex in ``regexes``), each checked:
+    :class:`ArgumentRefused` if one is missing, too long, holds a control character or does
+    not match its regex in full."""
+    values: dict[str, str] = {}
+    for name in names:
+        value = labels.get(name)
+        if value is None:
+            raise ArgumentRefused(f"label {name} is missing")
+        if len(value) > MAX_VALUE:
+            raise ArgumentRefused(f"label {name} is longer than {MAX_VALUE} characters")
+        if _CONTROL.search(value):
+            raise ArgumentRefused(f"label {name} holds a control character")
+        if compile_regex(regexes[name]).fullmatch(value) is None:
+            raise ArgumentRefused(f"label {name} does not match {regexes[name]}")
+        values[name] = value
+    return values
 
 
 def check_label_template(source: str) -> str:
@@ -76,14 +111,7 @@ class SshCommand(BaseModel):
     @field_validator("labels")
     @classmethod
     def _regexes(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, pattern in value.items():
-            if not _LABEL_NAME.match(name):
-                raise ValueError(f"invalid label name {name!r}")
-            try:
-                compile_regex(pattern)
-            except RegexError as exc:
-                raise ValueError(f"label {name}: {exc}") from exc
-        return value
+        return check_regexes(value)
 
     @model_validator(mode="after")
     def _placeholders(self) -> SshCommand:
@@ -101,18 +129,6 @@ class SshCommand(BaseModel):
 
     def render(self, labels: Mapping[str, str]) -> tuple[str, ...]:
         """The argv with its placeholders filled; :class:`ArgumentRefused` if a value may not."""
-        values: dict[str, str] = {}
-        for name, pattern in self.labels.items():
-            if not any(name in _PLACEHOLDER.findall(arg) for arg in self.argv):
-                continue
-            value = labels.get(name)
-            if value is None:
-                raise ArgumentRefused(f"label {name} is missing")
-            if len(value) > MAX_VALUE:
-                raise ArgumentRefused(f"label {name} is longer than {MAX_VALUE} characters")
-            if _CONTROL.search(value):
-                raise ArgumentRefused(f"label {name} holds a control character")
-            if compile_regex(pattern).fullmatch(value) is None:
-                raise ArgumentRefused(f"label {name} does not match {pattern}")
-            values[name] = value
+        used = [n for n in self.labels if any(n in _PLACEHOLDER.findall(a) for a in self.argv)]
+        values = check_label_values(self.labels, labels, used)
         return tuple(_PLACEHOLDER.sub(lambda m: values[m.group(1)], arg) for arg in self.argv)

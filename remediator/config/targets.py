@@ -139,6 +139,8 @@ class SshHostTarget(_TargetBase):
     units: tuple[str, ...] = ()
     health_units: tuple[str, ...] = ()
     commands: dict[str, SshCommand] = Field(default_factory=dict)
+    playbook_dir: str | None = None
+    ansible_python: str = Field(default="auto_silent", pattern=r"^[a-zA-Z0-9/_.-]+$")
     playbooks: tuple[str, ...] = ()
     leak: LeakCheck | None = None
 
@@ -181,6 +183,8 @@ class SshHostTarget(_TargetBase):
         unlisted = sorted(set(self.health_units) - set(self.units))
         if unlisted:
             raise ValueError(f"health_units not in units: {', '.join(unlisted)}")
+        if self.playbooks and (self.playbook_dir is None or not self.playbook_dir.startswith("/")):
+            raise ValueError("playbooks need playbook_dir, an absolute directory")
         if self.leak is not None and self.leak.unit not in self.units:
             raise ValueError("leak.unit: one of the target's units")
         return self
