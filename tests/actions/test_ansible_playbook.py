@@ -38,7 +38,7 @@ def playbooks(tmp_path: Path, out: Path) -> Path:
 def test_a_playbook_must_be_listed_and_needs_an_absolute_directory(sshd: Sshd) -> None:
     with pytest.raises(ValidationError, match="playbooks need playbook_dir"):
         host_target(sshd, playbooks=["greet.yml"], playbook_dir="relative")
-    with pytest.raises(ValidationError, match="a .yml file name"):
+    with pytest.raises(ValidationError, match=r"a \.yml file name"):
         host_target(sshd, playbooks=["../greet.yml"], playbook_dir="/etc")
 
 
