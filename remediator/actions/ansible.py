@@ -33,6 +33,7 @@ from remediator.actions.base import (
     Outcome,
     StepModel,
 )
+from remediator.actions.ssh import refusal
 from remediator.clients import Clients
 from remediator.config.commands import check_label_values, check_regexes
 from remediator.config.durations import Duration
@@ -184,7 +185,7 @@ class AnsiblePlaybookAction(GuardedAction):
                 playbook_path(ctx.target, ctx.step.playbook)
                 check_label_values(ctx.step.labels, ctx.labels, ctx.step.labels)
             except ArgumentRefused as exc:
-                return ActionResult(False, f"{self.name} on {ctx.target.name} refused: {exc}")
+                return refusal(self.name, ctx.target.name, exc)
         return await super().run(ctx)
 
     def describe(self, target: SshHostTarget, step: AnsiblePlaybook) -> str:

@@ -27,7 +27,7 @@ from remediator.errors import ArgumentRefused
 from remediator.redaction import redact_text
 from remediator.tech.ssh import HOST_ERRORS, connections, ssh_error
 
-__all__ = ["ACTIONS", "SshRun", "SshRunAction", "command_argv"]
+__all__ = ["ACTIONS", "SshRun", "SshRunAction", "command_argv", "refusal"]
 
 
 class SshRun(StepModel):
@@ -45,6 +45,11 @@ def command_argv(target: SshHostTarget, command: str, labels: dict[str, str]) ->
     return spec.render(labels)
 
 
+def refusal(action: str, target: str, exc: ArgumentRefused) -> ActionResult:
+    """The failed result of a host step refused before anything was sent."""
+    return ActionResult(False, f"{action} on {target} refused: {exc}", data={"error": exc.code})
+
+
 class SshRunAction(GuardedAction):
     name = "ssh.run"
     step_type = SshRun
@@ -58,7 +63,7 @@ class SshRunAction(GuardedAction):
             try:
                 command_argv(ctx.target, ctx.step.command, dict(ctx.labels))
             except ArgumentRefused as exc:
-                return ActionResult(False, f"ssh.run on {ctx.target.name} refused: {exc}")
+                return refusal(self.name, ctx.target.name, exc)
         return await super().run(ctx)
 
     def describe(self, target: SshHostTarget, step: SshRun) -> str:

@@ -22,6 +22,7 @@ from remediator.actions.base import (
     Outcome,
     StepModel,
 )
+from remediator.actions.ssh import refusal
 from remediator.clients import Clients
 from remediator.config.commands import check_label_template, fill_labels, valid_unit
 from remediator.config.targets import SshHostTarget
@@ -89,7 +90,7 @@ class _SystemdAction(GuardedAction):
             try:
                 resolve_unit(ctx.target, ctx.step, dict(ctx.labels))  # type: ignore[arg-type]
             except ArgumentRefused as exc:
-                return ActionResult(False, f"{self.name} on {ctx.target.name} refused: {exc}")
+                return refusal(self.name, ctx.target.name, exc)
         return await super().run(ctx)
 
     def describe(self, target: SshHostTarget, step: _SystemdStep) -> str:

@@ -97,7 +97,7 @@ class SshCommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    argv: tuple[str, ...] = Field(
+    argv: list[str] = Field(
         min_length=1,
         description="The program and its arguments, each a separate string (no shell); "
         "`{{ labels.NAME }}` placeholders only for the labels listed in `labels`.",

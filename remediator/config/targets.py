@@ -136,12 +136,12 @@ class SshHostTarget(_TargetBase):
     connect_timeout: Duration = 10.0
     command_timeout: Duration = 60.0
     systemctl: str = Field(default="systemctl", pattern=r"^[a-zA-Z0-9/_.-]+$")
-    units: tuple[str, ...] = ()
-    health_units: tuple[str, ...] = ()
+    units: list[str] = Field(default_factory=list)
+    health_units: list[str] = Field(default_factory=list)
     commands: dict[str, SshCommand] = Field(default_factory=dict)
     playbook_dir: str | None = None
     ansible_python: str = Field(default="auto_silent", pattern=r"^[a-zA-Z0-9/_.-]+$")
-    playbooks: tuple[str, ...] = ()
+    playbooks: list[str] = Field(default_factory=list)
     leak: LeakCheck | None = None
 
     @field_validator("host_key")
@@ -154,7 +154,7 @@ class SshHostTarget(_TargetBase):
 
     @field_validator("units", "health_units")
     @classmethod
-    def _units(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _units(cls, value: list[str]) -> list[str]:
         for unit in value:
             if not valid_unit(unit):
                 raise ValueError(f"invalid unit name {unit!r}")
@@ -170,7 +170,7 @@ class SshHostTarget(_TargetBase):
 
     @field_validator("playbooks")
     @classmethod
-    def _playbooks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _playbooks(cls, value: list[str]) -> list[str]:
         for name in value:
             if not _PLAYBOOK_FILE.match(name):
                 raise ValueError(f"playbook {name!r}: a .yml file name in the configuration dir")
