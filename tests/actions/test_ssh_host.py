@@ -241,3 +241,24 @@ def test_a_private_key_from_the_environment_logs_in(
     monkeypatch.setenv("REMEDIATOR_TEST_SSH_KEY", Path(sshd.client_key).read_text())
     target = host_target(sshd, private_key_file=None, private_key_env="REMEDIATOR_TEST_SSH_KEY")
     assert check(target) == (True, "reachable")
+
+
+def test_process_restart_on_a_host_restarts_the_units_process(sshd: Sshd, units: Units) -> None:
+    unit = units.create("legacy", exec_line="sleep 600")
+    target = host_target(sshd, units=[unit])
+    assert act(target, {"action": "systemd.start", "unit": unit}).ok
+    first = units.pid(unit)
+    done = act(
+        target, {"action": "process.restart", "unit": "{{ labels.unit }}"}, labels={"unit": unit}
+    )
+    assert done.ok, done.detail
+    assert done.detail.startswith(f"systemctl restart {unit} on host1: active/running")
+    assert (
+        done.data["before"]["MainPID"] == first != units.pid(unit) == done.data["after"]["MainPID"]
+    )
+    without = act(target, {"action": "process.restart"})
+    assert not without.ok and without.detail == "process.restart on host1: an ssh_host needs unit"
+    refused = act(target, {"action": "process.restart", "unit": "other.service"})
+    assert not refused.ok
+    assert refused.detail.startswith("process.restart on host1 refused: unit 'other.service'")
+    assert refused.data == {"error": "ARGUMENT_REFUSED"}
