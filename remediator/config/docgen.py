@@ -235,7 +235,8 @@ def _targets() -> list[str]:
         out += ["", f"### `{name}`", "", description(kind, "type"), "", *tables(kind, "", 4, own)]
         for n in own:  # a nested model of the kind (e.g. `leak`) gets its own table
             if len(subs := _models(kind.model_fields[n].annotation)) == 1:
-                out += ["", f"#### `{n}` of `{name}`", "", *tables(subs[0], n, 5)]
+                sub = f"targets[{name}].{n}"
+                out += ["", f"#### `{sub}`", "", *tables(subs[0], sub, 5)]
     return out
 
 
