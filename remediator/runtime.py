@@ -17,6 +17,7 @@ from remediator.engine.health import HealthMonitor
 from remediator.engine.outbox import Outbox
 from remediator.engine.reconcile import Reconciler
 from remediator.engine.retention import Retention
+from remediator.engine.schedule import Scheduler
 from remediator.engine.worker import Worker
 from remediator.metrics import Metrics
 from remediator.plugins import Plugins
@@ -48,6 +49,7 @@ class Runtime:
     limiter: Limiter
     reconciler: Reconciler | None = None
     retention: Retention | None = None
+    scheduler: Scheduler | None = None  # restarts deferred to a maintenance window
     draining: bool = False
     config_version: int = 1
     # The ids of the running patterns added through the API (remediator/engine/api_patterns.py).

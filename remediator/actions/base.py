@@ -52,6 +52,7 @@ class ActionContext:
     # The alert's labels: only the host actions read them, each value checked against the
     # configuration's regex before use (remediator/config/commands.py).
     labels: Mapping[str, str] = field(default_factory=dict)
+    now: float | None = None  # the engine clock's time (None: the wall clock)
 
 
 class Action(Protocol):

@@ -8,6 +8,11 @@ it succeeds when the pidfile names a new, live pid. remediator never starts a pr
 On an ``ssh_host`` target, ``process.restart`` restarts the process of an allow-listed systemd
 ``unit`` (its supervisor): it is ``systemd.restart`` of that unit, and its result carries the
 unit's main pid before and after (remediator/actions/systemd.py).
+
+With a ``window`` (remediator/config/windows.py), a restart outside the window is scheduled
+instead: the step succeeds at once, and keeps the restart (its parameters, the unit resolved
+from the alert) in the target's stored data under ``scheduled_restart:KEY``, due when the window
+next opens; remediator/engine/schedule.py runs it then, through the guards.
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ from remediator.actions.base import (
     Signal,
     StepModel,
 )
+from remediator.actions.ssh import refusal
 from remediator.clients import Clients
 from remediator.config.commands import check_label_template
 from remediator.config.targets import ProcessTarget, SshHostTarget
+from remediator.config.windows import MaintenanceWindow
+from remediator.errors import ArgumentRefused
 from remediator.tech.process import parse_signal, read_pidfile
 
 __all__ = [
@@ -45,6 +53,7 @@ __all__ = [
 ]
 
 _POLL = 0.1  # seconds between two reads of the pidfile while waiting for the new pid
+SCHEDULED_RESTART = "scheduled_restart:"  # target data: a restart due at a window's opening
 
 
 class ProcessSignal(StepModel):
@@ -67,6 +76,11 @@ class ProcessRestart(StepModel):
         "`{{ labels.NAME }}`, one of the target's `units`).",
     )
     sudo: bool = Field(default=False, description="On an `ssh_host` target: `sudo -n systemctl`.")
+    window: MaintenanceWindow | None = Field(
+        default=None,
+        description="Restart only within this maintenance window: outside it, the restart is "
+        "scheduled for the window's next opening and the step succeeds at once.",
+    )
 
     @field_validator("unit")
     @classmethod
@@ -147,9 +161,44 @@ class ProcessRestartAction(GuardedAction):
     target_class = ProcessTarget
 
     async def run(self, ctx: ActionContext) -> ActionResult:
+        step = ctx.step
+        if isinstance(step, ProcessRestart) and step.window is not None:
+            now = ctx.now if ctx.now is not None else time.time()
+            opens = step.window.next_start(now)
+            if opens > now:
+                return self._schedule(ctx, step, step.window, opens)
         if isinstance(ctx.target, SshHostTarget):
             return await self._remote(ctx)
         return await super().run(ctx)
+
+    def _schedule(
+        self, ctx: ActionContext, step: ProcessRestart, window: MaintenanceWindow, opens: float
+    ) -> ActionResult:
+        """Keep the restart for the window's opening (a later one replaces it)."""
+        target = ctx.target
+        params: dict[str, Any] = {"signal": step.signal, "timeout": step.timeout}
+        key = "process"
+        if isinstance(target, SshHostTarget):
+            if step.unit is None:
+                return ActionResult(False, f"{self.name} on {target.name}: an ssh_host needs unit")
+            as_unit = systemd.SystemdRestart(action="systemd.restart", unit=step.unit)
+            try:
+                unit = systemd.resolve_unit(target, as_unit, dict(ctx.labels))
+            except ArgumentRefused as exc:
+                return refusal(self.name, target.name, exc)
+            params.update(unit=unit, sudo=step.sudo)
+            key = unit
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(opens))
+        detail = f"restart of {target.name} scheduled for {when} (window {window.name})"
+        if ctx.dry_run:
+            return ActionResult(True, f"dry-run: would schedule the {detail}")
+        entry = {"due": opens, "window": window.name, "params": params}
+        return ActionResult(
+            True,
+            detail,
+            data={"scheduled_for": opens, "window": window.name},
+            persist={SCHEDULED_RESTART + key: entry},
+        )
 
     async def _remote(self, ctx: ActionContext) -> ActionResult:
         step = ctx.step

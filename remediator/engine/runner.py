@@ -211,6 +211,7 @@ class StepRunner:
                 clients=self.clients,
                 dry_run=ctx.dry_run,
                 labels=ctx.labels,
+                now=self.clock.now(),
             )
             if ctx.remediation and not ctx.dry_run and step.action in st.STATE_CHANGING:
                 refused = await self.intents.record(

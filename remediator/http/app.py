@@ -29,6 +29,7 @@ from remediator.engine.prometheus import PrometheusQuerier
 from remediator.engine.reconcile import Reconciler
 from remediator.engine.retention import Retention
 from remediator.engine.runner import StepRunner
+from remediator.engine.schedule import Scheduler
 from remediator.engine.worker import Worker
 from remediator.http import endpoints
 from remediator.http.intake import App
@@ -189,6 +190,7 @@ async def build_runtime(
     escalator = Escalator(config=config, store=the_store, clock=the_clock, metrics=the_metrics)
     limiter = RateLimiter(config.api.rate_limit.rate, config.api.rate_limit.burst)
     return Runtime(
+        scheduler=Scheduler(engine=engine, store=the_store, clock=the_clock),
         limiter=limiter,
         escalator=escalator,
         retention=retention,
@@ -224,6 +226,8 @@ async def start(rt: Runtime) -> None:
     await rt.escalator.start()
     if rt.retention is not None:
         await rt.retention.start()
+    if rt.scheduler is not None:
+        await rt.scheduler.start()
     if rt.config.health.enabled:
         await rt.monitor.start()
 
@@ -238,6 +242,8 @@ async def stop(rt: Runtime) -> None:
     await rt.escalator.stop()
     if rt.retention is not None:
         await rt.retention.stop()
+    if rt.scheduler is not None:
+        await rt.scheduler.stop()
     await asyncio.to_thread(rt.clients.close)
     if isinstance(rt.engine.runner.query, PrometheusQuerier):
         rt.engine.runner.query.close()
