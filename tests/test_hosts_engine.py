@@ -8,19 +8,14 @@ PID 1 here; tests/fixtures/hosts/systemctl keeps unit state in files and answers
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 
-from remediator.clock import FakeClock
-from remediator.config import model as config_mod
-from remediator.config.auth import Authenticator
-from remediator.http.app import build_runtime
-from remediator.plugins import Plugins
-from tests.engine_harness import EngineHarness, Recorder, alert
+from remediator.actions import builtin_actions
+from tests.engine_harness import EngineHarness, alert
 from tests.realservices import free_port
 from tests.sshhost import Sshd, Units
 
@@ -64,22 +59,7 @@ def run_engine(
     """``body`` on an engine with the built-in actions (real SSH), closed afterwards."""
 
     async def main() -> None:
-        data: dict[str, Any] = {
-            "store": {"url": f"sqlite:///{tmp_path}/engine.db"},
-            "health": {"enabled": False},
-            **sections,
-        }
-        clock = FakeClock()
-        rt = await build_runtime(
-            config_mod.parse(data, env={}),
-            authenticator=Authenticator([]),
-            clock=clock,
-            plugins=Plugins(),
-            rng=random.Random(7),
-        )
-        await rt.bus.start()
-        await rt.engine.startup()
-        h = EngineHarness(rt, clock, Recorder())
+        h = await EngineHarness.create(tmp_path, sections, actions=builtin_actions())
         try:
             await body(h)
         finally:

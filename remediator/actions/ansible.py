@@ -21,20 +21,17 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from remediator.actions.base import (
     ActionContext,
-    ActionResult,
     BuiltinAction,
-    GuardedAction,
     Outcome,
     StepModel,
 )
-from remediator.actions.ssh import refusal
-from remediator.clients import Clients
+from remediator.actions.ssh import HostAction
 from remediator.config.commands import check_label_values, check_regexes
 from remediator.config.durations import Duration
 from remediator.config.targets import SshHostTarget
@@ -171,22 +168,14 @@ def _run(
         return str(done.status), events
 
 
-class AnsiblePlaybookAction(GuardedAction):
+class AnsiblePlaybookAction(HostAction):
     name = "ansible.playbook"
     step_type = AnsiblePlaybook
-    target_types: ClassVar[frozenset[str]] = frozenset({"ssh_host"})
-    target_class = SshHostTarget
     errors = (OSError, ValueError, ArgumentRefused)
 
-    async def run(self, ctx: ActionContext) -> ActionResult:
-        # Playbook and labels are checked first: a refused one never starts ansible.
-        if isinstance(ctx.target, SshHostTarget) and isinstance(ctx.step, AnsiblePlaybook):
-            try:
-                playbook_path(ctx.target, ctx.step.playbook)
-                check_label_values(ctx.step.labels, ctx.labels, ctx.step.labels)
-            except ArgumentRefused as exc:
-                return refusal(self.name, ctx.target.name, exc)
-        return await super().run(ctx)
+    def check(self, target: SshHostTarget, step: AnsiblePlaybook, labels: dict[str, str]) -> None:
+        playbook_path(target, step.playbook)
+        check_label_values(step.labels, labels, step.labels)
 
     def describe(self, target: SshHostTarget, step: AnsiblePlaybook) -> str:
         return f"run the playbook {step.playbook} against {target.name}"
@@ -206,9 +195,6 @@ class AnsiblePlaybookAction(GuardedAction):
         if status != "successful" or bad:
             return False, f"{where}: {status}, {len(bad)} task(s) failed or unreachable", data
         return True, f"{where}: successful, {len(events)} task(s), {changed} changed", data
-
-    async def perform(self, target: Any, step: Any, clients: Clients) -> Outcome:
-        raise NotImplementedError  # perform_in is the entry point
 
 
 ACTIONS: tuple[BuiltinAction, ...] = (AnsiblePlaybookAction(),)

@@ -27,7 +27,7 @@ from remediator.errors import ArgumentRefused
 from remediator.redaction import redact_text
 from remediator.tech.ssh import HOST_ERRORS, connections, ssh_error
 
-__all__ = ["ACTIONS", "SshRun", "SshRunAction", "command_argv", "refusal"]
+__all__ = ["ACTIONS", "HostAction", "SshRun", "SshRunAction", "command_argv", "refusal"]
 
 
 class SshRun(StepModel):
@@ -50,30 +50,47 @@ def refusal(action: str, target: str, exc: ArgumentRefused) -> ActionResult:
     return ActionResult(False, f"{action} on {target} refused: {exc}", data={"error": exc.code})
 
 
-class SshRunAction(GuardedAction):
-    name = "ssh.run"
-    step_type = SshRun
+class HostAction(GuardedAction):
+    """The shape of an action on an ``ssh_host``: what it reads of the alert is checked first
+    (:meth:`check`), so a refused value is never sent, described or dry-run; connection errors
+    fail the step with a secret-free detail; a timed-out connection is dropped. Subclasses
+    implement :meth:`check` and :meth:`perform_in`."""
+
     target_types: ClassVar[frozenset[str]] = frozenset({"ssh_host"})
     target_class = SshHostTarget
     errors = HOST_ERRORS
 
+    def check(self, target: SshHostTarget, step: Any, labels: dict[str, str]) -> None:
+        """Raise :class:`ArgumentRefused` if the step may not run with these labels."""
+        raise NotImplementedError
+
     async def run(self, ctx: ActionContext) -> ActionResult:
-        # The labels are checked first: a refused value is never sent, described or dry-run.
-        if isinstance(ctx.target, SshHostTarget) and isinstance(ctx.step, SshRun):
+        if isinstance(ctx.target, SshHostTarget) and isinstance(ctx.step, self.step_type):
             try:
-                command_argv(ctx.target, ctx.step.command, dict(ctx.labels))
+                self.check(ctx.target, ctx.step, dict(ctx.labels))
             except ArgumentRefused as exc:
                 return refusal(self.name, ctx.target.name, exc)
         return await super().run(ctx)
-
-    def describe(self, target: SshHostTarget, step: SshRun) -> str:
-        return f"run the command {step.command} on {target.name}"
 
     def error_detail(self, exc: BaseException, target: Any, step: Any) -> str:
         return ssh_error(exc)
 
     async def on_timeout(self, target: Any, clients: Clients) -> None:
         await connections(clients).drop(target)
+
+    async def perform(self, target: Any, step: Any, clients: Clients) -> Outcome:
+        raise NotImplementedError  # perform_in is the entry point
+
+
+class SshRunAction(HostAction):
+    name = "ssh.run"
+    step_type = SshRun
+
+    def check(self, target: SshHostTarget, step: SshRun, labels: dict[str, str]) -> None:
+        command_argv(target, step.command, labels)
+
+    def describe(self, target: SshHostTarget, step: SshRun) -> str:
+        return f"run the command {step.command} on {target.name}"
 
     async def perform_in(self, ctx: ActionContext) -> Outcome:
         target, step = ctx.target, ctx.step
@@ -92,9 +109,6 @@ class SshRunAction(GuardedAction):
         if done.exit_status != 0:
             return False, f"{where}: exit status {done.exit_status}", data
         return True, f"{where}: exit status 0", data
-
-    async def perform(self, target: Any, step: Any, clients: Clients) -> Outcome:
-        raise NotImplementedError  # perform_in is the entry point
 
 
 ACTIONS: tuple[BuiltinAction, ...] = (SshRunAction(),)

@@ -16,18 +16,15 @@ from pydantic import Field, field_validator
 
 from remediator.actions.base import (
     ActionContext,
-    ActionResult,
     BuiltinAction,
-    GuardedAction,
     Outcome,
     StepModel,
 )
-from remediator.actions.ssh import refusal
-from remediator.clients import Clients
+from remediator.actions.ssh import HostAction
 from remediator.config.commands import check_label_template, fill_labels, valid_unit
 from remediator.config.targets import SshHostTarget
 from remediator.errors import ArgumentRefused
-from remediator.tech.ssh import HOST_ERRORS, connections, ssh_error, unit_state
+from remediator.tech.ssh import connections, unit_state
 
 __all__ = [
     "ACTIONS",
@@ -78,29 +75,14 @@ def resolve_unit(target: SshHostTarget, step: _SystemdStep, labels: dict[str, st
     return unit
 
 
-class _SystemdAction(GuardedAction):
+class _SystemdAction(HostAction):
     verb: ClassVar[str]
-    target_types: ClassVar[frozenset[str]] = frozenset({"ssh_host"})
-    target_class = SshHostTarget
-    errors = HOST_ERRORS
 
-    async def run(self, ctx: ActionContext) -> ActionResult:
-        # The unit is checked first: a refused one is never described, sent or dry-run.
-        if isinstance(ctx.target, SshHostTarget) and isinstance(ctx.step, self.step_type):
-            try:
-                resolve_unit(ctx.target, ctx.step, dict(ctx.labels))  # type: ignore[arg-type]
-            except ArgumentRefused as exc:
-                return refusal(self.name, ctx.target.name, exc)
-        return await super().run(ctx)
+    def check(self, target: SshHostTarget, step: _SystemdStep, labels: dict[str, str]) -> None:
+        resolve_unit(target, step, labels)
 
     def describe(self, target: SshHostTarget, step: _SystemdStep) -> str:
         return f"systemctl {self.verb} {step.unit} on {target.name}"
-
-    def error_detail(self, exc: BaseException, target: Any, step: Any) -> str:
-        return ssh_error(exc)
-
-    async def on_timeout(self, target: Any, clients: Clients) -> None:
-        await connections(clients).drop(target)
 
     async def perform_in(self, ctx: ActionContext) -> Outcome:
         target, step = ctx.target, ctx.step
@@ -125,9 +107,6 @@ class _SystemdAction(GuardedAction):
             return False, f"{where}: the unit is {state} afterwards", data
         pids = f"pid {before.get('MainPID', '?')} -> {after.get('MainPID', '?')}"
         return True, f"{where}: {state}/{after.get('SubState', '?')} ({pids})", data
-
-    async def perform(self, target: Any, step: Any, clients: Clients) -> Outcome:
-        raise NotImplementedError  # perform_in is the entry point
 
 
 class SystemdRestartAction(_SystemdAction):

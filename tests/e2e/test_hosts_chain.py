@@ -23,6 +23,7 @@ from tests.alertmanager import Alertmanager
 from tests.e2e.stack import Prometheus, Remediator, wait_for
 from tests.realservices import free_port
 from tests.sshhost import Sshd, Units
+from tests.test_hosts_engine import host
 
 ALERT = "HostProcessMemoryHigh"
 THRESHOLD = 48 * 2**20  # bytes of RSS; the leaker starts near 15 MiB and grows ~8 MiB a second
@@ -65,20 +66,7 @@ def test_a_host_process_leak_fires_a_rule_and_its_unit_is_restarted_over_ssh(
     unit = units.create("leaker", exec_line=f"{sys.executable} {script} {port}")
     tokens = {role: secrets.token_urlsafe(24) for role in ("alertmanager", "viewer", "admin")}
     config: dict[str, Any] = {
-        "targets": [
-            {
-                "type": "ssh_host",
-                "name": "vm1",
-                "host": sshd.host,
-                "port": sshd.port,
-                "user": sshd.user,
-                "private_key_file": sshd.client_key,
-                "host_key": sshd.host_key,
-                "systemctl": sshd.systemctl,
-                "units": [unit],
-                "health_units": [unit],
-            }
-        ],
+        "targets": [host(sshd, units=[unit], health_units=[unit])],
         "playbooks": [
             {
                 "name": "restart-leaking-unit",
