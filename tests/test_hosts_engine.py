@@ -140,3 +140,25 @@ def test_an_unreachable_host_opens_its_breaker(tmp_path: Path, sshd: Sshd) -> No
         assert "circuit_open" in await h.reasons()
 
     run_engine(tmp_path, sections, body)
+
+
+def test_the_health_detail_lists_host_targets(tmp_path: Path, sshd: Sshd, units: Units) -> None:
+    from remediator.http.management import health_detail
+
+    unit = units.create("web", active=True)
+    sections = {"targets": [host(sshd, units=[unit], health_units=[unit])]}
+
+    async def body(h: EngineHarness) -> None:
+        [target] = h.rt.config.targets
+        assert (await h.rt.monitor.check_now(target)).healthy
+        detail = await health_detail(h.rt, store_up=True)
+        assert detail["ssh_host"] == [
+            {
+                "target": "vm1",
+                "type": "ssh_host",
+                "status": "up",
+                "detail": f"reachable; {unit} active",
+            }
+        ]
+
+    run_engine(tmp_path, sections, body)
