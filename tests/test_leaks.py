@@ -16,10 +16,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from remediator.actions.base import ActionContext
+from remediator.actions.systemd import SystemdStart, SystemdStartAction
 from remediator.checks.leak import LeakWatch, leaking
+from remediator.checks.ssh import SshHostCheck
+from remediator.clients import Clients
 from remediator.config.targets import LeakCheck, ProcessTarget
 from remediator.tech.process import read_pidfile
 from tests.engine_harness import EngineHarness, alert
+from tests.sshhost import Sshd, Units, host_target
 from tests.test_hosts_engine import run_engine
 
 SPEC = LeakCheck(window=60, min_growth="1m", min_samples=4)
@@ -130,3 +135,45 @@ def test_a_leaking_process_is_flagged_and_restarted_by_a_playbook(
     run_engine(tmp_path, {"targets": [target], "playbooks": [book]}, body)
     second = read_pidfile(str(leaker))
     assert second is not None and second != first
+
+
+def test_a_leaking_unit_on_a_host_is_flagged_over_ssh(
+    tmp_path: Path, sshd: Sshd, units: Units
+) -> None:
+    script = tmp_path / "leaker.py"
+    script.write_text(LEAKER)
+    unit = units.create("leaker", exec_line=f"{sys.executable} {script}")
+    target = host_target(
+        sshd,
+        units=[unit],
+        health_units=[unit],
+        leak={"unit": unit, "window": "2s", "min_growth": "1m", "min_samples": 4},
+    )
+
+    async def main() -> tuple[int, list[str]]:
+        clients = Clients()
+        try:
+            started = await SystemdStartAction().run(
+                ActionContext(
+                    target=target,
+                    step=SystemdStart(action="systemd.start", unit=unit),
+                    clients=clients,
+                )
+            )
+            assert started.ok, started.detail
+            pid = units.pid(unit)
+            details: list[str] = []
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                result = await SshHostCheck().check(target, clients, timeout=10)
+                details.append(result.detail)
+                if not result.healthy:
+                    break
+                await asyncio.sleep(0.4)
+            return pid, details
+        finally:
+            await clients.aclose()
+
+    pid, details = asyncio.run(main())
+    assert details[0] == f"reachable; {unit} active"
+    assert details[-1].startswith(f"{unit} (pid {pid}) leaks memory: RSS grew steadily by ")
