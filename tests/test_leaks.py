@@ -147,7 +147,7 @@ def test_a_leaking_unit_on_a_host_is_flagged_over_ssh(
         sshd,
         units=[unit],
         health_units=[unit],
-        leak={"unit": unit, "window": "2s", "min_growth": "1m", "min_samples": 4},
+        leak={"unit": unit, "window": "3s", "min_growth": "1m", "min_samples": 3},
     )
 
     async def main() -> tuple[int, list[str]]:
