@@ -99,7 +99,7 @@ def test_a_leaking_process_is_flagged_and_restarted_by_a_playbook(
         "type": "process",
         "name": "leaker",
         "pidfile": str(leaker),
-        "leak": {"window": "2s", "min_growth": "1m", "min_samples": 4},
+        "leak": {"window": "3s", "min_growth": "1m", "min_samples": 3},
     }
     book = {
         "name": "restart-leaker",
