@@ -35,6 +35,7 @@ __all__ = [
     "CommandResult",
     "HostKeyMismatch",
     "SshConnections",
+    "SshFailure",
     "command_line",
     "connections",
     "parse_show",
@@ -71,13 +72,26 @@ def _bounded(text: str) -> str:
     return text if len(text) <= MAX_OUTPUT else text[:MAX_OUTPUT] + "...[truncated]"
 
 
+class SshFailure(OSError):
+    """An SSH connection or channel error (asyncssh's, imported only when a host is reached):
+    its class name and reason, never a key."""
+
+
 def ssh_error(exc: BaseException) -> str:
     """A short, secret-free description of a connection or channel error."""
     if isinstance(exc, HostKeyMismatch):
         return "host key mismatch: the host's key is not the pinned host_key"
+    if isinstance(exc, SshFailure):
+        return str(exc)[:250]
     reason = getattr(exc, "reason", "")
     name = type(exc).__name__
     return f"{name}: {str(reason)[:200]}" if reason else name
+
+
+def _failure(exc: BaseException) -> SshFailure:
+    reason = getattr(exc, "reason", "")
+    name = type(exc).__name__
+    return SshFailure(f"{name}: {str(reason)[:200]}" if reason else name)
 
 
 class SshConnections:
@@ -140,6 +154,8 @@ class SshConnections:
             )
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostKeyMismatch("host key mismatch") from exc
+        except asyncssh.Error as exc:
+            raise _failure(exc) from exc
 
     async def drop(self, target: SshHostTarget) -> None:
         """Close and forget the target's connection (after a timeout or an error)."""
@@ -156,7 +172,10 @@ class SshConnections:
         try:
             async with asyncio.timeout(target.command_timeout + 2 * KILL_AFTER + 1):
                 done = await conn.run(line, check=False, stdin=asyncssh.DEVNULL)
-        except (TimeoutError, asyncssh.Error, OSError):
+        except asyncssh.Error as exc:
+            await self.drop(target)
+            raise _failure(exc) from exc
+        except (TimeoutError, OSError):
             await self.drop(target)
             raise
         status = done.exit_status if done.exit_status is not None else -1
@@ -208,14 +227,14 @@ def connections(clients: Clients) -> SshConnections:
     return clients.shared("ssh", SshConnections)
 
 
-def _host_errors() -> tuple[type[BaseException], ...]:
-    import asyncssh
-
-    return (asyncssh.Error, OSError, ValueError, KeyError, HostKeyMismatch, ArgumentRefused)
-
-
-# What a host action turns into a failed result: connection, key, channel and refusal errors.
-HOST_ERRORS = _host_errors()
+# What a host action turns into a failed result: connection (SshFailure is an OSError), key,
+# key-file and refusal errors.
+HOST_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    HostKeyMismatch,
+    ArgumentRefused,
+)
 
 
 def _text(value: Any) -> str:

@@ -262,3 +262,20 @@ def test_process_restart_on_a_host_restarts_the_units_process(sshd: Sshd, units:
     assert not refused.ok
     assert refused.detail.startswith("process.restart on host1 refused: unit 'other.service'")
     assert refused.data == {"error": "ARGUMENT_REFUSED"}
+
+
+def test_a_key_the_host_does_not_accept_fails_without_showing_it(
+    sshd: Sshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncssh
+
+    stranger = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
+    monkeypatch.setenv("REMEDIATOR_TEST_SSH_KEY", stranger)
+    target = host_target(
+        sshd, private_key_file=None, private_key_env="REMEDIATOR_TEST_SSH_KEY", units=["a.service"]
+    )
+    healthy, detail = check(target)
+    assert not healthy and detail.startswith("unreachable: PermissionDenied")
+    done = act(target, {"action": "systemd.start", "unit": "a.service"})
+    assert not done.ok and "PermissionDenied" in done.detail
+    assert "PRIVATE KEY" not in done.detail and stranger.splitlines()[1] not in done.detail
