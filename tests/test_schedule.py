@@ -106,3 +106,34 @@ def test_a_restart_outside_its_window_runs_when_the_window_opens(
     run_engine(tmp_path, sections, body)
     assert [call[0] for call in units.calls(unit) if call[0] == "restart"] == ["restart"]
     assert units.state(unit) == "active" and units.pid(unit) > 1
+
+
+def test_a_dry_run_outside_the_window_keeps_nothing(
+    tmp_path: Path, sshd: Sshd, units: Units
+) -> None:
+    unit = units.create("batch", active=True)
+    book = {
+        "name": "restart-at-night",
+        "match": ['alertname="WorkerLeaking"'],
+        "target": "vm1",
+        "steps": [
+            {
+                "action": "process.restart",
+                "unit": unit,
+                "window": {"start": "02:00", "end": "04:00"},
+            }
+        ],
+        "dry_run": True,
+    }
+    sections = {"targets": [host(sshd, units=[unit])], "playbooks": [book]}
+
+    async def body(h: EngineHarness) -> None:
+        await h.send(alert("w1", alertname="WorkerLeaking"))
+        await h.drain()
+        [step] = await h.events("recovery:action")
+        assert step.message == (
+            "dry-run: restart of vm1 would be scheduled for 2027-01-16T02:00:00Z (window maintenance)"
+        )
+        assert (await h.rt.store.target_state("vm1")).data == {}
+
+    run_engine(tmp_path, sections, body)

@@ -191,7 +191,9 @@ class ProcessRestartAction(GuardedAction):
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(opens))
         detail = f"restart of {target.name} scheduled for {when} (window {window.name})"
         if ctx.dry_run:
-            return ActionResult(True, f"dry-run: would schedule the {detail}")
+            return ActionResult(
+                True, f"dry-run: {detail.replace('scheduled', 'would be scheduled', 1)}"
+            )
         entry = {"due": opens, "window": window.name, "params": params}
         return ActionResult(
             True,
