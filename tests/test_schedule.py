@@ -56,24 +56,29 @@ def test_only_due_restarts_are_run() -> None:
     assert [key for key, _ in due(data, 15.0)] == ["scheduled_restart:a"]
 
 
-def test_a_restart_outside_its_window_runs_when_the_window_opens(
-    tmp_path: Path, sshd: Sshd, units: Units
-) -> None:
-    unit = units.create("batch", exec_line="sleep 600")
-    book = {
+def at_night(unit: str, **window: str) -> dict[str, Any]:
+    """A playbook restarting ``unit`` of vm1 in a 02:00-04:00 window, on WorkerLeaking."""
+    return {
         "name": "restart-at-night",
         "match": ['alertname="WorkerLeaking"'],
         "target": "vm1",
         "steps": [
             {
                 "action": "process.restart",
-                "unit": "{{ labels.unit }}",
-                "window": {"name": "night", "start": "02:00", "end": "04:00"},
+                "unit": unit,
+                "window": {"start": "02:00", "end": "04:00", **window},
             }
         ],
         "cooldown": "0s",
         "retry": {"max_attempts": 1},
     }
+
+
+def test_a_restart_outside_its_window_runs_when_the_window_opens(
+    tmp_path: Path, sshd: Sshd, units: Units
+) -> None:
+    unit = units.create("batch", exec_line="sleep 600")
+    book = at_night("{{ labels.unit }}", name="night")
     sections = {"targets": [host(sshd, units=[unit])], "playbooks": [book]}
 
     async def body(h: EngineHarness) -> None:
@@ -112,19 +117,7 @@ def test_a_dry_run_outside_the_window_keeps_nothing(
     tmp_path: Path, sshd: Sshd, units: Units
 ) -> None:
     unit = units.create("batch", active=True)
-    book = {
-        "name": "restart-at-night",
-        "match": ['alertname="WorkerLeaking"'],
-        "target": "vm1",
-        "steps": [
-            {
-                "action": "process.restart",
-                "unit": unit,
-                "window": {"start": "02:00", "end": "04:00"},
-            }
-        ],
-        "dry_run": True,
-    }
+    book = {**at_night(unit), "dry_run": True}
     sections = {"targets": [host(sshd, units=[unit])], "playbooks": [book]}
 
     async def body(h: EngineHarness) -> None:
