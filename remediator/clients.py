@@ -12,21 +12,26 @@ Async clients (created on first use, bound to the event loop that first uses the
   closes and drops).
 * HTTP: one shared ``httpx2.AsyncClient`` (no redirects, no cookies kept, no proxy/netrc from env).
 
-``close()`` closes the docker clients; ``aclose()`` closes the async ones.
+Long-lived objects of a technology helper (``remediator/tech/``, e.g. the SSH connections of
+``remediator/tech/ssh.py``) are kept by :meth:`Clients.shared`, built on first use.
+
+``close()`` closes the docker clients; ``aclose()`` closes the async ones and the shared ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import httpx2
     import psycopg
     import redis.asyncio
 
+T = TypeVar("T")
 REDIS_CLIENT_NAME = "remediator"
 PG_APPLICATION_NAME = "remediator"
 
@@ -40,6 +45,7 @@ class Clients:
         self._postgres: dict[str, psycopg.AsyncConnection[Any]] = {}
         self._postgres_locks: dict[str, asyncio.Lock] = {}
         self._http: httpx2.AsyncClient | None = None
+        self._shared: dict[str, Any] = {}
 
     def docker(self, docker_host: str | None) -> Any:
         """The docker SDK client for an engine (created on first use)."""
@@ -132,6 +138,15 @@ class Clients:
             await conn.close()
             return int(was_open)
 
+    def shared(self, key: str, factory: Callable[[], T]) -> T:
+        """The object kept under ``key``, built by ``factory`` on first use; ``aclose()`` awaits
+        its ``aclose()``."""
+        with self._lock:
+            if key not in self._shared:
+                self._shared[key] = factory()
+            value: T = self._shared[key]
+            return value
+
     def http(self) -> httpx2.AsyncClient:
         """The shared async HTTP client (follow_redirects=False, cookies never stored)."""
         import httpx2
@@ -153,6 +168,8 @@ class Clients:
             redis_clients = list(self._redis.values())
             self._redis.clear()
             http, self._http = self._http, None
+            shared = list(self._shared.values())
+            self._shared.clear()
         postgres = list(self._postgres.values())
         self._postgres.clear()
         for client in redis_clients:
@@ -161,3 +178,5 @@ class Clients:
             await conn.close()
         if http is not None:
             await http.aclose()
+        for value in shared:
+            await value.aclose()

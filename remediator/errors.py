@@ -27,7 +27,9 @@
     │       └── Backlogged               BACKLOGGED            503 (Retry-After)
     └── RecoveryError                    RECOVERY_FAILED
         ├── TargetRefused                TARGET_REFUSED
-        └── CircuitBreakerError          CIRCUIT_OPEN
+        ├── CircuitBreakerError          CIRCUIT_OPEN
+        ├── ArgumentRefused              ARGUMENT_REFUSED
+        └── HostKeyMismatch              HOST_KEY_MISMATCH
 
 Messages are written for the caller: they never carry stack traces, tokens or DSN credentials.
 """
@@ -215,3 +217,16 @@ class CircuitBreakerError(RecoveryError):
     """The target's circuit breaker is open and rejects actions."""
 
     code = "CIRCUIT_OPEN"
+
+
+class ArgumentRefused(RecoveryError):
+    """An alert label may not fill a host command's argument (missing, too long, a control
+    character, or not matching its regex): the command is not sent."""
+
+    code = "ARGUMENT_REFUSED"
+
+
+class HostKeyMismatch(RecoveryError):
+    """An SSH host showed a key other than its pinned ``host_key``: nothing was sent to it."""
+
+    code = "HOST_KEY_MISMATCH"

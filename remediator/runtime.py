@@ -19,6 +19,7 @@ from remediator.engine.health import HealthMonitor
 from remediator.engine.outbox import Outbox
 from remediator.engine.reconcile import Reconciler
 from remediator.engine.retention import Retention
+from remediator.engine.schedule import Scheduler
 from remediator.engine.worker import Worker
 from remediator.metrics import Metrics
 from remediator.plugins import Plugins
@@ -62,6 +63,7 @@ class Runtime:
     retention: Retention | None = None
     # Signed audit checkpoints (with audit.signing_key_file).
     checkpoints: Checkpointer | None = None
+    scheduler: Scheduler | None = None  # restarts deferred to a maintenance window
     draining: bool = False
     config_version: int = 1
     # The ids of the running patterns added through the API (remediator/engine/api_patterns.py).

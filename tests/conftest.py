@@ -16,7 +16,13 @@ from remediator.config.auth import Authenticator, Principal
 from remediator.http.app import create_app
 from remediator.runtime import Runtime
 
-pytest_plugins = ["tests.realservices", "tests.slackapi", "tests.smtpserver", "tests.dockerd"]
+pytest_plugins = [
+    "tests.realservices",
+    "tests.slackapi",
+    "tests.smtpserver",
+    "tests.dockerd",
+    "tests.sshhost",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "alertmanager"

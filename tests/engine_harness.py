@@ -82,7 +82,12 @@ class EngineHarness:
 
     @classmethod
     async def create(
-        cls, tmp_path: Path, sections: dict[str, Any], *, recorder: Recorder | None = None
+        cls,
+        tmp_path: Path,
+        sections: dict[str, Any],
+        *,
+        recorder: Recorder | None = None,
+        actions: dict[str, Action] | None = None,  # default: the recorder's fake actions
     ) -> EngineHarness:
         data: dict[str, Any] = {
             "store": {"url": f"sqlite:///{tmp_path}/engine.db"},
@@ -96,7 +101,7 @@ class EngineHarness:
             cfg,
             authenticator=Authenticator([]),
             clock=clock,
-            actions=fake_registry(recorder),
+            actions=fake_registry(recorder) if actions is None else actions,
             plugins=Plugins(),
             rng=random.Random(7),
         )

@@ -73,6 +73,14 @@ ENV_KEYS: Final = (
     "AMTOOL_BIN",
     "REDIS_SERVER_BIN",
     "BUSYBOX_BIN",
+    "SSHD_ADDRESS",
+    "SSHD_USER",
+    "SSHD_CLIENT_KEY",
+    "SSHD_HOST_KEY",
+    "SSHD_SYSTEMCTL",
+    "SSHD_UNITS_DIR",
+    "SSHD_LOG",
+    "SSHD_COMMAND_LOG",
 )
 
 # service name -> env key holding its address/binary.
@@ -87,6 +95,7 @@ SERVICES: Final[Mapping[str, str]] = {
     "amtool": "AMTOOL_BIN",
     "redis-server": "REDIS_SERVER_BIN",
     "busybox": "BUSYBOX_BIN",
+    "sshd": "SSHD_ADDRESS",
 }
 _BINARY_SERVICES: Final = frozenset(
     {"prometheus", "promtool", "alertmanager", "amtool", "redis-server", "busybox"}
@@ -240,6 +249,19 @@ def _check_postgres(service: str, dsn: str) -> None:
         _fail(service, f"SELECT 1 on {_redact_dsn(dsn)} returned {row!r}")
 
 
+def _check_sshd(service: str, address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not _is_loopback(host):
+        _fail(service, f"SSHD_ADDRESS={address!r} is not on loopback (refusing)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            banner = sock.recv(4)
+    except (OSError, ValueError) as exc:
+        _fail(service, f"cannot connect to {address}: {exc}")
+    if banner != b"SSH-":
+        _fail(service, f"{address} does not answer like an SSH server")
+
+
 def _check_binary(service: str, key: str, path: str) -> None:
     if not os.path.isabs(path):
         resolved = shutil.which(path)
@@ -283,6 +305,8 @@ def require(service: str) -> str:
         _check_redis(service, value)
     elif service == "postgres":
         _check_postgres(service, value)
+    elif service == "sshd":
+        _check_sshd(service, value)
     elif service in _BINARY_SERVICES:
         _check_binary(service, key, value)
     return value

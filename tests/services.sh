@@ -385,6 +385,132 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------------
+# sshd: an OpenSSH server of our own on 127.0.0.1 for the ssh_host target tests
+# ---------------------------------------------------------------------------------------------
+# Its own config, host key and client key (generated once per state dir), a non-default port,
+# root login by key only, its log in $LOGS/sshd.log. Every command it is sent is recorded first
+# in $LOGS/sshd-commands.log (a ForceCommand that logs $SSH_ORIGINAL_COMMAND, then runs it with
+# /bin/sh -c as sshd would): the hostile-label tests read it.
+# systemd cannot run as PID 1 here: $DIR/sshd/bin/systemctl is a stand-in that keeps unit state
+# in files under $DIR/sshd/units and answers like systemctl (is-active, show, start, stop,
+# restart, reload); the tests name it as the target's `systemctl` binary.
+
+SSHD_PORT=12222
+SSHD_DIR="$DIR/sshd"
+SSHD_STANDIN="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fixtures/hosts/systemctl"
+
+ensure_sshd_packages() {
+    [[ -x /usr/sbin/sshd && -x /usr/bin/ssh-keygen && -x /usr/bin/sudo ]] && return 0
+    log "sshd: installing openssh-server and sudo with apt"
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [[ ! -e "$policy" ]]; then # keep the package's own sshd on port 22 from starting
+        printf '#!/bin/sh\n# temporary, created by remediator tests/services.sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        created_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server sudo
+    if ((created_policy)); then rm -f "$policy"; fi
+}
+
+sshd_answers() {
+    timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSHD_PORT && head -c 4 <&3" 2>/dev/null |
+        grep -q '^SSH-'
+}
+
+write_sshd_files() {
+    mkdir -p "$SSHD_DIR/bin" "$SSHD_DIR/units" /run/sshd
+    chmod 0700 "$SSHD_DIR"
+    [[ -s "$SSHD_DIR/host_ed25519" ]] ||
+        ssh-keygen -q -t ed25519 -N '' -C remediator-test-host -f "$SSHD_DIR/host_ed25519"
+    [[ -s "$SSHD_DIR/client_ed25519" ]] ||
+        ssh-keygen -q -t ed25519 -N '' -C remediator-test-client -f "$SSHD_DIR/client_ed25519"
+    cp "$SSHD_DIR/client_ed25519.pub" "$SSHD_DIR/authorized_keys"
+    chmod 0600 "$SSHD_DIR/authorized_keys"
+    local before
+    before=$(cat "$SSHD_DIR/sshd_config" 2>/dev/null || true)
+    cat >"$SSHD_DIR/sshd_config" <<EOF
+# remediator tests/services.sh: loopback only, key login only
+ListenAddress 127.0.0.1:$SSHD_PORT
+HostKey $SSHD_DIR/host_ed25519
+PidFile $PIDS/sshd.pid
+AuthorizedKeysFile $SSHD_DIR/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowTcpForwarding no
+X11Forwarding no
+PermitTunnel no
+MaxSessions 50
+MaxStartups 50:30:100
+LogLevel VERBOSE
+ForceCommand $SSHD_DIR/bin/record-command
+EOF
+    cat >"$SSHD_DIR/bin/record-command" <<EOF
+#!/bin/sh
+# remediator tests/services.sh: record the command sshd was sent, then run it as sshd would.
+printf '%s\\n' "\$SSH_ORIGINAL_COMMAND" >>"$LOGS/sshd-commands.log"
+exec /bin/sh -c "\$SSH_ORIGINAL_COMMAND"
+EOF
+    chmod 0755 "$SSHD_DIR/bin/record-command"
+    cp "$SSHD_STANDIN" "$SSHD_DIR/bin/systemctl"
+    chmod 0755 "$SSHD_DIR/bin/systemctl"
+    [[ "$before" == "$(cat "$SSHD_DIR/sshd_config")" ]] || SSHD_CONFIG_CHANGED=1
+}
+
+start_sshd() {
+    ensure_sshd_packages
+    write_sshd_files
+    if sshd_answers && recorded_alive sshd sshd; then
+        if ((${SSHD_CONFIG_CHANGED:-0})); then
+            log "sshd: configuration changed, SIGHUP to pid $(read_pid sshd) (it re-reads it)"
+            kill -HUP "$(read_pid sshd)"
+            sleep 1
+        fi
+        log "sshd: already answering on 127.0.0.1:$SSHD_PORT"
+        return 0
+    fi
+    if sshd_answers; then die "sshd: something not started by this script answers on $SSHD_PORT"; fi
+    rm -f "$PIDS/sshd.pid"
+    /usr/sbin/sshd -t -f "$SSHD_DIR/sshd_config" || die "sshd: invalid $SSHD_DIR/sshd_config"
+    log "sshd: starting on 127.0.0.1:$SSHD_PORT (log $LOGS/sshd.log)"
+    /usr/sbin/sshd -f "$SSHD_DIR/sshd_config" -E "$LOGS/sshd.log" 9>&-
+    local deadline=$((SECONDS + 30))
+    until sshd_answers && [[ -s "$PIDS/sshd.pid" ]]; do
+        if ((SECONDS >= deadline)); then
+            log_tail "$LOGS/sshd.log"
+            die "sshd: not answering on 127.0.0.1:$SSHD_PORT after 30s"
+        fi
+        sleep 0.1
+    done
+    log "sshd: up (pid $(read_pid sshd))"
+}
+
+stop_sshd() {
+    if recorded_alive sshd sshd; then
+        stop_pid sshd "$(read_pid sshd)" sshd TERM 20
+    else
+        log "sshd: not running (nothing recorded)"
+    fi
+    rm -f "$PIDS/sshd.pid"
+}
+
+sshd_env() {
+    cat <<EOF
+SSHD_ADDRESS=127.0.0.1:$SSHD_PORT
+SSHD_USER=root
+SSHD_CLIENT_KEY=$SSHD_DIR/client_ed25519
+SSHD_HOST_KEY=$(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub")
+SSHD_SYSTEMCTL=$SSHD_DIR/bin/systemctl
+SSHD_UNITS_DIR=$SSHD_DIR/units
+SSHD_LOG=$LOGS/sshd.log
+SSHD_COMMAND_LOG=$LOGS/sshd-commands.log
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
 # env file
 # ---------------------------------------------------------------------------------------------
 
@@ -402,6 +528,7 @@ AMTOOL_BIN=$(command -v amtool)
 REDIS_SERVER_BIN=$(command -v redis-server)
 BUSYBOX_BIN=$(static_busybox)
 EOF
+    sshd_env >>"$tmp"
     if [[ -f "$DIR/env" ]] && cmp -s "$tmp" "$DIR/env"; then
         rm -f "$tmp"
         log "env: $DIR/env unchanged"
@@ -439,6 +566,7 @@ cmd_up() {
     start_docker
     start_redis
     start_postgres
+    start_sshd
     ensure_test_image
     write_env
     log "up: all services ready in $((SECONDS - start))s (state dir $DIR)"
@@ -498,6 +626,7 @@ cmd_down() {
         log "postgres: not running (nothing recorded)"
     fi
     rm -f "$PIDS/postgres.pid"
+    stop_sshd
     log "down: done (data kept in $DIR; delete it for a clean slate)"
 }
 
@@ -525,6 +654,12 @@ cmd_status() {
         echo "postgres: up (pid $(read_pid postgres || echo '?'), 127.0.0.1:$PG_PORT)"
     else
         echo "postgres: down"
+        rc=1
+    fi
+    if sshd_answers; then
+        echo "sshd: up (pid $(read_pid sshd || echo '?'), 127.0.0.1:$SSHD_PORT)"
+    else
+        echo "sshd: down"
         rc=1
     fi
     return "$rc"

@@ -25,6 +25,8 @@ CONFIG_LEAVES: Final = (
     "remediator.config.regex",
     "remediator.config.promql",
     "remediator.config.secretfile",
+    "remediator.config.commands",
+    "remediator.config.windows",
 )
 LAYERS: Final[Sequence[Layer]] = (
     ("cli", (("remediator.cli", "remediator.__main__"),)),

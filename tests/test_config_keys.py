@@ -118,6 +118,10 @@ def model_keys() -> dict[tuple[str, str], Key]:
                 kind_name = get_args(kind.model_fields["type"].annotation)[0]
                 for name in kind.model_fields.keys() - _TargetBase.model_fields.keys() - {"type"}:
                     keys[(kind_name, name)] = Key(f"targets[{kind_name}].{name}", ((kind, name),))
+                    if len(subs := _models(kind.model_fields[name].annotation)) == 1:
+                        sub = f"targets[{kind_name}].{name}"  # a nested table (e.g. `leak`)
+                        for table, key in _tables(subs[0], sub, sub):
+                            keys[(table, key.path.rsplit(".", 1)[1])] = key
         elif section == "builtin_patterns":
             keys[(section, section)] = Key(section, ((Config, section),))
         else:

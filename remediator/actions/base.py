@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar, Protocol
 
@@ -48,6 +49,10 @@ class ActionContext:
     step: Any  # the step's pydantic model, the action's ``step_type`` (e.g. DockerRestart)
     clients: Clients
     dry_run: bool = False
+    # The alert's labels: only the host actions read them, each value checked against the
+    # configuration's regex before use (remediator/config/commands.py).
+    labels: Mapping[str, str] = field(default_factory=dict)
+    now: float | None = None  # the engine clock's time (None: the wall clock)
 
 
 class Action(Protocol):
@@ -108,9 +113,7 @@ class GuardedAction:
         if ctx.dry_run:
             return result(True, f"dry-run: would {self.describe(target, step)}")
         try:
-            ok, detail, data = await asyncio.wait_for(
-                self.perform(target, step, ctx.clients), timeout=step.timeout
-            )
+            ok, detail, data = await asyncio.wait_for(self.perform_in(ctx), timeout=step.timeout)
         except TimeoutError:
             await self.on_timeout(target, ctx.clients)
             return result(False, f"{self.name} on {target.name}: timed out after {step.timeout}s")
@@ -125,6 +128,11 @@ class GuardedAction:
 
     def describe(self, target: Any, step: Any) -> str:
         raise NotImplementedError
+
+    async def perform_in(self, ctx: ActionContext) -> Outcome:
+        """:meth:`perform` with what it needs of the context (an action that reads the alert's
+        labels overrides this)."""
+        return await self.perform(ctx.target, ctx.step, ctx.clients)
 
     async def perform(self, target: Any, step: Any, clients: Clients) -> Outcome:
         raise NotImplementedError

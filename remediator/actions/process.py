@@ -4,6 +4,15 @@
 the process's supervisor (systemd, runit, supervisord, a shell loop, ...) to start it again:
 it succeeds when the pidfile names a new, live pid. remediator never starts a process itself
 (no command, no shell): a process without a supervisor stays down and the step times out.
+
+On an ``ssh_host`` target, ``process.restart`` restarts the process of an allow-listed systemd
+``unit`` (its supervisor): it is ``systemd.restart`` of that unit, and its result carries the
+unit's main pid before and after (remediator/actions/systemd.py).
+
+With a ``window`` (remediator/config/windows.py), a restart outside the window is scheduled
+instead: the step succeeds at once, and keeps the restart (its parameters, the unit resolved
+from the alert) in the target's stored data under ``scheduled_restart:KEY``, due when the window
+next opens; remediator/engine/schedule.py runs it then, through the guards.
 """
 
 from __future__ import annotations
@@ -12,10 +21,12 @@ import asyncio
 import contextlib
 import os
 import time
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from remediator.actions import systemd
 from remediator.actions.base import (
     ActionContext,
     ActionResult,
@@ -25,8 +36,12 @@ from remediator.actions.base import (
     Signal,
     StepModel,
 )
+from remediator.actions.ssh import refusal
 from remediator.clients import Clients
-from remediator.config.targets import ProcessTarget
+from remediator.config.commands import check_label_template
+from remediator.config.targets import ProcessTarget, SshHostTarget
+from remediator.config.windows import MaintenanceWindow
+from remediator.errors import ArgumentRefused
 from remediator.tech.process import parse_signal, read_pidfile
 
 __all__ = [
@@ -38,6 +53,7 @@ __all__ = [
 ]
 
 _POLL = 0.1  # seconds between two reads of the pidfile while waiting for the new pid
+SCHEDULED_RESTART = "scheduled_restart:"  # target data: a restart due at a window's opening
 
 
 class ProcessSignal(StepModel):
@@ -53,6 +69,23 @@ class ProcessRestart(StepModel):
     signal: Signal = Field(
         default="SIGTERM", description="The signal that stops the process, e.g. `TERM` or `INT`."
     )
+    unit: str | None = Field(
+        default=None,
+        max_length=300,
+        description="On an `ssh_host` target: the unit whose process is restarted (literal or "
+        "`{{ labels.NAME }}`, one of the target's `units`).",
+    )
+    sudo: bool = Field(default=False, description="On an `ssh_host` target: `sudo -n systemctl`.")
+    window: MaintenanceWindow | None = Field(
+        default=None,
+        description="Restart only within this maintenance window: outside it, the restart is "
+        "scheduled for the window's next opening and the step succeeds at once.",
+    )
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, value: str | None) -> str | None:
+        return None if value is None else check_label_template(value)
 
     @field_validator("signal")
     @classmethod
@@ -119,12 +152,67 @@ def _alive(pid: int) -> bool:
 
 class ProcessRestartAction(GuardedAction):
     """Signal the pid in the pidfile, then wait (up to the step's timeout) until the pidfile
-    names a new live pid, written by the process's supervisor."""
+    names a new live pid, written by the process's supervisor; on an ``ssh_host``, restart the
+    step's unit."""
 
     name = "process.restart"
     step_type = ProcessRestart
-    target_types: ClassVar[frozenset[str]] = frozenset({"process"})
+    target_types: ClassVar[frozenset[str]] = frozenset({"process", "ssh_host"})
     target_class = ProcessTarget
+
+    async def run(self, ctx: ActionContext) -> ActionResult:
+        step = ctx.step
+        if isinstance(step, ProcessRestart) and step.window is not None:
+            now = ctx.now if ctx.now is not None else time.time()
+            opens = step.window.next_start(now)
+            if opens > now:
+                return self._schedule(ctx, step, step.window, opens)
+        if isinstance(ctx.target, SshHostTarget):
+            return await self._remote(ctx)
+        return await super().run(ctx)
+
+    def _schedule(
+        self, ctx: ActionContext, step: ProcessRestart, window: MaintenanceWindow, opens: float
+    ) -> ActionResult:
+        """Keep the restart for the window's opening (a later one replaces it)."""
+        target = ctx.target
+        params: dict[str, Any] = {"signal": step.signal, "timeout": step.timeout}
+        key = "process"
+        if isinstance(target, SshHostTarget):
+            if step.unit is None:
+                return ActionResult(False, f"{self.name} on {target.name}: an ssh_host needs unit")
+            as_unit = systemd.SystemdRestart(action="systemd.restart", unit=step.unit)
+            try:
+                unit = systemd.resolve_unit(target, as_unit, dict(ctx.labels))
+            except ArgumentRefused as exc:
+                return refusal(self.name, target.name, exc)
+            params.update(unit=unit, sudo=step.sudo)
+            key = unit
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(opens))
+        detail = f"restart of {target.name} scheduled for {when} (window {window.name})"
+        if ctx.dry_run:
+            return ActionResult(
+                True, f"dry-run: {detail.replace('scheduled', 'would be scheduled', 1)}"
+            )
+        entry = {"due": opens, "window": window.name, "params": params}
+        return ActionResult(
+            True,
+            detail,
+            data={"scheduled_for": opens, "window": window.name},
+            persist={SCHEDULED_RESTART + key: entry},
+        )
+
+    async def _remote(self, ctx: ActionContext) -> ActionResult:
+        step = ctx.step
+        if not isinstance(step, ProcessRestart):
+            return ActionResult(False, f"wrong step for {self.name}")
+        if step.unit is None:
+            return ActionResult(False, f"{self.name} on {ctx.target.name}: an ssh_host needs unit")
+        as_unit = systemd.SystemdRestart(
+            action="systemd.restart", unit=step.unit, sudo=step.sudo, timeout=step.timeout
+        )
+        done = await _RESTART_UNIT.run(replace(ctx, step=as_unit))
+        return replace(done, detail=done.detail.replace("systemd.restart", self.name, 1))
 
     def describe(self, target: ProcessTarget, step: ProcessRestart) -> str:
         return f"send {step.signal} to the pid in {target.name} and wait for a new pid"
@@ -149,4 +237,5 @@ class ProcessRestartAction(GuardedAction):
                 return True, detail, {"pid_before": before, "pid_after": after, "signal": sig.name}
 
 
+_RESTART_UNIT = systemd.SystemdRestartAction()
 ACTIONS: tuple[BuiltinAction, ...] = (ProcessSignalAction(), ProcessRestartAction())

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from remediator.config.commands import SshCommand, valid_unit
 from remediator.config.durations import Duration
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -101,9 +102,123 @@ class HttpTarget(_TargetBase):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+_BYTES = re.compile(r"^(\d+)\s*([kmg]i?b?)?$", re.IGNORECASE)
+_UNIT_FACTOR = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+class LeakCheck(BaseModel):
+    """Memory leak detection for the health check (remediator/checks/leak.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: Duration
+    min_growth: int
+    min_samples: int = Field(default=5, ge=3)
+    tolerance: float = Field(default=0.02, ge=0, lt=1)
+    unit: str | None = None
+
+    @field_validator("min_growth", mode="before")
+    @classmethod
+    def _bytes(cls, value: object) -> object:
+        if isinstance(value, str):
+            match = _BYTES.match(value.strip())
+            if match is None:
+                raise ValueError(f"invalid size {value!r}: bytes, or e.g. 64m, 512k, 1g")
+            return int(match.group(1)) * _UNIT_FACTOR[(match.group(2) or "")[:1].lower()]
+        return value
+
+    @field_validator("min_growth")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("min_growth must be at least 1 byte")
+        return value
+
+
 class ProcessTarget(_TargetBase):
     type: Literal["process"]
     pidfile: str
+    leak: LeakCheck | None = None
+
+    @field_validator("leak")
+    @classmethod
+    def _no_unit(cls, value: LeakCheck | None) -> LeakCheck | None:
+        if value is not None and value.unit is not None:
+            raise ValueError("leak.unit is for ssh_host targets; a process has its pidfile")
+        return value
+
+
+_HOST_KEY = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,2}$"
+)
+_PLAYBOOK_FILE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\.ya?ml$")
+
+
+class SshHostTarget(_TargetBase):
+    """A VM or bare host reached over SSH (asyncssh), its host key pinned in the configuration."""
+
+    type: Literal["ssh_host"]
+    host: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
+    private_key_file: str | None = None
+    private_key_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    host_key: str
+    connect_timeout: Duration = 10.0
+    command_timeout: Duration = 60.0
+    systemctl: str = Field(default="systemctl", pattern=r"^[a-zA-Z0-9/_.-]+$")
+    units: list[str] = Field(default_factory=list)
+    health_units: list[str] = Field(default_factory=list)
+    commands: dict[str, SshCommand] = Field(default_factory=dict)
+    playbook_dir: str | None = None
+    ansible_python: str = Field(default="auto_silent", pattern=r"^[a-zA-Z0-9/_.-]+$")
+    playbooks: list[str] = Field(default_factory=list)
+    leak: LeakCheck | None = None
+
+    @field_validator("host_key")
+    @classmethod
+    def _host_key(cls, value: str) -> str:
+        key = " ".join(value.split()[:2])
+        if not _HOST_KEY.match(key):
+            raise ValueError("host_key: 'TYPE BASE64' as in the host's *.pub or known_hosts")
+        return key
+
+    @field_validator("units", "health_units")
+    @classmethod
+    def _units(cls, value: list[str]) -> list[str]:
+        for unit in value:
+            if not valid_unit(unit):
+                raise ValueError(f"invalid unit name {unit!r}")
+        return value
+
+    @field_validator("commands")
+    @classmethod
+    def _command_names(cls, value: dict[str, SshCommand]) -> dict[str, SshCommand]:
+        for name in value:
+            if not NAME_RE.match(name):
+                raise ValueError(f"invalid command name {name!r}")
+        return value
+
+    @field_validator("playbooks")
+    @classmethod
+    def _playbooks(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _PLAYBOOK_FILE.match(name):
+                raise ValueError(f"playbook {name!r}: a .yml file name in the configuration dir")
+        return value
+
+    @model_validator(mode="after")
+    def _key(self) -> SshHostTarget:
+        if (self.private_key_file is None) == (self.private_key_env is None):
+            raise ValueError("set exactly one of private_key_file and private_key_env")
+        unlisted = sorted(set(self.health_units) - set(self.units))
+        if unlisted:
+            raise ValueError(f"health_units not in units: {', '.join(unlisted)}")
+        if self.playbooks and (self.playbook_dir is None or not self.playbook_dir.startswith("/")):
+            raise ValueError("playbooks need playbook_dir, an absolute directory")
+        if self.leak is not None and self.leak.unit not in self.units:
+            raise ValueError("leak.unit: one of the target's units")
+        return self
 
 
 Target = Annotated[
@@ -112,8 +227,11 @@ Target = Annotated[
     | RedisTarget
     | PostgresTarget
     | HttpTarget
-    | ProcessTarget,
+    | ProcessTarget
+    | SshHostTarget,
     Field(discriminator="type"),
 ]
 
-TargetType = Literal["docker_container", "docker_service", "redis", "postgres", "http", "process"]
+TargetType = Literal[
+    "docker_container", "docker_service", "redis", "postgres", "http", "process", "ssh_host"
+]

@@ -97,7 +97,7 @@ class HealthMonitor:
         health = self.config.health
         if target.type == "http":
             return health.external_interval
-        if target.type == "process":
+        if target.type in ("process", "ssh_host"):
             return health.system_interval
         return health.service_interval
 

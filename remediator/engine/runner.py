@@ -171,7 +171,9 @@ class StepRunner:
             return None
         return await self.intents.settle(
             action,
-            ctx=ActionContext(target=ctx.target, step=step, clients=self.clients),
+            ctx=ActionContext(
+                target=ctx.target, step=step, clients=self.clients, labels=ctx.labels
+            ),
             intent=intent,
             timeout=step.timeout,
         )
@@ -204,7 +206,12 @@ class StepRunner:
         # A dry run touches nothing: it takes none of the max_concurrent_actions slots.
         async with self.slots if not ctx.dry_run else contextlib.nullcontext():
             call = ActionContext(
-                target=target, step=step, clients=self.clients, dry_run=ctx.dry_run
+                target=target,
+                step=step,
+                clients=self.clients,
+                dry_run=ctx.dry_run,
+                labels=ctx.labels,
+                now=self.clock.now(),
             )
             if ctx.remediation and not ctx.dry_run and step.action in st.STATE_CHANGING:
                 refused = await self.intents.record(

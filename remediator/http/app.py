@@ -31,6 +31,7 @@ from remediator.engine.prometheus import PrometheusQuerier
 from remediator.engine.reconcile import Reconciler
 from remediator.engine.retention import Retention
 from remediator.engine.runner import StepRunner
+from remediator.engine.schedule import Scheduler
 from remediator.engine.worker import Worker
 from remediator.http import endpoints
 from remediator.http.intake import App
@@ -208,6 +209,7 @@ async def build_runtime(
         clock=the_clock.monotonic,
     )
     return Runtime(
+        scheduler=Scheduler(engine=engine, store=the_store, clock=the_clock),
         limiter=limiter,
         throttle=throttle,
         escalator=escalator,
@@ -255,6 +257,8 @@ async def start(rt: Runtime) -> None:
         await rt.retention.start()
     if rt.checkpoints is not None:
         await rt.checkpoints.start()
+    if rt.scheduler is not None:
+        await rt.scheduler.start()
     if rt.config.health.enabled:
         await rt.monitor.start()
     rt.metrics.config_reload_timestamp.set(rt.clock.now())
@@ -274,6 +278,8 @@ async def stop(rt: Runtime) -> None:
     await rt.engine.approvals.stop()
     if rt.retention is not None:
         await rt.retention.stop()
+    if rt.scheduler is not None:
+        await rt.scheduler.stop()
     await asyncio.to_thread(rt.clients.close)
     if isinstance(rt.engine.runner.query, PrometheusQuerier):
         rt.engine.runner.query.close()

@@ -282,7 +282,10 @@ async def health_detail(rt: Runtime, *, store_up: bool) -> dict[str, Any]:
             "schema_version": schema_version,
         },
         "docker": docker,
-        **{kind: by_type.get(kind, []) for kind in ("redis", "postgres", "http", "process")},
+        **{
+            kind: by_type.get(kind, [])
+            for kind in ("redis", "postgres", "http", "process", "ssh_host")
+        },
         "notifiers": notifiers,
         "workers": {"alive": rt.worker.alive, "inbox_pending": pending},
         "breakers": counts,

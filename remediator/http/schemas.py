@@ -100,6 +100,7 @@ class HealthDetail(_Answer):
     postgres: list[TargetHealth]
     http: list[TargetHealth]
     process: list[TargetHealth]
+    ssh_host: list[TargetHealth]
     notifiers: list[NotifierHealth]
     workers: WorkerHealth
     breakers: BreakerSummary

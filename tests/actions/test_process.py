@@ -101,7 +101,10 @@ def test_exports() -> None:
     assert sorted(a.name for a in ACTIONS) == [
         n for n in steps.action_names() if n.startswith("process.")
     ]
-    assert all(a.target_types == frozenset({"process"}) for a in ACTIONS)
+    assert [a.target_types for a in ACTIONS] == [
+        frozenset({"process"}),
+        frozenset({"process", "ssh_host"}),  # process.restart of a unit on a host
+    ]
     assert [c.target_type for c in CHECKS] == ["process"]
 
 

@@ -76,7 +76,7 @@ def test_process_restart_is_a_registered_state_changing_step_on_process_targets(
     step = TypeAdapter(Step).validate_python({"action": "process.restart"})
     assert isinstance(step, ProcessRestart) and step.signal == "SIGTERM"
     assert isinstance(builtin_actions()["process.restart"], ProcessRestartAction)
-    assert ACTION_TARGET_TYPES["process.restart"] == frozenset({"process"})
+    assert ACTION_TARGET_TYPES["process.restart"] == frozenset({"process", "ssh_host"})
     assert "process.restart" in STATE_CHANGING
 
 

@@ -1,0 +1,106 @@
+"""ansible.playbook over the real sshd of tests/services.sh (the loopback host), with
+ansible-runner and ansible-core; the engine records its task events in the audit chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from remediator.engine import verifier
+from tests.actions.test_ssh_host import act
+from tests.engine_harness import EngineHarness, alert
+from tests.sshhost import Sshd, host_target
+from tests.test_hosts_engine import host, run_engine
+
+PLAYBOOK = """\
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: write the greeting
+      ansible.builtin.copy:
+        dest: "{out}"
+        content: "hello {{{{ who }}}}\\n"
+        mode: "0644"
+"""
+
+
+def playbooks(tmp_path: Path, out: Path) -> Path:
+    books = tmp_path / "ansible"
+    books.mkdir()
+    (books / "greet.yml").write_text(PLAYBOOK.format(out=out))
+    (books / "unlisted.yml").write_text(PLAYBOOK.format(out=out))
+    return books
+
+
+def test_a_playbook_must_be_listed_and_needs_an_absolute_directory(sshd: Sshd) -> None:
+    with pytest.raises(ValidationError, match="playbooks need playbook_dir"):
+        host_target(sshd, playbooks=["greet.yml"], playbook_dir="relative")
+    with pytest.raises(ValidationError, match=r"a \.yml file name"):
+        host_target(sshd, playbooks=["../greet.yml"], playbook_dir="/etc")
+
+
+def test_an_unlisted_playbook_or_a_refused_label_never_starts_ansible(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    out = tmp_path / "greeting.txt"
+    target = host_target(sshd, playbooks=["greet.yml"], playbook_dir=str(playbooks(tmp_path, out)))
+    unlisted = act(target, {"action": "ansible.playbook", "playbook": "unlisted.yml"})
+    assert not unlisted.ok
+    assert unlisted.detail == (
+        "ansible.playbook on host1 refused: playbook 'unlisted.yml' is not in the playbooks "
+        "of host1"
+    )
+    step: dict[str, Any] = {
+        "action": "ansible.playbook",
+        "playbook": "greet.yml",
+        "labels": {"who": "^[a-z]{1,20}$"},
+    }
+    hostile = act(target, step, labels={"who": "x' && touch /tmp/pwned #"})
+    assert not hostile.ok and "label who does not match" in hostile.detail
+    assert not out.exists()
+
+
+def test_a_playbook_changes_a_file_and_its_task_events_are_in_the_audit_chain(
+    tmp_path: Path, sshd: Sshd
+) -> None:
+    out = tmp_path / "greeting.txt"
+    target = host(
+        sshd,
+        playbooks=["greet.yml"],
+        playbook_dir=str(playbooks(tmp_path, out)),
+        ansible_python="/usr/bin/python3",
+    )
+    book = {
+        "name": "greet",
+        "match": ['alertname="HostNeedsGreeting"'],
+        "target": "vm1",
+        "steps": [
+            {
+                "action": "ansible.playbook",
+                "playbook": "greet.yml",
+                "labels": {"who": "^[a-z]{1,20}$"},
+                "timeout": "120s",
+            }
+        ],
+        "cooldown": "0s",
+        "retry": {"max_attempts": 1},
+    }
+
+    async def body(h: EngineHarness) -> None:
+        await h.send(alert("g1", alertname="HostNeedsGreeting", who="operators"))
+        await h.drain()
+        [ran] = [e for e in await h.events("recovery:action") if e.action == "ansible.playbook"]
+        assert ran.outcome == "success", ran.message
+        assert ran.message == "playbook greet.yml on vm1: successful, 1 task(s), 1 changed"
+        assert ran.details["data"]["tasks"] == [
+            {"task": "write the greeting", "host": "vm1", "status": "changed"}
+        ]
+        assert ran.hash
+        report = await verifier.verify_store(h.rt.store)
+        assert report.ok, report
+
+    run_engine(tmp_path, {"targets": [target], "playbooks": [book]}, body)
+    assert out.read_text() == "hello operators\n"
