@@ -8,12 +8,12 @@ class in a family module, listed in that module's ``ACTIONS``.
 
 from __future__ import annotations
 
-from remediator.actions import docker, docker_scale, http, postgres, process, redis
+from remediator.actions import docker, docker_scale, http, postgres, process, queue, redis
 from remediator.actions.base import Action, ActionContext, ActionResult, BuiltinAction
 
 BUILTIN_ACTIONS: tuple[BuiltinAction, ...] = tuple(
     action
-    for family in (docker, docker_scale, redis, postgres, http, process)
+    for family in (docker, docker_scale, redis, postgres, http, process, queue)
     for action in family.ACTIONS
 )
 

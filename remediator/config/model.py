@@ -104,10 +104,13 @@ class HealthConfig(_Section):
     system_interval: Duration = 30.0
     service_interval: Duration = 60.0
     external_interval: Duration = 120.0
+    queue_interval: Duration = Field(
+        default=60.0, description="How often the queues of `rq`, `celery` and `rabbitmq` targets are checked."
+    )
 
 
 # Keys that were removed: check-config names each with the reason instead of "extra inputs".
-REMOVED = {"health.queue_interval": "no target type uses it"}
+REMOVED: dict[str, str] = {}
 
 
 class SafetyConfig(_Section):
@@ -254,6 +257,7 @@ class Config(_Section):
                 )
             if "{{" not in book.target and book.target not in names:
                 problems.append(f"playbooks[{i}].target: unknown target {book.target!r}")
+            problems.extend(_queue_problems(i, book, self.targets))
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -263,6 +267,27 @@ class Config(_Section):
             if target.name == name:
                 return target
         return None
+
+
+def _queue_problems(index: int, book: PlaybookSpec, targets: list[Target]) -> list[str]:
+    """A queue step on a literal target: an action its backend does not support, or what
+    :func:`~remediator.actions.queue.queue_step_problems` refuses."""
+    from remediator.actions.queue import QueueStep, queue_step_problems
+    from remediator.config.steps import fits
+    from remediator.config.targets import DockerContainerTarget
+
+    target = next((t for t in targets if t.name == book.target), None)
+    if target is None:
+        return []
+    containers = {t.container_name for t in targets if isinstance(t, DockerContainerTarget)}
+    found: list[str] = []
+    for j, step in enumerate(book.steps):
+        where = f"playbooks[{index}].steps[{j}]"
+        if isinstance(step, QueueStep) and not fits(step.action, target.type):
+            found.append(f"{where}: {step.action} is not supported for {target.type} targets")
+            continue
+        found.extend(f"{where}: {p}" for p in queue_step_problems(step, target, containers))
+    return found
 
 
 def _unique(problems: list[str], section: str, names: list[str]) -> None:
@@ -312,8 +337,11 @@ def _tagged(loc: tuple[int | str, ...]) -> list[int | str]:
 def _tags() -> frozenset[str]:
     from remediator.config.steps import action_names
 
-    types = ("docker_container", "docker_service", "redis", "postgres", "http", "process")
-    return frozenset([*action_names(), *types])
+    from typing import get_args
+
+    from remediator.config.targets import TargetType
+
+    return frozenset([*action_names(), *get_args(TargetType)])
 
 
 _TAGS = _tags()
