@@ -124,6 +124,12 @@ def _resume(conn: redis.Redis, name: str, sel: Selection, now: float) -> QueueOu
     return QueueOutcome(1, "RQ workers resumed (suspension lifted)", extra={"was_suspended": True})
 
 
+def _exception(job: Job) -> str:
+    """The exception class the job last failed with (its latest result's traceback)."""
+    result = job.latest_result()
+    return exception_class(result.exc_string if result is not None else None)
+
+
 def _failed_jobs(conn: redis.Redis, queue: Queue) -> list[Job]:
     registry = queue.failed_job_registry
     job_ids = registry.get_job_ids(cleanup=False)
@@ -138,7 +144,7 @@ def _requeue_failed(conn: redis.Redis, name: str, sel: Selection, now: float) ->
     for job in _failed_jobs(conn, queue):
         if len(done) >= sel.limit:
             break
-        if sel.exception is not None and exception_class(job.exc_info) != sel.exception:
+        if sel.exception is not None and _exception(job) != sel.exception:
             skipped += 1
             continue
         registry.requeue(job)
