@@ -414,17 +414,20 @@ ensure_rabbitmq_package() {
     [[ -x "$RABBIT_BIN/rabbitmq-server" ]] || die "rabbitmq: $RABBIT_BIN/rabbitmq-server missing"
 }
 
-rabbit_env() { # the environment every rabbitmq command of ours runs with
-    env HOME="$DIR/rabbitmq" \
-        RABBITMQ_NODENAME=remediator@localhost \
-        RABBITMQ_CONFIG_FILE="$DIR/rabbitmq/rabbitmq.conf" \
-        RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbitmq/enabled_plugins" \
-        RABBITMQ_MNESIA_BASE="$DIR/rabbitmq/mnesia" \
-        RABBITMQ_LOG_BASE="$LOGS/rabbitmq" \
-        RABBITMQ_PID_FILE="$PIDS/rabbitmq.pid" \
-        RABBITMQ_DIST_PORT="$RABBIT_DIST_PORT" \
-        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
-        ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$RABBIT_EPMD_PORT" "$@"
+rabbit_env() { # the environment every rabbitmq process of ours runs with (for `env`)
+    RABBIT_ENV=(
+        HOME="$DIR/rabbitmq"
+        RABBITMQ_NODENAME=remediator@localhost
+        RABBITMQ_CONFIG_FILE="$DIR/rabbitmq/rabbitmq.conf"
+        RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbitmq/enabled_plugins"
+        RABBITMQ_MNESIA_BASE="$DIR/rabbitmq/mnesia"
+        RABBITMQ_LOG_BASE="$LOGS/rabbitmq"
+        RABBITMQ_PID_FILE="$PIDS/rabbitmq.pid"
+        RABBITMQ_DIST_PORT="$RABBIT_DIST_PORT"
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+        ERL_EPMD_ADDRESS=127.0.0.1
+        ERL_EPMD_PORT="$RABBIT_EPMD_PORT"
+    )
 }
 
 rabbit_answers() {
@@ -450,7 +453,8 @@ start_rabbitmq() {
         "management.tcp.port = $RABBIT_HTTP_PORT" \
         "default_user = $RABBIT_USER" \
         "default_pass = $RABBIT_PASSWORD" \
-        "default_user_tags.administrator = true" >"$DIR/rabbitmq/rabbitmq.conf"
+        "default_user_tags.administrator = true" \
+        "collect_statistics_interval = 500" >"$DIR/rabbitmq/rabbitmq.conf"
     echo '[rabbitmq_management,rabbitmq_shovel,rabbitmq_shovel_management].' \
         >"$DIR/rabbitmq/enabled_plugins"
     local pid
@@ -464,8 +468,10 @@ start_rabbitmq() {
         rm -f "$PIDS/rabbitmq.pid"
         log "rabbitmq: starting node remediator@localhost (AMQP 127.0.0.1:$RABBIT_AMQP_PORT," \
             "management 127.0.0.1:$RABBIT_HTTP_PORT, log $LOGS/rabbitmq.log)"
-        (cd "$DIR/rabbitmq" && rabbit_env setsid "$RABBIT_BIN/rabbitmq-server" </dev/null \
-            >>"$LOGS/rabbitmq.log" 2>&1 9>&- &)
+        rabbit_env
+        # The subshell execs, so no copy of this script (holding the lock on fd 9) lingers.
+        (cd "$DIR/rabbitmq" && exec env "${RABBIT_ENV[@]}" setsid "$RABBIT_BIN/rabbitmq-server") \
+            </dev/null >>"$LOGS/rabbitmq.log" 2>&1 9>&- &
     fi
     local deadline=$((SECONDS + 120))
     until rabbit_answers; do

@@ -244,7 +244,9 @@ def suspend_rq(conn: redis.Redis, primer_queue: str) -> None:
     from rq.suspension import suspend
 
     suspend(conn)
-    Queue(primer_queue, connection=conn).enqueue("tests.queues.jobs.record", f"{primer_queue}:done", "primer")
+    Queue(primer_queue, connection=conn).enqueue(
+        "tests.queues.jobs.record", f"{primer_queue}:done", "primer"
+    )
     wait_for(
         lambda: [w.get_state() for w in Worker.all(connection=conn)].count("suspended") >= 1,
         what="the worker to see the suspension",
