@@ -165,18 +165,23 @@ def queue_step_problems(step: Any, target: Any, containers: set[str]) -> list[st
     ``containers``: the container names of the registered docker_container targets."""
     if not isinstance(step, QueueStep) or not isinstance(target, QueueTargetBase):
         return []
+    kind = str(getattr(target, "type", ""))
     found: list[str] = []
     if step.queue not in target.queues:
         found.append(f"queue {step.queue!r} is not one of {target.name}'s queues")
     if step.action == "queue.purge" and not target.allow_purge:
         found.append(f"queue.purge needs allow_purge: true on {target.name}")
-    if isinstance(step, QueueRequeueFailed) and step.exception and target.type != "rq":
-        found.append(f"exception: {target.type} failed messages carry no exception class")
-    if target.type == "rabbitmq" and step.action == "queue.requeue_failed":
-        if step.queue not in getattr(target, "dead_letters", {}):
-            found.append(f"{target.name} names no dead-letter queue for {step.queue!r}")
-    uses_container = step.action == "queue.restart_workers" and target.type != "celery"
-    uses_container |= step.action == "queue.resume" and target.type == "rabbitmq"
+    if isinstance(step, QueueRequeueFailed) and step.exception and kind != "rq":
+        found.append(f"exception: {kind} failed messages carry no exception class")
+    dead_letters = getattr(target, "dead_letters", {})
+    if (
+        step.action == "queue.requeue_failed"
+        and kind == "rabbitmq"
+        and step.queue not in dead_letters
+    ):
+        found.append(f"{target.name} names no dead-letter queue for {step.queue!r}")
+    uses_container = step.action == "queue.restart_workers" and kind != "celery"
+    uses_container |= step.action == "queue.resume" and kind == "rabbitmq"
     if uses_container:
         container = getattr(target, "workers_container", None)
         if not container:

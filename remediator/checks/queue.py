@@ -52,7 +52,9 @@ class QueueCheck:
                 backend.stats(target, clients, now=time.time()), timeout=timeout
             )
         except TimeoutError:
-            return CheckResult(False, f"queues not read within {timeout}s", time.monotonic() - start)
+            return CheckResult(
+                False, f"queues not read within {timeout}s", time.monotonic() - start
+            )
         except Exception as exc:  # a check never raises
             urls = (getattr(target, "url", None), getattr(target, "broker_url", None))
             detail = f"queues not read: {redis_error(exc, *urls)}"

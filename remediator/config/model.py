@@ -105,7 +105,8 @@ class HealthConfig(_Section):
     service_interval: Duration = 60.0
     external_interval: Duration = 120.0
     queue_interval: Duration = Field(
-        default=60.0, description="How often the queues of `rq`, `celery` and `rabbitmq` targets are checked."
+        default=60.0,
+        description="How often the queues of `rq`, `celery` and `rabbitmq` targets are checked.",
     )
 
 
@@ -335,10 +336,9 @@ def _tagged(loc: tuple[int | str, ...]) -> list[int | str]:
 
 
 def _tags() -> frozenset[str]:
-    from remediator.config.steps import action_names
-
     from typing import get_args
 
+    from remediator.config.steps import action_names
     from remediator.config.targets import TargetType
 
     return frozenset([*action_names(), *get_args(TargetType)])

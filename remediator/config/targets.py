@@ -103,7 +103,9 @@ class RqTarget(QueueTargetBase):
     type: Literal["rq"] = Field(
         description="RQ queues on Redis (library `rq`): [playbooks.md](playbooks.md#queue-recovery)."
     )
-    url: str = Field(description="The Redis URL that holds the RQ queues (a password is never logged).")
+    url: str = Field(
+        description="The Redis URL that holds the RQ queues (a password is never logged)."
+    )
     workers_container: str | None = Field(
         default=None,
         description="The container the RQ workers run in, which must be a registered `docker_container` target: `queue.restart_workers` restarts it.",
@@ -119,7 +121,8 @@ class CeleryTarget(QueueTargetBase):
     )
     broker_url: str = Field(description="The app's Redis broker URL.")
     reply_timeout: Duration = Field(
-        default=2.0, description="How long control and inspect broadcasts wait for the workers' replies."
+        default=2.0,
+        description="How long control and inspect broadcasts wait for the workers' replies.",
     )
 
 
@@ -133,7 +136,8 @@ class RabbitmqTarget(QueueTargetBase):
         default=None, description="The environment variable holding the user's password."
     )
     password_file: str | None = Field(
-        default=None, description="A file holding the user's password (give this or `password_env`)."
+        default=None,
+        description="A file holding the user's password (give this or `password_env`).",
     )
     vhost: str = Field(default="/", description="The virtual host of the queues.")
     dead_letters: dict[QueueName, QueueName] = Field(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from remediator.actions import ActionContext, ActionResult, builtin_actions
 from remediator.checks import builtin_checks
 from remediator.checks.base import CheckResult
 from remediator.clients import Clients
 from remediator.config.steps import Step
 from remediator.config.targets import Target
-from pydantic import TypeAdapter
 
 STEP = TypeAdapter(Step)
 TARGET = TypeAdapter(Target)

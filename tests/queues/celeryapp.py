@@ -15,7 +15,7 @@ app.conf.worker_hijack_root_logger = False
 app.conf.broker_connection_retry_on_startup = True
 
 
-@app.task(name="tests.record")
+@app.task(name="tests.record")  # type: ignore[untyped-decorator]
 def record(key: str, value: str) -> str:
     conn = redis.Redis.from_url(os.environ["QUEUE_TEST_REDIS_URL"])
     try:

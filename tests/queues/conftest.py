@@ -201,7 +201,7 @@ def _rabbit_env() -> dict[str, str]:
         pytest.fail(f"rabbitmq: {', '.join(missing)} not set; run: bash tests/services.sh up")
     host = urlsplit(env["RABBITMQ_API_URL"]).hostname
     if host not in ("127.0.0.1", "::1", "localhost"):
-        pytest.fail(f"rabbitmq: RABBITMQ_API_URL is not on loopback (refusing)")
+        pytest.fail("rabbitmq: RABBITMQ_API_URL is not on loopback (refusing)")
     return env
 
 

@@ -33,7 +33,13 @@ def test_a_celery_worker_told_to_stop_consuming_a_queue_is_resumed(
         app.send_task("tests.record", args=(f"{qname}:done", str(i)), queue=qname)
     time.sleep(1.5)
     assert rconn.llen(f"{qname}:done") == 0 and rconn.llen(qname) == 8
-    tgt = target(type="celery", name="tasks", broker_url=queue_redis_url, queues=[qname], reply_timeout="1.5s")
+    tgt = target(
+        type="celery",
+        name="tasks",
+        broker_url=queue_redis_url,
+        queues=[qname],
+        reply_timeout="1.5s",
+    )
     before = check(tgt)
     metrics = Metrics()
     export_queues(metrics, "tasks", before)
@@ -63,7 +69,13 @@ def test_a_celery_purge_is_refused_without_allow_purge(
     app = Celery("test-client", broker=queue_redis_url, set_as_current=False)
     for i in range(4):
         app.send_task("tests.record", args=(f"{qname}:done", str(i)), queue=qname)
-    tgt = target(type="celery", name="tasks", broker_url=queue_redis_url, queues=[qname], reply_timeout="1.5s")
+    tgt = target(
+        type="celery",
+        name="tasks",
+        broker_url=queue_redis_url,
+        queues=[qname],
+        reply_timeout="1.5s",
+    )
 
     refused = act(tgt, "queue.purge", queue=qname)
 
@@ -82,7 +94,13 @@ def test_a_celery_pool_restart_is_broadcast_to_the_workers(
     app = Celery("test-client", broker=queue_redis_url, set_as_current=False)
     workers.celery(qname, qname)
     wait_for(lambda: consuming(app, qname) == 1, what="the worker")
-    tgt = target(type="celery", name="tasks", broker_url=queue_redis_url, queues=[qname], reply_timeout="1.5s")
+    tgt = target(
+        type="celery",
+        name="tasks",
+        broker_url=queue_redis_url,
+        queues=[qname],
+        reply_timeout="1.5s",
+    )
 
     result = act(tgt, "queue.restart_workers", queue=qname)
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from remediator.checks.queue import QueueCheckResult, export_queues
+from remediator.config.targets import Target
 from remediator.metrics import Metrics
 from tests.queues.actions import act, check, target
 from tests.queues.conftest import Rabbit, wait_for
 
 
-def rabbit_target(rabbit: Rabbit, tmp_path: Path, **extra: object) -> object:
+def rabbit_target(rabbit: Rabbit, tmp_path: Path, **extra: object) -> Target:
     secret = tmp_path / "rabbit-password"
     secret.write_text(rabbit.password + "\n", encoding="utf-8")
     return target(

@@ -11,6 +11,7 @@ from rq import Queue, Worker
 from rq.suspension import suspend
 
 from remediator.checks.queue import QueueCheckResult, export_queues
+from remediator.config.targets import Target
 from remediator.metrics import Metrics
 from tests.queues.actions import act, check, target
 from tests.queues.conftest import Workers, suspend_rq, wait_for
@@ -18,7 +19,7 @@ from tests.queues.conftest import Workers, suspend_rq, wait_for
 pytestmark = pytest.mark.redis
 
 
-def rq_target(url: str, *queues: str, **extra: object) -> object:
+def rq_target(url: str, *queues: str, **extra: object) -> Target:
     return target(type="rq", name="jobs", url=url, queues=list(queues), **extra)
 
 
@@ -139,7 +140,13 @@ def test_scheduled_rq_jobs_due_within_the_horizon_are_drained_to_the_queue(
     assert result.ok, result.detail
     assert result.data["count"] == 3 and set(result.data["ids"]) == {job.id for job in soon}
     wait_for(lambda: rconn.llen(f"{qname}:done") == 3, what="the drained jobs to run")
-    assert sorted(v.decode() for v in rconn.lrange(f"{qname}:done", 0, -1)) == ["s0", "s1", "s2"]
+    assert sorted(
+        str(v, "utf-8") if isinstance(v, bytes) else v for v in rconn.lrange(f"{qname}:done", 0, -1)
+    ) == [
+        "s0",
+        "s1",
+        "s2",
+    ]
     assert queue.scheduled_job_registry.count == 2
 
 

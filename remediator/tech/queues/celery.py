@@ -111,9 +111,7 @@ class CeleryBackend:
             )
             if not idle:
                 return QueueOutcome(0, f"every live worker already consumes {name}")
-            replies = app.control.add_consumer(
-                name, destination=idle, reply=True, timeout=timeout
-            )
+            replies = app.control.add_consumer(name, destination=idle, reply=True, timeout=timeout)
             told = sorted(w for reply in replies or [] for w, r in reply.items() if "ok" in r)
             detail = f"{len(told)} of {len(idle)} worker(s) consume {name} again"
             return QueueOutcome(len(told), detail, ids(told))

@@ -124,9 +124,13 @@ class RabbitmqBackend:
             if not target.allow_purge:
                 raise Refused(f"queue.purge refused: {target.name} does not set allow_purge: true")
             info = await self._queue(target, clients, name)
-            await self.request(target, clients, "DELETE", self._queue_path(target, name, "/contents"))
+            await self.request(
+                target, clients, "DELETE", self._queue_path(target, name, "/contents")
+            )
             count = int(info.get("messages_ready", 0))
-            return QueueOutcome(count, f"purged {name} ({count} ready message(s) by the statistics)")
+            return QueueOutcome(
+                count, f"purged {name} ({count} ready message(s) by the statistics)"
+            )
         if operation == "queue.requeue_failed":
             return await self._requeue(target, name, selection, clients)
         raise Refused(f"{operation} is not supported for rabbitmq targets")

@@ -96,7 +96,13 @@ class RqBackend:
         return await self._run(target, read)
 
     async def operate(
-        self, operation: str, target: RqTarget, selection: Selection, clients: Clients, *, now: float
+        self,
+        operation: str,
+        target: RqTarget,
+        selection: Selection,
+        clients: Clients,
+        *,
+        now: float,
     ) -> QueueOutcome:
         name = owned(target, selection.queue)
         if operation == "queue.restart_workers":
@@ -190,7 +196,5 @@ def _drain_delayed(conn: redis.Redis, name: str, sel: Selection, now: float) -> 
 def _purge(conn: redis.Redis, name: str, sel: Selection, now: float) -> QueueOutcome:
     queue = Queue(name, connection=conn)
     count = queue.count
-    queue.empty()
+    queue.empty()  # type: ignore[no-untyped-call]
     return QueueOutcome(count, f"purged {count} queued job(s) from {name}")
-
-
