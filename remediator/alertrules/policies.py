@@ -49,6 +49,12 @@ _TABLE: Final[dict[str, Policy]] = {
     "RemediatorAuditWriteFailures": Policy(0, "1m", "critical"),  # lost audit events, 15m
     "RemediatorStoreWriteFailures": Policy(0, "5m", "critical"),  # failed commits in 5m
     "RemediatorPaused": Policy(None, "1h", "warning"),  # kill switch on for longer than this
+    # Queues of rq, celery and rabbitmq targets (remediator_queue_*, issue 14).
+    "QueueBacklogGrowing": Policy(100, "10m", "warning"),  # queued jobs, and growing over 15m
+    "QueueFailedJobsRising": Policy(10, "5m", "warning"),  # more failed jobs in 15m
+    "QueueNoConsumers": Policy(None, "10m", "critical"),  # waiting jobs, no consumer
+    "QueuePaused": Policy(None, "15m", "warning"),
+    "QueueOldestJobTooOld": Policy(1800, "10m", "warning"),  # seconds the head job waited
 }
 DISK_FULL_HORIZON_HOURS: Final = 4  # HostDiskFillingUp: predicted to be full within this
 # node_exporter filesystems that are worth alerting on (no RAM-backed or image/overlay layers).
