@@ -607,7 +607,14 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
         ("Intake", intake),
         ("Notifications", notifications),
         ("Targets", targets),
+        ("Queues", _queue_panels()),
     ]
+
+
+def _queue_panels() -> list[PanelBuilder]:
+    from grafana.queues import queue_panels  # the row's own module (it imports this one)
+
+    return queue_panels()
 
 
 def overview() -> dash_m.Dashboard:

@@ -48,6 +48,10 @@ GAUGES = frozenset(
         "remediator_circuit_breaker_state",
         "remediator_paused",
         "remediator_outbox_pending",
+        "remediator_queue_jobs",
+        "remediator_queue_consumers",
+        "remediator_queue_oldest_job_age_seconds",
+        "remediator_queue_paused",
     }
 )
 HISTOGRAMS = frozenset(

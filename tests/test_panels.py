@@ -202,6 +202,14 @@ def remediator(
         "targets": [
             {"name": "web", "type": "docker_container", "container": web.name, **checked},
             {"name": "ghost", "type": "docker_container", "container": ghost, **checked},
+            # the Queues row: an rq target's queue checks (database 13, as tests/queues/)
+            {
+                "name": "jobs",
+                "type": "rq",
+                "url": require("redis").rsplit("/", 1)[0] + "/13",
+                "queues": ["panels"],
+                **checked,
+            },
         ],
         "circuit_breaker": {"failure_threshold": 1, "reset_timeout": "1h"},
         "playbooks": [
