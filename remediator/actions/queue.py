@@ -84,14 +84,14 @@ class QueueRestartWorkers(QueueStep):
     )
 
 
-def _selection(step: Any) -> Selection:
-    return Selection(
-        queue=step.queue,
-        limit=getattr(step, "max_jobs", 1000),
-        exception=getattr(step, "exception", None),
-        older_than=float(getattr(step, "older_than", 0.0)),
-        horizon=float(getattr(step, "horizon", 0.0)),
-    )
+def _selection(step: QueueStep) -> Selection:
+    if isinstance(step, QueueRequeueFailed):
+        return Selection(queue=step.queue, limit=step.max_jobs, exception=step.exception)
+    if isinstance(step, QueueCleanFailed):
+        return Selection(queue=step.queue, limit=step.max_jobs, older_than=step.older_than)
+    if isinstance(step, QueueDrainDelayed):
+        return Selection(queue=step.queue, limit=step.max_jobs, horizon=step.horizon)
+    return Selection(queue=step.queue)
 
 
 class _QueueAction(GuardedAction):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from remediator.clients import Clients
+from remediator.config.targets import RabbitmqTarget, RqTarget
 
 MAX_REPORTED_IDS = 20
 # The job states a backend may count (remediator_queue_jobs{state}); "deferred" only for RQ.
@@ -93,7 +94,9 @@ def ids(values: list[str]) -> tuple[str, ...]:
     return tuple(values[:MAX_REPORTED_IDS])
 
 
-async def restart_container(target: Any, clients: Clients, *, start: bool = False) -> QueueOutcome:
+async def restart_container(
+    target: RqTarget | RabbitmqTarget, clients: Clients, *, start: bool = False
+) -> QueueOutcome:
     """Restart (``start``: start, if stopped) the container the target's consumers run in, on
     its engine; refused when the target names none."""
     import asyncio
