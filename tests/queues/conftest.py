@@ -64,14 +64,20 @@ def _env(queue_redis_url: str) -> dict[str, str]:
     return env
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    if proc.poll() is None:
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a warm shutdown), a second one a second later (cold: RQ and Celery stop at once
+    on it), SIGKILL if it still runs; always by the Popen's PID."""
+    for wait in (1.0, 10.0):
+        if proc.poll() is not None:
+            return
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout)
+            proc.wait(wait)
+            return
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            continue
+    proc.kill()
+    proc.wait(5)
 
 
 @dataclass
@@ -132,6 +138,9 @@ class Workers:
 def workers(queue_redis_url: str, tmp_path: Path) -> Iterator[Workers]:
     found = Workers(queue_redis_url, tmp_path, [], [])
     yield found
+    conn = redis.Redis.from_url(queue_redis_url)
+    conn.delete("rq:suspended")  # a suspended RQ worker ignores SIGTERM until resumed
+    conn.close()
     for proc in found.procs:
         _stop(proc)
     for log in found.logs:
