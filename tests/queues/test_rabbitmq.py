@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from remediator.checks.queue import QueueCheckResult, export_queues
 from remediator.config.targets import Target
 from remediator.metrics import Metrics
 from tests.queues.actions import act, check, target
 from tests.queues.conftest import Rabbit, wait_for
+from tests.realservices import load_services_env
 
 
 def rabbit_target(rabbit: Rabbit, tmp_path: Path, **extra: object) -> Target:
@@ -105,3 +108,25 @@ def test_the_rabbitmq_health_metrics_match_the_real_counts(rabbit: Rabbit, tmp_p
     assert value("remediator_queue_consumers", labels) == 0
     assert value("remediator_queue_paused", labels) == 1
     assert len(rabbit.take("orders", 100)) == 9 and len(rabbit.take("orders.dlq", 100)) == 3
+
+
+def _listeners(port: int) -> set[str]:
+    """The local addresses (hex, as /proc/net/tcp{,6} write them) listening on ``port``."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text(encoding="ascii").splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if int(hex_port, 16) == port and fields[3] == "0A":  # LISTEN
+                found.add(address)
+    return found
+
+
+def test_the_test_rabbitmq_listens_on_loopback_only(rabbit_session: tuple[str, str, str]) -> None:
+    env = {**load_services_env(), **os.environ}
+    loopback = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
+    for url in (env["RABBITMQ_API_URL"], env["RABBITMQ_AMQP_URL"]):
+        port = urlsplit(url).port
+        assert port is not None
+        listening = _listeners(port)
+        assert listening and listening <= loopback, (url, listening)

@@ -12,8 +12,8 @@ not supported. Celery is synchronous: each call runs in a thread with an app of 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
 from celery import Celery
