@@ -702,6 +702,7 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
         ("Notifications", notifications),
         ("Targets", targets),
         ("Self-monitoring", monitoring),
+        ("Queues", _queue_panels()),
     ]
 
 
@@ -777,6 +778,12 @@ def annotation_queries() -> list[tuple[str, str]]:
         for query in (build().annotations.list_val or [])
         if isinstance(query, PrometheusAnnotation)
     ]
+
+
+def _queue_panels() -> list[PanelBuilder]:
+    from grafana.queues import queue_panels  # the row's own module (it imports this one)
+
+    return queue_panels()
 
 
 def overview() -> dash_m.Dashboard:
@@ -953,4 +960,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Run as a script: the repository root on the path, so the rows kept in modules beside this
+    # one (``grafana.queues``) import as they do in the tests.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.exit(main())

@@ -142,6 +142,31 @@ class Metrics:
             ["target"],
             registry=r,
         )
+        # Queues of rq, celery and rabbitmq targets (issue 14), set by their health checks.
+        self.queue_jobs = Gauge(
+            "remediator_queue_jobs",
+            "Jobs in a queue by state (queued, started, failed, scheduled, deferred), as last checked.",
+            ["target", "queue", "state"],
+            registry=r,
+        )
+        self.queue_consumers = Gauge(
+            "remediator_queue_consumers",
+            "Workers or consumers serving a queue, as last checked.",
+            ["target", "queue"],
+            registry=r,
+        )
+        self.queue_oldest_job_age = Gauge(
+            "remediator_queue_oldest_job_age_seconds",
+            "Age of the oldest queued job, as last checked (0 when the queue is empty).",
+            ["target", "queue"],
+            registry=r,
+        )
+        self.queue_paused = Gauge(
+            "remediator_queue_paused",
+            "1 when a queue is paused (rq suspended, no Celery worker consuming it, no RabbitMQ consumer), else 0.",
+            ["target", "queue"],
+            registry=r,
+        )
         self.target_check_duration = Histogram(
             "remediator_target_check_duration_seconds",
             "Duration of target health checks.",

@@ -32,6 +32,12 @@ PG_DB=remediator
 TEST_IMAGE=remediator-test-busybox:latest
 TEST_LABEL=remediator.test=1
 APT_PACKAGES=(docker.io redis-server postgresql prometheus prometheus-alertmanager busybox-static)
+RABBIT_AMQP_PORT=15673
+RABBIT_HTTP_PORT=15674
+RABBIT_DIST_PORT=15675
+RABBIT_EPMD_PORT=15676
+RABBIT_USER=remediator
+RABBIT_PASSWORD=remediator
 
 log() { printf 'services.sh: %s\n' "$*" >&2; }
 die() {
@@ -511,6 +517,114 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------------
+# rabbitmq (queue recovery tests): its own epmd, node, data dir and ports, all on 127.0.0.1
+# ---------------------------------------------------------------------------------------------
+
+RABBIT_BIN=/usr/lib/rabbitmq/bin
+
+ensure_rabbitmq_package() {
+    [[ -x "$RABBIT_BIN/rabbitmq-server" ]] && return 0
+    log "rabbitmq: installing rabbitmq-server with apt (its init script is kept from starting)"
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\n# temporary, created by remediator tests/services.sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        created_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rabbitmq-server; then
+        if ((created_policy)); then rm -f "$policy"; fi
+        die "rabbitmq: apt install failed"
+    fi
+    if ((created_policy)); then rm -f "$policy"; fi
+    [[ -x "$RABBIT_BIN/rabbitmq-server" ]] || die "rabbitmq: $RABBIT_BIN/rabbitmq-server missing"
+}
+
+rabbit_env() { # the environment every rabbitmq process of ours runs with (for `env`)
+    RABBIT_ENV=(
+        HOME="$DIR/rabbitmq"
+        RABBITMQ_NODENAME=remediator@localhost
+        RABBITMQ_CONFIG_FILE="$DIR/rabbitmq/rabbitmq.conf"
+        RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbitmq/enabled_plugins"
+        RABBITMQ_MNESIA_BASE="$DIR/rabbitmq/mnesia"
+        RABBITMQ_LOG_BASE="$LOGS/rabbitmq"
+        RABBITMQ_PID_FILE="$PIDS/rabbitmq.pid"
+        RABBITMQ_DIST_PORT="$RABBIT_DIST_PORT"
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+        ERL_EPMD_ADDRESS=127.0.0.1
+        ERL_EPMD_PORT="$RABBIT_EPMD_PORT"
+    )
+}
+
+rabbit_answers() {
+    timeout 10 curl -fsS -u "$RABBIT_USER:$RABBIT_PASSWORD" \
+        "http://127.0.0.1:$RABBIT_HTTP_PORT/api/overview" >/dev/null 2>&1
+}
+
+start_rabbitmq() {
+    ensure_rabbitmq_package
+    if rabbit_answers; then
+        log "rabbitmq: already answering on 127.0.0.1:$RABBIT_HTTP_PORT"
+        return 0
+    fi
+    mkdir -p "$DIR/rabbitmq" "$LOGS/rabbitmq"
+    chmod 0700 "$DIR/rabbitmq"
+    if [[ ! -s "$DIR/rabbitmq/.erlang.cookie" ]]; then
+        (umask 077 && head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$DIR/rabbitmq/.erlang.cookie")
+    fi
+    chmod 0400 "$DIR/rabbitmq/.erlang.cookie"
+    printf '%s\n' \
+        "listeners.tcp.local = 127.0.0.1:$RABBIT_AMQP_PORT" \
+        "management.tcp.ip = 127.0.0.1" \
+        "management.tcp.port = $RABBIT_HTTP_PORT" \
+        "default_user = $RABBIT_USER" \
+        "default_pass = $RABBIT_PASSWORD" \
+        "default_user_tags.administrator = true" \
+        "collect_statistics_interval = 500" >"$DIR/rabbitmq/rabbitmq.conf"
+    echo '[rabbitmq_management,rabbitmq_shovel,rabbitmq_shovel_management].' \
+        >"$DIR/rabbitmq/enabled_plugins"
+    local pid
+    if ! recorded_alive epmd epmd; then
+        log "rabbitmq: starting epmd on 127.0.0.1:$RABBIT_EPMD_PORT"
+        setsid epmd -address 127.0.0.1 -port "$RABBIT_EPMD_PORT" </dev/null \
+            >>"$LOGS/epmd.log" 2>&1 9>&- &
+        echo $! >"$PIDS/epmd.pid"
+    fi
+    if ! recorded_alive rabbitmq beam.smp; then
+        rm -f "$PIDS/rabbitmq.pid"
+        log "rabbitmq: starting node remediator@localhost (AMQP 127.0.0.1:$RABBIT_AMQP_PORT," \
+            "management 127.0.0.1:$RABBIT_HTTP_PORT, log $LOGS/rabbitmq.log)"
+        rabbit_env
+        # The subshell execs, so no copy of this script (holding the lock on fd 9) lingers.
+        (cd "$DIR/rabbitmq" && exec env "${RABBIT_ENV[@]}" setsid "$RABBIT_BIN/rabbitmq-server") \
+            </dev/null >>"$LOGS/rabbitmq.log" 2>&1 9>&- &
+    fi
+    local deadline=$((SECONDS + 120))
+    until rabbit_answers; do
+        if ((SECONDS >= deadline)); then
+            log_tail "$LOGS/rabbitmq.log"
+            die "rabbitmq: management API not answering on 127.0.0.1:$RABBIT_HTTP_PORT after 120s"
+        fi
+        sleep 0.5
+    done
+    pid=$(read_pid rabbitmq || echo '?')
+    log "rabbitmq: up (pid $pid)"
+}
+
+stop_rabbitmq() {
+    if recorded_alive rabbitmq beam.smp; then
+        stop_pid rabbitmq "$(read_pid rabbitmq)" beam.smp TERM 60
+    else
+        log "rabbitmq: not running (nothing recorded)"
+    fi
+    rm -f "$PIDS/rabbitmq.pid"
+    if recorded_alive epmd epmd; then
+        stop_pid epmd "$(read_pid epmd)" epmd TERM 10
+    fi
+    rm -f "$PIDS/epmd.pid"
+}
+
+# ---------------------------------------------------------------------------------------------
 # env file
 # ---------------------------------------------------------------------------------------------
 
@@ -527,6 +641,10 @@ ALERTMANAGER_BIN=$(command -v prometheus-alertmanager)
 AMTOOL_BIN=$(command -v amtool)
 REDIS_SERVER_BIN=$(command -v redis-server)
 BUSYBOX_BIN=$(static_busybox)
+RABBITMQ_API_URL=http://127.0.0.1:$RABBIT_HTTP_PORT
+RABBITMQ_AMQP_URL=amqp://$RABBIT_USER:$RABBIT_PASSWORD@127.0.0.1:$RABBIT_AMQP_PORT/
+RABBITMQ_USER=$RABBIT_USER
+RABBITMQ_PASSWORD=$RABBIT_PASSWORD
 EOF
     sshd_env >>"$tmp"
     if [[ -f "$DIR/env" ]] && cmp -s "$tmp" "$DIR/env"; then
@@ -566,6 +684,7 @@ cmd_up() {
     start_docker
     start_redis
     start_postgres
+    start_rabbitmq
     start_sshd
     ensure_test_image
     write_env
@@ -626,6 +745,7 @@ cmd_down() {
         log "postgres: not running (nothing recorded)"
     fi
     rm -f "$PIDS/postgres.pid"
+    stop_rabbitmq
     stop_sshd
     log "down: done (data kept in $DIR; delete it for a clean slate)"
 }
@@ -660,6 +780,12 @@ cmd_status() {
         echo "sshd: up (pid $(read_pid sshd || echo '?'), 127.0.0.1:$SSHD_PORT)"
     else
         echo "sshd: down"
+        rc=1
+    fi
+    if rabbit_answers; then
+        echo "rabbitmq: up (pid $(read_pid rabbitmq || echo '?'), 127.0.0.1:$RABBIT_HTTP_PORT)"
+    else
+        echo "rabbitmq: down"
         rc=1
     fi
     return "$rc"

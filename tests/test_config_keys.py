@@ -256,12 +256,13 @@ def test_every_key_of_the_reference_is_read_by_the_code(package_reads: list[Read
 # --- removed keys -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("path", "why"), [("health.queue_interval", "no target type uses it")], ids=lambda v: v
-)
 def test_check_config_names_a_removed_key_and_why(
-    path: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No key is removed today (health.queue_interval came back with the queue targets): the
+    # mechanism is shown with one registered for the test.
+    path, why = "health.retired_interval", "no target type uses it"
+    monkeypatch.setitem(REMOVED, path, why)
     section, key = path.split(".")
     config = tmp_path / "remediator.yml"
     config.write_text(f"{section}:\n  {key}: 1m\n", encoding="utf-8")

@@ -53,6 +53,10 @@ GAUGES = frozenset(
         "remediator_outbox_pending",
         "remediator_config_last_reload_successful",
         "remediator_store_size_bytes",
+        "remediator_queue_jobs",
+        "remediator_queue_consumers",
+        "remediator_queue_oldest_job_age_seconds",
+        "remediator_queue_paused",
     }
 )
 HISTOGRAMS = frozenset(

@@ -139,7 +139,7 @@ def test_seed_values_are_stated() -> None:
     healing = table_rows(section("`self_healing`"))
     assert [healing[k][2] for k in healing] == ["`85`", "`90`", "`80`", "`5s`", "`5`", "`30s`"]
     health = table_rows(section("`health`"))
-    assert [health[k][2] for k in list(health)[1:]] == ["`30s`", "`60s`", "`2m`"]
+    assert [health[k][2] for k in list(health)[1:]] == ["`30s`", "`60s`", "`2m`", "`60s`"]
 
 
 def test_every_target_type_and_action_is_documented() -> None:

@@ -41,7 +41,11 @@ TERMINAL: Final = frozenset({"recovery:succeeded", "recovery:failed", "recovery:
 
 # Panel title -> why it shows nothing after the scenario below. Keep it empty unless a panel
 # cannot have data in a healthy run; the test fails when a listed panel returns data.
-EXPECTED_EMPTY: Final[dict[str, str]] = {}
+EXPECTED_EMPTY: Final[dict[str, str]] = {
+    # No playbook of this scenario asks for approval; tests/test_approvals.py reads the metrics.
+    "Approvals by outcome": "no approval is requested in this scenario",
+    "Approval wait (p90)": "no approval is requested in this scenario",
+}
 
 
 class Generator(Protocol):
@@ -203,6 +207,14 @@ def remediator(
         "targets": [
             {"name": "web", "type": "docker_container", "container": web.name, **checked},
             {"name": "ghost", "type": "docker_container", "container": ghost, **checked},
+            # the Queues row: an rq target's queue checks (database 13, as tests/queues/)
+            {
+                "name": "jobs",
+                "type": "rq",
+                "url": require("redis").rsplit("/", 1)[0] + "/13",
+                "queues": ["panels"],
+                **checked,
+            },
         ],
         "circuit_breaker": {"failure_threshold": 1, "reset_timeout": "1h"},
         "playbooks": [

@@ -15,6 +15,7 @@ from remediator.actions import (
     http,
     postgres,
     process,
+    queue,
     redis,
     ssh,
     systemd,
@@ -23,7 +24,18 @@ from remediator.actions.base import Action, ActionContext, ActionResult, Builtin
 
 BUILTIN_ACTIONS: tuple[BuiltinAction, ...] = tuple(
     action
-    for family in (docker, docker_scale, redis, postgres, http, process, systemd, ssh, ansible)
+    for family in (
+        docker,
+        docker_scale,
+        redis,
+        postgres,
+        http,
+        process,
+        queue,
+        systemd,
+        ssh,
+        ansible,
+    )
     for action in family.ACTIONS
 )
 

@@ -11,6 +11,7 @@ repository's ``rules/*.rules.yml`` from the defaults.
 - :mod:`.thresholds`: the host, container and service alerts (the ``self_healing`` thresholds).
 - :mod:`.own`: the alerts on remediator itself and the recording rules.
 - :mod:`.mixin`: the job selector, runbook URL pattern, extra labels and thresholds.
+- :mod:`.queues`: the alerts on the queues of ``rq``, ``celery`` and ``rabbitmq`` targets.
 - :mod:`.files`: the rule files, rendered, written or checked.
 """
 

@@ -17,6 +17,7 @@ import yaml
 from remediator.alertrules.mixin import Mixin
 from remediator.alertrules.own import recording_rules, remediator_rules
 from remediator.alertrules.policies import policies
+from remediator.alertrules.queues import queue_rules
 from remediator.alertrules.rulebook import RuleBook
 from remediator.alertrules.thresholds import container_rules, host_rules, service_rules
 from remediator.config.model import SelfHealingConfig
@@ -32,6 +33,7 @@ FILES: Final[Mapping[str, tuple[str, RuleBuilder, bool]]] = {
     "container.rules.yml": ("container", container_rules, True),
     "service.rules.yml": ("service", service_rules, True),
     "remediator.rules.yml": ("remediator", remediator_rules, False),
+    "queue.rules.yml": ("queue", queue_rules, False),
     "recording.rules.yml": ("remediator-recording", recording_rules, False),
 }
 _UNITS: Final = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))

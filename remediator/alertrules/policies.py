@@ -55,6 +55,12 @@ _TABLE: Final[dict[str, Policy]] = {
     "RemediatorReconcileFailing": Policy(0.5, "15m", "warning"),  # failed / all rounds, 15m
     "RemediatorPaused": Policy(None, "1h", "warning"),  # kill switch on for longer than this
     "RemediatorStoreGrowing": Policy(1, "30m", "warning"),  # GiB a day, the last 6h's trend
+    # Queues of rq, celery and rabbitmq targets (remediator_queue_*, issue 14).
+    "QueueBacklogGrowing": Policy(100, "10m", "warning"),  # queued jobs, and growing over 15m
+    "QueueFailedJobsRising": Policy(10, "5m", "warning"),  # more failed jobs in 15m
+    "QueueNoConsumers": Policy(None, "10m", "critical"),  # waiting jobs, no consumer
+    "QueuePaused": Policy(None, "15m", "warning"),
+    "QueueOldestJobTooOld": Policy(1800, "10m", "warning"),  # seconds the head job waited
 }
 DISK_FULL_HORIZON_HOURS: Final = 4  # HostDiskFillingUp: predicted to be full within this
 # node_exporter filesystems that are worth alerting on (no RAM-backed or image/overlay layers).

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from remediator.checks import docker, http, postgres, process, redis, ssh
+from remediator.checks import docker, http, postgres, process, queue, redis, ssh
 from remediator.checks.base import CheckResult, HealthCheck
 
 
 def builtin_checks() -> dict[str, HealthCheck]:
     """The health check for each target type."""
     registry: dict[str, HealthCheck] = {}
-    for family in (docker, redis, postgres, http, process, ssh):
+    for family in (docker, redis, postgres, http, process, queue, ssh):
         for check in family.CHECKS:
             registry[check.target_type] = check
     return registry

@@ -124,6 +124,10 @@ class HealthConfig(_Section):
     system_interval: Duration = 30.0
     service_interval: Duration = 60.0
     external_interval: Duration = 120.0
+    queue_interval: Duration = Field(
+        default=60.0,
+        description="How often the queues of `rq`, `celery` and `rabbitmq` targets are checked.",
+    )
 
 
 # Keys that were removed: check-config names each with the reason instead of "extra inputs".
@@ -321,6 +325,7 @@ class Config(_Section):
             if "{{" not in book.target and book.target not in names:
                 problems.append(f"playbooks[{i}].target: unknown target {book.target!r}")
             problems += _selector_problems(self, f"playbooks[{i}]", book.target, book.targets)
+            problems.extend(_queue_problems(i, book, self.targets))
             window = book.max_per_window.window if book.max_per_window else 0.0
             if max(book.cooldown, window) > self.retention.remediations:
                 problems.append(
@@ -477,3 +482,9 @@ RESTART_ONLY = (
     "audit",
     "retention",
 )
+
+
+def _queue_problems(index: int, book: PlaybookSpec, targets: list[Target]) -> list[str]:
+    from remediator.actions.queue import playbook_problems  # the family checks its own steps
+
+    return playbook_problems(index, book.target, book.steps, targets)

@@ -16,7 +16,7 @@ from remediator.config.steps import action_names
 from remediator.config.targets import Target
 
 # Keys that were removed, and why: naming one is an error that says so.
-REMOVED = {"health.queue_interval": "no target type uses it"}
+REMOVED: dict[str, str] = {}
 
 
 def _tagged(loc: tuple[int | str, ...]) -> list[int | str]:

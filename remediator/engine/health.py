@@ -29,10 +29,11 @@ from typing import Any
 from remediator.audit import events as ev
 from remediator.audit.events import Event, EventBus
 from remediator.checks.base import CheckResult, HealthCheck
+from remediator.checks.queue import export_queues
 from remediator.clients import Clients
 from remediator.clock import Clock
 from remediator.config.model import Config
-from remediator.config.targets import Target
+from remediator.config.targets import QUEUE_TARGET_TYPES, Target
 from remediator.engine.guards import STATE_VALUE, CircuitBreakers, Transition
 from remediator.engine.periodic import Periodic
 from remediator.engine.runner import resolve_failover
@@ -99,6 +100,8 @@ class HealthMonitor:
             return health.external_interval
         if target.type in ("process", "ssh_host"):
             return health.system_interval
+        if target.type in QUEUE_TARGET_TYPES:
+            return health.queue_interval
         return health.service_interval
 
     async def leading(self) -> bool:
@@ -164,6 +167,7 @@ class HealthMonitor:
         duration = time.monotonic() - started
         self.metrics.target_up.labels(target.name).set(1 if result.healthy else 0)
         self.metrics.target_check_duration.labels(target.name).observe(duration)
+        export_queues(self.metrics, target.name, result)
         self._status[target.name] = result
         if not await self.leading():
             return result
