@@ -38,6 +38,25 @@ def playbooks(tmp_path: Path, out: Path) -> Path:
     return books
 
 
+def greet_book(name: str = "greet", alertname: str = "HostNeedsGreeting") -> dict[str, Any]:
+    """A playbook running greet.yml on vm1 once, ``who`` a checked label."""
+    return {
+        "name": name,
+        "match": [f'alertname="{alertname}"'],
+        "target": "vm1",
+        "steps": [
+            {
+                "action": "ansible.playbook",
+                "playbook": "greet.yml",
+                "labels": {"who": "^[a-z]{1,20}$"},
+                "timeout": "120s",
+            }
+        ],
+        "cooldown": "0s",
+        "retry": {"max_attempts": 1},
+    }
+
+
 def test_a_playbook_must_be_listed_and_needs_an_absolute_directory(sshd: Sshd) -> None:
     with pytest.raises(ValidationError, match="playbooks need playbook_dir"):
         host_target(sshd, playbooks=["greet.yml"], playbook_dir="relative")
@@ -76,21 +95,7 @@ def test_a_playbook_changes_a_file_and_streams_its_task_events_into_the_audit_ch
         playbook_dir=str(playbooks(tmp_path, out)),
         ansible_python="/usr/bin/python3",
     )
-    book = {
-        "name": "greet",
-        "match": ['alertname="HostNeedsGreeting"'],
-        "target": "vm1",
-        "steps": [
-            {
-                "action": "ansible.playbook",
-                "playbook": "greet.yml",
-                "labels": {"who": "^[a-z]{1,20}$"},
-                "timeout": "120s",
-            }
-        ],
-        "cooldown": "0s",
-        "retry": {"max_attempts": 1},
-    }
+    book = greet_book()
 
     async def body(h: EngineHarness) -> None:
         await h.send(alert("g1", alertname="HostNeedsGreeting", who="operators"))
