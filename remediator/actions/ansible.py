@@ -11,6 +11,9 @@ only from the alert labels the step lists in ``labels``, each checked against it
 Each task's result (``runner_on_ok``/``changed``/``failed``/``unreachable``/``skipped``)
 becomes an entry of the step's result (task, host, status), at most :data:`MAX_TASK_EVENTS`,
 so the playbook's task events are in the step's ``recovery:action`` event of the audit chain.
+While the playbook runs, each of them is also reported as it happens (task, host, status,
+changed) through the context's ``progress`` (handed from ansible-runner's thread to the event
+loop): the runner records it as its own ``recovery:progress`` event.
 A failed or unreachable host, or the step's timeout, fails the step.
 """
 
@@ -20,6 +23,8 @@ import asyncio
 import os
 import sys
 import tempfile
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,9 +94,15 @@ def _known_host(target: SshHostTarget) -> str:
 
 
 def _run(
-    target: SshHostTarget, *, playbook: Path, extravars: dict[str, str], timeout: float
+    target: SshHostTarget,
+    *,
+    playbook: Path,
+    extravars: dict[str, str],
+    timeout: float,
+    on_task: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Run the playbook in a private directory (removed afterwards): (status, task events)."""
+    """Run the playbook in a private directory (removed afterwards): (status, task events).
+    ``on_task`` gets each task event as it happens (on ansible-runner's thread)."""
     import ansible_runner
 
     events: list[dict[str, Any]] = []
@@ -103,13 +114,14 @@ def _run(
         if status == "ok" and data.get("res", {}).get("changed"):
             status = "changed"
         if status is not None and len(events) < MAX_TASK_EVENTS:
-            events.append(
-                {
-                    "task": str(data.get("task", ""))[:200],
-                    "host": str(data.get("host", ""))[:200],
-                    "status": status,
-                }
-            )
+            entry = {
+                "task": str(data.get("task", ""))[:200],
+                "host": str(data.get("host", ""))[:200],
+                "status": status,
+            }
+            events.append(entry)
+            if on_task is not None:
+                on_task({**entry, "changed": bool(data.get("res", {}).get("changed"))})
         return False  # keep nothing on disk beyond what the run needs
 
     with tempfile.TemporaryDirectory(prefix="remediator-ansible-") as private:
@@ -168,6 +180,21 @@ def _run(
         return str(done.status), events
 
 
+def _from_thread(ctx: ActionContext) -> Callable[[dict[str, Any]], None] | None:
+    """The context's ``progress`` as ansible-runner's thread may call it: each task event is
+    handed to the event loop, in order (dropped once the loop is closed)."""
+    progress = ctx.progress
+    if progress is None:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def report(item: dict[str, Any]) -> None:
+        with suppress(RuntimeError):  # the loop closed: nobody is listening any more
+            loop.call_soon_threadsafe(progress, item)
+
+    return report
+
+
 class AnsiblePlaybookAction(HostAction):
     name = "ansible.playbook"
     step_type = AnsiblePlaybook
@@ -186,7 +213,12 @@ class AnsiblePlaybookAction(HostAction):
         path = playbook_path(target, step.playbook)
         extravars = check_label_values(step.labels, ctx.labels, step.labels)
         status, events = await asyncio.to_thread(
-            _run, target, playbook=path, extravars=extravars, timeout=step.timeout - 1
+            _run,
+            target,
+            playbook=path,
+            extravars=extravars,
+            timeout=step.timeout - 1,
+            on_task=_from_thread(ctx),
         )
         changed = sum(1 for e in events if e["status"] == "changed")
         bad = [e for e in events if e["status"] in ("failed", "unreachable")]

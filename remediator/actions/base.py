@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar, Protocol
 
@@ -18,6 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from remediator.clients import Clients
 from remediator.config.durations import Duration
 from remediator.config.targets import Target
+
+# What an action reports while it runs (one item, e.g. a playbook task's result), called on the
+# event loop: an action working in a thread hands each item over with
+# ``loop.call_soon_threadsafe`` (remediator/actions/ansible.py).
+Progress = Callable[[Mapping[str, Any]], None]
 
 Signal = Annotated[str, Field(pattern=r"^(SIG)?[A-Z0-9]{2,8}$")]
 
@@ -53,6 +58,9 @@ class ActionContext:
     # configuration's regex before use (remediator/config/commands.py).
     labels: Mapping[str, str] = field(default_factory=dict)
     now: float | None = None  # the engine clock's time (None: the wall clock)
+    # Where a real run reports its progress (None: nobody listens; never set in a dry run);
+    # the runner records each item as a ``recovery:progress`` event (remediator/engine/progress.py).
+    progress: Progress | None = None
 
 
 class Action(Protocol):

@@ -54,6 +54,7 @@ APPROVAL_DENIED = "recovery:denied"
 APPROVAL_EXPIRED = "recovery:approval_expired"
 APPROVAL_CANCELLED = "recovery:approval_cancelled"
 RECOVERY_QUARANTINED = "recovery:quarantined"
+RECOVERY_PROGRESS = "recovery:progress"
 RECOVERY_PAUSED = "recovery:paused"
 RECOVERY_RESUMED = "recovery:resumed"
 NOTIFICATION_SENT = "notification:sent"
@@ -84,6 +85,7 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     APPROVAL_EXPIRED: ("an approval's `ttl` passed undecided: nothing runs (`on_expiry: escalate` adds a `recovery:escalated`)", "`expired`; `details.waited`, `details.on_expiry`"),
     APPROVAL_CANCELLED: ("the alert resolved while its approval was open: nothing runs", "`cancelled`; `details.waited`"),
     RECOVERY_TRIGGERED: ("a manual run (`POST /trigger`) was admitted", "`started` or `dry_run`; `actor`: the caller, `details.bypassed`"),
+    RECOVERY_PROGRESS: ("a running step reported progress (not in a dry run): each task result of an `ansible.playbook`, recorded as it happens, before the step's `recovery:action`; at most 200 per step", "the task's status (`ok`, `changed`, `failed`, `unreachable`, `skipped`); `action`, `message`, `details.task`, `details.host`, `details.status`, `details.changed`"),
     RECOVERY_ACTION: ("one step ran (once per step per attempt)", "`success`, `failure`, `dry_run`, or `already_done` (a taken-over remediation found the step already taken); `action`, `duration`, `message` (the detail), `details.data`"),
     RECOVERY_VERIFIED: ("a `verify.health` or `verify.prometheus` step passed (not in a dry run), after its `recovery:action`", "`verified`; `action`, `message`: what held"),
     RECOVERY_QUARANTINED: ("a `quarantine` step quarantined the target", "`success`"),

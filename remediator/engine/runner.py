@@ -3,7 +3,8 @@
 A step is an action from the registry, a verification (``verify.health``,
 ``verify.prometheus``), ``quarantine``, ``escalate`` or a plugin. The first failed step fails
 the attempt; a failed verification counts as a failed remediation. Every step becomes one
-``recovery:action`` event.
+``recovery:action`` event; what a real step reports while it runs is recorded before it, as
+``recovery:progress`` events (remediator/engine/progress.py).
 
 Following an HTTP target's failover: which of its endpoints is active.
 
@@ -36,6 +37,7 @@ from remediator.config import steps as st
 from remediator.config.promql import compile_query
 from remediator.config.targets import HttpTarget, Target
 from remediator.engine.intents import ALREADY_DONE, Intents
+from remediator.engine.progress import ProgressLog
 from remediator.errors import StoreUnavailable
 from remediator.metrics import Metrics
 from remediator.redaction import redact, redact_text
@@ -203,6 +205,31 @@ class StepRunner:
                 target = await resolve_failover(self.store, target)
             except StoreUnavailable:  # never act on an endpoint that may not be the active one
                 return ActionResult(False, "store unavailable: the active endpoint is unknown")
+        # A real step's progress becomes recovery:progress events as it comes (engine/progress.py).
+        progress = None if ctx.dry_run else self._progress(step, ctx)
+        try:
+            return await self._call(
+                action, step=step, ctx=ctx, target=target, name=name, index=index, progress=progress
+            )
+        finally:
+            if progress is not None:
+                await progress.close()
+
+    def _progress(self, step: st.Step, ctx: StepContext) -> ProgressLog:
+        base = evolve(ctx.base, target=ctx.target.name, playbook=ctx.playbook, action=step.action)
+        return ProgressLog(store=self.store, clock=self.clock, base=base)
+
+    async def _call(
+        self,
+        action: Action,
+        *,
+        step: st.Step,
+        ctx: StepContext,
+        target: Target,
+        name: str,
+        index: int,
+        progress: ProgressLog | None,
+    ) -> ActionResult:
         # A dry run touches nothing: it takes none of the max_concurrent_actions slots.
         async with self.slots if not ctx.dry_run else contextlib.nullcontext():
             call = ActionContext(
@@ -212,6 +239,7 @@ class StepRunner:
                 dry_run=ctx.dry_run,
                 labels=ctx.labels,
                 now=self.clock.now(),
+                progress=None if progress is None else progress.report,
             )
             if ctx.remediation and not ctx.dry_run and step.action in st.STATE_CHANGING:
                 refused = await self.intents.record(
