@@ -8,7 +8,8 @@ Alertmanager label matchers: ``name=value``, ``!=``, ``=~`` and ``!~`` (anchored
 The regexes run on RE2 (remediator/config/regex.py), as Alertmanager's own (Go's RE2 syntax).
 A pattern searches the first :data:`MAX_MATCH_TEXT` characters of each field: RE2 is linear,
 and the bound keeps one alert's classification (a 4 MB description) under a few milliseconds on
-the event loop.
+the event loop. A longer field is searched as its first part followed by :data:`CUT`, so a
+pattern anchored at the end (``$``) does not match where the text was cut.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from remediator.config.steps import Step
 
 Op = Literal["=", "!=", "=~", "!~"]
 MAX_MATCH_TEXT = 64 * 1024  # characters of a field a failure pattern searches
+CUT = "\u2026"  # what a field longer than MAX_MATCH_TEXT ends with when searched
 
 _MATCHER = re.compile(
     r"""^\s*(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*(?P<value>"(?:[^"\\]|\\.)*"|[^"\s]*)\s*$"""
@@ -198,7 +200,7 @@ class Classifier:
             for name in spec.fields:
                 scope, _, key = name.partition(".")
                 value = (labels if scope == "labels" else annotations).get(key)
-                if value and regex.search(value[:MAX_MATCH_TEXT]):
+                if value and regex.search(_bounded(value)):
                     return Classification(spec.id, spec.category, spec.severity)
         return UNKNOWN
 
@@ -207,6 +209,11 @@ class Classifier:
             if spec.id == pattern_id:
                 return spec
         return None
+
+
+def _bounded(text: str) -> str:
+    """What a pattern searches of a field: the whole field, or its first part and :data:`CUT`."""
+    return text if len(text) <= MAX_MATCH_TEXT else text[:MAX_MATCH_TEXT] + CUT
 
 
 def effective_patterns(user: list[PatternSpec], *, builtin: bool) -> list[PatternSpec]:

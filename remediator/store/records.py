@@ -207,11 +207,12 @@ def unrecovered_sql(mark: str) -> str:
     (``episodes_open`` / ``episodes_open_target``), then each one's target's remediations (``remediations_target``;
     a remediation marks its episode as about its target when it starts). Planners without
     statistics would rather read ``remediations_state`` (every finished remediation ever):
-    ``CROSS JOIN`` fixes SQLite's order and ``state || ''`` takes that index out of the choices."""
+    ``CROSS JOIN`` fixes SQLite's order, and ``state || ''`` and ``episode_id + 0`` take that
+    index and ``remediations_episode`` (retention's) out of the choices."""
     columns = ", ".join(f"r.{name.strip()}" for name in REMEDIATION_COLUMNS.split(","))
     return (
         f"SELECT {columns} FROM episodes AS e CROSS JOIN remediations AS r "  # noqa: S608
-        "WHERE e.resolved_at IS NULL AND r.target = e.target AND r.episode_id = e.id "
+        "WHERE e.resolved_at IS NULL AND r.target = e.target AND r.episode_id + 0 = e.id "
         f"AND r.state || '' IN ('{SUCCEEDED}', '{FAILED}') "
         f"AND r.finished_at <= {mark} AND r.id > {mark} ORDER BY r.id LIMIT {mark}"
     )
