@@ -19,7 +19,7 @@ from remediator.actions.base import BuiltinAction, GuardedAction, Outcome, StepM
 from remediator.actions.process import ProcessRestart, ProcessRestartAction
 from remediator.clients import Clients
 from remediator.config.durations import Duration
-from remediator.config.targets import QUEUE_NAME_RE, QueueTargetBase, Target
+from remediator.config.targets import QUEUE_NAME_RE, QueueTargetBase, Target, WorkersTargetBase
 from remediator.tech.queues import BACKENDS, Refused, Selection, supporting
 from remediator.tech.queues.base import owned
 from remediator.tech.redis import redis_error
@@ -164,7 +164,7 @@ class QueueRestartWorkersAction(_QueueAction):
     verb = "restart the workers"
 
     async def perform(self, target: Any, step: Any, clients: Clients) -> Outcome:
-        name = getattr(target, "workers_process", None)
+        name = target.workers_process if isinstance(target, WorkersTargetBase) else None
         if not name:
             return await super().perform(target, step, clients)
         owned(target, step.queue)
@@ -207,7 +207,7 @@ def queue_step_problems(
     ):
         found.append(f"{target.name} names no dead-letter queue for {step.queue!r}")
     restarts = step.action == "queue.restart_workers" and kind != "celery"
-    process = getattr(target, "workers_process", None)
+    process = target.workers_process if isinstance(target, WorkersTargetBase) else None
     if restarts and process:
         if process not in processes:
             found.append(

@@ -262,19 +262,22 @@ class WorkersTargetBase(QueueTargetBase):
     """A queue target whose workers run in a registered container (``workers_container``) or
     as a registered process (``workers_process``): at most one of them."""
 
+    workers_process: str | None = Field(
+        default=None, pattern=NAME_RE.pattern, description=WORKERS_PROCESS
+    )
     # The registered process target ``workers_process`` names, bound when the configuration is
     # validated (remediator/config/model.py); None when it names none or an unregistered one.
     _workers: ProcessTarget | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _one_route(self) -> WorkersTargetBase:
-        if getattr(self, "workers_container", None) and getattr(self, "workers_process", None):
+        if getattr(self, "workers_container", None) and self.workers_process:
             raise ValueError("give at most one of workers_container or workers_process")
         return self
 
     def bind_workers(self, targets: list[Target]) -> None:
         """Bind the registered ``process`` target named by ``workers_process`` (if any)."""
-        name = getattr(self, "workers_process", None)
+        name = self.workers_process
         found = [t for t in targets if name and t.name == name]
         self._workers = next((t for t in found if isinstance(t, ProcessTarget)), None)
 
@@ -294,9 +297,6 @@ class RqTarget(WorkersTargetBase):
     workers_container: str | None = Field(
         default=None,
         description="The container the RQ workers run in, which must be a registered `docker_container` target: `queue.restart_workers` restarts it.",
-    )
-    workers_process: str | None = Field(
-        default=None, pattern=NAME_RE.pattern, description=WORKERS_PROCESS
     )
     docker_host: str | None = Field(
         default=None, description="The engine of `workers_container` (None: the default engine)."
@@ -335,9 +335,6 @@ class RabbitmqTarget(WorkersTargetBase):
     workers_container: str | None = Field(
         default=None,
         description="The container the consumers run in, which must be a registered `docker_container` target: `queue.resume` starts it, `queue.restart_workers` restarts it.",
-    )
-    workers_process: str | None = Field(
-        default=None, pattern=NAME_RE.pattern, description=WORKERS_PROCESS
     )
     docker_host: str | None = Field(
         default=None, description="The engine of `workers_container` (None: the default engine)."
