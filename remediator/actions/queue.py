@@ -16,10 +16,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from remediator.actions.base import BuiltinAction, GuardedAction, Outcome, StepModel
+from remediator.actions.process import ProcessRestart, ProcessRestartAction
 from remediator.clients import Clients
 from remediator.config.durations import Duration
-from remediator.config.targets import QUEUE_NAME_RE, QueueTargetBase, Target
+from remediator.config.targets import QUEUE_NAME_RE, QueueTargetBase, Target, WorkersTargetBase
 from remediator.tech.queues import BACKENDS, Refused, Selection, supporting
+from remediator.tech.queues.base import owned
 from remediator.tech.redis import redis_error
 
 __all__ = ["ACTIONS", "QueueStep", "queue_step_problems"]
@@ -81,7 +83,7 @@ class QueuePurge(QueueStep):
 
 class QueueRestartWorkers(QueueStep):
     action: Literal["queue.restart_workers"] = Field(
-        description="Restart the workers (celery: a pool restart broadcast; rq, rabbitmq: restart the `workers_container`)."
+        description="Restart the workers (celery: a pool restart broadcast; rq, rabbitmq: restart the `workers_container`, or the process of `workers_process` as `process.restart` does)."
     )
 
 
@@ -154,16 +156,39 @@ class QueuePurgeAction(_QueueAction):
 
 
 class QueueRestartWorkersAction(_QueueAction):
+    """Restart the workers; on a target with ``workers_process``, that registered process
+    target is restarted the way ``process.restart`` does it (signal, wait for the new pid)."""
+
     name = "queue.restart_workers"
     step_type = QueueRestartWorkers
     verb = "restart the workers"
 
+    async def perform(self, target: Any, step: Any, clients: Clients) -> Outcome:
+        name = target.workers_process if isinstance(target, WorkersTargetBase) else None
+        if not name:
+            return await super().perform(target, step, clients)
+        owned(target, step.queue)
+        process = target.workers
+        if process is None:
+            raise Refused(
+                f"workers_process {name!r} of {target.name} is not a registered process target"
+            )
+        restart = ProcessRestart(action="process.restart", timeout=step.timeout)
+        ok, detail, data = await _RESTART_PROCESS.perform(process, restart, clients)
+        return ok, f"{detail} ({target.name})", {"count": int(ok), "ids": [name], **data}
 
-def queue_step_problems(step: Any, target: Any, containers: set[str]) -> list[str]:
+
+_RESTART_PROCESS = ProcessRestartAction()
+
+
+def queue_step_problems(
+    step: Any, target: Any, containers: set[str], processes: frozenset[str] = frozenset()
+) -> list[str]:
     """What ``check-config`` refuses about a queue step on a registered target: a queue the
     target does not own, an operation its backend does not support, a purge without
-    ``allow_purge``, an exception filter RabbitMQ cannot apply, no registered workers container.
-    ``containers``: the container names of the registered docker_container targets."""
+    ``allow_purge``, an exception filter RabbitMQ cannot apply, no registered workers container
+    or process. ``containers``: the container names of the registered docker_container targets;
+    ``processes``: the names of the registered process targets."""
     if not isinstance(step, QueueStep) or not isinstance(target, QueueTargetBase):
         return []
     kind = str(getattr(target, "type", ""))
@@ -181,12 +206,20 @@ def queue_step_problems(step: Any, target: Any, containers: set[str]) -> list[st
         and step.queue not in dead_letters
     ):
         found.append(f"{target.name} names no dead-letter queue for {step.queue!r}")
-    uses_container = step.action == "queue.restart_workers" and kind != "celery"
-    uses_container |= step.action == "queue.resume" and kind == "rabbitmq"
+    restarts = step.action == "queue.restart_workers" and kind != "celery"
+    process = target.workers_process if isinstance(target, WorkersTargetBase) else None
+    if restarts and process:
+        if process not in processes:
+            found.append(
+                f"workers_process {process!r} of {target.name} is not a registered process target"
+            )
+        return found
+    uses_container = restarts or (step.action == "queue.resume" and kind == "rabbitmq")
     if uses_container:
         container = getattr(target, "workers_container", None)
         if not container:
-            found.append(f"{step.action} on {target.name} needs workers_container")
+            needs = "workers_container or workers_process" if restarts else "workers_container"
+            found.append(f"{step.action} on {target.name} needs {needs}")
         elif container not in containers:
             found.append(
                 f"workers_container {container!r} of {target.name} is not a registered "
@@ -210,18 +243,20 @@ def playbook_problems(
 ) -> list[str]:
     """A queue step on a literal target: an action its backend does not support, or what
     :func:`~remediator.actions.queue.queue_step_problems` refuses."""
-    from remediator.config.targets import DockerContainerTarget
+    from remediator.config.targets import DockerContainerTarget, ProcessTarget
 
     kinds = {action.name: action.target_types for action in ACTIONS}
     target = next((t for t in targets if t.name == target_name), None)
     if target is None:
         return []
     containers = {t.container_name for t in targets if isinstance(t, DockerContainerTarget)}
+    processes = frozenset(t.name for t in targets if isinstance(t, ProcessTarget))
     found: list[str] = []
     for j, step in enumerate(steps):
         where = f"playbooks[{index}].steps[{j}]"
         if isinstance(step, QueueStep) and target.type not in kinds.get(step.action, ()):
             found.append(f"{where}: {step.action} is not supported for {target.type} targets")
             continue
-        found.extend(f"{where}: {p}" for p in queue_step_problems(step, target, containers))
+        problems = queue_step_problems(step, target, containers, processes)
+        found.extend(f"{where}: {p}" for p in problems)
     return found

@@ -32,7 +32,7 @@ from remediator.config.patterns import PatternSpec
 from remediator.config.playbooks import PlaybookSpec
 from remediator.config.problems import format_errors
 from remediator.config.selectors import TargetSelector
-from remediator.config.targets import Target
+from remediator.config.targets import Target, WorkersTargetBase
 from remediator.errors import ConfigError
 from remediator.notifiers import CHANNELS
 from remediator.notifiers.email import EmailConfig as EmailConfig
@@ -309,6 +309,9 @@ class Config(_Section):
     def _references(self) -> Config:
         problems: list[str] = []
         _unique(problems, "targets", [t.name for t in self.targets])
+        for target in self.targets:  # a queue's workers_process: its registered process target
+            if isinstance(target, WorkersTargetBase):
+                target.bind_workers(self.targets)
         _unique(problems, "patterns", [p.id for p in self.patterns])
         _unique(problems, "playbooks", [p.name for p in self.playbooks])
         names = {t.name for t in self.targets}

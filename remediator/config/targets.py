@@ -9,7 +9,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from remediator.config.commands import SshCommand, valid_unit
 from remediator.config.durations import Duration
@@ -245,7 +252,42 @@ class QueueTargetBase(_TargetBase):
         return value
 
 
-class RqTarget(QueueTargetBase):
+WORKERS_PROCESS = (
+    "The registered `process` target (its pidfile) the workers run as: `queue.restart_workers` "
+    "restarts it as `process.restart` does (give this or `workers_container`, not both)."
+)
+
+
+class WorkersTargetBase(QueueTargetBase):
+    """A queue target whose workers run in a registered container (``workers_container``) or
+    as a registered process (``workers_process``): at most one of them."""
+
+    workers_process: str | None = Field(
+        default=None, pattern=NAME_RE.pattern, description=WORKERS_PROCESS
+    )
+    # The registered process target ``workers_process`` names, bound when the configuration is
+    # validated (remediator/config/model.py); None when it names none or an unregistered one.
+    _workers: ProcessTarget | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_route(self) -> WorkersTargetBase:
+        if getattr(self, "workers_container", None) and self.workers_process:
+            raise ValueError("give at most one of workers_container or workers_process")
+        return self
+
+    def bind_workers(self, targets: list[Target]) -> None:
+        """Bind the registered ``process`` target named by ``workers_process`` (if any)."""
+        name = self.workers_process
+        found = [t for t in targets if name and t.name == name]
+        self._workers = next((t for t in found if isinstance(t, ProcessTarget)), None)
+
+    @property
+    def workers(self) -> ProcessTarget | None:
+        """The process target the workers run as (bound by :meth:`bind_workers`)."""
+        return self._workers
+
+
+class RqTarget(WorkersTargetBase):
     type: Literal["rq"] = Field(
         description="RQ queues on Redis (library `rq`): [playbooks.md](playbooks.md#queue-recovery)."
     )
@@ -272,7 +314,7 @@ class CeleryTarget(QueueTargetBase):
     )
 
 
-class RabbitmqTarget(QueueTargetBase):
+class RabbitmqTarget(WorkersTargetBase):
     type: Literal["rabbitmq"] = Field(
         description="RabbitMQ queues through the management plugin's HTTP API: [playbooks.md](playbooks.md#queue-recovery)."
     )

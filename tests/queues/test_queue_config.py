@@ -86,7 +86,7 @@ def problems(target: str, step: dict[str, Any]) -> list[str]:
         (
             "jobs",
             {"action": "queue.restart_workers", "queue": "default"},
-            "queue.restart_workers on jobs needs workers_container",
+            "queue.restart_workers on jobs needs workers_container or workers_process",
         ),
     ],
 )

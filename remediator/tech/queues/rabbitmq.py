@@ -57,7 +57,7 @@ class RabbitmqBackend:
         "queue.resume": "the container of `workers_container` (the stopped consumer) started",
         "queue.requeue_failed": "messages of the queue's dead-letter queue (`dead_letters`) moved back to it by a dynamic shovel, at most `max_jobs`",
         "queue.purge": "the queue's messages deleted (`DELETE /api/queues/VHOST/NAME/contents`)",
-        "queue.restart_workers": "the container of `workers_container` restarted",
+        "queue.restart_workers": "the container of `workers_container` restarted (or the process of `workers_process`, remediator/actions/queue.py)",
     }
 
     async def request(

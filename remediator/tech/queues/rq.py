@@ -57,7 +57,7 @@ class RqBackend:
         "queue.clean_failed": "failed jobs that ended longer ago than `older_than` deleted",
         "queue.drain_delayed": "scheduled jobs due within `horizon` enqueued now",
         "queue.purge": "the queue emptied (`Queue.empty`)",
-        "queue.restart_workers": "the container of `workers_container` restarted",
+        "queue.restart_workers": "the container of `workers_container` restarted (or the process of `workers_process`, remediator/actions/queue.py)",
     }
 
     async def _run(self, target: RqTarget, call: Callable[[redis.Redis], T]) -> T:
