@@ -16,7 +16,7 @@ def queue_panels() -> list[g.PanelBuilder]:
         g.timeseries(
             "Queued jobs by queue",
             "Jobs waiting in each queue (remediator_queue_jobs, state queued), as remediator's "
-            "queue checks last read them, every health.queue_interval.",
+            "queue checks last read them, every self_healing.queue_interval.",
             units.Short,
             [g.Query(f"{by} (remediator_queue_jobs{queued})", legend)],
         ),

@@ -137,9 +137,17 @@ def test_seed_values_are_stated() -> None:
     breaker = table_rows(section("`circuit_breaker`"))
     assert [breaker[k][2] for k in breaker] == ["`true`", "`5`", "`60s`", "`3`"]
     healing = table_rows(section("`self_healing`"))
-    assert [healing[k][2] for k in healing] == ["`85`", "`90`", "`80`", "`5s`", "`5`", "`30s`"]
+    assert [healing[k][2] for k in healing] == [
+        "`85`",
+        "`90`",
+        "`80`",
+        "`5s`",
+        "`5`",
+        "`30s`",
+        "`60s`",
+    ]
     health = table_rows(section("`health`"))
-    assert [health[k][2] for k in list(health)[1:]] == ["`30s`", "`60s`", "`2m`", "`60s`"]
+    assert [health[k][2] for k in list(health)[1:]] == ["`30s`", "`60s`", "`2m`"]
 
 
 def test_every_target_type_and_action_is_documented() -> None:

@@ -286,7 +286,7 @@ def _problems(text: str) -> list[str]:
 
 
 def _setting(path: str) -> str:
-    """YAML that sets the key at ``path`` (``health.queue_interval``) to ``1m``."""
+    """YAML that sets the key at ``path`` (``health.system_interval``) to ``1m``."""
     section, key = path.split(".")
     return yaml.safe_dump({section: {key: "1m"}})
 

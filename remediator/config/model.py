@@ -115,6 +115,12 @@ class SelfHealingConfig(_Section):
     response_time_threshold: Duration = 5.0
     error_rate_threshold: float = Field(default=5, gt=0, le=100)
     check_interval: Duration = Field(default=30.0, gt=0)
+    queue_interval: Duration = Field(
+        default=60.0,
+        gt=0,
+        description="How often the queues of `rq`, `celery` and `rabbitmq` targets are checked "
+        "(the seed's queue health interval).",
+    )
 
 
 class HealthConfig(_Section):
@@ -124,10 +130,6 @@ class HealthConfig(_Section):
     system_interval: Duration = 30.0
     service_interval: Duration = 60.0
     external_interval: Duration = 120.0
-    queue_interval: Duration = Field(
-        default=60.0,
-        description="How often the queues of `rq`, `celery` and `rabbitmq` targets are checked.",
-    )
 
 
 # Keys that were removed: check-config names each with the reason instead of "extra inputs".

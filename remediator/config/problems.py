@@ -16,7 +16,7 @@ from remediator.config.steps import action_names
 from remediator.config.targets import Target
 
 # Keys that were removed, and why: naming one is an error that says so.
-REMOVED: dict[str, str] = {}
+REMOVED: dict[str, str] = {"health.queue_interval": "moved to self_healing.queue_interval"}
 
 
 def _tagged(loc: tuple[int | str, ...]) -> list[int | str]:

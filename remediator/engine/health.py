@@ -101,7 +101,7 @@ class HealthMonitor:
         if target.type in ("process", "ssh_host"):
             return health.system_interval
         if target.type in QUEUE_TARGET_TYPES:
-            return health.queue_interval
+            return self.config.self_healing.queue_interval
         return health.service_interval
 
     async def leading(self) -> bool:

@@ -152,10 +152,12 @@ def test_supported_queue_steps_pass_check_config(tmp_path: Path) -> None:
 
 
 def test_queue_targets_are_checked_every_queue_interval() -> None:
-    cfg = config_mod.parse({"health": {"queue_interval": "45s"}, "targets": TARGETS[:1]}, env={})
+    cfg = config_mod.parse(
+        {"self_healing": {"queue_interval": "45s"}, "targets": TARGETS[:1]}, env={}
+    )
     monitor = HealthMonitor.__new__(HealthMonitor)
     monitor.config = cfg
     target = cfg.targets[0]
     assert isinstance(target, RqTarget)
     assert monitor.interval(target) == 45.0
-    assert config_mod.parse({}, env={}).health.queue_interval == 60.0
+    assert config_mod.parse({}, env={}).self_healing.queue_interval == 60.0
