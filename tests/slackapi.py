@@ -10,6 +10,8 @@ It implements the part of Slack's contract the notifier uses, as slack-sdk speak
   gets a unique, increasing ``ts``; ``chat.update`` needs an existing channel+ts, else
   ``message_not_found``. Block Kit limits are checked (``invalid_blocks``), as are ``no_text``
   and ``msg_too_long``. Errors are HTTP 200 with ``{"ok": false, "error": ...}``, as on Slack.
+* ``usergroups.users.list`` (GET or POST, ``usergroup=S…``): the members of a user group set
+  with :attr:`SlackAPI.usergroups`; an unknown group is ``no_such_subteam``.
 * ``POST /services/T…/B…/<secret>`` (:attr:`SlackAPI.webhook_url`): an incoming webhook that
   answers ``ok`` as text, or an HTTP 4xx with the error as text.
 
@@ -73,6 +75,7 @@ class SlackAPI:
         self.token = token or f"xoxb-test-{secrets.token_hex(12)}"
         self.messages: list[Call] = []
         self.requests: list[tuple[str, int]] = []  # (method or "webhook", HTTP status), all calls
+        self.usergroups: dict[str, list[str]] = {}  # user group id -> member user ids
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._down = False
@@ -212,6 +215,13 @@ class SlackAPI:
         if method == "auth.test":
             body = {"ok": True, "url": f"{self.base}/", "team": "Test", "user": "remediator"}
             return self._answer(method, {**body, "team_id": "T0000TEST", "user_id": "U0000TEST"})
+        if method == "usergroups.users.list":
+            group = str(params.get("usergroup", ""))
+            with self._lock:
+                members = self.usergroups.get(group)
+            if members is None:
+                return self._answer(method, {"ok": False, "error": "no_such_subteam"})
+            return self._answer(method, {"ok": True, "users": list(members)})
         if method not in ("chat.postMessage", "chat.update"):
             return self._answer(method, {"ok": False, "error": "unknown_method"}, 404)
         with self._lock:

@@ -19,6 +19,8 @@ from remediator.config.durations import Duration
 Expiry = Literal["deny", "escalate"]
 NAME = r"^[a-zA-Z0-9_.-]{1,64}$"
 SLACK_USER = r"^[UW][A-Z0-9]{2,20}$"
+SLACK_USERGROUP = r"^S[A-Z0-9]{2,20}$"
+EMAIL = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
 
 
 class ApprovalSpec(BaseModel):
@@ -34,6 +36,17 @@ class ApprovalSpec(BaseModel):
         default_factory=list,
         description="Slack user ids (`U0123ABC`) that may decide with the message's buttons.",
     )
+    slack_usergroups: list[str] = Field(
+        default_factory=list,
+        description="Slack user group ids (`S0123ABC`) whose members may decide with the buttons; "
+        "resolved with `usergroups.users.list` (the bot token needs `usergroups:read`), cached "
+        "for a minute. If Slack cannot answer, the click is refused.",
+    )
+    emails: list[str] = Field(
+        default_factory=list,
+        description="Email addresses that get the request with single-use, signed approve and deny "
+        "links (needs `notifications.email` and `approvals.link_secret_env`).",
+    )
     ttl: Duration = Field(default=900.0, gt=0, description="How long a request stays open.")
     on_expiry: Expiry = Field(
         default="deny",
@@ -42,14 +55,22 @@ class ApprovalSpec(BaseModel):
 
     @model_validator(mode="after")
     def _someone(self) -> ApprovalSpec:
-        if not self.approvers and not self.slack_users:
-            raise ValueError("approval: name at least one of approvers or slack_users")
+        if not (self.approvers or self.slack_users or self.slack_usergroups or self.emails):
+            raise ValueError(
+                "approval: name at least one of approvers, slack_users, slack_usergroups or emails"
+            )
         for name in self.approvers:
             if not re.fullmatch(NAME, name):
                 raise ValueError(f"approval.approvers: not a token name: {name!r}")
         for user in self.slack_users:
             if not re.fullmatch(SLACK_USER, user):
                 raise ValueError(f"approval.slack_users: not a Slack user id: {user!r}")
+        for group in self.slack_usergroups:
+            if not re.fullmatch(SLACK_USERGROUP, group):
+                raise ValueError(f"approval.slack_usergroups: not a Slack user group id: {group!r}")
+        for email in self.emails:
+            if not re.fullmatch(EMAIL, email):
+                raise ValueError(f"approval.emails: not an email address: {email!r}")
         return self
 
     def allows(self, *, channel: str, identity: str) -> bool:
@@ -57,6 +78,8 @@ class ApprovalSpec(BaseModel):
         token name)?"""
         if channel == "slack":
             return identity in self.slack_users
+        if channel == "email":
+            return identity.lower() in (e.lower() for e in self.emails)
         return identity in self.approvers
 
 
@@ -76,4 +99,16 @@ class ApprovalsConfig(BaseModel):
         gt=0,
         le=300.0,
         description="Slack requests signed longer ago than this are refused (at most 5 min).",
+    )
+    link_secret_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z_][A-Z0-9_]{0,127}$",
+        description="The environment variable holding the key (at least 32 characters) that signs "
+        "the approve and deny links of approval emails; without it, emails carry no links.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s?#]+$",
+        description="The address people reach remediator at (`https://remediator.example.com`): "
+        "the approval emails' links start with it.",
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from remediator.audit import events as ev
 from remediator.audit.events import Event
@@ -35,6 +36,7 @@ from remediator.store.approvals import (
     CANCELLED,
     DENIED,
     EXPIRED,
+    OPEN,
     SKIPPED,
     Approval,
 )
@@ -65,6 +67,13 @@ class Decider:
         return spec.allows(channel=self.channel, identity=self.identity)
 
 
+class Groups(Protocol):
+    """Slack user groups' members (remediator/notifiers/slack_groups.py); raises if Slack
+    cannot tell."""
+
+    async def members(self, group: str) -> frozenset[str]: ...
+
+
 def find_plan(catalog: Catalog, name: str) -> Plan | None:
     for plan in catalog.plans:
         if plan.name == name:
@@ -78,6 +87,7 @@ class Approvals:
 
     runs: Runs
     catalog: Catalog | None = None
+    groups: Groups | None = None  # resolves approval.slack_usergroups (None: no Slack bot)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _periodic: Periodic | None = None
 
@@ -89,7 +99,12 @@ class Approvals:
         assert spec is not None
         b = order.events
         expires = now + spec.ttl
-        who = [*spec.approvers, *(f"slack:{u}" for u in spec.slack_users)]
+        who = [
+            *spec.approvers,
+            *(f"slack:{u}" for u in spec.slack_users),
+            *(f"slack group {g}" for g in spec.slack_usergroups),
+            *(f"email:{e}" for e in spec.emails),
+        ]
         requested = b.event(
             ev.APPROVAL_REQUESTED,
             time=now,
@@ -127,7 +142,7 @@ class Approvals:
             raise Conflict("APPROVAL_DECIDED", f"approval {approval_id} is already {found.state}")
         order = await self._order(found)
         spec = order.plan.approval if order is not None else None
-        if spec is None or not by.may(spec):
+        if spec is None or not (by.may(spec) or await self._member(by, spec)):
             raise Forbidden(f"{by.identity!r} may not decide on approval {approval_id}")
         assert order is not None
         now = self.runs.clock.now()
@@ -158,6 +173,21 @@ class Approvals:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return decided
+
+    async def _member(self, by: Decider, spec: ApprovalSpec) -> bool:
+        """Whether a Slack user is in one of ``spec``'s user groups; a group Slack cannot list
+        counts as not containing them (an error refuses, never allows)."""
+        if by.channel != "slack" or self.groups is None:
+            return False
+        for group in spec.slack_usergroups:
+            try:
+                if by.identity in await self.groups.members(group):
+                    return True
+            except Exception as exc:
+                log.warning(
+                    "slack user group not resolved: %s", type(exc).__name__, extra={"group": group}
+                )
+        return False
 
     async def _run(self, order: Order, rid: int) -> None:
         try:
@@ -259,32 +289,47 @@ class Approvals:
         now = self.runs.clock.now()
         settled = 0
         for found in await self.runs.store.due_approvals(now=now):
-            episode = await self.runs.store.episode(found.episode_id)
-            order = await self._order(found)
-            b = order.events if order is not None else self._fallback(found)
-            system = Decider("remediator", "expiry")
-            try:
-                if episode is not None and not episode.open:
-                    await self._settle(found, b, CANCELLED, by=system, reason=RESOLVED, now=now)
-                else:
-                    spec = order.plan.approval if order is not None else None
-                    on_expiry = spec.on_expiry if spec is not None else "deny"
-                    more = []
-                    if on_expiry == "escalate":
-                        more.append(
-                            b.escalation(
-                                "approval_expired",
-                                f"nobody decided on {found.playbook} for {found.target} "
-                                f"within its ttl; nothing was done",
-                            )
-                        )
-                    await self._settle(
-                        found, b, EXPIRED, by=system, reason=on_expiry, now=now, more=more
-                    )
-                settled += 1
-            except Conflict:
-                continue  # another replica settled it
+            settled += await self._close(found, now=now)
         return settled
+
+    async def cancel_resolved(self, episode_id: int) -> int:
+        """Cancel at once the open approval of an episode whose alert just resolved (the sweep
+        would within seconds); how many were cancelled here."""
+        now = self.runs.clock.now()
+        settled = 0
+        for found in await self.runs.store.approvals(state=OPEN, limit=1000):
+            if found.episode_id == episode_id:
+                settled += await self._close(found, now=now)
+        return settled
+
+    async def _close(self, found: Approval, *, now: float) -> int:
+        """Settle a due approval: cancelled if its alert resolved, else expired; 0 if another
+        replica settled it first."""
+        episode = await self.runs.store.episode(found.episode_id)
+        order = await self._order(found)
+        b = order.events if order is not None else self._fallback(found)
+        system = Decider("remediator", "expiry")
+        try:
+            if episode is not None and not episode.open:
+                await self._settle(found, b, CANCELLED, by=system, reason=RESOLVED, now=now)
+            else:
+                spec = order.plan.approval if order is not None else None
+                on_expiry = spec.on_expiry if spec is not None else "deny"
+                more = []
+                if on_expiry == "escalate":
+                    more.append(
+                        b.escalation(
+                            "approval_expired",
+                            f"nobody decided on {found.playbook} for {found.target} "
+                            f"within its ttl; nothing was done",
+                        )
+                    )
+                await self._settle(
+                    found, b, EXPIRED, by=system, reason=on_expiry, now=now, more=more
+                )
+        except Conflict:
+            return 0  # another replica settled it
+        return 1
 
     def _fallback(self, found: Approval) -> EventBuilder:
         base = Event(

@@ -285,6 +285,10 @@ class Engine:
         return [], COMPLETED
 
     async def _resolved(self, item: InboxItem) -> Outcome:
+        try:  # its open approval, if any, is cancelled now (not at the next sweep)
+            await self.approvals.cancel_resolved(item.episode_id)
+        except Exception:
+            log.exception("cancelling the approval of a resolved alert failed")
         return recovery.record(
             item,
             episode=await self.store.episode(item.episode_id),

@@ -39,6 +39,7 @@ from remediator.http.ratelimit import RateLimiter
 from remediator.http.throttle import AuthThrottle
 from remediator.metrics import Metrics
 from remediator.notifiers import CHANNELS, build_notifiers
+from remediator.notifiers.slack_groups import SlackGroups
 from remediator.plugins import Plugins
 from remediator.plugins import load as load_plugins
 from remediator.policy import recording_for
@@ -167,6 +168,7 @@ async def build_runtime(
         strategies=the_plugins.strategies,
         lease=config.worker.lease,
     )
+    engine.approvals.groups = SlackGroups.build(config.notifications.slack, clock=the_clock)
     worker = Worker(
         store=the_store,
         metrics=the_metrics,

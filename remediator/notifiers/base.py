@@ -19,8 +19,11 @@ from remediator.audit.events import Event
 from remediator.clock import Clock
 
 Channel = str  # a notifier's ``channel`` name (remediator/notifiers/__init__.py lists them)
-# The incident's state, as it moves: firing -> remediating -> recovered | failed | escalated.
-Phase = Literal["firing", "remediating", "recovered", "failed", "escalated", "info"]
+# The incident's state, as it moves: firing -> remediating -> recovered | failed | escalated;
+# with an approval, awaiting (the request) -> decided before remediating.
+Phase = Literal[
+    "firing", "remediating", "recovered", "failed", "escalated", "info", "awaiting", "decided"
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ from remediator.notifiers.base import (
     Phase,
     Thread,
 )
+from remediator.notifiers.slack_approvals import PHASES as APPROVAL_PHASES
+from remediator.notifiers.slack_approvals import approval_blocks
 
 
 class SlackConfig(ChannelConfig):
@@ -75,6 +77,8 @@ EMOJI: Final = {
     "failed": "❌",
     "escalated": "🚨",
     "info": "ℹ️",  # noqa: RUF001 -- the information source emoji
+    "awaiting": "⏳",
+    "decided": "🗳️",
 }
 FIELD_ORDER: Final = ("alert", "target", "action", "outcome", "duration", "severity")
 LINKS: Final = (("generator", "Source"), ("runbook", "Runbook"))
@@ -160,7 +164,7 @@ def blocks(note: Notification, *, detail: bool = False) -> list[dict[str, Any]]:
         out.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": "  •  ".join(shown)}]}
         )
-    return out
+    return out + approval_blocks(note.data)
 
 
 def fallback(note: Notification) -> str:
@@ -263,6 +267,7 @@ class SlackNotifier:
         "recovery:succeeded": "recovered",
         "recovery:failed": "failed",
         "service:recovered": "recovered",
+        **APPROVAL_PHASES,  # the request's buttons, then who decided (slack_approvals.py)
     }
 
     @staticmethod

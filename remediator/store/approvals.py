@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from remediator.audit.events import Event
@@ -108,6 +108,8 @@ def request(
             rid, playbook, target, fingerprint, episode_id, OPEN, now, now + ttl,
             json.dumps(details, sort_keys=True),
         )  # fmt: skip
+    if approval_id is not None:  # the request names its approval (Slack's buttons carry it)
+        events = [replace(e, details={**e.details, "approval": int(approval_id)}) for e in events]
     yield Append([*before_events, *(events if approval_id is not None else [])])
     return None if approval_id is None else int(approval_id)
 
