@@ -21,6 +21,7 @@
     │   ├── CircuitOpen                  CIRCUIT_OPEN          409
     │   ├── Conflict                     (its own code)        409 (PAUSED, COOLDOWN, ...)
     │   ├── Missing                      (its own code)        404 (PLAYBOOK_NOT_FOUND, ...)
+    │   ├── LinkUsed                     LINK_USED             410 (an approval email's link)
     │   ├── RateLimited                  RATE_LIMITED          429
     │   └── Unavailable                  SERVICE_UNAVAILABLE   503
     │       ├── StoreUnavailable         STORE_UNAVAILABLE     503
@@ -169,6 +170,13 @@ class Missing(RequestError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class LinkUsed(RequestError):
+    """410: an approval email's single-use link was used already."""
+
+    code = "LINK_USED"
+    status = 410
 
 
 class RateLimited(RequestError):

@@ -8,6 +8,7 @@ import os
 from remediator.audit.recording import Recording, cipher_from_env
 from remediator.config.auth import Authenticator
 from remediator.config.model import Config
+from remediator.engine.approval_links import link_signer
 from remediator.engine.notifications import build_router
 from remediator.errors import ConfigError
 from remediator.redaction import configured_secrets
@@ -21,5 +22,12 @@ def recording_for(config: Config, authenticator: Authenticator) -> Recording:
     return Recording(
         secrets=configured_secrets(config, authenticator.secrets, os.environ),
         cipher=cipher,
-        route=build_router(config),
+        route=build_router(
+            config,
+            links=link_signer(
+                secret_env=config.approvals.link_secret_env,
+                public_url=config.approvals.public_url,
+                env=os.environ,
+            ),
+        ),
     )

@@ -12,6 +12,7 @@ from remediator.clients import Clients
 from remediator.clock import Clock
 from remediator.config.auth import Authenticator
 from remediator.config.model import Config
+from remediator.engine.approval_links import LinkSigner
 from remediator.engine.checkpoints import Checkpointer
 from remediator.engine.engine import Engine
 from remediator.engine.escalator import Escalator
@@ -71,6 +72,8 @@ class Runtime:
     started_at: float = field(default=0.0)
     # The Slack app's signing secret (approvals.slack_signing_secret_env; "": Slack refused).
     slack_signing_secret: str = ""
+    # Signs and checks approval emails' links (approvals.link_secret_env; None: no links).
+    approval_links: LinkSigner | None = None
     # True once start-up is done (GET /-/ready answers 503 before).
     started: bool = False
     # The file SIGHUP and POST /-/reload read again (None: started without one).

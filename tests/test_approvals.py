@@ -115,7 +115,7 @@ def started(
     *,
     url: str | None = None,
     tokens: dict[str, str] | None = None,
-    sections: dict[str, Any] | None = None,
+    sections: Any = None,  # more configuration sections (a dict)
     **spec: Any,
 ) -> Iterator[App]:
     tokens = tokens or {name: secrets.token_urlsafe(24) for name in ROLES}

@@ -110,7 +110,7 @@ def test_a_member_of_a_listed_slack_user_group_may_decide_and_others_may_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: SlackAPI
 ) -> None:
     env.usergroups["S0OPS01"] = ["U0CAROL01"]
-    spec = {"slack_users": [], "slack_usergroups": ["S0OPS01", "S0GONE01"]}
+    spec: dict[str, Any] = {"slack_users": [], "slack_usergroups": ["S0OPS01", "S0GONE01"]}
     with started(tmp_path, monkeypatch, sections=slack_sections(env), **spec) as app:
         app.fire()
         rid = app.open_id()
@@ -132,7 +132,7 @@ def test_a_slack_user_group_slack_cannot_list_refuses_the_click(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: SlackAPI
 ) -> None:
     env.usergroups["S0OPS01"] = ["U0CAROL01"]
-    spec = {"slack_users": [], "slack_usergroups": ["S0OPS01"]}
+    spec: dict[str, Any] = {"slack_users": [], "slack_usergroups": ["S0OPS01"]}
     with started(tmp_path, monkeypatch, sections=slack_sections(env), **spec) as app:
         app.fire()
         rid = app.open_id()

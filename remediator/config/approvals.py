@@ -112,3 +112,9 @@ class ApprovalsConfig(BaseModel):
         description="The address people reach remediator at (`https://remediator.example.com`): "
         "the approval emails' links start with it.",
     )
+
+    @model_validator(mode="after")
+    def _links_need_an_address(self) -> ApprovalsConfig:
+        if self.link_secret_env is not None and self.public_url is None:
+            raise ValueError("approvals.link_secret_env: set approvals.public_url too")
+        return self

@@ -55,7 +55,8 @@ _EVENT = {
 
 @dataclass(frozen=True, slots=True)
 class Decider:
-    """Who decides, and through which channel (``slack``: a Slack user id; else a token)."""
+    """Who decides, and through which channel (``slack``: a Slack user id; ``email``: the
+    address a signed link was sent to; else a token)."""
 
     identity: str
     channel: str
@@ -216,7 +217,8 @@ class Approvals:
         outcome = "skipped" if state == SKIPPED else state
         verb = {APPROVED: "approved", DENIED: "denied", SKIPPED: "approved, but a guard blocked it",
                 CANCELLED: "cancelled: the alert resolved", EXPIRED: "expired"}[state]  # fmt: skip
-        actor = f"slack:{by.identity}" if by.channel == "slack" else by.identity
+        prefixed = by.channel in ("slack", "email")  # a Slack user id, an email address
+        actor = f"{by.channel}:{by.identity}" if prefixed else by.identity
         decision = b.event(
             _EVENT[state],
             time=now,

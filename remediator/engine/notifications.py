@@ -32,10 +32,11 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final
 
-from remediator.audit.events import Event
+from remediator.audit.events import APPROVAL_REQUESTED, Event
 from remediator.audit.recording import OutboxRow, Router
 from remediator.config.links import HIDDEN, allowed
 from remediator.config.model import Config, EscalationLevel
+from remediator.engine.approval_links import DECISIONS, LinkSigner
 from remediator.engine.decisions import TARGET_NOT_ALLOWED, TARGET_NOT_REGISTERED
 from remediator.notifiers import CHANNELS, configured, section
 
@@ -120,8 +121,39 @@ def _level_applies(level: EscalationLevel, event: Event) -> bool:
     return True
 
 
-def build_router(config: Config) -> Router | None:
-    """The router for this configuration, or None when no channel is configured."""
+def approval_emails(
+    config: Config, event: Event, links: LinkSigner | None, hosts: Sequence[str]
+) -> list[OutboxRow]:
+    """The request mails of an approval: one per address in its playbook's ``approval.emails``
+    (configuration, never alert content), each with that approver's own signed links."""
+    approval = event.details.get("approval")
+    plan = next((p for p in config.playbooks if p.name == event.playbook), None)
+    if plan is None or plan.approval is None or not isinstance(approval, int):
+        return []
+    expires = float(event.details.get("expires_at") or 0.0)
+    out = []
+    for email in plan.approval.emails:
+        payload = _payload(event, "awaiting", hosts)
+        payload["title"] = f"Approval requested: {payload['title']}"
+        if links is not None:
+            for decision in DECISIONS:
+                payload["links"][decision] = links.url(
+                    approval=approval, decision=decision, email=email, expires=expires
+                )
+            payload["detail"] = (
+                "Each link works once, until the request expires; it opens a page that asks "
+                "you to confirm."
+            )
+        else:
+            payload["detail"] = f"Decide with: remediator approvals approve {approval}"
+        out.append(OutboxRow("email", email, incident_key(event), "awaiting", payload,
+                             f"approval:{approval}:{email.lower()}", None, None))  # fmt: skip
+    return out
+
+
+def build_router(config: Config, *, links: LinkSigner | None = None) -> Router | None:
+    """The router for this configuration, or None when no channel is configured; ``links``
+    signs the approve/deny links of approval emails."""
     notes = config.notifications
     kinds = {kind.channel: kind for kind in configured(notes)}
     if not kinds:
@@ -155,6 +187,8 @@ def build_router(config: Config) -> Router | None:
         for channel, kind in kinds.items():
             if event.type in kind.phases:
                 out += rows(event, [channel], kind.phases[event.type], None)
+        if event.type == APPROVAL_REQUESTED and "email" in kinds:
+            out += approval_emails(config, event, links, hosts)
         return out
 
     def escalate(event: Event) -> list[OutboxRow]:

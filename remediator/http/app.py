@@ -22,6 +22,7 @@ from remediator.clock import Clock, SystemClock
 from remediator.config.auth import Authenticator
 from remediator.config.model import Config
 from remediator.engine import api_patterns, quarantine
+from remediator.engine.approval_links import link_signer
 from remediator.engine.checkpoints import checkpointer
 from remediator.engine.engine import Engine
 from remediator.engine.escalator import Escalator
@@ -234,6 +235,11 @@ async def build_runtime(
         config_version=version,
         api_patterns=merged.api_ids,
         slack_signing_secret=slack_signing_secret(config),
+        approval_links=link_signer(
+            secret_env=config.approvals.link_secret_env,
+            public_url=config.approvals.public_url,
+            env=os.environ,
+        ),
     )
 
 

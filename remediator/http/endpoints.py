@@ -25,6 +25,7 @@ from remediator.errors import MethodNotAllowed, RequestError
 from remediator.errors import NotFound as NotFoundError
 from remediator.http import admin, api, intake, management, openapi, poisoned, probes, target_views
 from remediator.http import approvals as approval_views
+from remediator.http.approval_links import email_confirm, email_decide
 from remediator.http.openapi import Operation, Param
 from remediator.http.schemas import (
     BreakerReset,
@@ -225,6 +226,23 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST", f"{PREFIX}/slack/interactions", approval_views.slack_interactions,
         "Slack interactivity: Approve/Deny buttons (Slack-signed, no token)", "public", "public",
         response_schema={"type": "object"}, errors=(401, 403, 404, 409, 422),
+    ),
+    Operation(
+        "GET", f"{PREFIX}/approvals/{{id}}/email/{{decision}}", email_confirm,
+        "An approval email's link: a page asking to confirm (signed link, no token)", "public",
+        "public", media_type="text/html", response_schema={"type": "string"},
+        errors=(401, 404, 409),
+        params=(Param("id", "path", {"type": "integer", "minimum": 1}, "The approval's id"),
+                Param("decision", "path", {"type": "string", "enum": ["approve", "deny"]}, "approve or deny"),
+                Param("token", "query", {"type": "string"}, "The link's signed token")),
+    ),
+    Operation(
+        "POST", f"{PREFIX}/approvals/{{id}}/email/{{decision}}", email_decide,
+        "An approval email's confirm button: decide once (signed link, no token)", "public",
+        "public", media_type="text/html", response_schema={"type": "string"},
+        errors=(401, 403, 404, 409, 410, 413),
+        params=(Param("id", "path", {"type": "integer", "minimum": 1}, "The approval's id"),
+                Param("decision", "path", {"type": "string", "enum": ["approve", "deny"]}, "approve or deny")),
     ),
     Operation(
         "GET", f"{PREFIX}/openapi.json", openapi_json, "This OpenAPI document", "public",
