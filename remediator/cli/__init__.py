@@ -1,5 +1,5 @@
 """The ``remediator`` command: serve, check-config, rules, tokens, simulate, audit, quarantine,
-store, version."""
+approvals, store, version."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from remediator import __version__
+from remediator.cli import approvals as approvals_cli
 from remediator.cli.audit import cmd_audit_keygen, cmd_audit_prune, cmd_audit_verify
 from remediator.cli.loading import config_path, load_config, load_or_report
 from remediator.cli.quarantine import cmd_quarantine
@@ -288,6 +289,8 @@ def parser() -> argparse.ArgumentParser:
     qf.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     qf.add_argument("--config", help="YAML configuration (default: $REMEDIATOR_CONFIG)")
     qf.set_defaults(func=cmd_quarantine)
+
+    approvals_cli.add_parser(sub)
 
     st = sub.add_parser("store", help="copy a store to another backend")
     st_sub = st.add_subparsers(dest="store_command", required=True)
