@@ -129,7 +129,32 @@ class Decision:
             "rendered_target": sanitize(self.rendered_target)
             if self.reason in (TARGET_NOT_REGISTERED, TARGET_WRONG_TYPE, TARGET_NOT_ALLOWED)
             else None,
+            # a dry-run playbook never asks (it only says what it would do)
+            "approval": approval_json(plan.approval)
+            if plan and self.runs and not plan.dry_run
+            else None,
         }
+
+
+def approval_json(spec: ApprovalSpec | None) -> dict[str, Any] | None:
+    """What a dry run says of a playbook's approval: it would ask, and whom (None: no approval)."""
+    if spec is None:
+        return None
+    asked = [
+        *spec.approvers,
+        *(f"slack:{u}" for u in spec.slack_users),
+        *(f"slack group {g}" for g in spec.slack_usergroups),
+        *(f"email:{e}" for e in spec.emails),
+    ]
+    return {
+        "message": f"would ask for approval by {', '.join(asked)}",
+        "approvers": list(spec.approvers),
+        "slack_users": list(spec.slack_users),
+        "slack_usergroups": list(spec.slack_usergroups),
+        "emails": list(spec.emails),
+        "ttl": spec.ttl,
+        "on_expiry": spec.on_expiry,
+    }
 
 
 class StrategyLike(Protocol):

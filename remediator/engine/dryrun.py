@@ -13,7 +13,14 @@ from typing import Any
 
 from remediator.alerts import Alert
 from remediator.config.targets import Target
-from remediator.engine.decisions import Catalog, Decision, Plan, decide, step_json
+from remediator.engine.decisions import (
+    Catalog,
+    Decision,
+    Plan,
+    approval_json,
+    decide,
+    step_json,
+)
 from remediator.engine.guards import breaker_json
 from remediator.engine.run import Runs
 
@@ -21,11 +28,14 @@ from remediator.engine.run import Runs
 async def _guards(runs: Runs, plan: Plan, target: Target) -> dict[str, Any]:
     verdict = await runs.guards.check(plan=plan, target=target, now=runs.clock.now())
     breaker = await runs.store.breaker(target.name)
-    return {
+    out: dict[str, Any] = {
         "guards": {"allowed": verdict.allowed, "reason": verdict.reason, "detail": verdict.detail},
         "breaker": breaker_json(breaker, runs.config.circuit_breaker),
         "would_run": verdict.allowed,
     }
+    if runs.config.safety.dry_run:  # everything only says what it would do: nobody is asked
+        out["approval"] = None
+    return out
 
 
 async def trace_decision(runs: Runs, decision: Decision) -> dict[str, Any]:
@@ -69,6 +79,7 @@ async def trace_target(runs: Runs, plan: Plan, target: Target) -> dict[str, Any]
         "runs": True,
         "reason": None,
         "rendered_target": None,
+        "approval": None if plan.dry_run else approval_json(plan.approval),
     }
     out.update(await _guards(runs, plan, target))
     return out

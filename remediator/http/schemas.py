@@ -370,6 +370,11 @@ class Trace(BaseModel):
     runs: bool = Field(description="A playbook and a registered target were found")
     reason: str | None = Field(description="Why nothing would run, before the guards")
     rendered_target: str | None
+    approval: dict[str, Any] | None = Field(
+        default=None,
+        description='The playbook asks for approval before it runs: `message` ("would ask for '
+        'approval by ..."), approvers, slack_users, slack_usergroups, emails, ttl, on_expiry',
+    )
     guards: GuardTrace | None = Field(description="The guards' verdict now, when it runs")
     breaker: BreakerOut | None
     would_run: bool = Field(description="runs, and the guards allow it now")
