@@ -77,6 +77,10 @@ TABLE: list[Row] = [
     ("POST", "/approvals/{id}/approve", "/approvals/1/approve", {}, ADMIN_4XX),
     ("POST", "/approvals/{id}/deny", "/approvals/1/deny", {}, ADMIN_4XX),
     ("POST", "/slack/interactions", "/slack/interactions", {}, dict.fromkeys(ROLES, "401")),
+    ("GET", "/approvals/{id}/email/{decision}", "/approvals/1/email/approve?token=x", {},
+     dict.fromkeys(ROLES, "401")),  # a signed link (none is valid: no link key configured)
+    ("POST", "/approvals/{id}/email/{decision}", "/approvals/1/email/approve",
+     {"data": {"token": "x"}}, dict.fromkeys(ROLES, "401")),
     ("GET", "/metrics", "/metrics", {}, PUBLIC),
     ("GET", "/-/healthy", "/-/healthy", {}, PUBLIC),
     ("GET", "/-/ready", "/-/ready", {}, PUBLIC),

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from remediator.engine.approval_links import DECISIONS, Link
 from remediator.engine.approvals import Decider
 from remediator.errors import Conflict, LinkUsed, Missing, RequestError, Unauthorized
+from remediator.http.management import problem
 from remediator.http.web import read_body, runtime
 from remediator.runtime import Runtime
 
@@ -46,9 +47,11 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(text, status, headers=_HEADERS)
 
 
-def _refused(exc: RequestError) -> HTMLResponse:
-    code = html.escape(getattr(exc, "code", "ERROR"))
-    return _page("Not done", f"<p>{html.escape(exc.message)} ({code})</p>", exc.status)
+def _refused(exc: RequestError) -> Response:
+    """A refusal, as every endpoint answers one (``{"error": {"code", "message"}}``)."""
+    answer = problem(exc)
+    answer.headers.update(_HEADERS)
+    return answer
 
 
 def _where(request: Request) -> tuple[int, str]:

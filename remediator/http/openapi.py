@@ -42,6 +42,7 @@ ERRORS: dict[int, tuple[str, str]] = {
         "CIRCUIT_OPEN, COOLDOWN, PAUSED, QUARANTINED, BLAST_RADIUS, MAX_PER_WINDOW, "
         "PATTERN_EXISTS, PATTERN_BUILTIN, NO_CONFIG_FILE",
     ),
+    410: ("An approval email's single-use link was used already", "LINK_USED"),
     413: ("The body is too large (server.max_body_bytes)", "PAYLOAD_TOO_LARGE"),
     422: ("Invalid request; `details` names each field", "VALIDATION_FAILED"),
     429: (

@@ -42,7 +42,7 @@ def waiting(
         "link_secret_env": LINK_KEY_ENV,
         "public_url": "https://remediator.example.test",
     }
-    spec = {"emails": ["carol@example.test"]}
+    spec: dict[str, Any] = {"emails": ["carol@example.test"]}
     with started(
         tmp_path, monkeypatch, sections={"approvals": approvals, **sections}, **spec
     ) as app:
