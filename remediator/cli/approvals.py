@@ -2,7 +2,7 @@
 
 It talks to the server's HTTP API (any replica: the store decides once), so that an approval
 runs where remediations run, with the guards checked again: ``--url`` (or
-``REMEDIATOR_URL``, default ``http://127.0.0.1:8080``) and a token from ``--token-file`` or
+``REMEDIATOR_URL``, default ``http://127.0.0.1:9095``) and a token from ``--token-file`` or
 ``REMEDIATOR_TOKEN`` — a token with role ``approver`` listed in the playbook's
 ``approval.approvers``, or ``admin``. Decisions are recorded with channel ``cli``.
 """
@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_URL = "http://127.0.0.1:9095"  # server.port by default
 PATH = "/api/v1/recovery/approvals"
 TIMEOUT = 15.0
 
