@@ -100,7 +100,7 @@ def test_one_json_line_per_alert_with_the_playbook_each_operator_picks(tmp_path:
     assert set(var) == {
         "fingerprint", "alertname", "status", "pattern", "category", "severity", "playbook",
         "priority", "target", "target_type", "steps", "dry_run", "runs", "reason",
-        "rendered_target",
+        "rendered_target", "approval",
     }  # fmt: skip
 
 
