@@ -36,6 +36,22 @@ def delivered(app: App, api: SlackAPI, until: Callable[[list[Call]], bool]) -> l
     raise AssertionError(f"Slack got {api.messages}")
 
 
+def requested(app: App, api: SlackAPI, fingerprint: str = "f1") -> tuple[int, Call]:
+    """Fire the alert: its approval's id and the request's Slack message."""
+    before = len(api.messages)
+    app.fire(fingerprint)
+    rid = app.open_id()
+    posted = delivered(app, api, lambda m: len(m) > before)[before]
+    return rid, posted
+
+
+def update_saying(app: App, api: SlackAPI, words: str) -> Call:
+    """The one message change that says ``words``."""
+    messages = delivered(app, api, lambda m: any(words in text_of(c) for c in m))
+    [update] = [c for c in messages if words in text_of(c)]
+    return update
+
+
 def actions(call: Call) -> list[dict[str, Any]]:
     return [b for b in call.blocks if b.get("type") == "actions"]
 
@@ -54,9 +70,7 @@ def test_the_request_message_has_approve_and_deny_buttons_and_an_api_decision_up
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: SlackAPI
 ) -> None:
     with started(tmp_path, monkeypatch, sections=slack_sections(env)) as app:
-        app.fire()
-        rid = app.open_id()
-        [posted] = delivered(app, env, lambda m: len(m) >= 1)
+        rid, posted = requested(app, env)
         assert posted.method == "chat.postMessage"
         [block] = actions(posted)
         approve, deny = block["elements"]
@@ -73,8 +87,7 @@ def test_the_request_message_has_approve_and_deny_buttons_and_an_api_decision_up
         answer = app.call("POST", f"/approvals/{rid}/approve", "alice", json={"reason": "go"})
         assert answer.status_code == 200, answer.text
         app.run(app.rt.engine.approvals.drain)
-        messages = delivered(app, env, lambda m: any("Approved by" in text_of(c) for c in m))
-        [update] = [c for c in messages if "Approved by" in text_of(c)]
+        update = update_saying(app, env, "Approved by")
         # the same message (channel and ts kept), no buttons, who/how/when said
         assert update.method == "chat.update"
         assert (update.channel, update.ts) == (posted.channel, posted.ts)
@@ -86,24 +99,20 @@ def test_a_slack_click_and_an_expiry_update_the_message_without_buttons(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: SlackAPI
 ) -> None:
     with started(tmp_path, monkeypatch, sections=slack_sections(env)) as app:
-        app.fire()
-        rid = app.open_id()
-        [posted] = delivered(app, env, lambda m: len(m) >= 1)
+        rid, posted = requested(app, env)
         assert app.slack(click(rid, "deny")).status_code == 200
-        messages = delivered(app, env, lambda m: any("Denied" in text_of(c) for c in m))
-        [update] = [c for c in messages if "Denied" in text_of(c)]
+        update = update_saying(app, env, "Denied")
         assert (update.method, update.ts) == ("chat.update", posted.ts)
         assert "Denied by <@U0ALICE01> via slack at" in text_of(update)
         assert actions(update) == []
 
     with started(tmp_path / "two", monkeypatch, sections=slack_sections(env)) as app:
-        app.fire("f2")
-        delivered(app, env, lambda m: len(m) >= 2)
+        _, posted = requested(app, env, "f2")
         app.clock.advance(601)
         assert app.run(app.rt.engine.approvals.sweep) == 1
-        messages = delivered(app, env, lambda m: any("Expired" in text_of(c) for c in m))
-        [update] = [c for c in messages if "Expired" in text_of(c)]
-        assert update.method == "chat.update" and actions(update) == []
+        update = update_saying(app, env, "Expired")
+        assert (update.method, update.ts) == ("chat.update", posted.ts)
+        assert actions(update) == []
 
 
 def test_a_member_of_a_listed_slack_user_group_may_decide_and_others_may_not(

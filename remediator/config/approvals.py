@@ -73,6 +73,15 @@ class ApprovalSpec(BaseModel):
                 raise ValueError(f"approval.emails: not an email address: {email!r}")
         return self
 
+    def asked(self) -> list[str]:
+        """Who is asked, as the request and dry runs name them."""
+        return [
+            *self.approvers,
+            *(f"slack:{u}" for u in self.slack_users),
+            *(f"slack group {g}" for g in self.slack_usergroups),
+            *(f"email:{e}" for e in self.emails),
+        ]
+
     def allows(self, *, channel: str, identity: str) -> bool:
         """May ``identity`` decide through ``channel`` (``slack``: a Slack user id; else a
         token name)?"""

@@ -100,12 +100,7 @@ class Approvals:
         assert spec is not None
         b = order.events
         expires = now + spec.ttl
-        who = [
-            *spec.approvers,
-            *(f"slack:{u}" for u in spec.slack_users),
-            *(f"slack group {g}" for g in spec.slack_usergroups),
-            *(f"email:{e}" for e in spec.emails),
-        ]
+        who = spec.asked()
         requested = b.event(
             ev.APPROVAL_REQUESTED,
             time=now,

@@ -140,14 +140,8 @@ def approval_json(spec: ApprovalSpec | None) -> dict[str, Any] | None:
     """What a dry run says of a playbook's approval: it would ask, and whom (None: no approval)."""
     if spec is None:
         return None
-    asked = [
-        *spec.approvers,
-        *(f"slack:{u}" for u in spec.slack_users),
-        *(f"slack group {g}" for g in spec.slack_usergroups),
-        *(f"email:{e}" for e in spec.emails),
-    ]
     return {
-        "message": f"would ask for approval by {', '.join(asked)}",
+        "message": f"would ask for approval by {', '.join(spec.asked())}",
         "approvers": list(spec.approvers),
         "slack_users": list(spec.slack_users),
         "slack_usergroups": list(spec.slack_usergroups),
