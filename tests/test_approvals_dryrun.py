@@ -19,6 +19,10 @@ SPEC = {"approvers": ["alice"], "slack_usergroups": ["S0OPS01"], "emails": ["car
 def test_simulate_says_a_playbook_would_ask_for_approval_and_whom(tmp_path: Path) -> None:
     config = {
         "store": {"url": f"sqlite:///{tmp_path}/store/remediator.db"},
+        "notifications": {"email": {"host": "127.0.0.1", "sender": "r@example.test",
+                                    "to": ["oncall@example.test"]}},
+        "approvals": {"link_secret_env": "TEST_DRYRUN_LINK_KEY",
+                      "public_url": "https://remediator.example.test"},
         "targets": [{"name": "web", "type": "docker_container", "container": "web"}],
         "playbooks": [
             restart_playbook(approval=SPEC),

@@ -14,6 +14,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from remediator.config import model as config_mod
+from remediator.errors import ConfigError
+from tests.engine_harness import restart_playbook
 from tests.smtpserver import Received, SMTPServer
 from tests.test_approvals import App, started
 
@@ -117,3 +120,16 @@ def test_a_deny_link_denies_and_runs_nothing(
         [denied] = app.events("recovery:denied")
         assert denied.actor == f"email:{APPROVER}"
         assert app.recorder.count() == 0
+
+
+def test_approvers_by_email_without_a_mail_channel_or_a_link_key_are_refused_at_load() -> None:
+    base = {
+        "targets": [{"name": "web", "type": "docker_container", "container": "web"}],
+        "playbooks": [restart_playbook(approval={"emails": [APPROVER]})],
+    }
+    with pytest.raises(ConfigError) as refused:
+        config_mod.parse(base, env={})
+    assert (
+        "playbooks[0].approval.emails: approvers by email need notifications.email and "
+        "approvals.link_secret_env" in refused.value.problems[0]
+    )

@@ -127,3 +127,12 @@ class ApprovalsConfig(BaseModel):
         if self.link_secret_env is not None and self.public_url is None:
             raise ValueError("approvals.link_secret_env: set approvals.public_url too")
         return self
+
+
+def email_problems(where: str, spec: ApprovalSpec | None, *, email: bool, links: bool) -> list[str]:
+    """Approvers by email need the mail to reach them and its links to be signed."""
+    if spec is None or not spec.emails or (email and links):
+        return []
+    missing = [m for m, ok in (("notifications.email", email),
+                               ("approvals.link_secret_env", links)) if not ok]  # fmt: skip
+    return [f"{where}: approvers by email need {' and '.join(missing)}"]

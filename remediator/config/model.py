@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from remediator.config.approvals import ApprovalsConfig
+from remediator.config.approvals import ApprovalsConfig, email_problems
 from remediator.config.durations import Duration
 from remediator.config.environment import attribute, from_environment, overlay
 from remediator.config.links import check_host
@@ -331,6 +331,11 @@ class Config(_Section):
                 problems.append(f"playbooks[{i}].target: unknown target {book.target!r}")
             problems += _selector_problems(self, f"playbooks[{i}]", book.target, book.targets)
             problems.extend(_queue_problems(i, book, self.targets))
+            problems += email_problems(
+                f"playbooks[{i}].approval.emails", book.approval,
+                email=self.notifications.email is not None,
+                links=self.approvals.link_secret_env is not None,
+            )  # fmt: skip
             window = book.max_per_window.window if book.max_per_window else 0.0
             if max(book.cooldown, window) > self.retention.remediations:
                 problems.append(

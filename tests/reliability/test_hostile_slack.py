@@ -23,6 +23,7 @@ import pytest
 from remediator.engine.approval_links import LinkSigner
 from tests.reliability.conftest import Figures
 from tests.slackapi import SlackAPI
+from tests.smtpserver import SMTPServer
 from tests.test_approvals import SLACK_USER, App, click, started
 
 LINK_KEY_ENV = "TEST_HOSTILE_LINK_KEY"
@@ -34,7 +35,10 @@ DECISIONS = ("recovery:approved", "recovery:denied", "recovery:approval_cancelle
 
 @contextmanager
 def waiting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **sections: Any
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    smtp: SMTPServer,
+    slack: dict[str, Any] | None = None,
 ) -> Iterator[tuple[App, int]]:
     monkeypatch.setenv(LINK_KEY_ENV, LINK_KEY)
     approvals = {
@@ -43,8 +47,9 @@ def waiting(
         "public_url": "https://remediator.example.test",
     }
     spec: dict[str, Any] = {"emails": ["carol@example.test"]}
+    notes = {"email": smtp.email_config().model_dump(mode="json"), **(slack or {})}
     with started(
-        tmp_path, monkeypatch, sections={"approvals": approvals, **sections}, **spec
+        tmp_path, monkeypatch, sections={"approvals": approvals, "notifications": notes}, **spec
     ) as app:
         app.fire()
         yield app, app.open_id()
@@ -61,9 +66,9 @@ def unchanged(app: App, rid: int) -> None:
 
 
 def test_forged_stale_replayed_and_malformed_slack_requests_change_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, figures: Figures
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, figures: Figures, smtp_server: SMTPServer
 ) -> None:
-    with waiting(tmp_path, monkeypatch) as (app, rid):
+    with waiting(tmp_path, monkeypatch, smtp_server) as (app, rid):
         now = int(app.clock.now())
         body = click(rid)
         tried: list[tuple[str, int, int]] = []
@@ -105,9 +110,9 @@ def test_forged_stale_replayed_and_malformed_slack_requests_change_nothing(
 
 
 def test_tampered_expired_and_reused_email_links_change_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, figures: Figures
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, figures: Figures, smtp_server: SMTPServer
 ) -> None:
-    with waiting(tmp_path, monkeypatch) as (app, rid):
+    with waiting(tmp_path, monkeypatch, smtp_server) as (app, rid):
         signer = LinkSigner(LINK_KEY.encode())
         expires = app.clock.now() + 600
         email = "carol@example.test"
@@ -158,11 +163,11 @@ def test_tampered_expired_and_reused_email_links_change_nothing(
 
 
 def test_hostile_alert_text_reaches_the_approval_message_escaped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slack_api: SlackAPI
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slack_api: SlackAPI, smtp_server: SMTPServer
 ) -> None:
     monkeypatch.setenv(SLACK_TOKEN_ENV, slack_api.token)
     slack = {"slack": {"api_url": slack_api.url, "token_env": SLACK_TOKEN_ENV, "pace": "0s"}}
-    with waiting(tmp_path, monkeypatch, notifications=slack) as (app, rid):
+    with waiting(tmp_path, monkeypatch, smtp_server, slack) as (app, rid):
         deadline = time.monotonic() + 10
         while not slack_api.messages and time.monotonic() < deadline:
             app.run(app.rt.outbox.run_once)
