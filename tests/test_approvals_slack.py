@@ -93,6 +93,11 @@ def test_the_request_message_has_approve_and_deny_buttons_and_an_api_decision_up
         assert (update.channel, update.ts) == (posted.channel, posted.ts)
         assert actions(update) == []
         assert "`alice` via api at " in text_of(update) and ": go" in text_of(update)
+        # the decision stays in the incident's thread once the run updates the message
+        said = "approved by alice via api after 30s"
+        messages = delivered(app, env, lambda m: any(said in c.text for c in m))
+        [reply] = [c for c in messages if said in c.text]
+        assert (reply.method, reply.thread_ts) == ("chat.postMessage", posted.ts)
 
 
 def test_a_slack_click_and_an_expiry_update_the_message_without_buttons(

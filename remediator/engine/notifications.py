@@ -32,7 +32,14 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final
 
-from remediator.audit.events import APPROVAL_REQUESTED, Event
+from remediator.audit.events import (
+    APPROVAL_APPROVED,
+    APPROVAL_CANCELLED,
+    APPROVAL_DENIED,
+    APPROVAL_EXPIRED,
+    APPROVAL_REQUESTED,
+    Event,
+)
 from remediator.audit.recording import OutboxRow, Router
 from remediator.config.links import HIDDEN, allowed
 from remediator.config.model import Config, EscalationLevel
@@ -42,6 +49,7 @@ from remediator.notifiers import CHANNELS, configured, section
 
 ESCALATED = "recovery:escalated"
 ALL_CHANNELS = CHANNELS
+DECIDED = (APPROVAL_APPROVED, APPROVAL_DENIED, APPROVAL_EXPIRED, APPROVAL_CANCELLED)
 # Escalation reasons an alert storm makes by the thousand: delivered as summaries.
 COALESCED = frozenset({"unknown_pattern", "target_not_registered"})
 
@@ -91,7 +99,9 @@ def _payload(event: Event, phase: str, hosts: Sequence[str] = ()) -> dict[str, A
     title = event.alertname or event.type
     if event.target:
         title += f" on {event.target}"
-    detail = event.message if event.type in ("recovery:action", ESCALATED) else ""
+    # (an approval's decision also stays in the incident's Slack thread once later phases
+    # update the message)
+    detail = event.message if event.type in ("recovery:action", ESCALATED, *DECIDED) else ""
     return {
         "title": title,
         "phase": phase,
