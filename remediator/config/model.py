@@ -32,6 +32,7 @@ from remediator.config.patterns import PatternSpec
 from remediator.config.playbooks import PlaybookSpec
 from remediator.config.problems import format_errors
 from remediator.config.selectors import TargetSelector
+from remediator.config.silences import SilencesConfig, silence_problems
 from remediator.config.targets import Target, WorkersTargetBase
 from remediator.errors import ConfigError
 from remediator.notifiers import CHANNELS
@@ -306,6 +307,7 @@ class Config(_Section):
         description="Approvals by Slack buttons: where the Slack signing secret comes from "
         "(playbooks ask for approval with their own `approval:`).",
     )
+    silences: SilencesConfig = Field(default_factory=SilencesConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -331,6 +333,9 @@ class Config(_Section):
                 problems.append(f"playbooks[{i}].target: unknown target {book.target!r}")
             problems += _selector_problems(self, f"playbooks[{i}]", book.target, book.targets)
             problems.extend(_queue_problems(i, book, self.targets))
+            problems += silence_problems(
+                i, book.silence, self.silences.url or self.alertmanager.url
+            )
             window = book.max_per_window.window if book.max_per_window else 0.0
             if max(book.cooldown, window) > self.retention.remediations:
                 problems.append(
@@ -486,6 +491,7 @@ RESTART_ONLY = (
     "escalation",
     "audit",
     "retention",
+    "silences",
 )
 
 
