@@ -92,7 +92,9 @@ class Rig:
 
         self.run(open_)
 
-    def post(self, labels: dict[str, str], *, fingerprint: str = "f1", status: str = "firing") -> Any:
+    def post(
+        self, labels: dict[str, str], *, fingerprint: str = "f1", status: str = "firing"
+    ) -> Any:
         alert = {
             "status": status,
             "labels": labels,

@@ -89,7 +89,9 @@ def test_a_quarantined_target_stays_silenced_until_the_quarantine_is_lifted(
         assert rig.post(LABELS).status_code == 200
 
         def quarantine_silence() -> list[dict[str, Any]]:
-            return [s for s in ours(amtool_bin, am) if "[remediator:quarantine:web:" in s["comment"]]
+            return [
+                s for s in ours(amtool_bin, am) if "[remediator:quarantine:web:" in s["comment"]
+            ]
 
         [made] = wait_for(quarantine_silence, "the quarantine's silence")
         assert matchers(made) == LABELS

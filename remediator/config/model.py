@@ -333,9 +333,7 @@ class Config(_Section):
                 problems.append(f"playbooks[{i}].target: unknown target {book.target!r}")
             problems += _selector_problems(self, f"playbooks[{i}]", book.target, book.targets)
             problems.extend(_queue_problems(i, book, self.targets))
-            problems += silence_problems(
-                i, book.silence, self.silences.url or self.alertmanager.url
-            )
+            problems += silence_problems(i, book.silence, self.silences, self.alertmanager.url)
             window = book.max_per_window.window if book.max_per_window else 0.0
             if max(book.cooldown, window) > self.retention.remediations:
                 problems.append(

@@ -71,8 +71,10 @@ class SilencesConfig(BaseModel):
     )
 
 
-def silence_problems(index: int, spec: SilenceSpec | None, url: str | None) -> list[str]:
+def silence_problems(
+    index: int, spec: SilenceSpec | None, section: SilencesConfig, alertmanager_url: str | None
+) -> list[str]:
     """A playbook that asks for silences with no Alertmanager to make them in."""
-    if spec is None or not spec.enabled or url:
+    if spec is None or not spec.enabled or section.url or alertmanager_url:
         return []
     return [f"playbooks[{index}].silence: set silences.url (or alertmanager.url) to silence"]
