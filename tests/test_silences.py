@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from remediator.alerts import Episode
 from remediator.config import model as config_mod
+from remediator.config.playbooks import PlaybookSpec
 from remediator.engine.silences import Snapshot, silence_labels, wanted
 from remediator.errors import ConfigError
 from remediator.store.records import Remediation
@@ -153,7 +155,7 @@ def test_a_playbook_that_silences_needs_an_alertmanager() -> None:
 
 
 def test_silence_labels_are_the_listed_ones_or_none_when_they_cannot_match_literally() -> None:
-    spec = config_mod.PlaybookSpec.model_validate(playbook({"matchers": ["a", "gone"]})).silence
+    spec = PlaybookSpec.model_validate(playbook({"matchers": ["a", "gone"]})).silence
     assert spec is not None
     assert silence_labels(spec, {"a": "1", "b": "2"}) == {"a": "1", "gone": ""}
     assert silence_labels(spec, {"b": "2"}) is None  # would match every alert without a and gone
@@ -161,11 +163,9 @@ def test_silence_labels_are_the_listed_ones_or_none_when_they_cannot_match_liter
 
 
 def test_only_open_episodes_of_opted_in_playbooks_are_wanted() -> None:
-    from remediator.alerts import Episode
-
     books = [
-        config_mod.PlaybookSpec.model_validate(playbook({"enabled": True})),
-        config_mod.PlaybookSpec.model_validate(playbook(None, name="quiet")),
+        PlaybookSpec.model_validate(playbook({"enabled": True})),
+        PlaybookSpec.model_validate(playbook(None, name="quiet")),
     ]
 
     def rem(rid: int, name: str, state: str, episode: int) -> Remediation:
