@@ -181,3 +181,6 @@ def test_only_open_episodes_of_opted_in_playbooks_are_wanted() -> None:
         labels={f"f{i}": {"alertname": "A"} for i in (1, 2, 3)},
     )  # fmt: skip
     assert list(wanted(snapshot, books)) == ["remediation:1"]
+    assert wanted(snapshot, books, dry_run=True) == {}  # safety.dry_run touches nothing
+    dry = [PlaybookSpec.model_validate(playbook({"enabled": True}, dry_run=True))]
+    assert wanted(snapshot, dry) == {}

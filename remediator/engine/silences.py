@@ -36,6 +36,7 @@ from remediator.alerts import Episode
 from remediator.audit import events as ev
 from remediator.audit.events import Event
 from remediator.clock import Clock
+from remediator.config.model import Config
 from remediator.config.playbooks import PlaybookSpec
 from remediator.config.silences import SilencesConfig, SilenceSpec
 from remediator.engine.worker import worker_name
@@ -121,9 +122,13 @@ def _spec(books: Mapping[str, PlaybookSpec], name: str) -> SilenceSpec | None:
     return book.silence
 
 
-def wanted(snapshot: Snapshot, playbooks: Sequence[PlaybookSpec]) -> dict[str, Wanted]:
-    """Every silence that should exist now, by key."""
-    books = {book.name: book for book in playbooks}
+def wanted(
+    snapshot: Snapshot, playbooks: Sequence[PlaybookSpec], *, dry_run: bool = False
+) -> dict[str, Wanted]:
+    """Every silence that should exist now, by key (none in a dry run: it touches nothing)."""
+    if dry_run:
+        return {}
+    books = {book.name: book for book in playbooks if not book.dry_run}
     open_ids = {episode.id for episode in snapshot.episodes}
     out: dict[str, Wanted] = {}
 
@@ -178,7 +183,7 @@ class Silencer:
         store: Store,
         clock: Clock,
         metrics: Metrics,
-        playbooks: Callable[[], Sequence[PlaybookSpec]],
+        config: Callable[[], Config],
         client: httpx2.AsyncClient | None = None,
         owner: str | None = None,
     ) -> None:
@@ -186,7 +191,7 @@ class Silencer:
         self.store = store
         self.clock = clock
         self.metrics = metrics
-        self.playbooks = playbooks
+        self.config = config
         self.owner = owner or worker_name()
         self._owns_client = client is None
         self._http = client or httpx2.AsyncClient(follow_redirects=False, trust_env=False)
@@ -246,7 +251,8 @@ class Silencer:
             ttl = 3 * self.settings.interval
             if not await self.store.lead(LEASE, owner=self.owner, now=now, ttl=ttl):
                 return True
-            want = wanted(await self._snapshot(), self.playbooks())
+            config = self.config()
+            want = wanted(await self._snapshot(), config.playbooks, dry_run=config.safety.dry_run)
             stored = {s.key: s for s in await self.store.silences()}
             ok = True
             for key, silence in stored.items():

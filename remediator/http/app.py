@@ -190,7 +190,7 @@ async def build_runtime(
     if silences_url := config.silences.url or config.alertmanager.url:
         silencer = Silencer(
             url=silences_url, settings=config.silences, store=the_store, clock=the_clock,
-            metrics=the_metrics, playbooks=lambda: engine.config.playbooks,
+            metrics=the_metrics, config=lambda: engine.config,
         )  # fmt: skip
         bus.on("*", silencer.on_event)
     outbox = Outbox(
