@@ -9,10 +9,10 @@ expires every other live silence in Alertmanager that says ``createdBy: remediat
 that a crash or a restart left behind.
 
 Rounds run in the background, never inline: on the remediation's events (a recorded event
-wakes the loop) and every ``silences.interval``. An Alertmanager that cannot be reached fails
-the round, which is tried again after a backoff (1 s doubling, at most the interval), so it
-never stalls a remediation or the webhook. With several replicas, a round runs only on the one
-holding the ``silences`` lease.
+wakes the loop; rounds at most every half second) and every ``silences.interval``. An
+Alertmanager that cannot be reached fails the round, which is tried again after a backoff (1 s
+doubling, at most the interval), so it never stalls a remediation or the webhook. With several
+replicas, a round runs only on the one holding the ``silences`` lease.
 
 The matchers are literal equalities with the alert's label values (never regexes); a silence is
 not made when the values are too large to match literally, so a silence never covers more than
@@ -55,6 +55,7 @@ MAX_MATCHERS = 64
 MAX_NAME = 128
 MAX_VALUE = 4096  # characters of one label value; a larger one is not silenced
 RETRY_FIRST = 1.0
+MIN_GAP = 0.5  # seconds between two rounds, however many events wake the loop
 HANDLED = (RUNNING, AWAITING_APPROVAL)
 MARKER = re.compile(r"\[remediator:((?:remediation|quarantine):[A-Za-z0-9_.:-]{1,200})\]")
 _NOT_ID = re.compile(r"[^A-Za-z0-9]")
@@ -239,6 +240,8 @@ class Silencer:
                 log.exception("silences round failed")
                 ok = False
             self.failures = 0 if ok else self.failures + 1
+            with contextlib.suppress(TimeoutError):  # rounds at most every MIN_GAP (storms)
+                await asyncio.wait_for(self._stop.wait(), timeout=MIN_GAP)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.delay())
 
