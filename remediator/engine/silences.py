@@ -5,8 +5,8 @@ remediation runs or awaits approval (and its episode is open), and, once a step 
 target, while the target stays quarantined. Each round of the :class:`Silencer` compares what
 is wanted (:func:`wanted`, a pure function of the store's snapshot) with the silences it made
 (the ``silences`` table), creates the missing ones and expires the ones whose reason ended, then
-expires every other live silence in Alertmanager that says ``createdBy: remediator``: stale ones
-that a crash or a restart left behind.
+expires every other live silence in Alertmanager that says ``createdBy: remediator`` and
+carries remediator's marker in its comment: stale ones that a crash or a restart left behind.
 
 Rounds run in the background, never inline: on the remediation's events (a recorded event
 wakes the loop; rounds at most every half second) and every ``silences.interval``. An
@@ -15,8 +15,8 @@ doubling, at most the interval), so it never stalls a remediation or the webhook
 replicas, a round runs only on the one holding the ``silences`` lease.
 
 The matchers are literal equalities with the alert's label values (never regexes); a silence is
-not made when the values are too large to match literally, so a silence never covers more than
-the alert it is for. The comment names the reason, the incident and a link, and carries the
+not made when the values are too large to match literally, or when they would match any
+alert. The comment names the reason, the incident and a link, and carries the
 marker ``[remediator:<key>]``.
 """
 
