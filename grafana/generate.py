@@ -675,6 +675,26 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
             ],
         ),
         timeseries(
+            "Alertmanager silences active",
+            "Silences remediator made in Alertmanager and has not expired yet "
+            "(remediator_silences_active): alerts it handles now (playbooks with silence:).",
+            units.Short,
+            [Query(f"max(remediator_silences_active{sel()})", "silences")],
+        ),
+        timeseries(
+            "Silence requests by outcome",
+            "Requests to Alertmanager's silences API (remediator_silence_requests_total), per "
+            "operation (create, expire, list) and outcome (success, failure).",
+            units.OpsPerSecond,
+            [
+                Query(
+                    "sum by (operation, outcome) "
+                    f"(rate(remediator_silence_requests_total{sel()}[$__rate_interval]))",
+                    "{{operation}} {{outcome}}",
+                )
+            ],
+        ),
+        timeseries(
             "Store size per instance",
             "Bytes the store takes on disk per instance (remediator_store_size_bytes: the SQLite "
             "files, or the PostgreSQL database), exported each minute; retention keeps it flat.",

@@ -258,6 +258,22 @@ class Metrics:
             buckets=(10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200),
             registry=r,
         )
+        # Alertmanager silences while remediating (remediator/engine/silences.py).
+        self.silences_active = Gauge(
+            "remediator_silences_active",
+            "Alertmanager silences remediator made and has not expired yet.",
+            registry=r,
+        )
+        self.silence_requests = Counter(
+            "remediator_silence_requests_total",
+            "Requests to Alertmanager's silences API, by operation (create, expire, list) and "
+            "outcome (success, failure).",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        for operation in ("create", "expire", "list"):
+            for outcome in ("success", "failure"):
+                self.silence_requests.labels(operation, outcome)
         self.audit_write_failures = Counter(
             "remediator_audit_write_failures_total",
             "Audit events that could not be written.",

@@ -21,6 +21,7 @@ from remediator.engine.outbox import Outbox
 from remediator.engine.reconcile import Reconciler
 from remediator.engine.retention import Retention
 from remediator.engine.schedule import Scheduler
+from remediator.engine.silences import Silencer
 from remediator.engine.worker import Worker
 from remediator.metrics import Metrics
 from remediator.plugins import Plugins
@@ -61,6 +62,8 @@ class Runtime:
     # Failed authentication, per client address (built by the HTTP layer).
     throttle: Throttle
     reconciler: Reconciler | None = None
+    # Alertmanager silences while remediating (silences.url or alertmanager.url set).
+    silencer: Silencer | None = None
     retention: Retention | None = None
     # Signed audit checkpoints (with audit.signing_key_file).
     checkpoints: Checkpointer | None = None

@@ -42,6 +42,7 @@ COUNTERS = frozenset(
         "remediator_approvals_total",
         "remediator_webhook_rejected_total",
         "remediator_reconcile_rounds_total",
+        "remediator_silence_requests_total",
     }
 )
 GAUGES = frozenset(
@@ -57,6 +58,7 @@ GAUGES = frozenset(
         "remediator_queue_consumers",
         "remediator_queue_oldest_job_age_seconds",
         "remediator_queue_paused",
+        "remediator_silences_active",
     }
 )
 HISTOGRAMS = frozenset(

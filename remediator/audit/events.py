@@ -60,6 +60,8 @@ RECOVERY_RESUMED = "recovery:resumed"
 NOTIFICATION_SENT = "notification:sent"
 NOTIFICATION_DEAD = "notification:dead"
 AUDIT_CHECKPOINT = "audit:checkpoint"
+SILENCE_CREATED = "recovery:silence_created"
+SILENCE_EXPIRED = "recovery:silence_expired"
 AUDIT_SIGNED_CHECKPOINT = "audit:signed_checkpoint"
 
 # Every event type, in the order of docs/playbooks.md#events (rendered from here by
@@ -89,6 +91,8 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     RECOVERY_ACTION: ("one step ran (once per step per attempt)", "`success`, `failure`, `dry_run`, or `already_done` (a taken-over remediation found the step already taken); `action`, `duration`, `message` (the detail), `details.data`"),
     RECOVERY_VERIFIED: ("a `verify.health` or `verify.prometheus` step passed (not in a dry run), after its `recovery:action`", "`verified`; `action`, `message`: what held"),
     RECOVERY_QUARANTINED: ("a `quarantine` step quarantined the target", "`success`"),
+    SILENCE_CREATED: ("an Alertmanager silence was made for an alert remediator handles (a playbook with `silence:`): its remediation runs or awaits approval, or its target is quarantined", "`created`; `playbook`, `target`, `details.silence` (Alertmanager's id), `details.reason` (`remediation` or `quarantine`), `details.matchers` (the label names), `details.ends_at`"),
+    SILENCE_EXPIRED: ("remediator expired a silence it made: the remediation ended, the episode resolved, the quarantine was lifted, or (`details.reason: stale`) no stored reason names it any more", "`expired`; `details.silence`, `details.reason` (`ended` or `stale`)"),
     RECOVERY_QUARANTINE_LIFTED: ("an operator lifted a quarantine (API or CLI)", "`lifted`; `actor`, `details.reason`, `details.quarantine_reason`"),
     RECOVERY_SUCCEEDED: ("an attempt ran every step successfully", "`success`; `duration`, `message`: the attempt"),
     RECOVERY_DRY_RUN: ("a dry run finished: its steps only said what they would do", "`dry_run`"),

@@ -107,6 +107,10 @@ _BY_MODEL["NotificationsConfig"].update(
         'drains, counted in `remediator_intake_refused_total{reason="outbox_full"}`.',
     }
 )
+_BY_MODEL["Config"]["silences"] = (
+    "Alertmanager silences while remediator handles an alert: where they are made (playbooks "
+    "opt in with their own `silence:`, [playbooks.md](playbooks.md#silences))."
+)
 DESCRIPTIONS: dict[str, str] = {f"{m}.{f}": t for m, fs in _BY_MODEL.items() for f, t in fs.items()}
 EXAMPLE = """\
 server: {host: 0.0.0.0, port: 9095}

@@ -15,6 +15,7 @@ section added there is settable here without a change. Variables that name no ke
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,3 +111,31 @@ def attribute(problems: list[str], settings: Mapping[str, Any]) -> list[str]:
         found = [v for p, v in names.items() if path == p or path.startswith((p + ".", p + "["))]
         out.append(f"{line} (from {found[0]})" if found else line)
     return out
+
+
+_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(:-[^}]*)?\}")
+
+
+def expand_env(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    """``${VAR}`` in any string replaced by the environment's value; missing ones are problems.
+    ``${VAR:-default}``: the default when the variable is not set or empty."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if default is not None:
+                return env.get(name) or default[2:]
+            if name not in env:
+                problems.append(f"{path or '<root>'}: environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, list):
+        return [expand_env(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {
+            k: expand_env(v, env, f"{path}.{k}" if path else str(k), problems)
+            for k, v in value.items()
+        }
+    return value

@@ -9,7 +9,6 @@ Loading never half-succeeds: :func:`load` returns a complete :class:`Config` or 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -26,12 +25,13 @@ from pydantic import (
 
 from remediator.config.approvals import ApprovalsConfig, email_problems
 from remediator.config.durations import Duration
-from remediator.config.environment import attribute, from_environment, overlay
+from remediator.config.environment import attribute, expand_env, from_environment, overlay
 from remediator.config.links import check_host
 from remediator.config.patterns import PatternSpec
 from remediator.config.playbooks import PlaybookSpec
 from remediator.config.problems import format_errors
 from remediator.config.selectors import TargetSelector
+from remediator.config.silences import SilencesConfig, silence_problems
 from remediator.config.targets import Target, WorkersTargetBase
 from remediator.errors import ConfigError
 from remediator.notifiers import CHANNELS
@@ -306,6 +306,7 @@ class Config(_Section):
         description="Approvals by Slack buttons: where the Slack signing secret comes from "
         "(playbooks ask for approval with their own `approval:`).",
     )
+    silences: SilencesConfig = Field(default_factory=SilencesConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -336,6 +337,7 @@ class Config(_Section):
                 email=self.notifications.email is not None,
                 links=self.approvals.link_secret_env is not None,
             )  # fmt: skip
+            problems += silence_problems(i, book.silence, self.silences, self.alertmanager.url)
             window = book.max_per_window.window if book.max_per_window else 0.0
             if max(book.cooldown, window) > self.retention.remediations:
                 problems.append(
@@ -378,34 +380,6 @@ def _unique(problems: list[str], section: str, names: list[str]) -> None:
         if name in seen:
             problems.append(f"{section}[{i}]: duplicate name {name!r}")
         seen.add(name)
-
-
-_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(:-[^}]*)?\}")
-
-
-def expand_env(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
-    """``${VAR}`` in any string replaced by the environment's value; missing ones are problems.
-    ``${VAR:-default}``: the default when the variable is not set or empty."""
-    if isinstance(value, str):
-
-        def sub(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if default is not None:
-                return env.get(name) or default[2:]
-            if name not in env:
-                problems.append(f"{path or '<root>'}: environment variable {name} is not set")
-                return ""
-            return env[name]
-
-        return _ENV_REF.sub(sub, value)
-    if isinstance(value, list):
-        return [expand_env(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {
-            k: expand_env(v, env, f"{path}.{k}" if path else str(k), problems)
-            for k, v in value.items()
-        }
-    return value
 
 
 def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
@@ -491,6 +465,7 @@ RESTART_ONLY = (
     "escalation",
     "audit",
     "retention",
+    "silences",
 )
 
 

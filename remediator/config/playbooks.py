@@ -10,6 +10,7 @@ from remediator.config.approvals import ApprovalSpec
 from remediator.config.durations import Duration
 from remediator.config.patterns import Matcher, parse
 from remediator.config.selectors import TargetSelector
+from remediator.config.silences import SilenceSpec
 from remediator.config.steps import Step, Template, compile_template
 
 Priority = Literal["critical", "high", "medium", "low"]
@@ -61,6 +62,12 @@ class PlaybookSpec(BaseModel):
         default=None,
         description="When set, a remediation whose guards pass waits for a listed approver "
         "(state `awaiting_approval`) instead of running (docs/playbooks.md#approvals).",
+    )
+    silence: SilenceSpec | None = Field(
+        default=None,
+        description="When set, the alert is silenced in Alertmanager while its remediation runs "
+        "or awaits approval, and while the target it quarantined stays quarantined "
+        "(docs/playbooks.md#silences).",
     )
 
     @field_validator("match")

@@ -33,6 +33,7 @@ from remediator.engine.reconcile import Reconciler
 from remediator.engine.retention import Retention
 from remediator.engine.runner import StepRunner
 from remediator.engine.schedule import Scheduler
+from remediator.engine.silences import Silencer
 from remediator.engine.worker import Worker
 from remediator.http import endpoints
 from remediator.http.intake import App
@@ -188,6 +189,13 @@ async def build_runtime(
             metrics=the_metrics,
             on_new=worker.wake,
         )
+    silencer = None
+    if silences_url := config.silences.url or config.alertmanager.url:
+        silencer = Silencer(
+            url=silences_url, settings=config.silences, store=the_store, clock=the_clock,
+            metrics=the_metrics, config=lambda: engine.config,
+        )  # fmt: skip
+        bus.on("*", silencer.on_event)
     outbox = Outbox(
         store=the_store,
         notifiers=build_notifiers(config, clock=the_clock),
@@ -220,6 +228,7 @@ async def build_runtime(
         checkpoints=checkpoints,
         outbox=outbox,
         reconciler=reconciler,
+        silencer=silencer,
         config=config,
         store=the_store,
         metrics=the_metrics,
@@ -259,6 +268,8 @@ async def start(rt: Runtime) -> None:
     if rt.reconciler is not None:
         await rt.reconciler.start()
     await rt.outbox.start()
+    if rt.silencer is not None:
+        await rt.silencer.start()
     await rt.escalator.start()
     await rt.engine.approvals.start()
     if rt.retention is not None:
@@ -282,6 +293,8 @@ async def stop(rt: Runtime) -> None:
     if rt.checkpoints is not None:
         await rt.checkpoints.stop()
     await rt.outbox.stop()
+    if rt.silencer is not None:
+        await rt.silencer.stop()
     await rt.escalator.stop()
     await rt.engine.approvals.stop()
     if rt.retention is not None:

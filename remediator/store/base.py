@@ -29,6 +29,7 @@ from remediator.store.records import (
     StepIntent,
     TargetState,
 )
+from remediator.store.silences import Silences
 
 CHECKPOINT = AUDIT_CHECKPOINT
 R = TypeVar("R")
@@ -446,6 +447,7 @@ class Store(
     Patterns,
     Growth,
     Approvals,
+    Silences,
     Protocol,
 ):
     """Everything remediator keeps durably: every role, one backend."""

@@ -270,6 +270,16 @@ PG_MIGRATIONS: tuple[str, ...] = (
         used_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # silences — the Alertmanager silences remediator made and has not expired yet, one per
+    # reason (remediator/store/silences.py). Independent of any other migration: a new table.
+    """
+    CREATE TABLE IF NOT EXISTS silences (
+        key TEXT PRIMARY KEY,
+        silence_id TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        ends_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 

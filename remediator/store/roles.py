@@ -16,6 +16,7 @@ from remediator.store.intents import IntentOps
 from remediator.store.quarantine import QuarantineOps
 from remediator.store.reconciliation import ReconciliationOps
 from remediator.store.remediations import RemediationOps
+from remediator.store.silences import SilenceOps
 from remediator.store.targets import TargetOps
 
 
@@ -35,5 +36,6 @@ class Roles(
     ReconciliationOps,
     GrowthOps,
     ApprovalOps,
+    SilenceOps,
 ):
     """Mixed into the store classes before their driver."""

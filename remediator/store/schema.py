@@ -251,4 +251,14 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         used_at REAL NOT NULL
     );
     """,
+    # silences — the Alertmanager silences remediator made and has not expired yet, one per
+    # reason (remediator/store/silences.py). Independent of any other migration: a new table.
+    """
+    CREATE TABLE IF NOT EXISTS silences (
+        key TEXT PRIMARY KEY,
+        silence_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        ends_at REAL NOT NULL
+    );
+    """,
 )
