@@ -64,19 +64,28 @@ class Installation:
 
     def version(self) -> str:
         """``ansible-rulebook 1.3.2, drools_jpy 0.4.1, ansible-core 2.19.14`` (from --version)."""
-        done = subprocess.run(
-            [str(self.rulebook_bin), "--version"],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        try:
+            done = subprocess.run(
+                [str(self.rulebook_bin), "--version"],
+                env=self.env(),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError:
+            return describe_version("")
         return describe_version(done.stdout)
 
     def java_version(self) -> str:
         java = (self.java_home / "bin" / "java") if self.java_home else Path("java")
-        done = subprocess.run([str(java), "-version"], capture_output=True, text=True, check=False)
-        return (done.stderr or done.stdout).splitlines()[0] if (done.stderr or done.stdout) else ""
+        try:
+            done = subprocess.run(
+                [str(java), "-version"], capture_output=True, text=True, check=False
+            )
+        except OSError:
+            return "no java"
+        text = (done.stderr or done.stdout).strip()
+        return text.splitlines()[0] if text else "no java"
 
     def env(self) -> dict[str, str]:
         """The environment of ansible-rulebook: its venv first on PATH (``ansible-galaxy``),

@@ -71,6 +71,7 @@ class Side:
     storm_seconds: float | None = None  # None: not all done before the deadline
     storm_done: int = 0  # decisions (remediator) or actions (EDA) when measured
     storm_ok: int = 0  # notifications answered 2xx
+    storm_acked: float = 0.0  # seconds until the last 2xx
     storm_rss_kib: int = 0
     latency: list[float] = field(default_factory=list)  # 2xx -> first action, seconds
     latency_missing: int = 0
@@ -223,7 +224,7 @@ def measure_remediator(wd: Workdir, s: Settings) -> Side:
             side.storm_seconds = storm.wait_decided(
                 rem, storm_settings.alerts, started, storm_settings.deadline, []
             )
-        side.storm_ok = sent.ok
+        side.storm_ok, side.storm_acked = sent.ok, sent.seconds
         side.storm_rss_kib = rss.peak_kib
         side.storm_done = int(
             rem.query("SELECT count(*) FROM inbox WHERE state != 'pending'")[0][0]
@@ -273,7 +274,7 @@ def measure_eda(wd: Workdir, s: Settings, install: eda.Installation) -> Side:
             deadline = storm_settings.deadline - (time.monotonic() - started)
             finished = _wait(all_ran, max(deadline, 0.0))
         ran = {k: v for k, v in peer.actions().items() if k in groups}
-        side.storm_ok = sent.ok
+        side.storm_ok, side.storm_acked = sent.ok, sent.seconds
         side.storm_done = len(ran)
         side.storm_rss_kib = rss.peak_kib
         side.storm_seconds = max(ran.values()) - started_wall if finished and ran else None
@@ -334,10 +335,17 @@ def table(r: Side, e: Side, s: Settings, install: eda.Installation) -> Table:
     rs, es = r.storm_seconds, e.storm_seconds
     t.add(
         "storm: 10,000 alerts in 100 notifications, until all decided / all actions ran",
-        f"{rs:.1f} s ({r.storm_done:,} alerts decided)" if rs is not None else "not all (60 s)",
+        (f"{rs:.1f} s" if rs is not None else "not all (60 s)")
+        + f" ({r.storm_done:,} alerts decided)",
         (f"{es:.1f} s" if es is not None else "not all (60 s)")
         + f" ({e.storm_done} actions, one per notification)",
         ahead(None if rs is None else es is None or rs < es),
+    )
+    t.add(
+        "storm: until the last of the 100 notifications was answered",
+        f"{r.storm_acked:.2f} s ({r.storm_ok} x 2xx)",
+        f"{e.storm_acked:.2f} s ({e.storm_ok} x 2xx)",
+        ahead(r.storm_ok >= e.storm_ok and r.storm_acked < e.storm_acked),
     )
     t.add(
         "storm: peak RSS of the server process tree (EDA: with its JVM)",
@@ -377,6 +385,10 @@ def table(r: Side, e: Side, s: Settings, install: eda.Installation) -> Table:
         "storm: remediator polled until no inbox row is pending; EDA: the latest debug stamp; "
         "latency: remediator's first recovery:action (time - duration), EDA's debug stamp, "
         "minus the client's 2xx (same host clock)"
+    )
+    t.note(
+        "EDA acts once per notification (eda.builtin.webhook makes one event of each); acting "
+        "per alert needs the ansible.eda.alertmanager source (one event per alert), not installed"
     )
     if ei is not None and ei.errors:
         t.note(f"EDA intake: {ei.errors} errors (non-2xx, timeouts) of {ei.requests:,} requests")
