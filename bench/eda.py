@@ -182,10 +182,10 @@ def rulebook(*, port: int, token: str) -> str:
     return "---\n" + yaml.safe_dump(book, sort_keys=False)
 
 
-def actions(text: str) -> dict[str, float]:
-    """``debug`` actions in ansible-rulebook's output: group label -> when the first action for
-    it ran (epoch seconds, from the banner's local ``datetime.now()`` stamp)."""
-    out: dict[str, float] = {}
+def ran(text: str) -> list[tuple[str, float]]:
+    """Every ``debug`` action in ansible-rulebook's output, in order: (group label, when it ran
+    in epoch seconds, from the banner's local ``datetime.now()`` stamp)."""
+    out: list[tuple[str, float]] = []
     stamp: float | None = None
     for line in text.splitlines():
         banner = _BANNER.match(line)
@@ -193,8 +193,16 @@ def actions(text: str) -> dict[str, float]:
             stamp = datetime.datetime.fromisoformat(banner.group(1)).timestamp()
             continue
         if stamp is not None and line.startswith(MARK + " "):
-            out.setdefault(line[len(MARK) + 1 :].strip(), stamp)
+            out.append((line[len(MARK) + 1 :].strip(), stamp))
         stamp = None
+    return out
+
+
+def actions(text: str) -> dict[str, float]:
+    """Group label -> when the first ``debug`` action for it ran (epoch seconds)."""
+    out: dict[str, float] = {}
+    for label, stamp in ran(text):
+        out.setdefault(label, stamp)
     return out
 
 

@@ -68,6 +68,7 @@ class Side:
 
     name: str
     intake: wrk.WrkResult | None = None
+    intake_work: str = ""  # what the repeats became
     storm_seconds: float | None = None  # None: not all done before the deadline
     storm_done: int = 0  # decisions (remediator) or actions (EDA) when measured
     storm_ok: int = 0  # notifications answered 2xx
@@ -215,6 +216,8 @@ def measure_remediator(wd: Workdir, s: Settings) -> Side:
     side = Side("remediator")
     with Remediator(wd.sub("r-intake"), bench_config(targets=[PROBES[0], "bench-00"])) as rem:
         side.intake = intake_load(rem.pid, rem.alerts_url, rem.intake_token, wd, s)
+        stored, repeats = rem.query("SELECT count(*), coalesce(sum(repeats), 0) FROM inbox")[0]
+        side.intake_work = f"{stored} alert stored, {repeats:,} repeats counted"
     storm_settings = storm.Settings()
     items = storm.bodies(storm_settings)
     with Remediator(wd.sub("r-storm"), bench_config(targets=STORM_TARGETS)) as rem:
@@ -251,6 +254,13 @@ def measure_remediator(wd: Workdir, s: Settings) -> Side:
 # -- EDA --------------------------------------------------------------------------------------
 
 
+def _settled(peer: eda.Eda) -> bool:
+    """True once a second passes without a new action."""
+    before = len(eda.ran(peer.output()))
+    time.sleep(1.0)
+    return len(eda.ran(peer.output())) == before
+
+
 def _ran_since(peer: eda.Eda, offset: int, label: str) -> bool:
     return label in eda.actions(peer.output()[offset:])
 
@@ -260,6 +270,11 @@ def measure_eda(wd: Workdir, s: Settings, install: eda.Installation) -> Side:
     token = secrets.token_urlsafe(24)
     with eda.Eda(wd.sub("e-intake"), install, token) as peer:
         side.intake = intake_load(peer.pid, peer.url + ALERTS_PATH, token, wd, s)
+        at_end = len(eda.ran(peer.output()))
+        _wait(partial(_settled, peer), 30.0)
+        side.intake_work = (
+            f"{at_end:,} actions by the end of the run, {len(eda.ran(peer.output())):,} in all"
+        )
     storm_settings = storm.Settings()
     items = storm.bodies(storm_settings)
     groups = {f"storm-{n}" for n in range(storm_settings.notifications)}
@@ -331,6 +346,12 @@ def table(r: Side, e: Side, s: Settings, install: eda.Installation) -> Table:
             f"{ri.rps:,.0f} (p99 {ms(ri.p99)}, {ri.errors} errors)",
             f"{ei.rps:,.0f} (p99 {ms(ei.p99)}, {ei.errors} errors)",
             ahead(ri.rps > ei.rps),
+        )
+        t.add(
+            "intake: what the repeats became (warm-up included)",
+            r.intake_work,
+            e.intake_work + " (one per request)",
+            "",
         )
     rs, es = r.storm_seconds, e.storm_seconds
     t.add(

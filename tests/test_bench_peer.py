@@ -63,6 +63,11 @@ def test_debug_banners_give_the_time_each_group_was_first_acted_on() -> None:
     }
 
 
+def test_every_debug_action_is_listed_in_order_repeats_included() -> None:
+    labels = [label for label, _ in eda.ran(DEBUG_OUTPUT)]
+    assert labels == ["5a000000000001", "storm-7", "5a000000000001"]
+
+
 def test_a_mark_without_its_debug_banner_is_not_an_action() -> None:
     text = "PEER_ACTION lost\n** 2026-12-04 12:00:00.0 [print_event] ***\nPEER_ACTION other\n"
     assert eda.actions(text) == {}
@@ -129,8 +134,10 @@ def test_the_table_puts_both_sides_on_every_row_and_says_who_is_ahead(tmp_path: 
     r.storm_rss_kib, r.latency = 120 * 1024, [0.003] * 98 + [0.009] * 2
     r.kills = ["ran after restart"] * 3
     r.storm_ok, r.storm_acked = 100, 0.9
+    r.intake_work = "1 alert stored, 38,999 repeats counted"
     e = peer.Side("EDA", intake=_wrk(660), storm_seconds=13.0, storm_done=100)
     e.storm_ok, e.storm_acked = 100, 2.5
+    e.intake_work = "3,900 actions by the end of the run, 3,960 in all"
     e.storm_rss_kib, e.latency = 300 * 1024, [0.004] * 98 + [0.030] * 2
     e.kills = ["never ran", "never ran", "ran before the kill"]
     install = eda.Installation(tmp_path)  # not installed: the version reads "unknown"
@@ -138,6 +145,9 @@ def test_the_table_puts_both_sides_on_every_row_and_says_who_is_ahead(tmp_path: 
     lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("|")}
     intake = lines["intake req/s, same notification repeated, 32 conns (wrk)"]
     assert "6,500" in intake and "660" in intake and intake.rstrip(" |").endswith("yes")
+    work = lines["intake: what the repeats became (warm-up included)"]
+    assert "1 alert stored, 38,999 repeats counted" in work
+    assert "3,960 in all (one per request)" in work
     storm_row = lines[
         "storm: 10,000 alerts in 100 notifications, until all decided / all actions ran"
     ]
