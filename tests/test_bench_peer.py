@@ -132,7 +132,7 @@ def _wrk(rps: float) -> WrkResult:
 def test_the_table_puts_both_sides_on_every_row_and_says_who_is_ahead(tmp_path: Path) -> None:
     r = peer.Side("remediator", intake=_wrk(6500), storm_seconds=4.2, storm_done=10000)
     r.storm_rss_kib, r.latency = 120 * 1024, [0.003] * 98 + [0.009] * 2
-    r.kills = ["ran after restart"] * 3
+    r.kills, r.kill_delays = ["ran after restart"] * 3, [0.1, 0.2, 9.5]
     r.storm_ok, r.storm_acked = 100, 0.9
     r.intake_work = "1 alert stored, 38,999 repeats counted"
     e = peer.Side("EDA", intake=_wrk(660), storm_seconds=13.0, storm_done=100)
@@ -159,7 +159,9 @@ def test_the_table_puts_both_sides_on_every_row_and_says_who_is_ahead(tmp_path: 
     latency = lines["2xx -> action p50 / p99 (200 single-alert notifications, idle)"]
     assert "3.0 ms / 9.0 ms" in latency and "4.0 ms / 30.0 ms" in latency
     kill = lines["kill -9 right after the 2xx: the action ran after restart"]
-    assert "3 of 3" in kill and "0 of 3 (1 ran before the kill)" in kill
+    assert (
+        "3 of 3 (0.1-9.5 s after the restart)" in kill and "0 of 3 (1 ran before the kill)" in kill
+    )
     assert "machine: " in text and "ansible-rulebook unknown" in text
 
 
