@@ -248,8 +248,8 @@ def measure_remediator(wd: Workdir, s: Settings) -> Side:
             if not 200 <= status < 300:
                 raise BenchError(f"remediator answered {status} to the kill trial")
             before = _acted(rem, fp)
-            rem.start()
             restarted = time.monotonic()
+            rem.start()
             after = before or _wait(partial(_acted, rem, fp), s.restart_wait)
             if after and not before:
                 side.kill_delays.append(time.monotonic() - restarted)
@@ -333,7 +333,7 @@ def _ran_after(kills: list[str], delays: list[float]) -> str:
     after = kills.count("ran after restart")
     text = f"{after} of {len(kills)}"
     if delays:
-        text += f" ({min(delays):.1f}-{max(delays):.1f} s after the restart)"
+        text += f" ({min(delays):.1f}-{max(delays):.1f} s after the restart began)"
     before = kills.count("ran before the kill")
     return text + (f" ({before} ran before the kill)" if before else "")
 

@@ -160,7 +160,8 @@ def test_the_table_puts_both_sides_on_every_row_and_says_who_is_ahead(tmp_path: 
     assert "3.0 ms / 9.0 ms" in latency and "4.0 ms / 30.0 ms" in latency
     kill = lines["kill -9 right after the 2xx: the action ran after restart"]
     assert (
-        "3 of 3 (0.1-9.5 s after the restart)" in kill and "0 of 3 (1 ran before the kill)" in kill
+        "3 of 3 (0.1-9.5 s after the restart began)" in kill
+        and "0 of 3 (1 ran before the kill)" in kill
     )
     assert "machine: " in text and "ansible-rulebook unknown" in text
 
