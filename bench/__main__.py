@@ -5,6 +5,8 @@ Every benchmark measures remediator and its baseline in the same run and prints 
 table with both, their ratio and the machine's core count. ``profile`` runs the intake and storm
 loads under py-spy and prints the hot spots. ``replicas`` (not part of ``all``: it needs a
 PostgreSQL server) compares intake with one and with several replicas on one database.
+``peer`` (not part of ``all``: it installs Event-Driven Ansible into ``--dir``) measures
+remediator beside ``ansible-rulebook`` on the same payloads.
 ``structure`` (not part of ``all``: it measures the code, not its speed) traces one alert through
 the modules and reads the import graph (``--no-trace``: the import graph only).
 """
@@ -19,7 +21,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import e2e, intake, latency, profile, replicas, storm, structure
+from bench import e2e, eda, intake, latency, peer, profile, replicas, storm, structure
 from bench.procs import BenchError
 from bench.table import Table, machine
 
@@ -32,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         "which",
         nargs="?",
         default="all",
-        choices=["all", *BENCHMARKS, "profile", "replicas", "structure"],
+        choices=["all", *BENCHMARKS, "profile", "replicas", "structure", "peer"],
         help="what",
     )
     p.add_argument("--seconds", type=float, default=6.0, help="intake: seconds per wrk run")
@@ -53,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-trace", dest="trace", action="store_false", help="structure: the import graph only"
     )
+    p.add_argument("--dir", default=str(eda.DEFAULT_DIR), help="peer: where EDA is installed")
+    p.add_argument("--kills", type=int, default=3, help="peer: kill -9 trials per side")
     p.add_argument("--keep", action="store_true", help="keep temporary stores and logs")
     p.add_argument("--out", help="also append the tables (Markdown) to this file")
     return p
@@ -79,6 +83,16 @@ def _runners(args: argparse.Namespace) -> dict[str, Callable[[], list[Table]]]:
             )
         ),
         "structure": lambda: structure.run(trace=args.trace),
+        "peer": lambda: peer.run(
+            peer.Settings(
+                directory=Path(args.dir),
+                seconds=args.seconds,
+                connections=conns[0],
+                samples=args.samples,
+                kills=args.kills,
+                keep=args.keep,
+            )
+        ),
     }
 
 

@@ -122,14 +122,18 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.health_url(), timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if self.healthy():
+                return
             time.sleep(0.05)
         self.stop()
         raise BenchError(f"{self.name} did not become healthy in {timeout:.0f}s:\n{self.log()}")
+
+    def healthy(self) -> bool:
+        """One health probe: ``GET health_url()`` answers 200."""
+        try:
+            return httpx.get(self.health_url(), timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
