@@ -74,9 +74,7 @@ def test_a_request_smuggled_behind_conflicting_lengths_is_never_stored(served: S
     assert _http(served) == "httptools"
     hidden = _request(served, _body(SMUGGLED), b"Content-Length: %d" % len(_body(SMUGGLED)))
     outer = b"0\r\n\r\n" + hidden
-    raw = _request(
-        served, outer, b"Content-Length: %d" % len(outer), b"Transfer-Encoding: chunked"
-    )
+    raw = _request(served, outer, b"Content-Length: %d" % len(outer), b"Transfer-Encoding: chunked")
     answer = _exchange(served, raw)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
     assert served.terminate() == 0
