@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--samples", type=int, default=200, help="latency: samples per scenario")
     p.add_argument("--rate", type=float, default=100.0, help="latency: background notif./s")
+    p.add_argument(
+        "--heavy-rate",
+        type=float,
+        default=1000.0,
+        help="latency: the heavy row's notif./s for 30 s (0: no heavy row)",
+    )
     p.add_argument("--runs", type=int, default=10, help="e2e: breach-to-resolved runs")
     p.add_argument("--py-spy", dest="py_spy", help="profile: the py-spy binary")
     p.add_argument("--profile-dir", default="/tmp/remediator-bench-profile", help="profile")
@@ -70,7 +76,9 @@ def _runners(args: argparse.Namespace) -> dict[str, Callable[[], list[Table]]]:
         ),
         "storm": lambda: storm.run(storm.Settings(keep=args.keep)),
         "latency": lambda: latency.run(
-            latency.Settings(samples=args.samples, rate=args.rate, keep=args.keep)
+            latency.Settings(
+                samples=args.samples, rate=args.rate, heavy_rate=args.heavy_rate, keep=args.keep
+            )
         ),
         "e2e": lambda: e2e.run(e2e.Settings(runs=args.runs, keep=args.keep)),
         "replicas": lambda: replicas.run(
