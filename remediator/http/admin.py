@@ -20,6 +20,7 @@ from remediator.config import destinations
 from remediator.config import document as configdoc
 from remediator.config import model as config_mod
 from remediator.config.auth import Principal
+from remediator.config.environment import expand_env
 from remediator.config.model import Config
 from remediator.config.patterns import DEFAULT_PATTERNS, PatternSpec, effective_patterns
 from remediator.config.problems import format_errors
@@ -190,7 +191,7 @@ def validate_configuration(data: Any) -> Config:
     if not isinstance(data, dict):
         raise ValidationFailed(["<root>: the configuration must be a JSON object"])
     problems: list[str] = []
-    config_mod.expand_env(data, {}, "", problems)
+    expand_env(data, {}, "", problems)
     if problems:
         raise ValidationFailed(
             [line.replace("is not set", "cannot be used through the API") for line in problems]
