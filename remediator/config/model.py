@@ -33,6 +33,7 @@ from remediator.config.playbooks import PlaybookSpec
 from remediator.config.problems import format_errors
 from remediator.config.selectors import TargetSelector
 from remediator.config.targets import Target, WorkersTargetBase
+from remediator.config.tracing import TracingConfig
 from remediator.errors import ConfigError
 from remediator.notifiers import CHANNELS
 from remediator.notifiers.email import EmailConfig as EmailConfig
@@ -305,6 +306,10 @@ class Config(_Section):
         default_factory=ApprovalsConfig,
         description="Approvals by Slack buttons: where the Slack signing secret comes from "
         "(playbooks ask for approval with their own `approval:`).",
+    )
+    tracing: TracingConfig = Field(
+        default_factory=TracingConfig,
+        description="OpenTelemetry tracing and its OTLP/HTTP export (docs/tracing.md).",
     )
 
     @model_validator(mode="after")
