@@ -70,6 +70,9 @@ class Tracing:
     ) -> Iterator[trace.Span]:
         """A span named ``name``: the child of ``traceparent`` when it is valid, else of the
         current span (a fresh trace when there is none)."""
+        if self._provider is None:  # disabled: no parsing, no context change
+            yield trace.INVALID_SPAN
+            return
         context = None
         remote = parse_traceparent(traceparent)
         if remote is not None:
