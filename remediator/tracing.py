@@ -99,6 +99,12 @@ class Tracing:
             span_id=format(span_context.span_id, "016x"),
         )
 
+    @staticmethod
+    def exemplar() -> dict[str, str] | None:
+        """The current span's trace id as a histogram exemplar (None outside a span)."""
+        ids = Tracing.current_ids()
+        return None if ids is None else {"trace_id": ids.trace_id}
+
     def shutdown(self) -> None:
         """Flush and stop the exporter (the lifespan's end); nothing when disabled."""
         if isinstance(self._provider, TracerProvider):

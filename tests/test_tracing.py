@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from remediator import tracing
 from remediator.config.model import Config
 from remediator.logs import JsonFormatter
+from tests.engine_harness import EngineHarness, alert, restart_playbook, run
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -99,3 +103,32 @@ def test_exporter_headers_name_environment_variables_not_values() -> None:
     with pytest.raises(ValueError, match="not an environment variable name"):
         TracingConfig(headers_env={"Authorization": "Bearer s3cret"})
     assert TracingConfig(headers_env={"Authorization": "OTLP_TOKEN"}).headers_env
+
+
+def test_action_duration_and_time_to_recovery_carry_the_trace_as_an_openmetrics_exemplar(
+    tmp_path: Path,
+) -> None:
+    tr, _ = traced()
+    sections = {
+        "targets": [{"name": "web", "type": "docker_container"}],
+        "playbooks": [restart_playbook()],
+    }
+
+    async def body(h: EngineHarness) -> None:
+        await h.send(alert("a1", container="web"))
+        with tr.span("decision", traceparent=PARENT):
+            await h.drain()
+        assert h.recorder.count() == 1
+        await h.send(alert("a1", container="web", status="resolved", ends=1_800_000_090.0))
+        with tr.span("decision", traceparent=PARENT):
+            await h.drain()
+        encode, content_type = choose_encoder("application/openmetrics-text; version=1.0.0")
+        assert content_type.startswith("application/openmetrics-text")
+        text = encode(h.rt.metrics.registry).decode()
+        for name in ("remediator_action_duration_seconds", "remediator_time_to_recovery_seconds"):
+            lines = [x for x in text.splitlines() if x.startswith(f"{name}_bucket")]
+            assert any(f'# {{trace_id="{TRACE_ID}"' in x for x in lines), name
+        plain = generate_latest(h.rt.metrics.registry).decode()
+        assert "trace_id" not in plain  # the classic text format has no exemplars
+
+    run(tmp_path, sections, body)
