@@ -16,6 +16,7 @@ from prometheus_client.exposition import choose_encoder
 from remediator import tracing
 from remediator.config.model import Config
 from remediator.logs import JsonFormatter
+from tests.conftest import AppHarness
 from tests.engine_harness import EngineHarness, alert, restart_playbook, run
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -132,3 +133,16 @@ def test_action_duration_and_time_to_recovery_carry_the_trace_as_an_openmetrics_
         assert "trace_id" not in plain  # the classic text format has no exemplars
 
     run(tmp_path, sections, body)
+
+
+def test_metrics_answer_openmetrics_only_when_the_scraper_asks(harness: AppHarness) -> None:
+    open_metrics = harness.client.get(
+        "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert open_metrics.status_code == 200
+    assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert open_metrics.text.endswith("# EOF\n")
+    assert "# TYPE remediator_action_duration_seconds histogram" in open_metrics.text
+    classic = harness.client.get("/metrics")
+    assert classic.headers["content-type"].startswith("text/plain")
+    assert "# EOF" not in classic.text
