@@ -146,3 +146,28 @@ def test_metrics_answer_openmetrics_only_when_the_scraper_asks(harness: AppHarne
     classic = harness.client.get("/metrics")
     assert classic.headers["content-type"].startswith("text/plain")
     assert "# EOF" not in classic.text
+
+
+def test_the_worker_decides_each_item_in_a_span_that_the_actions_exemplar_names(
+    tmp_path: Path,
+) -> None:
+    tr, exporter = traced()
+    sections = {
+        "targets": [{"name": "web", "type": "docker_container"}],
+        "playbooks": [restart_playbook()],
+    }
+
+    async def body(h: EngineHarness) -> None:
+        h.rt.worker.tracing = tr
+        await h.send(alert("a1", container="web"))
+        await h.drain()
+        assert h.recorder.count() == 1
+        (decision,) = [s for s in exporter.get_finished_spans() if s.name == "decision"]
+        assert decision.attributes is not None and decision.attributes["episode"] >= 1
+        trace_id = format(decision.context.trace_id, "032x")
+        encode, _ = choose_encoder("application/openmetrics-text")
+        text = encode(h.rt.metrics.registry).decode()
+        assert 'remediator_action_duration_seconds_bucket{action="docker.restart"' in text
+        assert f'# {{trace_id="{trace_id}"}}' in text
+
+    run(tmp_path, sections, body)
