@@ -163,7 +163,9 @@ def test_the_worker_decides_each_item_in_a_span_that_the_actions_exemplar_names(
         await h.drain()
         assert h.recorder.count() == 1
         (decision,) = [s for s in exporter.get_finished_spans() if s.name == "decision"]
-        assert decision.attributes is not None and decision.attributes["episode"] >= 1
+        assert decision.attributes is not None
+        episode = decision.attributes["episode"]
+        assert isinstance(episode, int) and episode >= 1
         trace_id = format(decision.context.trace_id, "032x")
         encode, _ = choose_encoder("application/openmetrics-text")
         text = encode(h.rt.metrics.registry).decode()
