@@ -17,13 +17,13 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:  # the SDK is imported only when tracing is enabled (see build)
+    from opentelemetry.sdk.trace import SpanProcessor
 
 MAX_TRACEPARENT = 55  # "00-" + 32 hex + "-" + 16 hex + "-" + 2 hex: version 00 is exactly this
 INSTRUMENTATION = "remediator"
@@ -107,8 +107,9 @@ class Tracing:
 
     def shutdown(self) -> None:
         """Flush and stop the exporter (the lifespan's end); nothing when disabled."""
-        if isinstance(self._provider, TracerProvider):
-            self._provider.shutdown()
+        shutdown = getattr(self._provider, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def build(
@@ -125,6 +126,11 @@ def build(
     environment variables ``header_env`` names) plus any extra ``processors`` (tests)."""
     if not enabled:
         return Tracing()
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name}),
         sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
