@@ -491,6 +491,7 @@ RESTART_ONLY = (
     "escalation",
     "audit",
     "retention",
+    "tracing",
 )
 
 
