@@ -9,6 +9,7 @@ from typing import Any
 
 from remediator.clock import iso
 from remediator.redaction import redact_text
+from remediator.tracing import Tracing
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 # Client libraries that log each request's full URL at INFO or DEBUG (a webhook URL's path is
@@ -39,6 +40,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
+        ids = Tracing.current_ids()  # inside a traced span: its trace and span ids
+        if ids is not None:
+            entry.setdefault("trace_id", ids.trace_id)
+            entry.setdefault("span_id", ids.span_id)
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
             entry["exc"] = self.formatException(record.exc_info)

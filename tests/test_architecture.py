@@ -64,6 +64,7 @@ LAYERS: Final[Sequence[Layer]] = (
                 "remediator.alerts",
                 "remediator.clients",
                 "remediator.redaction",
+                "remediator.tracing",
             ),
         ),
     ),

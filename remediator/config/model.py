@@ -33,6 +33,7 @@ from remediator.config.problems import format_errors
 from remediator.config.selectors import TargetSelector
 from remediator.config.silences import SilencesConfig, silence_problems
 from remediator.config.targets import Target, WorkersTargetBase
+from remediator.config.tracing import TracingConfig
 from remediator.errors import ConfigError
 from remediator.notifiers import CHANNELS
 from remediator.notifiers.email import EmailConfig as EmailConfig
@@ -307,6 +308,10 @@ class Config(_Section):
         "(playbooks ask for approval with their own `approval:`).",
     )
     silences: SilencesConfig = Field(default_factory=SilencesConfig)
+    tracing: TracingConfig = Field(
+        default_factory=TracingConfig,
+        description="OpenTelemetry tracing and its OTLP/HTTP export (docs/tracing.md).",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -466,6 +471,7 @@ RESTART_ONLY = (
     "audit",
     "retention",
     "silences",
+    "tracing",
 )
 
 

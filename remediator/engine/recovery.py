@@ -15,6 +15,7 @@ from remediator.engine.decisions import Catalog, decide
 from remediator.engine.run import base_event
 from remediator.metrics import Metrics
 from remediator.store import InboxItem
+from remediator.tracing import Tracing
 
 
 def record(
@@ -40,7 +41,7 @@ def record(
     )
     playbook = decision.plan.name if decision.plan else ""
     category = decision.classification.category
-    metrics.time_to_recovery.labels(playbook, category).observe(mttr)
+    metrics.time_to_recovery.labels(playbook, category).observe(mttr, exemplar=Tracing.exemplar())
     target = ""
     if decision.plan is not None:
         target = decision.plan.target.render(labels=item.labels, annotations=item.annotations)

@@ -44,6 +44,7 @@ from remediator.redaction import redact, redact_text
 from remediator.store import Store
 from remediator.store.base import TargetStates
 from remediator.store.records import StepIntent
+from remediator.tracing import Tracing
 
 log = logging.getLogger("remediator.runner")
 HealthProbe = Callable[[Target], Awaitable[bool]]
@@ -125,7 +126,9 @@ class StepRunner:
             if done is not None:
                 label = ALREADY_DONE
             self.metrics.action_attempts.labels(ctx.playbook, step.action, label).inc()
-            self.metrics.action_duration.labels(step.action).observe(duration)
+            self.metrics.action_duration.labels(step.action).observe(
+                duration, exemplar=Tracing.exemplar()
+            )
             result.events.append(
                 _event(
                     ctx.base,

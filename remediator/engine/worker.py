@@ -26,6 +26,7 @@ from remediator.config.model import WorkerConfig
 from remediator.errors import StoreUnavailable
 from remediator.metrics import Metrics
 from remediator.store import InboxItem, Store
+from remediator.tracing import Tracing
 
 log = logging.getLogger("remediator.worker")
 
@@ -81,6 +82,8 @@ class Worker:
         self._stopping = False
         self._last_fill = 0.0  # loop time of the last claim
         self._fill_due: float | None = None  # a claim put off until then
+        # Spans (remediator/tracing.py): the no-op tracer unless the app sets the configured one.
+        self.tracing = Tracing()
 
     @property
     def alive(self) -> bool:
@@ -195,6 +198,12 @@ class Worker:
         self.metrics.inbox_pending.set(await self.store.pending_count())
 
     async def _handle(self, item: InboxItem) -> None:
+        with self.tracing.span(
+            "decision", attributes={"inbox.id": item.id, "episode": item.episode_id}
+        ):
+            await self._handle_traced(item)
+
+    async def _handle_traced(self, item: InboxItem) -> None:
         try:
             events, outcome = await self.process(item)
             if outcome != COMPLETED:

@@ -7,7 +7,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -112,4 +112,6 @@ async def metrics(request: Request) -> Response:
     rt = runtime(request)
     # Quarantine is shared by replicas: read it at each scrape (remediator/engine/quarantine.py).
     await quarantine.export(rt.store, rt.metrics, names=[t.name for t in rt.config.targets])
-    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    # OpenMetrics (with the histograms' trace exemplars) when the scraper asks for it.
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(rt.metrics.registry), media_type=content_type)

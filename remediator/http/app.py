@@ -13,7 +13,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from remediator import logs, reload
+from remediator import logs, reload, tracing
 from remediator.actions import Action, builtin_actions
 from remediator.audit.events import EventBus
 from remediator.checks import builtin_checks
@@ -180,6 +180,13 @@ async def build_runtime(
         process=engine.process,
         prepare=engine.prepare,
     )
+    worker.tracing = tracing.build(
+        enabled=config.tracing.enabled,
+        service_name=config.tracing.service_name,
+        sample_ratio=config.tracing.sample_ratio,
+        otlp_endpoint=config.tracing.otlp_endpoint,
+        header_env=config.tracing.headers_env,
+    )
     reconciler = None
     if config.alertmanager.url:
         reconciler = Reconciler(
@@ -290,6 +297,7 @@ async def stop(rt: Runtime) -> None:
         await rt.reconciler.stop()
     await rt.monitor.stop()
     await rt.worker.stop(timeout=rt.config.server.drain_timeout)
+    rt.worker.tracing.shutdown()  # flush the exporter
     if rt.checkpoints is not None:
         await rt.checkpoints.stop()
     await rt.outbox.stop()
