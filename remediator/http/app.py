@@ -33,7 +33,7 @@ from remediator.engine.retention import Retention
 from remediator.engine.runner import StepRunner
 from remediator.engine.schedule import Scheduler
 from remediator.engine.worker import Worker
-from remediator.http import endpoints
+from remediator.http import console, endpoints
 from remediator.http.intake import App
 from remediator.http.ratelimit import RateLimiter
 from remediator.http.throttle import AuthThrottle
@@ -49,8 +49,9 @@ log = logging.getLogger("remediator.app")
 
 
 def routes() -> list[BaseRoute]:
-    """Every endpoint, from the one route table that also builds the OpenAPI document."""
-    return endpoints.routes()
+    """Every endpoint, from the one route table that also builds the OpenAPI document, after the
+    console's pages (remediator/http/console/)."""
+    return [*console.routes(), *endpoints.routes()]
 
 
 def create_app(
