@@ -76,6 +76,7 @@ def test_a_post_without_the_csrf_token_is_refused(tmp_path: Path) -> None:
             client.post("/console/pause", data={"confirm": "yes", "csrf": "wrong"}).status_code
             == 403
         )
+        assert asyncio.run(rt.store.flag(PAUSE_FLAG)) in (None, "0")
 
 
 def test_pause_asks_for_confirmation_then_pauses_with_the_actor_and_resume_resumes(
