@@ -91,7 +91,8 @@ def test_an_admin_sees_a_real_restart_approves_resets_a_breaker_and_pauses(
     wait(lambda: page_has(browser, base + "/console/incidents/fa01", "recovery:succeeded"),
          what="the restart in the timeline")  # fmt: skip
     assert "docker.restart" in browser.page_source
-    assert browser.find_element(By.ID, "prometheus").get_attribute("href").startswith("http://127")
+    href = browser.find_element(By.ID, "prometheus").get_attribute("href")
+    assert href is not None and href.startswith("http://127.0.0.1:9090/graph")
     web.reload()
     assert web.attrs["State"]["StartedAt"] != started
     screenshot(browser, "timeline")
@@ -136,7 +137,7 @@ def test_a_viewer_sees_no_buttons_a_forged_post_is_403_and_a_script_annotation_i
     base = server.url
     post(server, alert("fb01", "WebNeedsApproval", "web", description=HOSTILE))
     post(server, {**alert("fb02", "Bad" + HOSTILE, "web")})
-    browser.get_log("browser")  # drop what came before
+    browser.get_log("browser")  # type: ignore[no-untyped-call]  # drop what came before
     sign_in(browser, base, tokens["viewer"])
     wait(lambda: page_has(browser, base + "/console/", "approved-restart"), what="the approval")
     assert browser.find_elements(By.CSS_SELECTOR, "button.action") == []
@@ -144,7 +145,8 @@ def test_a_viewer_sees_no_buttons_a_forged_post_is_403_and_a_script_annotation_i
          what="the hostile alert")  # fmt: skip
     time.sleep(0.3)
     assert browser.execute_script("return window.pwned === undefined") is True
-    problems = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    logged = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    problems = [e for e in logged if e["level"] == "SEVERE"]
     assert problems == []
     # a forged POST with the viewer's own session cookie and CSRF token
     cookie = {c["name"]: c["value"] for c in browser.get_cookies()}
