@@ -1,4 +1,4 @@
-"""``python -m bench [all|intake|storm|latency|e2e|profile|replicas|structure]`` (``make bench``
+"""``python -m bench [all|intake|storm|latency|e2e|profile|replicas|structure|console]`` (``make bench``
 runs ``all``).
 
 Every benchmark measures remediator and its baseline in the same run and prints a Markdown
@@ -6,7 +6,8 @@ table with both, their ratio and the machine's core count. ``profile`` runs the 
 loads under py-spy and prints the hot spots. ``replicas`` (not part of ``all``: it needs a
 PostgreSQL server) compares intake with one and with several replicas on one database.
 ``structure`` (not part of ``all``: it measures the code, not its speed) traces one alert through
-the modules and reads the import graph (``--no-trace``: the import graph only).
+the modules and reads the import graph (``--no-trace``: the import graph only). ``console`` (not
+part of ``all``) times the console's pages with 100,000 incidents stored (``--incidents``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import e2e, intake, latency, profile, replicas, storm, structure
+from bench import console, e2e, intake, latency, profile, replicas, storm, structure
 from bench.procs import BenchError
 from bench.table import Table, machine
 
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         "which",
         nargs="?",
         default="all",
-        choices=["all", *BENCHMARKS, "profile", "replicas", "structure"],
+        choices=["all", *BENCHMARKS, "profile", "replicas", "structure", "console"],
         help="what",
     )
     p.add_argument("--seconds", type=float, default=6.0, help="intake: seconds per wrk run")
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pg", help="replicas: PostgreSQL DSN (default: tests/services.sh's)")
     p.add_argument(
         "--no-trace", dest="trace", action="store_false", help="structure: the import graph only"
+    )
+    p.add_argument(
+        "--incidents", type=int, default=100_000, help="console: incidents seeded (100,000)"
     )
     p.add_argument("--keep", action="store_true", help="keep temporary stores and logs")
     p.add_argument("--out", help="also append the tables (Markdown) to this file")
@@ -79,6 +83,7 @@ def _runners(args: argparse.Namespace) -> dict[str, Callable[[], list[Table]]]:
             )
         ),
         "structure": lambda: structure.run(trace=args.trace),
+        "console": lambda: console.run(console.Settings(incidents=args.incidents, keep=args.keep)),
     }
 
 
