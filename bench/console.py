@@ -13,7 +13,7 @@ import asyncio
 import re
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx2 as httpx
 
@@ -41,19 +41,23 @@ async def seed(url: str, incidents: int) -> None:
             batch: list[Event] = []
             for i in range(first, min(first + BATCH, incidents)):
                 t = start + i * 0.5
-                common = {"fingerprint": f"fp{i:06d}", "alertname": "HighMemoryUsage",
-                          "target": f"c{i % 50}", "playbook": "bench-restart"}  # fmt: skip
+                base = Event(type="alert:received", time=t, status="firing",
+                             fingerprint=f"fp{i:06d}", alertname="HighMemoryUsage",
+                             target=f"c{i % 50}", playbook="bench-restart")  # fmt: skip
                 batch += [
-                    Event(type="alert:received", time=t, status="firing", **common),
-                    Event(
+                    base,
+                    replace(
+                        base,
                         type="recovery:action",
                         time=t + 1,
+                        status="",
                         action="docker.restart",
                         outcome="success",
                         duration=1.0,
-                        **common,
+                    ),  # fmt: skip
+                    replace(
+                        base, type="recovery:succeeded", time=t + 2, status="", outcome="success"
                     ),
-                    Event(type="recovery:succeeded", time=t + 2, outcome="success", **common),
                 ]
             await store.append(batch)
     finally:

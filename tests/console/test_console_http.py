@@ -138,3 +138,34 @@ def test_alert_text_renders_as_text_on_every_page(tmp_path: Path) -> None:
             assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page.text, path
         incident = client.get("/console/incidents/fp%3Cscript%3E").text
         assert "javascript:" in incident and 'href="javascript:' not in incident
+
+
+def test_history_shows_the_mttr_and_success_rate_of_statistics_for_the_filter(
+    tmp_path: Path,
+) -> None:
+    with served(tmp_path) as (client, rt):
+        t = rt.clock.now()
+        events = [
+            Event(type="service:recovered", time=t - 60, fingerprint=f"r{i}", playbook=book,
+                  target="web", duration=float(d))
+            for i, (book, d) in enumerate([("a", 10), ("a", 30), ("b", 90)])
+        ] + [
+            Event(type="recovery:succeeded", time=t - 50, fingerprint="r0", playbook="a"),
+            Event(type="recovery:succeeded", time=t - 50, fingerprint="r1", playbook="a"),
+            Event(type="recovery:failed", time=t - 50, fingerprint="r2", playbook="a"),
+        ]  # fmt: skip
+        asyncio.run(rt.store.append(events))
+        api = client.get(
+            "/api/v1/recovery/statistics",
+            params={"window": "1h"},
+            headers={"Authorization": f"Bearer {tokens()['viewer']}"},
+        ).json()
+        sign_in(client, "viewer")
+        page = client.get("/console/history", params={"window": "1h", "playbook": "a"}).text
+        mttr = api["mttr"]["by_playbook"]["a"]
+        assert f'<td id="mttr-mean">{mttr["mean"]}</td>' in page
+        assert f'<td id="mttr-count">{mttr["count"]}</td>' in page
+        assert f'<td id="success-rate">{api["success_rate"]["by_playbook"]["a"]}</td>' in page
+        overall = client.get("/console/history", params={"window": "1h"}).text
+        assert f'<td id="mttr-mean">{api["mttr"]["mean"]}</td>' in overall
+        assert f'<td id="success-rate">{api["success_rate"]["overall"]}</td>' in overall
