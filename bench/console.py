@@ -54,7 +54,7 @@ async def seed(url: str, incidents: int) -> None:
                         action="docker.restart",
                         outcome="success",
                         duration=1.0,
-                    ),  # fmt: skip
+                    ),
                     replace(
                         base, type="recovery:succeeded", time=t + 2, status="", outcome="success"
                     ),
