@@ -169,3 +169,19 @@ def test_history_shows_the_mttr_and_success_rate_of_statistics_for_the_filter(
         overall = client.get("/console/history", params={"window": "1h"}).text
         assert f'<td id="mttr-mean">{api["mttr"]["mean"]}</td>' in overall
         assert f'<td id="success-rate">{api["success_rate"]["overall"]}</td>' in overall
+
+
+def test_now_lists_the_open_incidents_with_a_link_to_their_timeline(tmp_path: Path) -> None:
+    with served(tmp_path) as (client, rt):
+        payload = {
+            "version": "4", "groupKey": "g", "status": "firing", "receiver": "r",
+            "alerts": [{"status": "firing", "labels": {"alertname": "Unrelated"},
+                        "startsAt": "2026-11-28T10:00:00Z", "fingerprint": "open1"}],
+        }  # fmt: skip
+        auth = {"Authorization": f"Bearer {tokens()['alertmanager']}"}
+        assert client.post("/api/v1/recovery/alerts", json=payload, headers=auth).status_code == 200
+        sign_in(client, "viewer")
+        assert asyncio.run(rt.store.open_episodes())
+        page = client.get("/console/").text
+        assert '<a href="/console/incidents/open1">open1</a>' in page
+        assert "2026-11-28T10:00:00" in page

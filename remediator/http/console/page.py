@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from remediator.clock import iso
 from remediator.config.auth import Capability, Principal
 from remediator.errors import RequestError, Unauthorized
 from remediator.http.console.session import COOKIE, Session, Sessions
@@ -53,6 +54,7 @@ def environment() -> Environment:
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     env.filters["link"] = link
+    env.filters["iso"] = iso
     return env
 
 

@@ -86,7 +86,7 @@ async def logout(pages: Pages, request: Request) -> Response:
 
 
 async def now(pages: Pages, request: Request) -> Response:
-    """Now: open approvals, breakers not closed, quarantined targets, the kill switch, recent
+    """Now: open incidents (firing episodes), open approvals, breakers not closed, quarantined targets, the kill switch, recent
     events, the configuration version."""
     caller = pages.caller(request, "read")
     if isinstance(caller, Response):
@@ -96,6 +96,7 @@ async def now(pages: Pages, request: Request) -> Response:
     breakers = [b for b in await registered_breakers(rt) if b.state != "closed"]
     context: dict[str, Any] = {
         "detail": detail,
+        "incidents": sorted(await rt.store.open_episodes(), key=lambda e: -e.id)[:PAGE],
         "approvals": await rt.store.approvals(state="open", limit=100),
         "breakers": breakers,
         "quarantined": await rt.store.quarantined_targets(),
