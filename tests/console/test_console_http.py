@@ -185,3 +185,14 @@ def test_now_lists_the_open_incidents_with_a_link_to_their_timeline(tmp_path: Pa
         page = client.get("/console/").text
         assert '<a href="/console/incidents/open1">open1</a>' in page
         assert "2026-11-28T10:00:00" in page
+
+
+def test_targets_shows_each_targets_latest_remediation_events(tmp_path: Path) -> None:
+    with served(tmp_path) as (client, rt):
+        event = Event(type="recovery:succeeded", time=5.0, target="web", playbook="restart-web",
+                      outcome="success", fingerprint="t1")  # fmt: skip
+        asyncio.run(rt.store.append([event]))
+        sign_in(client, "viewer")
+        page = client.get("/console/targets").text
+        assert "recovery:succeeded restart-web" in page
+        assert '<a href="/console/incidents/t1">incident</a>' in page

@@ -26,6 +26,7 @@ from remediator.store import EventQuery
 LOGIN_COOKIE = "remediator_console_login"
 PAGE = 50
 TIMELINE = 1000
+RECENT = 5  # events per target on Targets
 
 
 def _secure(request: Request) -> bool:
@@ -169,10 +170,15 @@ async def history(pages: Pages, request: Request) -> Response:
 
 
 async def targets(pages: Pages, request: Request) -> Response:
-    """Every registered target: health, breaker, quarantine."""
+    """Every registered target: health, breaker, quarantine, its latest events."""
     caller = pages.caller(request, "read")
     if isinstance(caller, Response):
         return caller
     rt = rt_of(request)
-    rows = [await target_json(rt, t) for t in rt.config.targets]
+    rows = []
+    for target in rt.config.targets:
+        row = await target_json(rt, target)
+        recent = await rt.store.events(EventQuery(target=target.name, limit=RECENT))
+        row["recent"] = [event_json(e) for e in recent]
+        rows.append(row)
     return pages.render("targets.html", {"rows": rows}, caller=caller)
