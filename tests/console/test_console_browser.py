@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,12 @@ def book(name: str, alertname: str, target: str, **extra: Any) -> dict[str, Any]
 
 
 @pytest.fixture
+def tokens(tokens: dict[str, str]) -> dict[str, str]:
+    """The shared roles plus an approver (a named token: role ``approver`` has no variable)."""
+    return {**tokens, "approver": secrets.token_urlsafe(24)}
+
+
+@pytest.fixture
 def served(
     tmp_path: Path, tokens: dict[str, str], container_factory: ContainerFactory
 ) -> Iterator[tuple[Served, Any]]:
@@ -55,7 +62,9 @@ def served(
         ],
         "playbooks": [
             book("restart-web", "WebDown", "web"),
-            book("approved-restart", "WebNeedsApproval", "web", approval={"approvers": ["admin"]}),
+            book(
+                "approved-restart", "WebNeedsApproval", "web", approval={"approvers": ["approver"]}
+            ),
             book("restart-ghost", "GhostDown", "ghost"),
         ],
         "circuit_breaker": {"failure_threshold": 1, "reset_timeout": "1h"},
@@ -97,21 +106,33 @@ def test_an_admin_sees_a_real_restart_approves_resets_a_breaker_and_pauses(
     assert web.attrs["State"]["StartedAt"] != started
     screenshot(browser, "timeline")
 
-    # an approval: pending on Now; approving it runs the restart
+    # a breaker opened by a failing restart, and an approval pending
     restarted = web.attrs["State"]["StartedAt"]
+    post(server, alert("fa03", "GhostDown", "ghost"))
+    wait(lambda: page_has(browser, base + "/console/", "reset-ghost"), what="the open breaker")
     post(server, alert("fa02", "WebNeedsApproval", "web"))
+
+    # the approver: approve/deny on the approval, no breaker reset, no pause; approving runs it
+    sign_in(browser, base, tokens["approver"])
     wait(lambda: page_has(browser, base + "/console/", "approved-restart"), what="the approval")
     button = wait(lambda: browser.find_elements(By.CSS_SELECTOR, "[id^=approve-]"), what="button")
+    assert browser.find_elements(By.CSS_SELECTOR, "[id^=deny-]")
+    assert "ghost" in browser.find_element(By.ID, "breakers").text
+    for forbidden in ("[id^=reset-]", "[id^=lift-]", "#pause", "#resume"):
+        assert browser.find_elements(By.CSS_SELECTOR, forbidden) == [], forbidden
     screenshot(browser, "now")
     click_and_confirm(browser, button[0].get_attribute("id"), reason="looks right")
     wait(lambda: page_has(browser, base + "/console/incidents/fa02", "recovery:succeeded"),
          what="the approved restart")  # fmt: skip
     web.reload()
     assert web.attrs["State"]["StartedAt"] != restarted
+    decided = httpx.get(base + "/api/v1/recovery/events", params={"type": "recovery:approved"},
+                        headers=server.headers("viewer")).json()["events"]  # fmt: skip
+    assert [e["actor"] for e in decided] == ["approver"]
 
-    # a breaker opened by a failing restart, reset from the console
-    post(server, alert("fa03", "GhostDown", "ghost"))
-    wait(lambda: page_has(browser, base + "/console/", "reset-ghost"), what="the open breaker")
+    # the admin resets the breaker from the console
+    sign_in(browser, base, tokens["admin"])
+    browser.get(base + "/console/")
     click_and_confirm(browser, "reset-ghost")
     assert "reset-ghost" not in browser.page_source
     browser.get(base + "/console/history?playbook=restart-web")
