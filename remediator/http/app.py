@@ -22,6 +22,7 @@ from remediator.clock import Clock, SystemClock
 from remediator.config.auth import Authenticator
 from remediator.config.model import Config
 from remediator.engine import api_patterns, quarantine
+from remediator.engine.auditor import Auditor
 from remediator.engine.checkpoints import checkpointer
 from remediator.engine.engine import Engine
 from remediator.engine.escalator import Escalator
@@ -216,6 +217,12 @@ async def build_runtime(
         escalator=escalator,
         retention=retention,
         checkpoints=checkpoints,
+        auditor=Auditor(
+            store=the_store,
+            interval=config.audit.verify_interval,
+            clock=the_clock,
+            metrics=the_metrics,
+        ),
         outbox=outbox,
         reconciler=reconciler,
         config=config,
@@ -258,6 +265,8 @@ async def start(rt: Runtime) -> None:
         await rt.retention.start()
     if rt.checkpoints is not None:
         await rt.checkpoints.start()
+    if rt.auditor is not None:
+        await rt.auditor.start()
     if rt.scheduler is not None:
         await rt.scheduler.start()
     if rt.config.health.enabled:
@@ -274,6 +283,8 @@ async def stop(rt: Runtime) -> None:
     await rt.worker.stop(timeout=rt.config.server.drain_timeout)
     if rt.checkpoints is not None:
         await rt.checkpoints.stop()
+    if rt.auditor is not None:
+        await rt.auditor.stop()
     await rt.outbox.stop()
     await rt.escalator.stop()
     await rt.engine.approvals.stop()

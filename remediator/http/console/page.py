@@ -6,6 +6,7 @@ Every page is authorised exactly as the API: the session's token goes through
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,13 @@ def environment() -> Environment:
     )
     env.filters["link"] = link
     env.filters["iso"] = iso
+    env.filters["hms"] = hms
     return env
+
+
+def hms(ts: float) -> str:
+    """``HH:MM:SS`` of a Unix time, in UTC."""
+    return time.strftime("%H:%M:%S", time.gmtime(ts))
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,7 @@ async def now(pages: Pages, request: Request) -> Response:
         "breakers": breakers,
         "quarantined": await rt.store.quarantined_targets(),
         "recent": [event_json(e) for e in await rt.store.events(EventQuery(limit=PAGE))],
+        "chain": rt.auditor.status if rt.auditor is not None else None,
     }
     return pages.render("now.html", context, caller=caller)
 
