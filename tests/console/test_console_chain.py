@@ -39,8 +39,9 @@ def tamper(db: Path, statement: str, *args: object) -> None:
         conn.execute(statement, args)
 
 
-def events(n: int, start: int) -> list[Event]:
-    return [Event(type="recovery:succeeded", time=float(start + i), target="web",
+def events(n: int, start: int, now: float) -> list[Event]:
+    """Recent ones: retention prunes events older than audit.retention."""
+    return [Event(type="recovery:succeeded", time=now - 1000 + start + i, target="web",
                   playbook="restart-web", outcome="success", fingerprint=f"c{start + i}")
             for i in range(n)]  # fmt: skip
 
@@ -48,7 +49,7 @@ def events(n: int, start: int) -> list[Event]:
 def test_now_says_the_chain_verifies_then_broken_after_a_row_is_edited(tmp_path: Path) -> None:
     with served(tmp_path) as (client, rt):
         auditor = started(rt)
-        asyncio.run(rt.store.append(events(3, 1)))
+        asyncio.run(rt.store.append(events(3, 1, rt.clock.now())))
         status = asyncio.run(auditor.run_once())
         assert status.ok and status.records >= 3
         sign_in(client, "viewer")
@@ -62,7 +63,7 @@ def test_now_says_the_chain_verifies_then_broken_after_a_row_is_edited(tmp_path:
         )
 
         # appended after the check, then edited behind the store's back
-        asyncio.run(rt.store.append(events(2, 10)))
+        asyncio.run(rt.store.append(events(2, 10, rt.clock.now())))
         with sqlite3.connect(tmp_path / "console.db") as db:
             (last,) = db.execute("SELECT max(id) FROM events").fetchone()
         tamper(
@@ -83,11 +84,11 @@ def test_a_later_round_walks_only_the_records_appended_since_the_last_verified(
 ) -> None:
     with served(tmp_path) as (_client, rt):
         auditor = started(rt)
-        asyncio.run(rt.store.append(events(3, 1)))
+        asyncio.run(rt.store.append(events(3, 1, rt.clock.now())))
         first = asyncio.run(auditor.run_once())
         tamper(tmp_path / "console.db", "UPDATE events SET message = 'edited' WHERE id = 1")
         # an edit below the last verified record is for `remediator audit verify` to find
         later = asyncio.run(auditor.run_once())
         assert later.ok and later.records == first.records
-        asyncio.run(rt.store.append(events(1, 20)))
+        asyncio.run(rt.store.append(events(1, 20, rt.clock.now())))
         assert asyncio.run(auditor.run_once()).records == first.records + 1

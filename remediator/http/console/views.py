@@ -147,6 +147,8 @@ async def history(pages: Pages, request: Request) -> Response:
             until=_time_param("until", q.get("until")),
             before_id=int(before) if before else None,
             limit=PAGE,
+            playbook=q.get("playbook") or None,
+            outcome=q.get("outcome") or None,
         )
         found = await rt.store.events(query)
         stats = None
@@ -157,11 +159,8 @@ async def history(pages: Pages, request: Request) -> Response:
             )  # fmt: skip
     except RequestError as exc:
         return pages.problem(exc, caller)
-    playbook, outcome = q.get("playbook") or "", q.get("outcome") or ""
-    rows = [event_json(e) for e in found
-            if (not playbook or e.playbook == playbook) and (not outcome or e.outcome == outcome)]  # fmt: skip
     context = {
-        "rows": rows,
+        "rows": [event_json(e) for e in found],
         "stats": stats,
         "filters": dict(q),
         "next_before": found[-1].id if len(found) == PAGE else None,
