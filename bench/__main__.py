@@ -1,4 +1,4 @@
-"""``python -m bench [all|intake|storm|latency|e2e|profile|replicas|structure]`` (``make bench``
+"""``python -m bench [all|intake|storm|latency|e2e|profile|replicas|structure|console]`` (``make bench``
 runs ``all``).
 
 Every benchmark measures remediator and its baseline in the same run and prints a Markdown
@@ -8,7 +8,8 @@ PostgreSQL server) compares intake with one and with several replicas on one dat
 ``peer`` (not part of ``all``: it installs Event-Driven Ansible into ``--dir``) measures
 remediator beside ``ansible-rulebook`` on the same payloads.
 ``structure`` (not part of ``all``: it measures the code, not its speed) traces one alert through
-the modules and reads the import graph (``--no-trace``: the import graph only).
+the modules and reads the import graph (``--no-trace``: the import graph only). ``console`` (not
+part of ``all``) times the console's pages with 100,000 incidents stored (``--incidents``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import e2e, eda, intake, latency, peer, profile, replicas, storm, structure
+from bench import console, e2e, eda, intake, latency, peer, profile, replicas, storm, structure
 from bench.procs import BenchError
 from bench.table import Table, machine
 
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         "which",
         nargs="?",
         default="all",
-        choices=["all", *BENCHMARKS, "profile", "replicas", "structure", "peer"],
+        choices=["all", *BENCHMARKS, "profile", "replicas", "structure", "peer", "console"],
         help="what",
     )
     p.add_argument("--seconds", type=float, default=6.0, help="intake: seconds per wrk run")
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dir", default=str(eda.DEFAULT_DIR), help="peer: where EDA is installed")
     p.add_argument("--kills", type=int, default=3, help="peer: kill -9 trials per side")
+    p.add_argument(
+        "--incidents", type=int, default=100_000, help="console: incidents seeded (100,000)"
+    )
     p.add_argument("--keep", action="store_true", help="keep temporary stores and logs")
     p.add_argument("--out", help="also append the tables (Markdown) to this file")
     return p
@@ -101,6 +105,7 @@ def _runners(args: argparse.Namespace) -> dict[str, Callable[[], list[Table]]]:
                 keep=args.keep,
             )
         ),
+        "console": lambda: console.run(console.Settings(incidents=args.incidents, keep=args.keep)),
     }
 
 

@@ -609,6 +609,22 @@ def _overview_rows() -> list[tuple[str, list[PanelBuilder]]]:
                 ),
             ],
         ),
+        timeseries(
+            "Audit chain check",
+            "remediator_audit_chain_ok: 1 while the audit chain verified at the last check "
+            "(every audit.verify_interval), 0 once it is broken (run remediator audit verify); "
+            "and the seconds since each instance last checked it "
+            "(remediator_audit_chain_last_check_timestamp_seconds).",
+            units.Short,
+            [
+                Query(f"min by (instance) (remediator_audit_chain_ok{sel()})", "{{instance}} ok"),
+                Query(
+                    f"time() - max by (instance) "
+                    f"(remediator_audit_chain_last_check_timestamp_seconds{sel()})",
+                    "{{instance}} seconds since the check",
+                ),
+            ],
+        ),
     ]
     notifications: list[PanelBuilder] = [
         timeseries(

@@ -296,6 +296,17 @@ class Metrics:
             "the head's hash (one series, replaced on each checkpoint).",
             registry=r,
         )
+        # The audit chain checked every audit.verify_interval (remediator/engine/auditor.py).
+        self.audit_chain_ok = Gauge(
+            "remediator_audit_chain_ok",
+            "1 if the audit chain verified at the last check, 0 if it is broken.",
+            registry=r,
+        )
+        self.audit_chain_last_check = Gauge(
+            "remediator_audit_chain_last_check_timestamp_seconds",
+            "When the audit chain was last checked (Unix time).",
+            registry=r,
+        )
         # Growth (issue 18): retention of finished rows, the store's size.
         self.store_rows = Gauge(
             "remediator_store_rows",

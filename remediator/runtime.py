@@ -13,6 +13,7 @@ from remediator.clock import Clock
 from remediator.config.auth import Authenticator
 from remediator.config.model import Config
 from remediator.engine.approval_links import LinkSigner
+from remediator.engine.auditor import Auditor
 from remediator.engine.checkpoints import Checkpointer
 from remediator.engine.engine import Engine
 from remediator.engine.escalator import Escalator
@@ -67,6 +68,8 @@ class Runtime:
     retention: Retention | None = None
     # Signed audit checkpoints (with audit.signing_key_file).
     checkpoints: Checkpointer | None = None
+    # The audit chain verified every audit.verify_interval (the console's Now page).
+    auditor: Auditor | None = None
     scheduler: Scheduler | None = None  # restarts deferred to a maintenance window
     draining: bool = False
     config_version: int = 1

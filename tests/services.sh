@@ -419,6 +419,15 @@ ensure_sshd_packages() {
     if ((created_policy)); then rm -f "$policy"; fi
 }
 
+# The console's browser tests (tests/console/) drive Debian's headless Chromium with Selenium
+# through the system chromedriver: nothing to start, nothing downloaded by the tests themselves.
+ensure_browser_packages() {
+    [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] && return 0
+    log "browser: installing chromium and chromium-driver with apt"
+    DEBIAN_FRONTEND=noninteractive apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver
+}
+
 sshd_answers() {
     timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSHD_PORT && head -c 4 <&3" 2>/dev/null |
         grep -q '^SSH-'
@@ -680,6 +689,7 @@ cmd_up() {
     with_lock
     local start=$SECONDS
     ensure_packages
+    ensure_browser_packages
     mkdir -p "$PIDS" "$LOGS"
     start_docker
     start_redis

@@ -14,6 +14,8 @@ from typing import Any
 import httpx2 as httpx
 import yaml
 
+APPROVER_ENV = "REMEDIATOR_TEST_APPROVER_TOKEN"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -33,6 +35,9 @@ class Served:
         self.config_path = workdir / "remediator.yml"
         data = {"server": {"host": "127.0.0.1", "port": self.port}, **config}
         data.setdefault("store", {"url": f"sqlite:///{workdir}/remediator.db"})
+        if "approver" in tokens:  # no REMEDIATOR_*_TOKEN for this role: a named token from env
+            spec = {"name": "approver", "role": "approver", "token_env": APPROVER_ENV}
+            data.setdefault("auth", {}).setdefault("tokens", []).append(spec)
         self.config_path.write_text(yaml.safe_dump(data))
         self.log_path = workdir / "remediator.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -42,6 +47,8 @@ class Served:
         env["REMEDIATOR_ALERTMANAGER_TOKEN"] = self.tokens["alertmanager"]
         env["REMEDIATOR_VIEWER_TOKEN"] = self.tokens["viewer"]
         env["REMEDIATOR_ADMIN_TOKEN"] = self.tokens["admin"]
+        if "approver" in self.tokens:
+            env[APPROVER_ENV] = self.tokens["approver"]
         return env
 
     def start(self, timeout: float = 20.0) -> None:

@@ -59,6 +59,8 @@ GAUGES = frozenset(
         "remediator_queue_oldest_job_age_seconds",
         "remediator_queue_paused",
         "remediator_silences_active",
+        "remediator_audit_chain_ok",
+        "remediator_audit_chain_last_check_timestamp_seconds",
     }
 )
 HISTOGRAMS = frozenset(

@@ -163,3 +163,48 @@ def test_a_wrong_token_is_401_and_basic_auth_works(
     # A wrong token on the public health endpoint is not an error: the minimal answer.
     health = test_client.get(f"{API}/health", headers={"Authorization": "Bearer nope"})
     assert health.status_code == 200 and "detail" not in health.json()
+
+
+# --- the console (remediator/http/console/): every page for every role --------------------------
+
+CONSOLE_ROLES = ("none", "viewer", "approver", "admin")
+C_READ = {"none": "303", "viewer": "200", "approver": "200", "admin": "200"}
+C_APPROVE = {"none": "303", "viewer": "403", "approver": "404", "admin": "404"}
+C_ADMIN = {"none": "303", "viewer": "403", "approver": "403", "admin": "303"}
+# (method, path as in remediator.http.console.PAGES, path asked, {role: status})
+CONSOLE_TABLE: list[tuple[str, str, str, dict[str, str]]] = [
+    ("GET", "/", "/console/", C_READ),
+    ("GET", "/login", "/console/login", dict.fromkeys(CONSOLE_ROLES, "200")),
+    ("POST", "/login", "/console/login", dict.fromkeys(CONSOLE_ROLES, "403")),  # no login CSRF
+    ("GET", "/history", "/console/history", C_READ),
+    ("GET", "/targets", "/console/targets", C_READ),
+    ("GET", "/incidents/{fingerprint:path}", "/console/incidents/f1", C_READ),
+    ("POST", "/approvals/{id}/approve", "/console/approvals/1/approve", C_APPROVE),
+    ("POST", "/approvals/{id}/deny", "/console/approvals/1/deny", C_APPROVE),
+    ("POST", "/breakers/{service}/reset", "/console/breakers/web/reset", C_ADMIN),
+    ("POST", "/quarantine/{target}/lift", "/console/quarantine/web/lift", {**C_ADMIN, "admin": "404"}),
+    ("POST", "/pause", "/console/pause", C_ADMIN),
+    ("POST", "/resume", "/console/resume", C_ADMIN),
+    ("POST", "/logout", "/console/logout", {**dict.fromkeys(CONSOLE_ROLES, "303"), "none": "403"}),  # last
+]  # fmt: skip
+
+
+def test_the_console_table_covers_every_console_page() -> None:
+    from remediator.http.console import PAGES
+
+    assert {(m, p) for m, p, *_ in CONSOLE_TABLE} == {(m, p) for m, p, _ in PAGES}
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text(encoding="utf-8")
+    for method, path, _ in PAGES:
+        assert f"{method} /console{path.replace(':path', '')}" in text
+
+
+@pytest.mark.parametrize("role", CONSOLE_ROLES)
+def test_every_console_page_for_every_role(tmp_path: Path, role: str) -> None:
+    from tests.console.consoleapp import served, sign_in
+
+    with served(tmp_path) as (client, _):
+        csrf = sign_in(client, role) if role != "none" else ""
+        for method, _, path, expected in CONSOLE_TABLE:
+            data = {"csrf": csrf, "confirm": "yes", "reason": "roles test"}
+            answer = client.get(path) if method == "GET" else client.post(path, data=data)
+            assert str(answer.status_code) == expected[role], (method, path, role)

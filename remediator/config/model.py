@@ -261,6 +261,7 @@ class AuditConfig(_Section):
     signing_key_file: str | None = None
     checkpoint_every: int = Field(default=1000, ge=1)
     checkpoint_interval: Duration = 300.0
+    verify_interval: Duration = Field(default=300.0, gt=0)
 
 
 class RetentionConfig(_Section):

@@ -260,15 +260,23 @@ def _page(
 
 
 async def verify_store(
-    store: Store, recording: Recording | None = None, trust: Trust | None = None
+    store: Store,
+    recording: Recording | None = None,
+    trust: Trust | None = None,
+    *,
+    since: tuple[int, str] | None = None,
 ) -> Verdict:
     """Verify the chain in any store backend, page by page, through the head read first (events
     appended meanwhile are left for the next run). With ``recording``, the store is configured
     with it, so sealed records are opened with its key (and none may be stored in the clear
-    after a sealed one); with ``trust``, against signed and exported checkpoints."""
+    after a sealed one); with ``trust``, against signed and exported checkpoints. With
+    ``since`` (a verified record's id and hash, at or past the retention checkpoint), only the
+    records after it are walked (remediator/engine/auditor.py)."""
     if recording is not None:
         store.configure(recording)
     anchor = await store.audit_anchor()
+    if since is not None and since[0] >= anchor.checkpoint_id:
+        anchor = anchor._replace(checkpoint_id=since[0], checkpoint_hash=since[1])
     plaintext = None
     if recording is not None and recording.cipher is not None:
         plaintext = await store.audit_plaintext(anchor.checkpoint_id)

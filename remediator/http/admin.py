@@ -102,13 +102,13 @@ async def reset_breaker(request: Request, rt: Runtime, who: Principal) -> Respon
 async def lift_quarantine(request: Request, rt: Runtime, who: Principal) -> Response:
     """Release a quarantined target (a reason is required); unpause what it paused."""
     req = await parse_body(request, rt, LiftRequest)
-    lifted = await _lift(
+    lifted = await lift(
         rt, request.path_params["target"], actor=who.name, reason=req.reason.strip()
     )
     return ok(QuarantineLifted, lifted.as_json())
 
 
-async def _lift(rt: Runtime, name: str, *, actor: str, reason: str) -> quarantine.Lifted:
+async def lift(rt: Runtime, name: str, *, actor: str, reason: str) -> quarantine.Lifted:
     """:func:`lift_in` for the API, with the runtime's store, clients and action slots."""
     runner = rt.engine.runner
     lifted = await quarantine.lift_in(
@@ -324,10 +324,15 @@ async def _apply_locked(rt: Runtime, config: Config, who: Principal) -> reload.A
 
 async def _switch(request: Request, rt: Runtime, who: Principal, *, paused: bool) -> Response:
     req = await parse_body(request, rt, PauseRequest, optional=True)
+    changed = await switch(rt, who, paused=paused, reason=req.reason.strip())
+    return ok(PauseState, {"paused": paused, "changed": changed})
+
+
+async def switch(rt: Runtime, who: Principal, *, paused: bool, reason: str) -> bool:
+    """Set the kill switch, recorded with ``who`` as actor; whether it changed."""
     was = await rt.engine.guards.paused()
     now = rt.clock.now()
     kind, verb = (ev.RECOVERY_PAUSED, "paused") if paused else (ev.RECOVERY_RESUMED, "resumed")
-    reason = req.reason.strip()
     event = Event(
         type=kind,
         time=now,
@@ -342,7 +347,7 @@ async def _switch(request: Request, rt: Runtime, who: Principal, *, paused: bool
         PAUSE_FLAG, "1" if paused else "0", actor=who.name, now=now, events=[event]
     )
     rt.metrics.paused.set(1 if paused else 0)
-    return ok(PauseState, {"paused": paused, "changed": was != paused})
+    return was != paused
 
 
 async def pause(request: Request, rt: Runtime, who: Principal) -> Response:

@@ -23,6 +23,7 @@ from remediator.config.auth import Authenticator
 from remediator.config.model import Config
 from remediator.engine import api_patterns, quarantine
 from remediator.engine.approval_links import link_signer
+from remediator.engine.auditor import Auditor
 from remediator.engine.checkpoints import checkpointer
 from remediator.engine.engine import Engine
 from remediator.engine.escalator import Escalator
@@ -35,7 +36,7 @@ from remediator.engine.runner import StepRunner
 from remediator.engine.schedule import Scheduler
 from remediator.engine.silences import Silencer
 from remediator.engine.worker import Worker
-from remediator.http import endpoints
+from remediator.http import console, endpoints
 from remediator.http.intake import App
 from remediator.http.ratelimit import RateLimiter
 from remediator.http.throttle import AuthThrottle
@@ -52,8 +53,9 @@ log = logging.getLogger("remediator.app")
 
 
 def routes() -> list[BaseRoute]:
-    """Every endpoint, from the one route table that also builds the OpenAPI document."""
-    return endpoints.routes()
+    """Every endpoint, from the one route table that also builds the OpenAPI document, after the
+    console's pages (remediator/http/console/)."""
+    return [*console.routes(), *endpoints.routes()]
 
 
 def create_app(
@@ -233,6 +235,12 @@ async def build_runtime(
         escalator=escalator,
         retention=retention,
         checkpoints=checkpoints,
+        auditor=Auditor(
+            store=the_store,
+            interval=config.audit.verify_interval,
+            clock=the_clock,
+            metrics=the_metrics,
+        ),
         outbox=outbox,
         reconciler=reconciler,
         silencer=silencer,
@@ -283,6 +291,8 @@ async def start(rt: Runtime) -> None:
         await rt.retention.start()
     if rt.checkpoints is not None:
         await rt.checkpoints.start()
+    if rt.auditor is not None:
+        await rt.auditor.start()
     if rt.scheduler is not None:
         await rt.scheduler.start()
     if rt.config.health.enabled:
@@ -300,6 +310,8 @@ async def stop(rt: Runtime) -> None:
     rt.worker.tracing.shutdown()  # flush the exporter
     if rt.checkpoints is not None:
         await rt.checkpoints.stop()
+    if rt.auditor is not None:
+        await rt.auditor.stop()
     await rt.outbox.stop()
     if rt.silencer is not None:
         await rt.silencer.stop()

@@ -280,6 +280,11 @@ PG_MIGRATIONS: tuple[str, ...] = (
         ends_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # the console's incident timeline reads an incident's events by fingerprint, newest id first
+    # (remediator/http/console/views.py). Independent of any other migration: one new index.
+    """
+    CREATE INDEX IF NOT EXISTS events_fingerprint ON events (fingerprint, id);
+    """,
 )
 
 

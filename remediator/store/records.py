@@ -190,6 +190,8 @@ def events_sql(query: EventQuery, mark: str) -> tuple[str, list[Any]]:
         ("time >=", query.since),
         ("time <=", query.until),
         ("id <", query.before_id),
+        ("playbook =", query.playbook),
+        ("outcome =", query.outcome),
     )
     for condition, value in filters:
         if value is not None:
@@ -446,3 +448,5 @@ class EventQuery:
     until: float | None = None
     before_id: int | None = None
     limit: int = 100
+    playbook: str | None = None
+    outcome: str | None = None
