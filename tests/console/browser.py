@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -63,9 +64,10 @@ def wait(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> None:
-    """Into tests/artifacts/console/ (gitignored), and the same into docs/console/."""
+    """Into tests/artifacts/console/ (gitignored); also into docs/console/ when
+    ``REMEDIATOR_UPDATE_SCREENSHOTS=1`` (so a test run leaves the tracked docs alone)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
-    if DOCS.is_dir():
+    if os.environ.get("REMEDIATOR_UPDATE_SCREENSHOTS") == "1" and DOCS.is_dir():
         shutil.copyfile(path, DOCS / f"{name}.png")

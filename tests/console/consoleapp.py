@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from starlette.testclient import TestClient
 
@@ -27,12 +28,15 @@ def tokens() -> dict[str, str]:
 
 
 @contextmanager
-def served(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
+def served(
+    tmp_path: Path, extra: dict[str, Any] | None = None
+) -> Iterator[tuple[TestClient, Runtime]]:
     cfg = config_mod.parse(
         {
             "store": {"url": f"sqlite:///{tmp_path}/console.db"},
             "health": {"enabled": False},
             "targets": [{"name": "web", "type": "docker_container"}],
+            **(extra or {}),
         },
         env={},
     )

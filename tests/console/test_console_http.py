@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,26 @@ def test_targets_shows_each_targets_latest_remediation_events(tmp_path: Path) ->
         page = client.get("/console/targets").text
         assert "recovery:succeeded restart-web" in page
         assert '<a href="/console/incidents/t1">incident</a>' in page
+
+
+def test_the_timeline_shows_each_events_details_and_links_alertmanager_to_its_alert(
+    tmp_path: Path,
+) -> None:
+    with served(tmp_path, {"alertmanager": {"url": "http://127.0.0.1:9093"}}) as (client, rt):
+        events = [
+            Event(type="recovery:action", time=time.time(), target="web", playbook="p",
+                  alertname='Mem"High', fingerprint="d1", outcome="failure",
+                  details={"attempt": 2, "backoff_seconds": 4.0, "reason": "x" * 500}),
+            Event(type="recovery:resolved", time=time.time(), alertname='Mem"High',
+                  fingerprint="d1", details={"time_to_recovery_seconds": 12.5}),
+        ]  # fmt: skip
+        asyncio.run(rt.store.append(events))
+        sign_in(client, "viewer")
+        page = client.get("/console/incidents/d1").text
+        assert "<b>attempt</b> 2" in page and "<b>backoff_seconds</b> 4.0" in page
+        assert "<b>time_to_recovery_seconds</b> 12.5" in page
+        assert "x" * 200 + "…" in page and "x" * 201 not in page
+        assert (
+            'href="http://127.0.0.1:9093/#/alerts?filter=%7Balertname%3D%22Mem%5C%22High%22%7D"'
+            in page
+        )

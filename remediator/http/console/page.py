@@ -6,11 +6,12 @@ Every page is authorised exactly as the API: the session's token goes through
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -49,6 +50,32 @@ def link(url: str | None) -> str | None:
     return url if scheme in ("http", "https") else None
 
 
+DETAIL_CHARS = 200
+
+
+def details(values: object) -> list[tuple[str, str]]:
+    """An event's details as (key, value) pairs for the timeline, each value cut to
+    ``DETAIL_CHARS``; the template escapes both (alert text is attacker-controlled)."""
+    if not isinstance(values, dict):
+        return []
+    pairs = []
+    for key, value in sorted(values.items(), key=lambda kv: str(kv[0])):
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+        if len(text) > DETAIL_CHARS:
+            text = text[:DETAIL_CHARS] + "…"
+        pairs.append((str(key), text))
+    return pairs
+
+
+def alertmanager_filter(alertname: str | None) -> str:
+    """The Alertmanager UI's alert list narrowed to one alertname (URL-encoded matcher)."""
+    if not alertname:
+        return "/#/alerts"
+    escaped = alertname.replace("\\", "\\\\").replace('"', '\\"')
+    matcher = '{alertname="' + escaped + '"}'
+    return "/#/alerts?filter=" + quote(matcher, safe="")
+
+
 def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -57,6 +84,8 @@ def environment() -> Environment:
     env.filters["link"] = link
     env.filters["iso"] = iso
     env.filters["hms"] = hms
+    env.filters["details"] = details
+    env.filters["am_filter"] = alertmanager_filter
     return env
 
 

@@ -123,6 +123,7 @@ async def incident(pages: Pages, request: Request) -> Response:
         "events": events,
         "generator_url": generator,
         "alertmanager_url": rt.config.alertmanager.url,
+        "alertname": next((e.get("alertname") for e in events if e.get("alertname")), None),
     }
     return pages.render("incident.html", context, caller=caller)
 
