@@ -10,7 +10,7 @@ import json
 import secrets
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +32,6 @@ P = "/api/v1/recovery"
 ROLES = {"am": "alertmanager", "alice": "approver", "root": "admin"}
 LINK = "https://remediator.example.com"
 LABELS = {"alertname": "ContainerMemoryHigh", "severity": "warning", "container": "web"}
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def amtool(binary: str, url: str, *args: str) -> list[dict[str, Any]]:

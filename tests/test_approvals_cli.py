@@ -7,8 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,10 @@ import pytest
 
 from tests.hookserver import Hook, serving
 from tests.serving import Served
+from tests.waiting import wait_for
 
 P = "/api/v1/recovery"
 ALICE_ENV = "TEST_APPROVALS_CLI_ALICE"
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -107,7 +97,7 @@ def test_the_cli_lists_approves_once_and_the_playbook_runs_on_the_server(
         )
         return list(answer.json()["approvals"])
 
-    [waiting] = wait_for(open_ones, "the approval request")
+    [waiting] = wait_for(open_ones, what="the approval request")
     rid = waiting["id"]
     listed = cli(served, "viewer", "list", "--state", "open")
     assert listed.returncode == 0, listed.stderr
@@ -121,7 +111,7 @@ def test_the_cli_lists_approves_once_and_the_playbook_runs_on_the_server(
     approved = cli(served, "alice", "approve", str(rid), "--reason", "checked the dashboard")
     assert approved.returncode == 0, approved.stderr
     assert "approved" in approved.stdout and "alice via cli" in approved.stdout
-    wait_for(lambda: hook.paths == ["/restart"], "the approved playbook's call")
+    wait_for(lambda: hook.paths == ["/restart"], what="the approved playbook's call")
 
     events = httpx.get(
         served.url + P + "/events?type=recovery:approved", headers=served.headers("viewer")

@@ -21,6 +21,7 @@ import pytest
 from tests.dockerd import SecondDockerd
 from tests.realservices import ContainerFactory
 from tests.serving import Served
+from tests.waiting import wait_for
 
 ALERTS = "/api/v1/recovery/alerts"
 
@@ -98,15 +99,6 @@ def starts(client: docker.DockerClient, container_id: str, since: float) -> int:
         filters={"container": container_id, "event": "start"},
     )
     return sum(1 for _ in found)
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def events(served: Served, kind: str) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ import httpx2 as httpx
 from tests.dockerd import SecondDockerd, run_sleepers
 from tests.realservices import ContainerFactory
 from tests.serving import Served
-from tests.test_engine_docker import StartCounter, alert, config, events, payload, post, wait_for
+from tests.test_engine_docker import StartCounter, alert, config, events, payload, post
+from tests.waiting import wait_for
 
 
 def test_an_engine_that_is_down_affects_only_its_own_targets(
@@ -53,7 +54,7 @@ def test_an_engine_that_is_down_affects_only_its_own_targets(
             def acted(count: int = expected) -> bool:
                 return len(events(served, "recovery:action")) >= count
 
-            wait_for(acted, 60, f"round {round_}")
+            wait_for(acted, timeout=60, what=f"round {round_}")
         opened = sorted(e["target"] for e in events(served, "circuit:open"))
         assert opened == ["far-0", "far-1"]
         assert [c.count() for c in counters] == [2, 2]  # the near engine kept working
@@ -66,8 +67,8 @@ def test_an_engine_that_is_down_affects_only_its_own_targets(
                 'remediator_target_up{target="far-0"} 0.0'
                 in httpx.get(served.url + "/metrics").text
             ),
-            15,
-            "far down",
+            timeout=15,
+            what="far down",
         )
         metrics = httpx.get(served.url + "/metrics").text
         assert 'remediator_target_up{target="near-0"} 1.0' in metrics

@@ -10,7 +10,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +21,13 @@ from tests.hookserver import serving
 from tests.serving import Served
 from tests.slackapi import SlackAPI
 from tests.smtpserver import SMTPServer
+from tests.waiting import wait_for
 
 N = 50
 SLACK_ENV = "REMEDIATOR_TEST_SLACK_TOKEN"
 REDIS_PASSWORD = "s3cr3t-redis-pass-9f2c"  # a test secret that must never leak
 HOOK_PATH, HOOK_QUERY = "s3cr3t-hook-path-41d0", "s3cr3t-hook-query-7e3b"  # the webhook URL's
 TARGET_HEADER, STEP_HEADER = "s3cr3t-target-hdr-c2a9", "s3cr3t-step-hdr-8b51"  # neutral names
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -123,8 +115,16 @@ def test_outage_kill_restart_every_notification_once_and_no_secret_leaks(
             cache = dict(alert(999), labels={"alertname": "CacheFull", "severity": "critical"})
             httpx.post(served.url + "/api/v1/recovery/alerts", json=payload([cache]),
                        headers=served.headers("alertmanager"))  # fmt: skip
-            wait_for(lambda: len(events(served, "recovery:succeeded")) == N, 60, "50 remediations")
-            wait_for(lambda: len(events(served, "recovery:failed")) == 1, 30, "the redis failure")
+            wait_for(
+                lambda: len(events(served, "recovery:succeeded")) == N,
+                timeout=60,
+                what="50 remediations",
+            )
+            wait_for(
+                lambda: len(events(served, "recovery:failed")) == 1,
+                timeout=30,
+                what="the redis failure",
+            )
             served.kill9()
             served.start()
             assert slack.messages == [] and smtp.messages == []
@@ -138,8 +138,8 @@ def test_outage_kill_restart_every_notification_once_and_no_secret_leaks(
 
             wait_for(
                 lambda: len(smtp.messages) >= N + 2 and len(top()) >= N + 1,
-                90,
-                "every notification",
+                timeout=90,
+                what="every notification",
             )
             time.sleep(2)  # anything sent twice would arrive now
             # 50 recovered, 1 failed and its escalation (no levels: every channel, once).

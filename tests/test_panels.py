@@ -29,9 +29,10 @@ from typing import Any, Final, Protocol, cast
 import pytest
 import yaml
 
-from tests.e2e.stack import Prometheus, Remediator, wait_for
+from tests.e2e.stack import Prometheus, Remediator
 from tests.realservices import ContainerFactory, require
 from tests.slackapi import SlackAPI
+from tests.waiting import wait_for
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 GENERATOR: Final = ROOT / "grafana" / "generate.py"
@@ -158,7 +159,7 @@ class Scenario:
                 lambda: not self._missing(decided, recovered),
                 timeout=30,
                 what="handling",
-                interval=0.25,  # the events API rate-limits each token
+                every=0.25,  # the events API rate-limits each token
             )
         except AssertionError as exc:
             missing = self._missing(decided, recovered)

@@ -4,7 +4,6 @@ both store backends, and two replicas on one PostgreSQL database."""
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from tests.inprocess import InProcess, start
 from tests.realservices import ContainerFactory
 from tests.serving import Served
 from tests.store_helpers import opened, store_url
+from tests.waiting import wait_for
 
 __all__ = ["store_url"]  # the fixture
 API = "/api/v1/recovery"
@@ -55,15 +55,6 @@ ISOLATE = {
     "cooldown": "0s",
     "retry": {"max_attempts": 1},
 }
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def gauge(metrics: str, target: str) -> str:
@@ -111,8 +102,8 @@ def test_an_admin_lifts_a_quarantine_and_the_paused_container_runs_again(
         return state
 
     assert call("POST", f"{API}/alerts", "alertmanager", json=payload("q1", "web")).is_success
-    wait_for(lambda: len(events("recovery:quarantined")) == 1, "the quarantine")
-    wait_for(paused, "the container paused")
+    wait_for(lambda: len(events("recovery:quarantined")) == 1, what="the quarantine")
+    wait_for(paused, what="the container paused")
     listed = call("GET", f"{API}/quarantine", "viewer").json()["quarantined"]
     assert [(q["target"], q["reason"], q["paused"]) for q in listed] == [
         ("web", "playbook isolate", True)
@@ -145,7 +136,7 @@ def test_an_admin_lifts_a_quarantine_and_the_paused_container_runs_again(
     assert again.status_code == 404 and again.json()["error"]["code"] == "NOT_QUARANTINED"
     # Released: the next alert is acted on again (quarantined again, not blocked).
     assert call("POST", f"{API}/alerts", "alertmanager", json=payload("q2", "web")).is_success
-    wait_for(lambda: len(events("recovery:quarantined")) == 2, "the second quarantine")
+    wait_for(lambda: len(events("recovery:quarantined")) == 2, what="the second quarantine")
     assert not [e for e in events("recovery:skipped") if e["outcome"] == "quarantined"]
 
 
@@ -198,7 +189,7 @@ def test_the_cli_lists_and_lifts_a_quarantine_in_the_configured_store(
 class Replica(InProcess):
     def alert(self, body: dict[str, Any]) -> None:
         assert self.call("POST", f"{API}/alerts", "alertmanager", json=body).status_code == 200
-        wait_for(lambda: self.run(self.rt.store.pending_count) == 0, "the worker")
+        wait_for(lambda: self.run(self.rt.store.pending_count) == 0, what="the worker")
 
     def events(self, kind: str) -> list[Event]:
         found: list[Event] = self.run(self.rt.store.events, EventQuery(type=kind))

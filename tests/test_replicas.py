@@ -61,6 +61,7 @@ from remediator.engine.health import LEAD_RENEW, LEAD_TTL, HealthMonitor
 from remediator.engine.reconcile import Reconciler
 from remediator.metrics import Metrics
 from remediator.store import EventQuery, Store
+from tests import waiting
 from tests.alertmanager import Alertmanager
 from tests.dockerd import SecondDockerd, run_sleepers
 from tests.realservices import ContainerFactory
@@ -381,15 +382,11 @@ class Cluster:
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float, what: str, cluster: Cluster) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n"
-                                 f"{cluster.diagnostics()}")  # fmt: skip
-        time.sleep(0.2)
+    """The shared poll, with the cluster's diagnostics added to a timeout."""
+    try:
+        return waiting.wait_for(check, timeout=timeout, what=what, every=0.2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{cluster.diagnostics()}") from None
 
 
 def _replica_config(db: str, containers: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from remediator.engine.silences import Snapshot, silence_labels, wanted
 from remediator.errors import ConfigError
 from remediator.store.records import Remediation
 from tests.alertmanager import Alertmanager
-from tests.silencing import LABELS, LINK, amtool, playbook, started, wait_for
+from tests.silencing import LABELS, LINK, amtool, playbook, started
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.prometheus
 APPROVING = playbook({"enabled": True}, approval={"approvers": ["alice"], "ttl": "10m"})
@@ -48,7 +49,7 @@ def test_a_running_remediation_is_silenced_until_it_ends(
     with started(tmp_path, url=am.url, books=[playbook(silence)]) as rig:
         rig.hold()
         assert rig.post(LABELS).status_code == 200
-        [made] = wait_for(lambda: ours(amtool_bin, am), "the silence")
+        [made] = wait_for(lambda: ours(amtool_bin, am), what="the silence")
         assert matchers(made) == {"alertname": "ContainerMemoryHigh", "container": "web"}
         assert "[remediator:remediation:1]" in made["comment"]
         assert "playbook restart on web" in made["comment"]
@@ -60,7 +61,7 @@ def test_a_running_remediation_is_silenced_until_it_ends(
         assert [r.state for r in rig.remediations()] == ["running"]
 
         rig.release()
-        wait_for(lambda: not ours(amtool_bin, am), "the silence to be expired")
+        wait_for(lambda: not ours(amtool_bin, am), what="the silence to be expired")
         [gone] = ours(amtool_bin, am, "--expired")
         assert gone["id"] == made["id"]
         [expired] = rig.events("recovery:silence_expired")
@@ -74,12 +75,12 @@ def test_an_approval_wait_is_silenced_on_every_label_and_expires_when_the_alert_
 ) -> None:
     with started(tmp_path, url=am.url, books=[APPROVING]) as rig:
         assert rig.post(LABELS).status_code == 200
-        [made] = wait_for(lambda: ours(amtool_bin, am), "the silence")
+        [made] = wait_for(lambda: ours(amtool_bin, am), what="the silence")
         assert matchers(made) == LABELS  # the default: every label of the alert
         assert [r.state for r in rig.remediations()] == ["awaiting_approval"]
 
         assert rig.post(LABELS, status="resolved").status_code == 200
-        wait_for(lambda: not ours(amtool_bin, am), "the silence to be expired on recovery")
+        wait_for(lambda: not ours(amtool_bin, am), what="the silence to be expired on recovery")
         assert [s["id"] for s in ours(amtool_bin, am, "--expired")] == [made["id"]]
         assert rig.events("recovery:silence_expired")[0].details["reason"] == "ended"
         assert rig.recorder.count() == 0
@@ -97,16 +98,16 @@ def test_a_quarantined_target_stays_silenced_until_the_quarantine_is_lifted(
                 s for s in ours(amtool_bin, am) if "[remediator:quarantine:web:" in s["comment"]
             ]
 
-        [made] = wait_for(quarantine_silence, "the quarantine's silence")
+        [made] = wait_for(quarantine_silence, what="the quarantine's silence")
         assert matchers(made) == LABELS
         assert "target web is quarantined" in made["comment"]
-        wait_for(lambda: rig.remediations()[0].state == "succeeded", "the remediation to end")
+        wait_for(lambda: rig.remediations()[0].state == "succeeded", what="the remediation to end")
         rig.run(rig.rt.silencer.run_once)  # type: ignore[union-attr]
         assert [s["id"] for s in ours(amtool_bin, am)] == [made["id"]]  # still quarantined
 
         lifted = rig.call("DELETE", "/quarantine/web", json={"reason": "fixed by hand"})
         assert lifted.status_code == 200, lifted.text
-        wait_for(lambda: not ours(amtool_bin, am), "the silence to be expired on the lift")
+        wait_for(lambda: not ours(amtool_bin, am), what="the silence to be expired on the lift")
         assert made["id"] in [s["id"] for s in ours(amtool_bin, am, "--expired")]
 
 
@@ -115,7 +116,7 @@ def test_a_restart_expires_the_silences_remediator_no_longer_handles(
 ) -> None:
     with started(tmp_path, url=am.url, books=[APPROVING]) as rig:
         assert rig.post(LABELS).status_code == 200
-        [made] = wait_for(lambda: ours(amtool_bin, am), "the silence")
+        [made] = wait_for(lambda: ours(amtool_bin, am), what="the silence")
     # Someone else's silence, and one of remediator's with no marker: neither is touched.
     theirs = am.silence({"alertname": "Other"})
     unmarked = {
@@ -131,7 +132,9 @@ def test_a_restart_expires_the_silences_remediator_no_longer_handles(
     # The next remediator starts on a fresh database (the old one lost): nothing it handles
     # names the silence any more.
     with started(tmp_path, url=am.url, books=[APPROVING], db="new.db") as rig:
-        wait_for(lambda: rig.events("recovery:silence_expired"), "the stale silence to be expired")
+        wait_for(
+            lambda: rig.events("recovery:silence_expired"), what="the stale silence to be expired"
+        )
         [stale] = rig.events("recovery:silence_expired")
         assert stale.details == {"silence": made["id"], "key": "remediation:1", "reason": "stale"}
         assert {s["id"] for s in amtool(amtool_bin, am.url)} == kept
@@ -143,12 +146,12 @@ def test_a_restart_after_a_crash_expires_the_silence_of_the_interrupted_run(
     with started(tmp_path, url=am.url, books=[playbook({"enabled": True})]) as rig:
         rig.hold()
         assert rig.post(LABELS).status_code == 200
-        [made] = wait_for(lambda: ours(amtool_bin, am), "the silence")
+        [made] = wait_for(lambda: ours(amtool_bin, am), what="the silence")
         rig.run(rig.rt.silencer.stop)  # type: ignore[union-attr]
         # stopped while running: the next start-up marks the run interrupted
         rig.run(rig.rt.worker.stop, 0.1)
     with started(tmp_path, url=am.url, books=[playbook({"enabled": True})]) as rig:
-        wait_for(lambda: not ours(amtool_bin, am), "the silence to be expired")
+        wait_for(lambda: not ours(amtool_bin, am), what="the silence to be expired")
         [expired] = rig.events("recovery:silence_expired")
         assert expired.details["silence"] == made["id"]
         assert expired.details["reason"] == "ended"

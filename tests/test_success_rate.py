@@ -20,11 +20,12 @@ from typing import Any, Final
 import httpx2 as httpx
 import pytest
 
-from tests.e2e.stack import Prometheus, Remediator, wait_for
+from tests.e2e.stack import Prometheus, Remediator
 from tests.engine_harness import EngineHarness, Recorder, alert, restart_playbook, run
 from tests.realservices import ContainerFactory, require
 from tests.test_management import Mgmt, make_mgmt, mgmt
 from tests.test_panels import JOB, load_generator, payload, prometheus, rfc3339, scraped_after
+from tests.waiting import wait_for
 
 # Fixtures: test_panels.py's Prometheus (scraping this module's remediator), test_management.py's
 # in-process app.
@@ -110,7 +111,7 @@ def test_the_panel_and_statistics_give_the_same_success_rate_after_retries_and_a
         done = kinds.count("recovery:succeeded") + kinds.count("recovery:failed")
         return done == 2 and "recovery:dry_run" in kinds
 
-    wait_for(finished, timeout=60, what="two remediations and a dry run", interval=0.5)
+    wait_for(finished, timeout=60, what="two remediations and a dry run", every=0.5)
     steps = [e["outcome"] for e in remediator.events("recovery:action")]
     assert sorted(steps) == ["dry_run", "failure", "failure", "failure", "success", "success"]
     wait_for(scraped_after(prometheus, time.time() + 0.5), timeout=15, what="a scrape after")

@@ -32,8 +32,9 @@ from remediator.http.app import build_runtime
 from remediator.plugins import Plugins
 from remediator.runtime import Runtime
 from remediator.store import EventQuery
-from tests.e2e.stack import Prometheus, wait_for
+from tests.e2e.stack import Prometheus
 from tests.engine_harness import Recorder, fake_registry
+from tests.waiting import wait_for
 
 HOSTILE = 'x"} or vector(1) #'
 NASTY = ["a\\b", 'quote"d', "single'q", "new\nline", "tab\there", HOSTILE, "}{=~"]

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -51,6 +51,7 @@ from remediator.config import steps
 from remediator.config.targets import DockerContainerTarget, DockerServiceTarget, Target
 from remediator.tech.docker import PROJECT_LABEL, SERVICE_LABEL
 from tests.realservices import TEST_LABEL, ContainerFactory
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -123,15 +124,6 @@ def limits(memory: str | None = None, cpus: float | None = None) -> DockerUpdate
 
 def scale(replicas: int | None = None, delta: int | None = None) -> DockerScale:
     return DockerScale(action="docker.scale", replicas=replicas, delta=delta)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 @pytest.fixture
@@ -285,7 +277,7 @@ def test_kill_with_sigkill_then_restart(docker_client: Any, clients: Clients, sl
     target = container_target(sleeper)
     result = run(DockerKillAction(), target, kill("SIGKILL"), clients)
     assert result.ok, result.detail
-    assert wait_for(lambda: state(docker_client, sleeper)["Running"] is False, 10)
+    assert wait_for(lambda: state(docker_client, sleeper)["Running"] is False, timeout=10)
     assert state(docker_client, sleeper)["ExitCode"] == 137
 
     again = run(DockerKillAction(), target, kill("SIGKILL"), clients)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+
+from tests.waiting import wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
@@ -41,26 +41,16 @@ def sign_in(driver: webdriver.Chrome, base: str, token: str) -> None:
     driver.get(base + "/console/login")
     driver.find_element(By.ID, "token").send_keys(token)
     driver.find_element(By.ID, "sign-in").click()
-    wait(lambda: driver.find_elements(By.ID, "who"), what="signed in")
+    wait_for(lambda: driver.find_elements(By.ID, "who"), what="signed in")
 
 
 def click_and_confirm(driver: webdriver.Chrome, button_id: str, reason: str = "") -> None:
     driver.find_element(By.ID, button_id).click()
-    wait(lambda: driver.find_elements(By.ID, "confirm"), what="the confirmation page")
+    wait_for(lambda: driver.find_elements(By.ID, "confirm"), what="the confirmation page")
     if reason:
         driver.find_element(By.ID, "reason").send_keys(reason)
     driver.find_element(By.ID, "confirm").click()
-    wait(lambda: driver.find_elements(By.ID, "switch"), what="back on Now")
-
-
-def wait(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(lambda: driver.find_elements(By.ID, "switch"), what="back on Now")
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> None:

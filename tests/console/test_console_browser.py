@@ -13,9 +13,10 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from tests.console.browser import browser, click_and_confirm, screenshot, sign_in, wait
+from tests.console.browser import browser, click_and_confirm, screenshot, sign_in
 from tests.realservices import ContainerFactory
 from tests.serving import Served
+from tests.waiting import wait_for
 
 __all__ = ["browser"]
 ALERTS = "/api/v1/recovery/alerts"
@@ -97,7 +98,7 @@ def test_an_admin_sees_a_real_restart_approves_resets_a_breaker_and_pauses(
     base = server.url
     post(server, alert("fa01", "WebDown", "web"))
     sign_in(browser, base, tokens["admin"])
-    wait(lambda: page_has(browser, base + "/console/incidents/fa01", "recovery:succeeded"),
+    wait_for(lambda: page_has(browser, base + "/console/incidents/fa01", "recovery:succeeded"),
          what="the restart in the timeline")  # fmt: skip
     assert "docker.restart" in browser.page_source
     href = browser.find_element(By.ID, "prometheus").get_attribute("href")
@@ -109,20 +110,22 @@ def test_an_admin_sees_a_real_restart_approves_resets_a_breaker_and_pauses(
     # a breaker opened by a failing restart, and an approval pending
     restarted = web.attrs["State"]["StartedAt"]
     post(server, alert("fa03", "GhostDown", "ghost"))
-    wait(lambda: page_has(browser, base + "/console/", "reset-ghost"), what="the open breaker")
+    wait_for(lambda: page_has(browser, base + "/console/", "reset-ghost"), what="the open breaker")
     post(server, alert("fa02", "WebNeedsApproval", "web"))
 
     # the approver: approve/deny on the approval, no breaker reset, no pause; approving runs it
     sign_in(browser, base, tokens["approver"])
-    wait(lambda: page_has(browser, base + "/console/", "approved-restart"), what="the approval")
-    button = wait(lambda: browser.find_elements(By.CSS_SELECTOR, "[id^=approve-]"), what="button")
+    wait_for(lambda: page_has(browser, base + "/console/", "approved-restart"), what="the approval")
+    button = wait_for(
+        lambda: browser.find_elements(By.CSS_SELECTOR, "[id^=approve-]"), what="button"
+    )
     assert browser.find_elements(By.CSS_SELECTOR, "[id^=deny-]")
     assert "ghost" in browser.find_element(By.ID, "breakers").text
     for forbidden in ("[id^=reset-]", "[id^=lift-]", "#pause", "#resume"):
         assert browser.find_elements(By.CSS_SELECTOR, forbidden) == [], forbidden
     screenshot(browser, "now")
-    click_and_confirm(browser, button[0].get_attribute("id"), reason="looks right")
-    wait(lambda: page_has(browser, base + "/console/incidents/fa02", "recovery:succeeded"),
+    click_and_confirm(browser, button[0].get_attribute("id") or "", reason="looks right")
+    wait_for(lambda: page_has(browser, base + "/console/incidents/fa02", "recovery:succeeded"),
          what="the approved restart")  # fmt: skip
     web.reload()
     assert web.attrs["State"]["StartedAt"] != restarted
@@ -160,9 +163,9 @@ def test_a_viewer_sees_no_buttons_a_forged_post_is_403_and_a_script_annotation_i
     post(server, {**alert("fb02", "Bad" + HOSTILE, "web")})
     browser.get_log("browser")  # type: ignore[no-untyped-call]  # drop what came before
     sign_in(browser, base, tokens["viewer"])
-    wait(lambda: page_has(browser, base + "/console/", "approved-restart"), what="the approval")
+    wait_for(lambda: page_has(browser, base + "/console/", "approved-restart"), what="the approval")
     assert browser.find_elements(By.CSS_SELECTOR, "button.action") == []
-    wait(lambda: page_has(browser, base + "/console/incidents/fb02", "Bad&lt;script&gt;"),
+    wait_for(lambda: page_has(browser, base + "/console/incidents/fb02", "Bad&lt;script&gt;"),
          what="the hostile alert")  # fmt: skip
     time.sleep(0.3)
     assert browser.execute_script("return window.pwned === undefined") is True

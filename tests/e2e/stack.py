@@ -45,6 +45,7 @@ import yaml
 from tests.alertmanager import Alertmanager
 from tests.realservices import ContainerFactory, free_port
 from tests.serving import Served
+from tests.waiting import wait_for
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 PROJECT_RULES: Final = ROOT / "rules" / "container.rules.yml"
@@ -85,20 +86,6 @@ def parse_time(text: str) -> float:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.timestamp()
-
-
-def wait_for(
-    check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1
-) -> T:
-    """Poll ``check`` until it returns something other than None (or False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found is not None and found is not False:
-            return found
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -743,7 +730,7 @@ class Stack:
 
         def link(what: str, check: Callable[[], T | None], timeout: float = step_timeout) -> T:
             try:
-                return wait_for(check, timeout=timeout, what=what, interval=POLL)
+                return wait_for(check, timeout=timeout, what=what, every=POLL)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{self.diagnostics()}") from None
 

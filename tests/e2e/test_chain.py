@@ -27,10 +27,10 @@ from tests.e2e.stack import (
     ChainResult,
     Leak,
     Stack,
-    wait_for,
 )
 from tests.slackapi import SlackAPI
 from tests.smtpserver import SMTPServer
+from tests.waiting import wait_for
 
 SLACK_TOKEN_ENV: Final = "REMEDIATOR_E2E_SLACK_TOKEN"
 SLACK_CHANNEL: Final = "#alerts"
@@ -183,7 +183,7 @@ def test_the_chain_notifies_slack_and_email(chain: ChainRun) -> None:
         lambda: remediator.events("recovery:succeeded", fingerprint=result.fingerprint) or None,
         timeout=30,
         what="recovery:succeeded",
-        interval=0.25,
+        every=0.25,
     )
     # The email goes out for recovery:succeeded, the incident's last event; Slack writes are
     # paced (1/s per channel), so wait until they stop coming.

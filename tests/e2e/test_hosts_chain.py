@@ -20,10 +20,11 @@ from typing import Any
 import httpx2 as httpx
 
 from tests.alertmanager import Alertmanager
-from tests.e2e.stack import Prometheus, Remediator, wait_for
+from tests.e2e.stack import Prometheus, Remediator
 from tests.realservices import free_port
 from tests.sshhost import Sshd, Units
 from tests.test_hosts_engine import host
+from tests.waiting import wait_for
 
 ALERT = "HostProcessMemoryHigh"
 THRESHOLD = 48 * 2**20  # bytes of RSS; the leaker starts near 15 MiB and grows ~8 MiB a second
@@ -130,7 +131,7 @@ def test_a_host_process_leak_fires_a_rule_and_its_unit_is_restarted_over_ssh(
             lambda: remediator.events("recovery:succeeded") or None,
             timeout=60,
             what="the unit's restart to succeed",
-            interval=0.5,
+            every=0.5,
         )
         assert succeeded[0]["playbook"] == "restart-leaking-unit"
         [restart, *_] = [

@@ -11,7 +11,8 @@ from celery import Celery
 from remediator.checks.queue import QueueCheckResult, export_queues
 from remediator.metrics import Metrics
 from tests.queues.actions import act, check, target
-from tests.queues.conftest import Workers, wait_for
+from tests.queues.conftest import Workers
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.redis
 

@@ -16,7 +16,8 @@ from rq import Queue, Worker
 
 from tests.alertmanager import Alertmanager
 from tests.e2e.stack import ALERTS_PATH, Prometheus, Remediator
-from tests.queues.conftest import Workers, suspend_rq, wait_for
+from tests.queues.conftest import Workers, suspend_rq
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.prometheus]
 

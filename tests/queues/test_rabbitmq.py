@@ -10,8 +10,9 @@ from remediator.checks.queue import QueueCheckResult, export_queues
 from remediator.config.targets import Target
 from remediator.metrics import Metrics
 from tests.queues.actions import act, check, target
-from tests.queues.conftest import Rabbit, wait_for
+from tests.queues.conftest import Rabbit
 from tests.realservices import load_services_env
+from tests.waiting import wait_for
 
 
 def rabbit_target(rabbit: Rabbit, tmp_path: Path, **extra: object) -> Target:

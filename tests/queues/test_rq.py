@@ -14,7 +14,8 @@ from remediator.checks.queue import QueueCheckResult, export_queues
 from remediator.config.targets import Target
 from remediator.metrics import Metrics
 from tests.queues.actions import act, check, target
-from tests.queues.conftest import Workers, suspend_rq, wait_for
+from tests.queues.conftest import Workers, suspend_rq
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.redis
 

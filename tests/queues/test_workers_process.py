@@ -21,7 +21,8 @@ from remediator.errors import ConfigError
 from remediator.tech.process import read_pidfile
 from tests.actions.test_process_restart import alive, stop_group
 from tests.queues.actions import act
-from tests.queues.conftest import BIN, ROOT, wait_for
+from tests.queues.conftest import BIN, ROOT
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.redis
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
@@ -27,6 +27,7 @@ import yaml
 
 from remediator.clock import iso
 from tests.serving import free_port
+from tests.waiting import wait_for
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 ALERTS: Final = "/api/v1/recovery/alerts"
@@ -58,15 +59,6 @@ __all__ = [
 # ------------------------------------------------------------------------------------------------
 # waiting, payloads, reading results
 # ------------------------------------------------------------------------------------------------
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str, every: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def alert(
@@ -346,8 +338,8 @@ class SignalCounter:
         self.proc = subprocess.Popen([sys.executable, str(SIGCOUNTER), str(self.out)])
         wait_for(
             lambda: self.out.exists() and self.out.read_text().startswith("ready\n"),
-            10,
-            "the signal counter",
+            timeout=10,
+            what="the signal counter",
             every=0.01,
         )
         self.pidfile.write_text(f"{self.proc.pid}\n")

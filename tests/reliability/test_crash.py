@@ -33,15 +33,8 @@ import pytest
 from remediator.audit.recording import Recording
 from remediator.engine import verifier as audit
 from tests.reliability.conftest import Counters, Figures, Serve
-from tests.reliability.support import (
-    ALERTS,
-    BASE_TS,
-    FastServed,
-    alert,
-    db_rows,
-    payload,
-    wait_for,
-)
+from tests.reliability.support import ALERTS, BASE_TS, FastServed, alert, db_rows, payload
+from tests.waiting import wait_for
 
 KILLS = int(os.environ.get("REMEDIATOR_CRASH_KILLS", "50"))
 SEED = int(os.environ.get("REMEDIATOR_CRASH_SEED", str(int(time.time()))))
@@ -224,7 +217,12 @@ def test_kill_9_at_random_points_loses_nothing_acknowledged_and_repeats_nothing(
         [(running,)] = db_rows(db, "SELECT count(*) FROM remediations WHERE state = 'running'")
         return bool(pending == 0 and running == 0)
 
-    wait_for(settled, 60, "every stored alert to be handled after the last restart", every=0.2)
+    wait_for(
+        settled,
+        timeout=60,
+        what="every stored alert to be handled after the last restart",
+        every=0.2,
+    )
     assert served.terminate() == 0
     check_store(db, senders, {n: c.senders() for n, c in counted.items()}, pids, figures)
     figures(

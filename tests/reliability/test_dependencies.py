@@ -34,8 +34,9 @@ import redis
 from tests.dockerd import SecondDockerd
 from tests.realservices import RedisServerFactory
 from tests.reliability.conftest import Figures, Serve
-from tests.reliability.support import Proxy, WebhookSink, alert, payload, wait_for, webhook_sink
+from tests.reliability.support import Proxy, WebhookSink, alert, payload, webhook_sink
 from tests.test_engine_docker import StartCounter
+from tests.waiting import wait_for
 
 THRESHOLD = 3
 INCIDENTS = 8
@@ -184,7 +185,7 @@ class DockerDependency:
             found = self.client.containers.get(self.container_id)
             return bool(found.attrs["State"]["Running"])
 
-        wait_for(running, 30, "the container to be running again")
+        wait_for(running, timeout=30, what="the container to be running again")
 
     def arm(self) -> None:
         self.counter = StartCounter(self.client, self.container_id)
@@ -272,7 +273,9 @@ def test_dependency_down_opens_the_breaker_escalates_once_and_recovers(
         def incidents() -> Counter[str]:
             return Counter(b["incident"] for b in sink.phases("escalated"))
 
-        wait_for(lambda: len(incidents()) == INCIDENTS, 60, "every incident to be escalated")
+        wait_for(
+            lambda: len(incidents()) == INCIDENTS, timeout=60, what="every incident to be escalated"
+        )
         opened_before = time.monotonic()  # the breaker opened before the escalations went out
         time.sleep(1.5)  # the outbox polls every second: a second escalation would arrive now
         escalated = incidents()
@@ -288,11 +291,15 @@ def test_dependency_down_opens_the_breaker_escalates_once_and_recovers(
         dep.arm()
         time.sleep(max(0.0, 2.1 - (time.monotonic() - opened_before)))
         assert served.post(payload([alert(f"{dep.name[:2]}{99:014x}", "DependencyTrouble")])) == 200
-        wait_for(lambda: len(served.events("circuit:closed")) == 1, 60, "the breaker to close")
+        wait_for(
+            lambda: len(served.events("circuit:closed")) == 1,
+            timeout=60,
+            what="the breaker to close",
+        )
         assert len(served.events("circuit:half-open")) == 1
         outcomes = [e["outcome"] for e in reversed(served.events("recovery:action"))]
         assert outcomes == ["failure"] * THRESHOLD + ["success"]
-        wait_for(dep.effect, 10, "the trial's real effect")
+        wait_for(dep.effect, timeout=10, what="the trial's real effect")
         assert (
             served.metric("remediator_circuit_breaker_state", f'target="{dep.target()["name"]}"')
             == 0

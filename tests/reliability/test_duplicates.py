@@ -20,7 +20,8 @@ from typing import Any
 import httpx2 as httpx
 
 from tests.reliability.conftest import Counters, Figures, Serve
-from tests.reliability.support import ALERTS, BASE_TS, FastServed, alert, payload, wait_for
+from tests.reliability.support import ALERTS, BASE_TS, FastServed, alert, payload
+from tests.waiting import wait_for
 
 FINGERPRINTS = 24
 REFIRED = 8
@@ -131,12 +132,12 @@ def test_three_peers_sending_the_same_notifications_give_one_action_per_episode(
 
     first = [firing(i, 0) for i in range(FINGERPRINTS)]
     peers.phase(first)
-    wait_for(settled(FINGERPRINTS), 30, "one action per fingerprint")
+    wait_for(settled(FINGERPRINTS), timeout=30, what="one action per fingerprint")
     peers.phase([resolved(i, 0) for i in range(REFIRED)], stale=first[:REFIRED])
     again = [firing(i, 1) for i in range(REFIRED)]
     peers.phase(again)
     expected = FINGERPRINTS + REFIRED
-    wait_for(settled(expected), 30, "one action per new episode")
+    wait_for(settled(expected), timeout=30, what="one action per new episode")
     time.sleep(1.0)  # a second action for any episode would happen now
     assert app.count() == expected
     assert set(app.senders()) == {served.pid}

@@ -23,7 +23,8 @@ import pytest
 from tests.engine_harness import EngineHarness, alert
 from tests.reliability.conftest import Counters, Figures, Serve
 from tests.reliability.support import alert as wire_alert
-from tests.reliability.support import db_rows, payload, wait_for
+from tests.reliability.support import db_rows, payload
+from tests.waiting import wait_for
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def test_a_real_process_flapping_for_a_while_respects_cooldown_and_window(
         [(pending,)] = db_rows(db, "SELECT count(*) FROM inbox WHERE state = 'pending'")
         return bool(pending == 0)
 
-    wait_for(idle, 30, "every alert to be handled")
+    wait_for(idle, timeout=30, what="every alert to be handled")
     starts = [
         s
         for (s,) in db_rows(

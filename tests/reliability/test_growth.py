@@ -32,8 +32,8 @@ from remediator.engine.verifier import verify_store
 from remediator.metrics import Metrics
 from remediator.store import Store
 from tests.reliability.conftest import Figures, Serve
-from tests.reliability.support import wait_for
 from tests.store_helpers import opened, store_url
+from tests.waiting import wait_for
 
 __all__ = ["store_url"]  # the fixture
 
@@ -152,7 +152,7 @@ def test_floods_of_forged_alerts_are_pruned_and_the_store_stops_growing(
 def test_a_served_store_is_private_and_reports_its_size(serve: Serve, figures: Figures) -> None:
     served = serve({"health": {"enabled": False}})
     db = served.db_path
-    wait_for(lambda: Path(f"{db}-shm").exists(), 10, "the shared-memory file")
+    wait_for(lambda: Path(f"{db}-shm").exists(), timeout=10, what="the shared-memory file")
     modes = {f.name[len(db.name) :] or "db": stat.S_IMODE(f.stat().st_mode)
              for f in (db, Path(f"{db}-wal"), Path(f"{db}-shm"))}  # fmt: skip
     assert modes == {"db": 0o600, "-wal": 0o600, "-shm": 0o600}

@@ -32,15 +32,8 @@ from remediator.audit.recording import Recording
 from remediator.engine import verifier as audit
 from remediator.redaction import redact_text
 from tests.reliability.conftest import Counters, Figures, Serve
-from tests.reliability.support import (
-    ALERTS,
-    FastServed,
-    alert,
-    children_of,
-    payload,
-    rss_kib,
-    wait_for,
-)
+from tests.reliability.support import ALERTS, FastServed, alert, children_of, payload, rss_kib
+from tests.waiting import wait_for
 
 MAX_BODY = 1024 * 1024
 RSS_MARGIN_KIB = 64 * 1024
@@ -346,8 +339,12 @@ def test_hostile_input_touches_nothing_spawns_nothing_and_stays_bounded(
     assert slow_status == 200
 
     # Everything decided: only the legitimate alerts acted, once each, on the registered target.
-    wait_for(lambda: app.count() >= legit, 60, "the legitimate actions")
-    wait_for(lambda: len(served.events("recovery:skipped")) >= len(values), 60, "the refusals")
+    wait_for(lambda: app.count() >= legit, timeout=60, what="the legitimate actions")
+    wait_for(
+        lambda: len(served.events("recovery:skipped")) >= len(values),
+        timeout=60,
+        what="the refusals",
+    )
     time.sleep(1.0)
     watch.stop.set()
     watch.join(5)

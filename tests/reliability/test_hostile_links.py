@@ -18,9 +18,10 @@ from typing import Any
 import httpx2 as httpx
 
 from tests.reliability.conftest import Figures, Serve
-from tests.reliability.support import ALERTS, alert, payload, wait_for
+from tests.reliability.support import ALERTS, alert, payload
 from tests.slackapi import Call, SlackAPI
 from tests.smtpserver import SMTPServer
+from tests.waiting import wait_for
 
 SLACK_ENV = "REMEDIATOR_TEST_SLACK_TOKEN"
 ALLOWED = "https://runbooks.example.test/zzyzx"
@@ -85,8 +86,8 @@ def test_only_links_on_allowed_hosts_are_shown_in_slack_and_email(
             answer = httpx.post(served.url + ALERTS, json=payload([one]),
                                 headers=served.headers("alertmanager"), timeout=10)  # fmt: skip
             assert answer.status_code == 200, answer.text
-            wait_for(lambda n=sent: len(top()) == n and len(smtp.messages) == n, 30,  # type: ignore[misc]
-                     f"escalation {sent}")  # fmt: skip
+            wait_for(lambda n=sent: len(top()) == n and len(smtp.messages) == n, timeout=30,  # type: ignore[misc]
+                     what=f"escalation {sent}")  # fmt: skip
         slack_by = {name: [m for m in top() if f"Zzyzx{name.capitalize()}" in m.text]
                     for name in RUNBOOKS}  # fmt: skip
         mail_by = {name: [m for m in smtp.messages

@@ -21,7 +21,8 @@ from typing import Any
 import httpx2 as httpx
 
 from tests.reliability.conftest import Figures, Serve
-from tests.reliability.support import ALERTS, HEALTH, alert, payload, wait_for
+from tests.reliability.support import ALERTS, HEALTH, alert, payload
+from tests.waiting import wait_for
 
 DATES: list[Any] = [
     "9999-12-31T23:59:59-01:00",  # past year 9999 in UTC: OverflowError before the fix
@@ -245,7 +246,11 @@ def test_no_payload_field_makes_the_webhook_answer_5xx(serve: Serve, figures: Fi
         )
 
         # Every stored alert is decided; the server still serves and a normal alert works.
-        wait_for(lambda: served.metric("remediator_inbox_pending") == 0, 60, "an empty inbox")
+        wait_for(
+            lambda: served.metric("remediator_inbox_pending") == 0,
+            timeout=60,
+            what="an empty inbox",
+        )
         assert client.get(served.url + HEALTH).status_code == 200
         normal = fp()
         status = client.post(
@@ -256,8 +261,8 @@ def test_no_payload_field_makes_the_webhook_answer_5xx(serve: Serve, figures: Fi
         assert status == 200
         wait_for(
             lambda: any(e["fingerprint"] == normal for e in served.events("recovery:skipped")),
-            30,
-            "the normal alert's decision",
+            timeout=30,
+            what="the normal alert's decision",
         )
     log = served.log_path.read_text(errors="replace")
     assert "Traceback" not in log and '"level": "error"' not in log, served.log()

@@ -27,8 +27,9 @@ import httpx2 as httpx
 
 from tests.hookserver import Hook, serving
 from tests.reliability.conftest import Figures, Serve
-from tests.reliability.support import FastServed, alert, wait_for
+from tests.reliability.support import FastServed, alert
 from tests.reliability.support import payload as webhook
+from tests.waiting import wait_for
 
 API = "/api/v1/recovery"
 BEARER = "sekritBearer-7d1e4a"  # the target's Authorization header
@@ -126,7 +127,11 @@ def test_a_redacted_secret_does_not_follow_a_moved_target(serve: Serve, figures:
         # The target keeps working, with its real secrets, at its real address only.
         checks = len(calls(legit, "/health"))
         trigger(served)
-        wait_for(lambda: len(calls(legit, "/health")) > checks + 1, 10, "two more health checks")
+        wait_for(
+            lambda: len(calls(legit, "/health")) > checks + 1,
+            timeout=10,
+            what="two more health checks",
+        )
         [restart] = calls(legit, "/admin/restart")
         assert restart["Authorization"] == f"Bearer {BEARER}"
         assert restart["X-Custom-Auth"] == CUSTOM and restart["X-Request-Source"] == STEP
@@ -176,7 +181,9 @@ def test_no_header_value_or_webhook_path_is_shown_anywhere(
 
         # Webhook notifications are sent (and logged at INFO) while a remediation runs.
         trigger(served)
-        wait_for(lambda: len(calls(legit, "/hooks/")) >= 2, 10, "webhook notifications")
+        wait_for(
+            lambda: len(calls(legit, "/hooks/")) >= 2, timeout=10, what="webhook notifications"
+        )
         time.sleep(0.5)  # the log lines of the last delivery
         events = served.events()
         log = served.log_path.read_text(errors="replace")

@@ -16,7 +16,8 @@ import pytest
 from remediator.engine.silences import MAX_VALUE
 from tests.alertmanager import Alertmanager
 from tests.serving import free_port
-from tests.silencing import amtool, playbook, started, wait_for
+from tests.silencing import amtool, playbook, started
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.prometheus
 
@@ -53,7 +54,7 @@ def test_a_silence_matches_only_the_literal_hostile_label_values(
     with started(tmp_path, url=am.url, books=[playbook({"enabled": True})]) as rig:
         rig.hold()
         assert rig.post(HOSTILE).status_code == 200
-        [made] = wait_for(lambda: amtool(amtool_bin, am.url), "the silence")
+        [made] = wait_for(lambda: amtool(amtool_bin, am.url), what="the silence")
         assert {m["name"]: m["value"] for m in made["matchers"]} == HOSTILE
         assert not any(m["isRegex"] for m in made["matchers"])
         assert "\n" not in made["comment"] and ".*" not in made["comment"]
@@ -68,7 +69,7 @@ def test_a_silence_matches_only_the_literal_hostile_label_values(
         def states() -> list[tuple[dict[str, str], str]]:
             return [(a["labels"], a["status"]["state"]) for a in am.alerts()]
 
-        found = wait_for(lambda: len(states()) == 4 and states(), "the alerts")
+        found = wait_for(lambda: states() if len(states()) == 4 else None, what="the alerts")
         silenced = [labels for labels, state in found if state == "suppressed"]
         assert silenced == [HOSTILE]
         rig.release()
@@ -81,16 +82,16 @@ def test_a_label_value_too_large_to_match_literally_is_not_silenced(
     with started(tmp_path, url=am.url, books=[playbook({"enabled": True})]) as rig:
         rig.hold()
         assert rig.post(huge).status_code == 200
-        wait_for(lambda: rig.recorder.count() == 1, "the remediation to run")
+        wait_for(lambda: rig.recorder.count() == 1, what="the remediation to run")
         assert rig.run(rig.rt.silencer.run_once)  # type: ignore[union-attr]
         assert live(am) == [] and rig.events("recovery:silence_created") == []
         rig.release()
-        wait_for(lambda: [r.state for r in rig.remediations()] == ["succeeded"], "the end")
+        wait_for(lambda: [r.state for r in rig.remediations()] == ["succeeded"], what="the end")
         rig.hold()
         # a value within the limit is silenced whole, and literally
         large = {**huge, "blob": "y" * MAX_VALUE}
         assert rig.post(large, fingerprint="f2").status_code == 200
-        wait_for(lambda: rig.events("recovery:silence_created"), "the silence")
+        wait_for(lambda: rig.events("recovery:silence_created"), what="the silence")
         [made] = live(am)
         assert {m["name"]: m["value"] for m in made["matchers"]}["blob"] == "y" * MAX_VALUE
         rig.release()
@@ -105,10 +106,10 @@ def test_an_alertmanager_that_is_down_never_slows_the_webhook_or_stops_the_remed
         started_at = time.monotonic()
         answer = rig.post({"alertname": "ContainerMemoryHigh", "container": "web"})
         assert answer.status_code == 200 and time.monotonic() - started_at < 1.0
-        wait_for(lambda: rig.recorder.count() == 1, "the remediation to run")
+        wait_for(lambda: rig.recorder.count() == 1, what="the remediation to run")
         failed = 'remediator_silence_requests_total{operation="create",outcome="failure"}'
-        wait_for(lambda: rig.metric(failed) >= 2, "a retried create")
+        wait_for(lambda: rig.metric(failed) >= 2, what="a retried create")
         rig.release()
-        wait_for(lambda: [r.state for r in rig.remediations()] == ["succeeded"], "the end")
+        wait_for(lambda: [r.state for r in rig.remediations()] == ["succeeded"], what="the end")
         assert rig.events("recovery:silence_created") == []
         assert rig.metric("remediator_silences_active") == 0

@@ -18,8 +18,9 @@ import httpx2 as httpx
 
 from tests.realservices import ContainerFactory
 from tests.reliability.conftest import Figures, Serve
-from tests.reliability.support import ALERTS, FastServed, alert, payload, wait_for
+from tests.reliability.support import ALERTS, FastServed, alert, payload
 from tests.test_engine_docker import StartCounter
+from tests.waiting import wait_for
 
 PREFIX = "/api/v1/recovery"
 PLAYBOOK = "restart-web"
@@ -87,7 +88,9 @@ def test_a_forged_label_cannot_make_a_web_playbook_restart_the_db_container(
     assert "allow-list" in manual.text and "role=web" in manual.text
 
     assert post(served, ALERTS, payload([memory_alert("f1", "db")]), "alertmanager").is_success
-    wait_for(lambda: len(events(served, "recovery:escalated")) == 1, 20, "the escalation")
+    wait_for(
+        lambda: len(events(served, "recovery:escalated")) == 1, timeout=20, what="the escalation"
+    )
     [skipped] = events(served, "recovery:skipped")
     [escalated] = events(served, "recovery:escalated")
     for event in (skipped, escalated):
@@ -98,7 +101,9 @@ def test_a_forged_label_cannot_make_a_web_playbook_restart_the_db_container(
         )
 
     assert post(served, ALERTS, payload([memory_alert("f2", "web")]), "alertmanager").is_success
-    wait_for(lambda: len(events(served, "recovery:action")) == 1, 30, "the web restart")
+    wait_for(
+        lambda: len(events(served, "recovery:action")) == 1, timeout=30, what="the web restart"
+    )
     [action] = events(served, "recovery:action")
     assert (action["target"], action["outcome"]) == ("web", "success")
 

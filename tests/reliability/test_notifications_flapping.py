@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from tests.reliability.conftest import Counters, Figures, Serve
-from tests.reliability.support import alert, db_rows, payload, wait_for
+from tests.reliability.support import alert, db_rows, payload
 from tests.slackapi import SlackAPI
 from tests.smtpserver import SMTPServer
+from tests.waiting import wait_for
 
 N = 12
 SLACK_ENV = "REMEDIATOR_TEST_SLACK_TOKEN"
@@ -100,7 +101,7 @@ def test_flapping_slack_and_smtp_still_deliver_every_notification_exactly_once(
             [(total, sent)] = db_rows(db, "SELECT count(*), sum(state = 'sent') FROM outbox")
             return bool(total) and total == sent
 
-        wait_for(delivered, 90, "every notification to be delivered", every=0.5)
+        wait_for(delivered, timeout=90, what="every notification to be delivered", every=0.5)
         time.sleep(1.5)  # anything delivered twice would arrive now
         rows = Counter(channel for (channel,) in db_rows(db, "SELECT channel FROM outbox"))
         assert app.count() == N

@@ -22,7 +22,8 @@ from typing import Any
 from remediator.store.sqlite import SqliteStore
 from tests.alertmanager import Alertmanager
 from tests.reliability.conftest import Figures, Serve
-from tests.reliability.support import ALERTS, FastServed, alert, payload, wait_for
+from tests.reliability.support import ALERTS, FastServed, alert, payload
+from tests.waiting import wait_for
 
 REQUESTS = "remediator_webhook_requests_total"
 
@@ -99,7 +100,9 @@ def test_unwritable_store_answers_503_and_alertmanager_retries_deliver_everythin
             now = datetime.now(UTC)
             before = [f"BeforeOutage{i}" for i in range(3)]
             am.post([am_alert(name, now) for name in before])
-            wait_for(lambda: set(before) <= stored_names(served), 30, "the first alerts")
+            wait_for(
+                lambda: set(before) <= stored_names(served), timeout=30, what="the first alerts"
+            )
 
             frozen = [db, db.with_name(db.name + "-wal")]
             assert all(p.exists() for p in frozen)
@@ -114,8 +117,8 @@ def test_unwritable_store_answers_503_and_alertmanager_retries_deliver_everythin
             # Alertmanager keeps retrying each group's notification; let it try a few times.
             wait_for(
                 lambda: served.metric(REQUESTS, 'code="503"') >= refused_at_break + 20 + 20,
-                60,
-                "Alertmanager's retries to be refused",
+                timeout=60,
+                what="Alertmanager's retries to be refused",
             )
             time.sleep(max(0.0, 5.0 - (time.monotonic() - broke)))
             ok_while_broken = served.metric(REQUESTS, 'code="200"') - ok_at_break
@@ -127,7 +130,9 @@ def test_unwritable_store_answers_503_and_alertmanager_retries_deliver_everythin
             assert _chattr("-i", *frozen)
             frozen = []
             healed = time.monotonic()
-            wait_for(lambda: set(during) <= stored_names(served), 90, "the retried alerts")
+            wait_for(
+                lambda: set(during) <= stored_names(served), timeout=90, what="the retried alerts"
+            )
             delivered_after = time.monotonic() - healed
             names = stored_names(served)
             assert not {f"Direct{i}" for i in range(20)} & names  # refused, never half-stored

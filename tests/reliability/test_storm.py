@@ -33,19 +33,11 @@ from remediator.store import chain as outbox_ops
 from remediator.store import create_store
 from remediator.store.ops import POSTGRES, SQLITE, Driven, Query, many
 from tests.reliability.conftest import Counters, Figures, Serve
-from tests.reliability.support import (
-    ALERTS,
-    HEALTH,
-    WebhookSink,
-    alert,
-    db_rows,
-    payload,
-    rss_kib,
-    wait_for,
-)
+from tests.reliability.support import ALERTS, HEALTH, WebhookSink, alert, db_rows, payload, rss_kib
 from tests.slackapi import SlackAPI
 from tests.smtpserver import SMTPServer
 from tests.store_helpers import store_url  # noqa: F401  (the fixture)
+from tests.waiting import wait_for
 
 PENDING = 30_000
 STORM = 8_000
@@ -151,7 +143,7 @@ def test_8000_unknown_alerts_make_a_handful_of_messages_per_channel(
                 )
                 return bool(total == 3 * STORM and pending == 0)
 
-            wait_for(delivered, 90, "every escalation to be delivered", every=0.5)
+            wait_for(delivered, timeout=90, what="every escalation to be delivered", every=0.5)
             took = time.monotonic() - started
             [(sent,)] = db_rows(db, "SELECT count(*) FROM outbox WHERE state = 'sent'")
             assert sent == 3 * STORM  # nothing dropped: every row is marked with its summary
@@ -194,8 +186,12 @@ def test_past_max_pending_the_webhook_answers_503_with_retry_after(serve: Serve)
             }
         )
         assert served.post(payload([alert("a" * 16, "Unknown")])) == 200
-        wait_for(lambda: hook.refused > 0, 10, "the webhook to refuse a delivery")
-        wait_for(lambda: served.metric("remediator_outbox_pending") >= 1, 10, "the outbox gauge")
+        wait_for(lambda: hook.refused > 0, timeout=10, what="the webhook to refuse a delivery")
+        wait_for(
+            lambda: served.metric("remediator_outbox_pending") >= 1,
+            timeout=10,
+            what="the outbox gauge",
+        )
         answer = httpx.post(
             served.url + ALERTS,
             json=payload([alert("b" * 16, "Unknown")]),
@@ -209,8 +205,8 @@ def test_past_max_pending_the_webhook_answers_503_with_retry_after(serve: Serve)
         hook.down = False
         wait_for(
             lambda: served.post(payload([alert("b" * 16, "Unknown")])) == 200,
-            30,
-            "the webhook to accept again once the outbox drained",
+            timeout=30,
+            what="the webhook to accept again once the outbox drained",
             every=0.5,
         )
     finally:
@@ -311,7 +307,12 @@ def test_a_legitimate_alert_is_served_and_remediated_during_an_8000_alert_storm(
                 answer = http.post(served.url + ALERTS, content=body, headers=auth)
                 webhook.append(time.perf_counter() - sent)
                 assert answer.status_code == 200
-                wait_for(lambda b=before: app.count() > b, 10, "the remediation", every=0.005)  # type: ignore[misc]
+                wait_for(
+                    lambda b=before: app.count() > b,  # type: ignore[misc]
+                    timeout=10,
+                    what="the remediation",
+                    every=0.005,
+                )
                 starts.append(time.perf_counter() - sent)
                 peak_kib = max(peak_kib, rss_kib(served.pid))
                 time.sleep(0.2)
