@@ -65,7 +65,8 @@ def parent_of(span: ReadableSpan) -> int | None:
 
 def span_id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.span_id
+    found: int = span.context.span_id
+    return found
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -185,7 +186,7 @@ def test_one_real_remediation_is_one_tree_in_the_webhooks_trace(
     )
     assert answer.status_code == 200, answer.text
     wait_for(lambda: len(named("decision")) == 1, "the decision span")
-    wait_for(lambda: any(s.attributes.get("outcome") == "sent" for s in named("notification")),
+    wait_for(lambda: any((s.attributes or {}).get("outcome") == "sent" for s in named("notification")),
              "a notification span")  # fmt: skip
 
     (intake,) = named("intake")
@@ -227,7 +228,9 @@ def test_one_real_remediation_is_one_tree_in_the_webhooks_trace(
     assert parent_of(verify) == span_id(steps[1])
     assert (verify.attributes or {})["outcome"] == "success"
 
-    notifications = [s for s in named("notification") if s.attributes.get("outcome") == "sent"]
+    notifications = [
+        s for s in named("notification") if (s.attributes or {}).get("outcome") == "sent"
+    ]
     assert notifications
     for note in notifications:
         assert parent_of(note) == span_id(decision)
