@@ -23,7 +23,8 @@ Tracing (remediator/tracing.py, docs/tracing.md): when it is enabled, the reques
 ``intake`` span, the child of the webhook's ``traceparent`` (and ``tracestate``) when
 :func:`~remediator.tracing.canonical_context` keeps them, else the root of a new trace for the
 notification; its context is stored with each new alert, and the worker's ``decision`` span
-continues it. Disabled, the trace headers are not even read and the column stays NULL.
+continues it. Disabled, the headers are ignored (the fast path does not even read them) and
+the column stays NULL.
 """
 
 from __future__ import annotations
