@@ -345,3 +345,23 @@ def test_log_lines_inside_a_step_carry_the_episode_beside_the_trace(tmp_path: Pa
     assert line["span_id"] == f"{span_id(step):016x}"
     assert (step.attributes or {})["outcome"] == "failure"
     assert (step.attributes or {})["detail"] == "action raised RuntimeError"
+
+
+def test_alert_text_in_span_attributes_is_cut_and_its_secrets_masked(tmp_path: Path) -> None:
+    tr, exporter = traced()
+    hostile = "token=hunter2secret " + "A" * 10_000
+
+    async def main() -> None:
+        h = await EngineHarness.create(tmp_path, {})
+        try:
+            use(h.rt, tr)
+            await h.send(alert("sx01", container="web", alertname=hostile))
+            await h.drain()
+        finally:
+            await h.close()
+
+    asyncio.run(main())
+    (decision,) = [s for s in exporter.get_finished_spans() if s.name == "decision"]
+    shown = str((decision.attributes or {})["alertname"])
+    assert len(shown) == tracing.MAX_ATTRIBUTE
+    assert "hunter2secret" not in shown and shown.startswith("token=")
