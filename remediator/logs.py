@@ -44,6 +44,8 @@ class JsonFormatter(logging.Formatter):
         if ids is not None:
             entry.setdefault("trace_id", ids.trace_id)
             entry.setdefault("span_id", ids.span_id)
+            if ids.episode is not None:  # inside a decision or one of its steps
+                entry.setdefault("episode", ids.episode)
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
             entry["exc"] = self.formatException(record.exc_info)

@@ -18,7 +18,7 @@ from remediator.audit import events as ev
 from remediator.audit.events import Event
 from remediator.clock import Clock
 from remediator.config.model import Config
-from remediator.engine import recovery
+from remediator.engine import recovery, spans
 from remediator.engine.approvals import Approvals
 from remediator.engine.decisions import (
     TARGET_NOT_ALLOWED,
@@ -36,6 +36,7 @@ from remediator.engine.worker import COMPLETED, worker_name
 from remediator.metrics import Metrics
 from remediator.store import InboxItem, Store
 from remediator.store.records import INTERRUPTED, Remediation
+from remediator.tracing import Tracing
 
 log = logging.getLogger("remediator.engine")
 Outcome = tuple[list[Event], str]
@@ -95,6 +96,8 @@ class Engine:
             lease=lease,
         )
         self.approvals = Approvals(runs=self.runs)
+        # Spans (remediator/tracing.py): the no-op tracer unless the app sets the configured one.
+        self.tracing = Tracing()
         self.apply(config, config_version)
 
     def apply(self, config: Config, version: int) -> None:
@@ -261,6 +264,7 @@ class Engine:
         verdict, _ = await self.runs.check(order, now=now, alerting=alerting)
         if verdict.reason == RESOLVED:
             return [*detected, b.skip(RESOLVED, RESOLVED)], DECIDED
+        spans.guards(self.tracing, verdict)
         if not verdict.allowed:
             reason = verdict.reason or ""
             events = b.blocked(reason, verdict.detail or reason)

@@ -47,6 +47,8 @@ BLAST_RADIUS = "blast_radius"
 COOLDOWN = "cooldown"
 MAX_PER_WINDOW = "max_per_window"
 CIRCUIT_OPEN = "circuit_open"
+# The guards in the order :func:`evaluate` asks them (the first that blocks decides).
+GUARDS = (PAUSED, QUARANTINED, BLAST_RADIUS, COOLDOWN, MAX_PER_WINDOW, CIRCUIT_OPEN)
 # Blocks that tell a human: automation has stopped for this target.
 ESCALATING = frozenset({QUARANTINED, BLAST_RADIUS, MAX_PER_WINDOW, CIRCUIT_OPEN})
 PAUSE_FLAG = "paused"

@@ -35,6 +35,7 @@ from remediator.notifiers.base import Delivery, Notification, Notifier
 from remediator.redaction import redact_text
 from remediator.store import base as roles
 from remediator.store.records import OutboxItem
+from remediator.tracing import Attribute, Tracing
 
 log = logging.getLogger("remediator.outbox")
 NOTIFICATION_SENT = ev.NOTIFICATION_SENT
@@ -126,6 +127,8 @@ class Outbox:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Spans (remediator/tracing.py): the no-op tracer unless the app sets the configured one.
+        self.tracing = Tracing()
 
     def wake(self) -> None:
         self._wake.set()
@@ -189,12 +192,34 @@ class Outbox:
         return sum(len(message) for message in messages)
 
     async def _deliver(self, items: list[OutboxItem]) -> None:
+        """One message, in a ``notification`` span (``channel``, ``phase``, ``outcome``: sent,
+        retry or dead) in the trace of the decision that caused it, when this process made that
+        decision (remediator/tracing.py ``note_decision``), else in a trace of its own."""
+        if not self.tracing.enabled:
+            await self._send(items)
+            return
+        item = items[0]
+        episode = item.payload.get("data", {}).get("details", {}).get("episode")
+        attributes: dict[str, Attribute] = {
+            "channel": item.channel,
+            "phase": item.phase,
+            "outbox.id": item.id,
+            "coalesced": len(items),
+        }
+        if isinstance(episode, int) and not isinstance(episode, bool):
+            attributes["episode"] = episode
+        parent = self.tracing.decision_context(episode)
+        with self.tracing.span("notification", traceparent=parent, attributes=attributes) as span:
+            span.set_attribute("outcome", await self._send(items))
+
+    async def _send(self, items: list[OutboxItem]) -> str:
+        """Send one message; its outcome (``sent``, ``retry`` or ``dead``)."""
         item, batch = items[0], tuple(i.id for i in items[1:])
         notifier = self.notifiers.get(item.channel)
         note = notification(item) if not batch else summary(items)
         if notifier is None:
             await self._dead(item, note, f"channel {item.channel} is not configured", batch)
-            return
+            return "dead"
         thread = await notifier.find_thread(
             self.store, incident=item.incident, destination=item.destination
         )
@@ -205,15 +230,17 @@ class Outbox:
             delivery = Delivery(False, f"notifier raised {type(exc).__name__}")
         if delivery.ok:
             await self._sent(item, note, delivery, notifier, batch)
-        elif delivery.permanent:
+            return "sent"
+        if delivery.permanent:
             await self._dead(item, note, delivery.detail, batch)
-        else:
-            wait = max(delivery.retry_after or 0.0, backoff(item.attempts))
-            self.metrics.notifications.labels(item.channel, "retry").inc()
-            await self.store.outbox_retry(
-                item.id, next_at=self.clock.now() + wait, error=redact_text(delivery.detail),
-                batch=batch,
-            )  # fmt: skip
+            return "dead"
+        wait = max(delivery.retry_after or 0.0, backoff(item.attempts))
+        self.metrics.notifications.labels(item.channel, "retry").inc()
+        await self.store.outbox_retry(
+            item.id, next_at=self.clock.now() + wait, error=redact_text(delivery.detail),
+            batch=batch,
+        )  # fmt: skip
+        return "retry"
 
     async def _sent(
         self,

@@ -332,6 +332,7 @@ class Runs:
         attempt = 0
         while True:
             attempt += 1
+            ctx.attempt = attempt
             result = await self.runner.run(plan.steps, ctx)
             events += result.events
             if not order.dry:

@@ -36,6 +36,7 @@ from remediator.clock import Clock
 from remediator.config import steps as st
 from remediator.config.promql import compile_query
 from remediator.config.targets import HttpTarget, Target
+from remediator.engine import spans
 from remediator.engine.intents import ALREADY_DONE, Intents
 from remediator.engine.progress import ProgressLog
 from remediator.errors import StoreUnavailable
@@ -68,6 +69,7 @@ class StepContext:
     owner: str = ""
     inherited: dict[int, StepIntent] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)  # the alert's, for query templates
+    attempt: int = 1  # the attempt these steps are part of (its span's attribute)
 
 
 @dataclass
@@ -100,8 +102,27 @@ class StepRunner:
         self.probe = probe
         self.query = query
         self.intents = Intents(store=store, clock=clock)
+        # Spans (remediator/tracing.py): the no-op tracer unless the app sets the configured one.
+        self.tracing = Tracing()
 
     async def run(self, steps: tuple[st.Step, ...], ctx: StepContext) -> AttemptResult:
+        """One attempt of the steps, in an ``attempt`` span (remediator/engine/spans.py)."""
+        attributes = (
+            spans.attempt(
+                playbook=ctx.playbook,
+                target=ctx.target.name,
+                number=ctx.attempt,
+                details=ctx.base.details,
+            )
+            if self.tracing.enabled
+            else None
+        )
+        with self.tracing.span("attempt", attributes=attributes) as span:
+            result = await self._steps(steps, ctx)
+            span.set_attribute("outcome", "success" if result.ok else "failure")
+            return result
+
+    async def _steps(self, steps: tuple[st.Step, ...], ctx: StepContext) -> AttemptResult:
         result = AttemptResult(ok=True)
         for index, step in enumerate(steps):
             started = time.monotonic()
@@ -184,6 +205,16 @@ class StepRunner:
         )
 
     async def _one(
+        self, step: st.Step, ctx: StepContext, result: AttemptResult, *, index: int = 0
+    ) -> ActionResult:
+        """One step, in a ``step`` span (a verification also in a ``verify`` span inside it)."""
+        with spans.step(
+            self.tracing, step, target=ctx.target.name, attempt=ctx.attempt, dry_run=ctx.dry_run
+        ) as outcome:
+            outcome.result = await self._step(step, ctx, result, index=index)
+            return outcome.result
+
+    async def _step(
         self, step: st.Step, ctx: StepContext, result: AttemptResult, *, index: int = 0
     ) -> ActionResult:
         if isinstance(step, st.VerifyHealth):

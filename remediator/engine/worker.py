@@ -26,7 +26,7 @@ from remediator.config.model import WorkerConfig
 from remediator.errors import StoreUnavailable
 from remediator.metrics import Metrics
 from remediator.store import InboxItem, Store
-from remediator.tracing import Tracing
+from remediator.tracing import Tracing, bounded
 
 log = logging.getLogger("remediator.worker")
 
@@ -199,8 +199,16 @@ class Worker:
 
     async def _handle(self, item: InboxItem) -> None:
         with self.tracing.span(
-            "decision", attributes={"inbox.id": item.id, "episode": item.episode_id}
+            "decision",
+            traceparent=item.trace_context,  # the intake's (remediator/http/intake.py)
+            attributes={
+                "inbox.id": item.id,
+                "episode": item.episode_id,
+                "alert.status": item.status,
+                "alertname": bounded(item.alertname) if self.tracing.enabled else "",
+            },
         ):
+            self.tracing.note_decision(item.episode_id)
             await self._handle_traced(item)
 
     async def _handle_traced(self, item: InboxItem) -> None:

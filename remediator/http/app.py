@@ -212,6 +212,8 @@ async def build_runtime(
         clock=the_clock,
         max_batch=config.notifications.max_alerts_per_message,
     )
+    # One tracing for every span (remediator/tracing.py): intake reads it from the worker.
+    outbox.tracing = engine.tracing = runner.tracing = worker.tracing
     retention = Retention(
         store=the_store,
         retention=config.audit.retention,
@@ -307,12 +309,12 @@ async def stop(rt: Runtime) -> None:
         await rt.reconciler.stop()
     await rt.monitor.stop()
     await rt.worker.stop(timeout=rt.config.server.drain_timeout)
-    rt.worker.tracing.shutdown()  # flush the exporter
     if rt.checkpoints is not None:
         await rt.checkpoints.stop()
     if rt.auditor is not None:
         await rt.auditor.stop()
     await rt.outbox.stop()
+    rt.worker.tracing.shutdown()  # flush the exporter (after the outbox's last notification span)
     if rt.silencer is not None:
         await rt.silencer.stop()
     await rt.escalator.stop()

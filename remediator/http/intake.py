@@ -18,6 +18,13 @@ and the body read straight from ``receive``. Everything else — other methods o
 (Starlette's 405), other paths, the lifespan, a request before the runtime exists — goes to the
 Starlette app unchanged, whose route for the path (the same ``accept``) stays in the route table
 that also builds the OpenAPI document.
+
+Tracing (remediator/tracing.py, docs/tracing.md): when it is enabled, the request is an
+``intake`` span, the child of the webhook's ``traceparent`` (and ``tracestate``) when
+:func:`~remediator.tracing.canonical_context` keeps them, else the root of a new trace for the
+notification; its context is stored with each new alert, and the worker's ``decision`` span
+continues it. Disabled, the headers are ignored (the fast path does not even read them) and
+the column stays NULL.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -59,6 +66,7 @@ from remediator.http.web import (
 from remediator.runtime import Runtime
 from remediator.store.lanes import urgent
 from remediator.store.records import IngestResult
+from remediator.tracing import Tracing, canonical_context
 
 log = logging.getLogger("remediator.intake")
 # A larger body is a large notification (:func:`_accept_large`): parsed on a thread (thousands
@@ -102,10 +110,36 @@ async def accept(
     receive: Receive,
     *,
     client: str | None = None,
+    traceparents: Sequence[str] = (),
+    tracestates: Sequence[str] = (),
 ) -> Reply:
     """Answer one webhook request: its ``Authorization`` and ``Content-Length`` header values
     (or None); its body is read from the ASGI ``receive`` once the caller is authorised.
-    ``client`` is the caller's address (failed authentication is throttled by it)."""
+    ``client`` is the caller's address (failed authentication is throttled by it). With
+    tracing enabled, the request is an ``intake`` span continuing its ``traceparents`` and
+    ``tracestates`` header values when they are valid (see the module's docstring)."""
+    tracing = rt.worker.tracing
+    if not tracing.enabled:
+        return await _accept(rt, authorization, declared, receive, client=client)
+    parent = canonical_context(traceparents, tracestates)
+    with tracing.span("intake", traceparent=parent) as span:
+        reply = await _accept(
+            rt, authorization, declared, receive, client=client, trace_context=tracing.context()
+        )
+        span.set_attribute("http.response.status_code", reply.status)
+        return reply
+
+
+async def _accept(
+    rt: Runtime,
+    authorization: str | None,
+    declared: str | None,
+    receive: Receive,
+    *,
+    client: str | None = None,
+    trace_context: str | None = None,
+) -> Reply:
+    """:func:`accept`, with the trace context to keep with each new alert."""
     started = time.perf_counter()
     metrics = rt.metrics
     headers = NO_HEADERS
@@ -122,11 +156,15 @@ async def accept(
             )
         body = await read_capped(receive, declared, rt.config.server.max_body_bytes)
         if len(body) > PARSE_ON_LOOP_BYTES:
-            payload, result = await _accept_large(rt, body)
+            payload, result = await _accept_large(rt, body, trace_context)
         else:
             payload = parse_payload(body)
             with urgent():  # ahead of the worker's and a storm's writes
-                result = await _ingest(rt, payload)
+                result = await _ingest(rt, payload, trace_context)
+        if trace_context is not None:  # the intake span's counts
+            Tracing.annotate(
+                {"alerts": result.received, "new": result.new, "duplicates": result.duplicates}
+            )
         by_status = metrics.alerts_received_by_status
         for alert in payload.alerts:
             by_status[alert.status].inc()
@@ -171,7 +209,9 @@ async def accept(
     return Reply(status, answer, headers)
 
 
-async def _ingest(rt: Runtime, payload: WebhookPayload) -> IngestResult:
+async def _ingest(
+    rt: Runtime, payload: WebhookPayload, trace_context: str | None = None
+) -> IngestResult:
     """Store the payload's alerts (the 200 follows only their commit)."""
     try:
         return await rt.store.ingest(
@@ -180,13 +220,16 @@ async def _ingest(rt: Runtime, payload: WebhookPayload) -> IngestResult:
             receiver=payload.receiver,
             group_key=payload.group_key,
             duplicate_interval=rt.config.audit.duplicate_interval,
+            trace_context=trace_context,
         )
     except StoreUnavailable:
         rt.metrics.store_write_failures.inc()
         raise
 
 
-async def _accept_large(rt: Runtime, body: bytes) -> tuple[WebhookPayload, IngestResult]:
+async def _accept_large(
+    rt: Runtime, body: bytes, trace_context: str | None = None
+) -> tuple[WebhookPayload, IngestResult]:
     """A large notification (a storm's: thousands of alerts): one at a time, parsed on a
     thread. Another one waits at most :data:`LARGE_WAIT` seconds for its turn, then is refused
     with 503 and ``Retry-After`` (Alertmanager retries), so a storm's notifications never queue
@@ -201,7 +244,7 @@ async def _accept_large(rt: Runtime, body: bytes) -> tuple[WebhookPayload, Inges
         ) from None
     try:
         payload = await asyncio.to_thread(parse_payload, body)
-        return payload, await _ingest(rt, payload)
+        return payload, await _ingest(rt, payload, trace_context)
     finally:
         slot.release()
 
@@ -214,12 +257,15 @@ async def receive(request: Request) -> Response:
         request.headers.get("content-length"),
         request.receive,
         client=client_host(request),
+        traceparents=request.headers.getlist("traceparent"),
+        tracestates=request.headers.getlist("tracestate"),
     )
     return Response(reply.body, reply.status, headers=reply.headers, media_type=JSON)
 
 
 ALERTS_PATH = f"{PREFIX}/alerts"
 _CONTENT_TYPE = (b"content-type", b"application/json")
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
 class App(Starlette):
@@ -244,6 +290,9 @@ async def webhook(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> No
     """Answer one webhook request (HTTP, ``POST`` on the path) for runtime ``rt``."""
     authorization: str | None = None
     declared: str | None = None
+    traced = rt.worker.tracing.enabled  # the trace headers are read only then
+    parents: list[str] = []
+    states: list[str] = []
     # Header names are lower-case bytes in ASGI; as Starlette's ``headers.get``, the first wins.
     for name, value in scope["headers"]:
         if name == b"authorization":
@@ -251,8 +300,18 @@ async def webhook(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> No
                 authorization = value.decode("latin-1")
         elif name == b"content-length" and declared is None:
             declared = value.decode("latin-1")
+        elif traced and name in _TRACE_HEADERS:
+            (parents if name == b"traceparent" else states).append(value.decode("latin-1"))
     peer = scope.get("client")
-    reply = await accept(rt, authorization, declared, receive, client=peer[0] if peer else None)
+    reply = await accept(
+        rt,
+        authorization,
+        declared,
+        receive,
+        client=peer[0] if peer else None,
+        traceparents=parents,
+        tracestates=states,
+    )
     headers = [(b"content-length", b"%d" % len(reply.body)), _CONTENT_TYPE]
     if reply.headers:  # first, as Starlette's Response puts them
         headers[:0] = [

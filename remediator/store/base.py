@@ -93,10 +93,13 @@ class Inbox(Protocol):
         receiver: str,
         group_key: str,
         duplicate_interval: float = 0.0,
+        trace_context: str | None = None,
     ) -> IngestResult:
         """Record every alert of a notification, deduplicated by episode, in one commit. A
         repeat of an alert state is counted, and recorded as ``alert:duplicate`` if the last
-        record of that state is ``duplicate_interval`` old (always, with 0)."""
+        record of that state is ``duplicate_interval`` old (always, with 0). ``trace_context``
+        (a canonical W3C ``traceparent``, optionally a space and its ``tracestate``) is kept
+        on each new inbox row and returned by the claim (``InboxItem.trace_context``)."""
         ...
 
     async def claim(self, *, worker: str, now: float, lease: float, limit: int) -> list[InboxItem]:

@@ -57,7 +57,7 @@ STORM_PENALTY = 10
 SEVERITY_PRIORITY = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}
 INBOX_INSERT_COLUMNS = (
     "fingerprint, episode_id, status, alertname, labels, annotations, starts_at, ends_at, "
-    "generator_url, receiver, group_key, received_at, priority"
+    "generator_url, receiver, group_key, received_at, priority, trace_context"
 )
 
 
@@ -122,9 +122,11 @@ def inbox_values(
     group_key: str,
     recording: Recording | None = None,
     penalty: int = 0,
+    trace_context: str | None = None,
 ) -> tuple[Any, ...]:
     """The inbox row (:data:`INBOX_INSERT_COLUMNS`) of an alert; with ``recording``'s key, its
-    text (alertname, labels, annotations, generator URL, receiver, group key) sealed."""
+    text (alertname, labels, annotations, generator URL, receiver, group key) sealed.
+    ``trace_context``: the notification's trace (remediator/tracing.py), never alert text."""
     text: tuple[str, ...] = (
         alert.alertname,
         _SORTED.encode(alert.labels),
@@ -150,6 +152,7 @@ def inbox_values(
         group_key,
         now,
         priority(alert) + penalty,
+        trace_context,
     )
 
 
@@ -232,7 +235,7 @@ INSERT_EPISODE = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 INSERT_INBOX = (
-    f"INSERT INTO inbox ({INBOX_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 13)}) "  # noqa: S608
+    f"INSERT INTO inbox ({INBOX_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 14)}) "  # noqa: S608
     "ON CONFLICT (fingerprint, episode_id, status) DO NOTHING"
 )
 CLOSE_EPISODE = "UPDATE episodes SET resolved_at = ? WHERE id = ?"
@@ -251,9 +254,10 @@ def ingest(
     recording: Recording,
     lock: str | None,
     penalty: int = 0,
+    trace_context: str | None = None,
 ) -> Op[IngestResult]:
     """Store one notification's alerts (see the module's docstring); ``penalty`` is added to
-    their queue priority (:func:`storm_penalty`)."""
+    their queue priority (:func:`storm_penalty`); ``trace_context`` is kept on each new row."""
     if lock is not None:
         for fingerprint in sorted({alert.fingerprint for alert in alerts}):
             yield run(lock, fingerprint)
@@ -290,6 +294,7 @@ def ingest(
                 group_key=group_key,
                 recording=recording,
                 penalty=penalty,
+                trace_context=trace_context,
             )
             inserted = yield run(INSERT_INBOX, *values)
         repeats = None
@@ -335,7 +340,7 @@ def claim(
     )
     # RETURNING gives the counted attempts; item_from_row counts the claim itself.
     rows = sorted(rows, key=lambda r: (r[11], r[0]))
-    return [item_from_row((*r[:12], r[12] - 1), recording) for r in rows]
+    return [item_from_row((*r[:12], r[12] - 1, *r[13:]), recording) for r in rows]
 
 
 def complete(d: Dialect, item_id: int, *, events: list[Event], outcome: str) -> Op[list[Event]]:
@@ -406,6 +411,7 @@ class InboxOps(Driven):
         receiver: str,
         group_key: str,
         duplicate_interval: float = 0.0,
+        trace_context: str | None = None,
     ) -> IngestResult:
         """Store a notification's alerts, :data:`INGEST_CHUNK` per transaction: a storm's
         notification of thousands of alerts never holds the writer (and, on SQLite, the event
@@ -425,6 +431,7 @@ class InboxOps(Driven):
                 recording=self.recording,
                 lock=self.intake_lock,
                 penalty=storm_penalty(len(alerts)),
+                trace_context=trace_context,
             )
             total = result if total is None else total.plus(result)
         assert total is not None

@@ -285,6 +285,12 @@ PG_MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX IF NOT EXISTS events_fingerprint ON events (fingerprint, id);
     """,
+    # the W3C trace context (``traceparent``, a space, ``tracestate``) each inbox row continues:
+    # the intake span's, or NULL with tracing off (remediator/tracing.py). Independent of any
+    # other migration: one new nullable column.
+    """
+    ALTER TABLE inbox ADD COLUMN trace_context TEXT;
+    """,
 )
 
 

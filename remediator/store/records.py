@@ -165,7 +165,7 @@ EVENT_COLUMNS = (
 )
 INBOX_COLUMNS = (
     "id, fingerprint, episode_id, status, alertname, labels, annotations, starts_at, ends_at, "
-    "generator_url, received_at, priority, attempts"
+    "generator_url, received_at, priority, attempts, trace_context"
 )
 REMEDIATION_COLUMNS = (
     "id, playbook, fingerprint, episode_id, target, state, reason, started_at, finished_at, "
@@ -366,6 +366,7 @@ def item_from_row(row: tuple[Any, ...], recording: Recording | None = None) -> I
         received_at=row[10],
         priority=row[11],
         attempts=row[12] + 1,
+        trace_context=row[13] if len(row) > 13 else None,
     )
 
 
@@ -412,6 +413,8 @@ class InboxItem:
     received_at: float
     priority: int
     attempts: int = 0
+    # The W3C trace context its decision continues (remediator/tracing.py), None: untraced.
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
