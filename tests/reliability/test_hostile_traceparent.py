@@ -25,7 +25,8 @@ from remediator.config.auth import Authenticator
 from remediator.http.app import create_app
 from remediator.runtime import Runtime
 from tests.reliability.conftest import Figures, Serve
-from tests.reliability.support import FastServed, alert, db_rows, payload, wait_for
+from tests.reliability.support import FastServed, alert, db_rows, payload
+from tests.waiting import wait_for
 
 ALERTS = "/api/v1/recovery/alerts"
 SPAN = "00f067aa0ba902b7"
@@ -168,7 +169,7 @@ def test_hostile_trace_headers_never_refuse_the_webhook_nor_reach_the_store(
         states = db_rows(served.db_path, "SELECT state FROM inbox")
         return {state for (state,) in states} == {"done"}
 
-    wait_for(decided, 30, "the worker to decide every alert")
+    wait_for(decided, timeout=30, what="the worker to decide every alert")
     log = served.log_path.read_text(errors="replace")
     assert "Traceback" not in log and "intake failed" not in log
     skipped: list[dict[str, Any]] = served.events("recovery:skipped")
@@ -205,7 +206,7 @@ def test_control_characters_handed_to_the_asgi_webhook_are_dropped_too(
             states = client.portal.call(rt.store.raw, "SELECT state FROM inbox")
             return {state for (state,) in states} == {"done"}
 
-        wait_for(decided, 30, "the worker to decide every alert")
+        wait_for(decided, timeout=30, what="the worker to decide every alert")
         rows = client.portal.call(rt.store.raw, "SELECT fingerprint, trace_context FROM inbox")
     assert len(rows) == len(tried)
     for fingerprint, context in rows:
