@@ -228,9 +228,15 @@ class Tracing:
 
     @staticmethod
     def exemplar() -> dict[str, str] | None:
-        """The current span's trace id as a histogram exemplar (None outside a span)."""
+        """The current span's trace id, and its episode when it has one, as a histogram
+        exemplar (None outside a span)."""
         ids = Tracing.current_ids()
-        return None if ids is None else {"trace_id": ids.trace_id}
+        if ids is None:
+            return None
+        labels = {"trace_id": ids.trace_id}
+        if ids.episode is not None:
+            labels["episode"] = str(ids.episode)
+        return labels
 
     def shutdown(self) -> None:
         """Flush and stop the exporter (the lifespan's end); nothing when disabled."""

@@ -170,6 +170,6 @@ def test_the_worker_decides_each_item_in_a_span_that_the_actions_exemplar_names(
         encode, _ = choose_encoder("application/openmetrics-text")
         text = encode(h.rt.metrics.registry).decode()
         assert 'remediator_action_duration_seconds_bucket{action="docker.restart"' in text
-        assert f'# {{trace_id="{trace_id}"}}' in text
+        assert f'# {{episode="{episode}",trace_id="{trace_id}"}}' in text
 
     run(tmp_path, sections, body)
