@@ -343,6 +343,12 @@ class Config(_Section):
                 email=self.notifications.email is not None,
                 links=self.approvals.link_secret_env is not None,
             )  # fmt: skip
+            for j, step in enumerate(book.steps):
+                problems += email_problems(
+                    f"playbooks[{i}].steps[{j}].approval.emails", step.approval,
+                    email=self.notifications.email is not None,
+                    links=self.approvals.link_secret_env is not None,
+                )  # fmt: skip
             problems += silence_problems(i, book.silence, self.silences, self.alertmanager.url)
             window = book.max_per_window.window if book.max_per_window else 0.0
             if max(book.cooldown, window) > self.retention.remediations:
