@@ -101,9 +101,12 @@ class StepRunner:
         self.query = query
         self.intents = Intents(store=store, clock=clock)
 
-    async def run(self, steps: tuple[st.Step, ...], ctx: StepContext) -> AttemptResult:
+    async def run(
+        self, steps: tuple[st.Step, ...], ctx: StepContext, *, offset: int = 0
+    ) -> AttemptResult:
+        """Run ``steps``, the playbook's from index ``offset`` on (a run an approval resumed)."""
         result = AttemptResult(ok=True)
-        for index, step in enumerate(steps):
+        for index, step in enumerate(steps, offset):
             started = time.monotonic()
             done = await self._already_done(step, index, ctx)
             try:
