@@ -101,6 +101,42 @@ def test_a_steps_approval_is_checked_at_load_like_a_playbooks() -> None:
         "playbooks[0].steps[0].approval.emails: approvers by email need notifications.email and "
         "approvals.link_secret_env" in mail.value.problems[0]
     )
+    with pytest.raises(ConfigError) as pattern:
+        config_mod.parse(
+            {"targets": [{"name": "web", "type": "docker_container", "container": "web"}],
+             "patterns": [{"id": "mem", "pattern": "memory", "category": "memory", "target": "web",
+                           "recovery": [{"action": "docker.restart",
+                                         "approval": {"emails": [CAROL]}}]}]},
+            env={},
+        )  # fmt: skip
+    assert "patterns[0].recovery[0].approval.emails: approvers by email need" in str(
+        pattern.value.problems
+    )
     with pytest.raises(ConfigError) as unknown:
         load({"approvers": ["alice"], "on_expiry": "run_anyway"})
     assert "on_expiry" in unknown.value.problems[0]
+
+
+def test_a_patterns_recovery_step_may_ask_and_its_email_approver_gets_the_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_server: SMTPServer
+) -> None:
+    monkeypatch.setenv(LINK_KEY_ENV, "k" * 48)
+    recovery = [{"action": "docker.pause"},
+                {"action": "docker.restart", "approval": {"approvers": ["alice"],
+                                                          "emails": [CAROL]}}]  # fmt: skip
+    pattern = {"id": "mem", "pattern": "memory high", "category": "memory",
+               "recovery": recovery, "target": "{{ labels.container }}", "cooldown": "0s"}  # fmt: skip
+    sections = {**email_sections(smtp_server), "playbooks": [], "patterns": [pattern]}
+    with started(tmp_path, monkeypatch, sections=sections) as app:
+        app.fire()
+        assert app.recorder.calls == [PAUSE]
+        rid = app.open_id()
+        assert (
+            f"/approvals/{rid}/email/approve?token="
+            in links(mail_to(app, smtp_server, CAROL))["approve"]
+        )
+        assert app.call("POST", f"/approvals/{rid}/approve", "alice").status_code == 200
+        app.run(app.rt.engine.approvals.drain)
+        assert app.recorder.calls == [PAUSE, RESTART]
+        [approved] = app.events("recovery:approved")
+        assert approved.playbook == "pattern:mem" and approved.details["step"] == 1

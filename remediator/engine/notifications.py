@@ -140,10 +140,12 @@ def approval_emails(
     signed links."""
     approval = event.details.get("approval")
     plan = next((p for p in config.playbooks if p.name == event.playbook), None)
-    step = event.details.get("step")  # an approval of a single step: that step's approvers
     spec = plan.approval if plan is not None else None
-    if plan is not None and isinstance(step, int) and not isinstance(step, bool):
-        spec = spec_of(plan.steps, plan.approval, step)
+    step = event.details.get("step")  # an approval of a single step: that step's approvers
+    if isinstance(step, int) and not isinstance(step, bool):
+        patterns = (p.recovery for p in config.patterns if f"pattern:{p.id}" == event.playbook)
+        steps = plan.steps if plan is not None else next(patterns, [])
+        spec = spec_of(steps, None, step)
     if spec is None or not isinstance(approval, int):
         return []
     expires = float(event.details.get("expires_at") or 0.0)
