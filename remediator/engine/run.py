@@ -410,7 +410,7 @@ class Runs:
             details={**b.base.details, "expires_at": expires, "on_expiry": spec.on_expiry,
                      "step": step},
         )  # fmt: skip
-        await self.store.pause_for_approval(
+        asked = await self.store.pause_for_approval(
             rid,
             step=step,
             now=now,
@@ -421,6 +421,8 @@ class Runs:
             details={"alertname": b.base.alertname, "severity": b.base.severity,
                      "action": plan.steps[step].action},
         )  # fmt: skip
+        if asked is None:  # no longer running here (taken over): its new owner asks
+            log.warning("remediation not paused", extra={"remediation": rid, "step": step})
         return AWAITING_APPROVAL, AttemptResult(True, detail=f"awaiting approval of {named}")
 
     def _escalate(self, order: Order) -> Escalate:
