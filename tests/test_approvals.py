@@ -65,7 +65,10 @@ class App:
         payload = {"version": "4", "status": status, "receiver": "r", "groupKey": "g",
                    "alerts": [alert]}  # fmt: skip
         assert self.call("POST", "/alerts", "am", json=payload).status_code == 200
-        # the app's own worker may have claimed it: wait until every item is done
+        self.processed()
+
+    def processed(self) -> None:
+        """Wait until every stored alert is done (the app's own worker may claim some)."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             while self.run(self.rt.worker.run_once):

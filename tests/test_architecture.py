@@ -27,6 +27,7 @@ CONFIG_LEAVES: Final = (
     "remediator.config.secretfile",
     "remediator.config.commands",
     "remediator.config.windows",
+    "remediator.config.approvals",
 )
 LAYERS: Final[Sequence[Layer]] = (
     ("cli", (("remediator.cli", "remediator.__main__"),)),

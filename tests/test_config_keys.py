@@ -80,7 +80,7 @@ def reference_keys() -> set[tuple[str, str]]:
         if len(cells) != 4 or not cells[0].startswith("`"):
             continue
         name = cells[0].strip("`")
-        if table == "Steps" and name != "timeout":  # an action's row: its parameters
+        if table == "Steps" and name not in ("timeout", "approval"):  # an action's row
             keys |= {(name, p) for p in re.findall(r"(?:^|<br>)`(\w+)` \(", cells[2])}
         else:
             keys.add((table, name))
@@ -129,10 +129,11 @@ def model_keys() -> dict[tuple[str, str], Key]:
             for table, key in _tables(_models(info.annotation)[0], section, path):
                 keys[(table, key.path.rsplit(".", 1)[1])] = key
     keys[("Steps", "timeout")] = Key("steps[].timeout", ((_Step, "timeout"),))
+    keys[("Steps", "approval")] = Key("steps[].approval", ((_Step, "approval"),))
     for step in _models(Step):
         action = get_args(step.model_fields["action"].annotation)[0]
         keys[("", action)] = Key(f"steps[{action}].action", ((step, "action"),))
-        for name in step.model_fields.keys() - {"action", "timeout"}:
+        for name in step.model_fields.keys() - {"action", "timeout", "approval"}:
             keys[(action, name)] = Key(f"steps[{action}].{name}", ((step, name),))
     return keys
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from remediator.clients import Clients
+from remediator.config.approvals import ApprovalSpec
 from remediator.config.durations import Duration
 from remediator.config.targets import Target
 
@@ -35,6 +36,12 @@ class StepModel(BaseModel):
 
     timeout: Duration = 60.0
     action: str  # each model narrows it to ``Literal[its action name]``, the discriminator
+    approval: ApprovalSpec | None = Field(
+        default=None,
+        description="When set, an alert's run pauses before this step (the steps before it "
+        "done, state `awaiting_approval`) until a listed approver approves; the same keys as "
+        "the playbook's `approval` (docs/playbooks.md#approval-of-a-single-step).",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,8 +70,9 @@ def _problem(raw: bytes) -> str:
 
 def _line(a: dict[str, Any]) -> str:
     decided = f"  {a['decided_by']} via {a['channel']}" if a.get("decided_by") else ""
+    step = f" steps[{a['step']}]" if a.get("step") is not None else ""
     return (
-        f"{a['id']:>6}  {a['state']:<9}  {a['playbook']}  on {a['target']}  "
+        f"{a['id']:>6}  {a['state']:<9}  {a['playbook']}{step}  on {a['target']}  "
         f"requested {a['requested_at']}  expires {a['expires_at']}{decided}"
     )
 

@@ -10,7 +10,8 @@ named in the top-level ``approvals:`` section.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -136,3 +137,23 @@ def email_problems(where: str, spec: ApprovalSpec | None, *, email: bool, links:
     missing = [m for m, ok in (("notifications.email", email),
                                ("approvals.link_secret_env", links)) if not ok]  # fmt: skip
     return [f"{where}: approvers by email need {' and '.join(missing)}"]
+
+
+class Asking(Protocol):
+    """A step (remediator/config/steps.py): it may ask for approval."""
+
+    @property
+    def approval(self) -> ApprovalSpec | None: ...
+
+
+def steps_email_problems(
+    where: str, steps: Sequence[Asking], *, email: bool, links: bool
+) -> list[str]:
+    """:func:`email_problems` of each step's own approval (``where``: ``playbooks[0].steps``)."""
+    return [
+        problem
+        for j, step in enumerate(steps)
+        for problem in email_problems(
+            f"{where}[{j}].approval.emails", step.approval, email=email, links=links
+        )
+    ]

@@ -155,7 +155,7 @@ $ remediator check-config broken.yml
 {problems}
 ```
 """
-STEPS = "A step (in `playbooks[].steps` and `patterns[].recovery`) is a mapping with `action`, the action's parameters and `timeout`. Full behaviour, result data and dry-run messages: [playbooks.md](playbooks.md#actions)."
+STEPS = "A step (in `playbooks[].steps` and `patterns[].recovery`) is a mapping with `action`, the action's parameters, `timeout` and `approval`. Full behaviour, result data and dry-run messages: [playbooks.md](playbooks.md#actions)."
 ROLE = "| `{1}` | an API token with role `{0}` (principal `env-{0}`), besides `auth.tokens` |"
 _SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean"}
 Model = type[BaseModel]
@@ -266,11 +266,13 @@ def _targets() -> list[str]:
 
 
 def _steps() -> list[str]:
-    out = ["", "### Steps", "", STEPS, "", *tables(_Step, "", 4, ["timeout"]), ""]
+    common = tables(_Step, "", 4, ["timeout", "approval"])
+    common = [line.replace("(see below)", "(as `playbooks[].approval`)") for line in common]
+    out = ["", "### Steps", "", STEPS, "", *common, ""]
     out += ["| action | acts on | parameters | what it does |", "|---|---|---|---|"]
     for step in _models(Step):
         action = get_args(step.model_fields["action"].annotation)[0]
-        names = [n for n in step.model_fields if n not in ("action", "timeout")]
+        names = [n for n in step.model_fields if n not in ("action", "timeout", "approval")]
         params = [
             f"`{n}` ({type_of(step, n)}; {default_of(step, n)}): " + description(step, n)
             for n in names

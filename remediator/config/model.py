@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from remediator.config.approvals import ApprovalsConfig, email_problems
+from remediator.config.approvals import ApprovalsConfig, email_problems, steps_email_problems
 from remediator.config.durations import Duration
 from remediator.config.environment import attribute, expand_env, from_environment, overlay
 from remediator.config.links import check_host
@@ -329,6 +329,8 @@ class Config(_Section):
             from remediator.config.patterns import DEFAULT_PATTERNS
 
             known |= {p.id for p in DEFAULT_PATTERNS} | {p.category for p in DEFAULT_PATTERNS}
+        mail = {"email": self.notifications.email is not None,
+                "links": self.approvals.link_secret_env is not None}  # fmt: skip
         for i, book in enumerate(self.playbooks):
             if book.pattern is not None and book.pattern not in known:
                 problems.append(
@@ -343,6 +345,7 @@ class Config(_Section):
                 email=self.notifications.email is not None,
                 links=self.approvals.link_secret_env is not None,
             )  # fmt: skip
+            problems += steps_email_problems(f"playbooks[{i}].steps", book.steps, **mail)
             problems += silence_problems(i, book.silence, self.silences, self.alertmanager.url)
             window = book.max_per_window.window if book.max_per_window else 0.0
             if max(book.cooldown, window) > self.retention.remediations:
@@ -352,6 +355,7 @@ class Config(_Section):
                 )
         for i, pattern in enumerate(self.patterns):
             problems += _selector_problems(self, f"patterns[{i}]", pattern.target, pattern.targets)
+            problems += steps_email_problems(f"patterns[{i}].recovery", pattern.recovery, **mail)
         if problems:
             raise ValueError("\n".join(problems))
         return self

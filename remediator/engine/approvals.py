@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from remediator.audit import events as ev
 from remediator.audit.events import Event
@@ -30,6 +30,7 @@ from remediator.config.approvals import ApprovalSpec
 from remediator.engine.decisions import Catalog, Plan, decide
 from remediator.engine.periodic import Periodic
 from remediator.engine.run import RESOLVED, EventBuilder, Order, Runs, base_event
+from remediator.engine.step_approvals import spec_of, where
 from remediator.errors import Conflict, Forbidden, Missing
 from remediator.store.approvals import (
     APPROVED,
@@ -137,7 +138,7 @@ class Approvals:
         if not found.open:
             raise Conflict("APPROVAL_DECIDED", f"approval {approval_id} is already {found.state}")
         order = await self._order(found)
-        spec = order.plan.approval if order is not None else None
+        spec = self._spec(order, found)
         if spec is None or not (by.may(spec) or await self._member(by, spec)):
             raise Forbidden(f"{by.identity!r} may not decide on approval {approval_id}")
         assert order is not None
@@ -155,10 +156,11 @@ class Approvals:
             return await self._settle(
                 found, order.events, SKIPPED, by=by, reason=why, now=now, more=blocked
             )
+        resumed = "" if found.step is None else f" from {where(order.plan.steps, found.step)}"
         started = order.events.event(
             ev.RECOVERY_STARTED,
             time=now,
-            message=f"running {order.plan.name} on {order.target.name}",
+            message=f"running {order.plan.name} on {order.target.name}{resumed}",
         )
         decided = await self._settle(
             found, order.events, APPROVED, by=by, reason=reason, now=now, more=[started]
@@ -169,6 +171,13 @@ class Approvals:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return decided
+
+    @staticmethod
+    def _spec(order: Order | None, found: Approval) -> ApprovalSpec | None:
+        """Who decides on ``found``: its playbook's approval, or its step's."""
+        if order is None:
+            return None
+        return spec_of(order.plan.steps, order.plan.approval, found.step)
 
     async def _member(self, by: Decider, spec: ApprovalSpec) -> bool:
         """Whether a Slack user is in one of ``spec``'s user groups; a group Slack cannot list
@@ -214,12 +223,16 @@ class Approvals:
                 CANCELLED: "cancelled: the alert resolved", EXPIRED: "expired"}[state]  # fmt: skip
         prefixed = by.channel in ("slack", "email")  # a Slack user id, an email address
         actor = f"{by.channel}:{by.identity}" if prefixed else by.identity
+        step: dict[str, Any] = {}  # an approval of a single step names it
+        if found.step is not None:
+            step = {"step": found.step, "action": found.details.get("action", "")}
+        of = "" if found.step is None else f" at steps[{found.step}]"
         decision = b.event(
             _EVENT[state],
             time=now,
             outcome=outcome,
             actor=actor,
-            message=f"approval {found.id} of {found.playbook} on {found.target} {verb} "
+            message=f"approval {found.id} of {found.playbook}{of} on {found.target} {verb} "
             f"by {actor} via {by.channel} after {waited:.0f}s",
             details={
                 **b.base.details,
@@ -227,6 +240,7 @@ class Approvals:
                 "channel": by.channel,
                 "waited": waited,
                 "reason": reason,
+                **step,
             },
         )
         events = [decision, *(more or [])]
@@ -253,7 +267,9 @@ class Approvals:
         catalog = self.catalog
         plan = find_plan(catalog, found.playbook) if catalog is not None else None
         target = catalog.targets.get(found.target) if catalog is not None else None
-        if catalog is None or plan is None or plan.approval is None or target is None:
+        if catalog is None or plan is None or target is None:
+            return None
+        if spec_of(plan.steps, plan.approval, found.step) is None:
             return None
         item = await self.runs.store.latest_alert(found.fingerprint)
         if item is None:
@@ -276,6 +292,7 @@ class Approvals:
             episode_id=found.episode_id,
             dry=plan.dry_run or self.runs.config.safety.dry_run,
             labels=item.labels,
+            resume=found.step,
         )
 
     # -- expiry and cancellation ---------------------------------------------------------------
@@ -310,15 +327,18 @@ class Approvals:
             if episode is not None and not episode.open:
                 await self._settle(found, b, CANCELLED, by=system, reason=RESOLVED, now=now)
             else:
-                spec = order.plan.approval if order is not None else None
+                spec = self._spec(order, found)
                 on_expiry = spec.on_expiry if spec is not None else "deny"
                 more = []
                 if on_expiry == "escalate":
+                    done = "nothing was done"
+                    if found.step is not None:
+                        done = f"steps[{found.step}] and those after it were not run"
                     more.append(
                         b.escalation(
                             "approval_expired",
                             f"nobody decided on {found.playbook} for {found.target} "
-                            f"within its ttl; nothing was done",
+                            f"within its ttl; {done}",
                         )
                     )
                 await self._settle(

@@ -122,7 +122,9 @@ class Decision:
             "priority": plan.priority if plan else None,
             "target": self.target.name if self.target else None,
             "target_type": self.target.type if self.target else None,
-            "steps": [step_json(s) for s in plan.steps] if plan and self.runs else [],
+            "steps": [step_json(s, asks=not plan.dry_run) for s in plan.steps]
+            if plan and self.runs
+            else [],
             "dry_run": plan.dry_run if plan else False,
             "runs": self.runs,
             "reason": self.reason,
@@ -226,11 +228,15 @@ class Catalog:
         )
 
 
-def step_json(step: Step) -> dict[str, Any]:
+def step_json(step: Step, *, asks: bool = True) -> dict[str, Any]:
     """A step as shown by dry runs and ``simulate``: secrets redacted as in GET /configuration
-    (every header value of ``http.call``)."""
-    data: dict[str, Any] = redact_document(step.model_dump(mode="json", exclude_defaults=True))
+    (every header value of ``http.call``); a step that asks for approval says it would ask
+    (unless its playbook never ``asks``: a dry-run playbook)."""
+    dumped = step.model_dump(mode="json", exclude_defaults=True, exclude={"approval"})
+    data: dict[str, Any] = redact_document(dumped)
     data["action"] = step.action
+    if step.approval is not None and asks:
+        data["approval"] = approval_json(step.approval)
     return data
 
 

@@ -74,7 +74,7 @@ async def trace_target(runs: Runs, plan: Plan, target: Target) -> dict[str, Any]
         "priority": plan.priority,
         "target": target.name,
         "target_type": target.type,
-        "steps": [step_json(s) for s in plan.steps],
+        "steps": [step_json(s, asks=not plan.dry_run) for s in plan.steps],
         "dry_run": plan.dry_run,
         "runs": True,
         "reason": None,

@@ -45,6 +45,7 @@ from remediator.config.links import HIDDEN, allowed
 from remediator.config.model import Config, EscalationLevel
 from remediator.engine.approval_links import DECISIONS, LinkSigner
 from remediator.engine.decisions import TARGET_NOT_ALLOWED, TARGET_NOT_REGISTERED
+from remediator.engine.step_approvals import spec_of
 from remediator.notifiers import CHANNELS, configured, section
 
 ESCALATED = "recovery:escalated"
@@ -134,15 +135,22 @@ def _level_applies(level: EscalationLevel, event: Event) -> bool:
 def approval_emails(
     config: Config, event: Event, links: LinkSigner | None, hosts: Sequence[str]
 ) -> list[OutboxRow]:
-    """The request mails of an approval: one per address in its playbook's ``approval.emails``
-    (configuration, never alert content), each with that approver's own signed links."""
+    """The request mails of an approval: one per address in its playbook's (or its step's)
+    ``approval.emails`` (configuration, never alert content), each with that approver's own
+    signed links."""
     approval = event.details.get("approval")
     plan = next((p for p in config.playbooks if p.name == event.playbook), None)
-    if plan is None or plan.approval is None or not isinstance(approval, int):
+    spec = plan.approval if plan is not None else None
+    step = event.details.get("step")  # an approval of a single step: that step's approvers
+    if isinstance(step, int) and not isinstance(step, bool):
+        patterns = (p.recovery for p in config.patterns if f"pattern:{p.id}" == event.playbook)
+        steps = plan.steps if plan is not None else next(patterns, [])
+        spec = spec_of(steps, None, step)
+    if spec is None or not isinstance(approval, int):
         return []
     expires = float(event.details.get("expires_at") or 0.0)
     out = []
-    for email in plan.approval.emails:
+    for email in spec.emails:
         payload = _payload(event, "awaiting", hosts)
         payload["title"] = f"Approval requested: {payload['title']}"
         if links is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from remediator.audit import events as ev
 from remediator.audit.events import Event, evolve
-from remediator.clock import Clock
+from remediator.clock import Clock, iso
 from remediator.config.model import Config
 from remediator.config.targets import Target
 from remediator.engine import backoff
@@ -42,8 +42,10 @@ from remediator.engine.guards import (
     Verdict,
 )
 from remediator.engine.runner import AttemptResult, Escalate, StepContext, StepRunner
+from remediator.engine.step_approvals import segment, where
 from remediator.metrics import Metrics
 from remediator.store import InboxItem, Store
+from remediator.store.approvals import AWAITING_APPROVAL
 from remediator.store.records import BLOCKED, DRY_RUN, FAILED, RUNNING, SUCCEEDED
 
 _CIRCUIT = {"open": ev.CIRCUIT_OPEN, "half-open": ev.CIRCUIT_HALF_OPEN}
@@ -157,6 +159,7 @@ class Order:
     manual: bool = False  # one attempt, no step intents, worded as a manual run
     labels: Mapping[str, str] = field(default_factory=dict)  # the alert's, for query templates
     done: tuple[int, str] | None = None  # the inbox item (and outcome) its last write completes
+    resume: int | None = None  # the step an approval resumed it at (engine/step_approvals.py)
 
     @property
     def attempts(self) -> int:
@@ -330,10 +333,16 @@ class Runs:
         events: list[Event] = []
         started_at = self.clock.now()
         attempt = 0
+        # An alert's run stops before a step that asks for approval (and pauses there)
+        first, stop = segment(
+            plan.steps, resume=order.resume, pauses=not (order.dry or order.manual)
+        )
+        if first == stop:  # its first step asks: nothing runs before the approval
+            return await self._pause(order, rid, step=stop, attempts=0, events=[])
         while True:
             attempt += 1
             ctx.attempt = attempt
-            result = await self.runner.run(plan.steps, ctx)
+            result = await self.runner.run(plan.steps[first:stop], ctx, offset=first)
             events += result.events
             if not order.dry:
                 await self.report(order, ok=result.ok)
@@ -348,6 +357,8 @@ class Runs:
                 events += b.blocked(CIRCUIT_OPEN, "stopped retrying")
                 break
         now = self.clock.now()
+        if result.ok and stop < len(plan.steps):
+            return await self._pause(order, rid, step=stop, attempts=attempt, events=events)
         ok, detail = result.ok, result.detail
         state = DRY_RUN if order.dry else (SUCCEEDED if ok else FAILED)
         if not ok:
@@ -380,6 +391,40 @@ class Runs:
         )
         self.metrics.remediation_finished(plan.name, state)
         return state, result
+
+    async def _pause(
+        self, order: Order, rid: int, *, step: int, attempts: int, events: list[Event]
+    ) -> tuple[str, AttemptResult]:
+        """The steps before ``step`` are done: wait for its approval (state
+        ``awaiting_approval``, remediator/engine/step_approvals.py)."""
+        plan, b, now = order.plan, order.events, self.clock.now()
+        spec = plan.steps[step].approval
+        assert spec is not None
+        expires, named = now + spec.ttl, where(plan.steps, step)
+        requested = b.event(
+            ev.APPROVAL_REQUESTED,
+            time=now,
+            outcome=AWAITING_APPROVAL,
+            action=plan.steps[step].action,
+            message=f"{plan.name} on {order.target.name} awaits approval of {named} by "
+            f"{', '.join(spec.asked())} until {iso(expires)}",
+            details={**b.base.details, "expires_at": expires, "on_expiry": spec.on_expiry,
+                     "step": step},
+        )  # fmt: skip
+        asked = await self.store.pause_for_approval(
+            rid,
+            step=step,
+            now=now,
+            ttl=spec.ttl,
+            attempts=attempts,
+            events=[*events, requested],
+            complete_item=order.done,
+            details={"alertname": b.base.alertname, "severity": b.base.severity,
+                     "action": plan.steps[step].action},
+        )  # fmt: skip
+        if asked is None:  # no longer running here (taken over): its new owner asks
+            log.warning("remediation not paused", extra={"remediation": rid, "step": step})
+        return AWAITING_APPROVAL, AttemptResult(True, detail=f"awaiting approval of {named}")
 
     def _escalate(self, order: Order) -> Escalate:
         """The escalation of an ``escalate`` or ``quarantine`` step."""

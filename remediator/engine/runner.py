@@ -105,8 +105,11 @@ class StepRunner:
         # Spans (remediator/tracing.py): the no-op tracer unless the app sets the configured one.
         self.tracing = Tracing()
 
-    async def run(self, steps: tuple[st.Step, ...], ctx: StepContext) -> AttemptResult:
-        """One attempt of the steps, in an ``attempt`` span (remediator/engine/spans.py)."""
+    async def run(
+        self, steps: tuple[st.Step, ...], ctx: StepContext, *, offset: int = 0
+    ) -> AttemptResult:
+        """One attempt of ``steps``, the playbook's from index ``offset`` on (a run an approval
+        resumed), in an ``attempt`` span (remediator/engine/spans.py)."""
         attributes = (
             spans.attempt(
                 playbook=ctx.playbook,
@@ -118,13 +121,15 @@ class StepRunner:
             else None
         )
         with self.tracing.span("attempt", attributes=attributes) as span:
-            result = await self._steps(steps, ctx)
+            result = await self._steps(steps, ctx, offset=offset)
             span.set_attribute("outcome", "success" if result.ok else "failure")
             return result
 
-    async def _steps(self, steps: tuple[st.Step, ...], ctx: StepContext) -> AttemptResult:
+    async def _steps(
+        self, steps: tuple[st.Step, ...], ctx: StepContext, *, offset: int
+    ) -> AttemptResult:
         result = AttemptResult(ok=True)
-        for index, step in enumerate(steps):
+        for index, step in enumerate(steps, offset):
             started = time.monotonic()
             done = await self._already_done(step, index, ctx)
             try:

@@ -48,6 +48,11 @@ class ApprovalView(BaseModel):
     channel: str
     reason: str
     decided_at: str | None
+    step: int | None = Field(
+        default=None,
+        description="The index of the step it stands before (an approval of a single step); "
+        "null: the playbook's own approval",
+    )
 
 
 class ApprovalsResponse(BaseModel):
@@ -80,6 +85,7 @@ def view(a: Approval) -> dict[str, Any]:
         "channel": a.channel,
         "reason": a.reason,
         "decided_at": None if a.decided_at is None else iso(a.decided_at),
+        "step": a.step,
     }
 
 

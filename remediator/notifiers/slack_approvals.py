@@ -121,7 +121,10 @@ def approval_blocks(data: Mapping[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(approval, int) or isinstance(approval, bool) or approval <= 0:
             return []
         until = _when(details.get("expires_at"))
-        ask = SectionBlock(text=MarkdownTextObject(text=f"*Awaiting approval* until {until}"))
+        step, of = details.get("step"), ""
+        if isinstance(step, int) and not isinstance(step, bool):  # an approval of one step
+            of = f" of steps[{step}] ({_escape(str(data.get('action', '')))[:64]})"
+        ask = SectionBlock(text=MarkdownTextObject(text=f"*Awaiting approval*{of} until {until}"))
         return [ask.to_dict(), buttons(approval)]
     if kind in _VERBS:
         return [SectionBlock(text=MarkdownTextObject(text=decision_line(data))).to_dict()]

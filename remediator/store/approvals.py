@@ -32,7 +32,7 @@ CANCELLED = "cancelled"
 SKIPPED = "skipped"
 COLUMNS = (
     "id, remediation_id, playbook, target, fingerprint, episode_id, state, requested_at, "
-    "expires_at, decided_by, channel, reason, decided_at, details"
+    "expires_at, decided_by, channel, reason, decided_at, details, step"
 )
 SIGNATURES_KEPT = 900.0  # seconds a used signature is remembered (longer than any validity)
 
@@ -53,6 +53,7 @@ class Approval:
     reason: str = ""
     decided_at: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    step: int | None = None  # the step it stands before (None: the playbook's own approval)
 
     @property
     def open(self) -> bool:
@@ -64,6 +65,7 @@ def approval(row: Sequence[Any]) -> Approval:
         int(row[0]), int(row[1]), str(row[2]), str(row[3]), str(row[4]), int(row[5]),
         str(row[6]), float(row[7]), float(row[8]), str(row[9]), str(row[10]), str(row[11]),
         None if row[12] is None else float(row[12]), json.loads(row[13]),
+        None if row[14] is None else int(row[14]),
     )  # fmt: skip
 
 
@@ -112,6 +114,51 @@ def request(
         events = [replace(e, details={**e.details, "approval": int(approval_id)}) for e in events]
     yield Append([*before_events, *(events if approval_id is not None else [])])
     return None if approval_id is None else int(approval_id)
+
+
+def pause(
+    d: Dialect,
+    *,
+    remediation_id: int,
+    step: int,
+    now: float,
+    ttl: float,
+    attempts: int,
+    events: list[Event],
+    complete_item: tuple[int, str] | None,
+    details: dict[str, Any],
+) -> Op[int | None]:
+    """Pause a running remediation before step ``step``: it waits (``awaiting_approval``, no
+    lease) with an open approval of that step, and ``events`` are recorded (the request names
+    its approval); the approval's id, or None, with nothing changed, if it was not running or
+    that step's approval exists (it was asked once)."""
+    row = yield one(
+        ("UPDATE remediations SET state = ?, reason = ?, attempts = ?, lease_until = NULL "
+            "WHERE id = ? AND state = 'running' AND NOT EXISTS (SELECT 1 FROM approvals "
+            "WHERE remediation_id = ? AND step = ?) "
+            "RETURNING playbook, target, fingerprint, episode_id"),
+        AWAITING_APPROVAL, AWAITING_APPROVAL, attempts, remediation_id, remediation_id, step,
+    )  # fmt: skip
+    if row is None:
+        return None
+    playbook, target, fingerprint, episode_id = row
+    approval_id = yield insert(
+        ("INSERT INTO approvals (remediation_id, playbook, target, fingerprint, episode_id, "
+            "state, requested_at, expires_at, details, step) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+        remediation_id, playbook, target, fingerprint, episode_id, OPEN, now, now + ttl,
+        json.dumps({**details, "step": step}, sort_keys=True), step,
+    )  # fmt: skip
+    if complete_item is not None:
+        item_id, outcome = complete_item
+        yield run(
+            ("UPDATE inbox SET state = 'done', outcome = ?, done_at = ?, lease_until = NULL "
+                "WHERE id = ?"),
+            outcome, now, item_id,
+        )  # fmt: skip
+    named = [replace(e, details={**e.details, "approval": int(approval_id)}) for e in events]
+    yield Append(named)
+    return int(approval_id)
 
 
 def listed(d: Dialect, *, state: str | None, limit: int) -> Op[list[Approval]]:
@@ -240,6 +287,24 @@ class Approvals(Protocol):
         """Open approvals that expired by ``now`` or whose episode resolved."""
         ...
 
+    async def pause_for_approval(
+        self,
+        remediation_id: int,
+        *,
+        step: int,
+        now: float,
+        ttl: float,
+        attempts: int,
+        events: list[Event],
+        complete_item: tuple[int, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> int | None:
+        """Pause a running remediation before ``step`` with an open approval of that step
+        (expiring at ``now + ttl``) and ``events``, in one commit (completing ``complete_item``):
+        the approval's id, or None, with nothing changed, if it was not running or that step's
+        approval exists."""
+        ...
+
     async def use_signature(self, signature: str, *, now: float) -> bool:
         """Remember a signed request; False if it was seen before (a replay)."""
         ...
@@ -308,6 +373,30 @@ class ApprovalOps(Driven):
 
     async def due_approvals(self, *, now: float) -> list[Approval]:
         return await self._read_op(due, now=now)
+
+    async def pause_for_approval(
+        self,
+        remediation_id: int,
+        *,
+        step: int,
+        now: float,
+        ttl: float,
+        attempts: int,
+        events: list[Event],
+        complete_item: tuple[int, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> int | None:
+        return await self._write_op(
+            pause,
+            remediation_id=remediation_id,
+            step=step,
+            now=now,
+            ttl=ttl,
+            attempts=attempts,
+            events=events,
+            complete_item=complete_item,
+            details=details or {},
+        )
 
     async def use_signature(self, signature: str, *, now: float) -> bool:
         return await self._write_op(use_signature, signature=signature, now=now)

@@ -291,6 +291,15 @@ PG_MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE inbox ADD COLUMN trace_context TEXT;
     """,
+    # approvals of single steps — a remediation may wait for one approval per step that asks for
+    # it (remediator/engine/step_approvals.py): `step` is the step's index (NULL: the playbook's
+    # own approval), unique per remediation. Independent of any other migration.
+    """
+    ALTER TABLE approvals ADD COLUMN IF NOT EXISTS step INTEGER;
+    ALTER TABLE approvals DROP CONSTRAINT IF EXISTS approvals_remediation_id_key;
+    CREATE UNIQUE INDEX IF NOT EXISTS approvals_step
+        ON approvals (remediation_id, coalesce(step, -1));
+    """,
 )
 
 

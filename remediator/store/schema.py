@@ -272,4 +272,38 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE inbox ADD COLUMN trace_context TEXT;
     """,
+    # approvals of single steps — a remediation may wait for one approval per step that asks for
+    # it (remediator/engine/step_approvals.py): `step` is the step's index (NULL: the playbook's
+    # own approval), unique per remediation. SQLite cannot drop a column's UNIQUE, so the table
+    # is rebuilt (its ids and their sequence kept). Independent of any other migration.
+    """
+    CREATE TABLE approvals_steps (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        remediation_id INTEGER NOT NULL,
+        playbook TEXT NOT NULL,
+        target TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        episode_id INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        requested_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        decided_by TEXT NOT NULL DEFAULT '',
+        channel TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        decided_at REAL,
+        details TEXT NOT NULL DEFAULT '{}',
+        step INTEGER
+    );
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'approvals_steps', seq FROM sqlite_sequence WHERE name = 'approvals';
+    INSERT INTO approvals_steps (id, remediation_id, playbook, target, fingerprint, episode_id,
+        state, requested_at, expires_at, decided_by, channel, reason, decided_at, details)
+        SELECT id, remediation_id, playbook, target, fingerprint, episode_id, state,
+        requested_at, expires_at, decided_by, channel, reason, decided_at, details FROM approvals;
+    DROP TABLE approvals;
+    ALTER TABLE approvals_steps RENAME TO approvals;
+    CREATE INDEX IF NOT EXISTS approvals_state ON approvals (state, expires_at);
+    CREATE UNIQUE INDEX IF NOT EXISTS approvals_step
+        ON approvals (remediation_id, coalesce(step, -1));
+    """,
 )
