@@ -27,6 +27,7 @@ from remediator.plugins import Plugins
 from remediator.runtime import Runtime
 from remediator.store import EventQuery
 from tests.engine_harness import Recorder, fake_registry, restart_playbook
+from tests.waiting import wait_for
 
 P = "/api/v1/recovery"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # the Slack app's signing secret (test value)
@@ -69,15 +70,14 @@ class App:
 
     def processed(self) -> None:
         """Wait until every stored alert is done (the app's own worker may claim some)."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def done() -> bool:
             while self.run(self.rt.worker.run_once):
                 pass
             rows = self.run(self.rt.store.raw, "SELECT count(*) FROM inbox WHERE state <> 'done'")
-            if rows[0][0] == 0:
-                return
-            time.sleep(0.02)
-        raise AssertionError("the alert was not processed")
+            return bool(rows[0][0] == 0)
+
+        wait_for(done, timeout=10, what="every stored alert to be processed", every=0.02)
 
     def events(self, type_: str) -> list[Any]:
         return list(self.run(self.rt.store.events, EventQuery(type=type_, limit=1000)))

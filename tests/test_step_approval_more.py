@@ -11,6 +11,7 @@ import pytest
 
 from remediator.config import model as config_mod
 from remediator.errors import ConfigError
+from tests.console.consoleapp import CSRF
 from tests.engine_harness import restart_playbook
 from tests.smtpserver import SMTPServer
 from tests.test_approvals import approval, started
@@ -140,3 +141,33 @@ def test_a_patterns_recovery_step_may_ask_and_its_email_approver_gets_the_reques
         assert app.recorder.calls == [PAUSE, RESTART]
         [approved] = app.events("recovery:approved")
         assert approved.playbook == "pattern:mem" and approved.details["step"] == 1
+
+
+def test_the_console_says_which_step_an_approval_stands_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = [{"action": "docker.pause"},
+             {"action": "docker.restart", "approval": {"approvers": ["alice"]}}]  # fmt: skip
+    book = restart_playbook(approval=approval(), steps=steps)
+    with started(tmp_path, monkeypatch, sections={"playbooks": [book]}) as app:
+        app.fire()
+        form = app.client.get("/console/login")
+        csrf = CSRF.search(form.text)
+        assert csrf is not None
+        login = {"csrf": csrf.group(1), "token": app.tokens["alice"]}
+        signed = app.client.post("/console/login", data=login, follow_redirects=False)
+        assert signed.status_code == 303
+        rows = approvals_rows(app.client.get("/console/").text)
+        assert len(rows) == 1 and "the whole playbook" in rows[0]  # the playbook's own first
+        [first] = app.call("GET", "/approvals?state=open", "viewer").json()["approvals"]
+        assert app.call("POST", f"/approvals/{first['id']}/approve", "alice").status_code == 200
+        app.run(app.rt.engine.approvals.drain)
+        assert app.recorder.calls == [PAUSE]
+        rows = approvals_rows(app.client.get("/console/").text)
+        assert len(rows) == 1 and "steps[1]" in rows[0] and "the whole playbook" not in rows[0]
+
+
+def approvals_rows(page: str) -> list[str]:
+    """The rows of the console's "Awaiting approval" table (its header row left out)."""
+    table = page.split('<table id="approvals">', 1)[1].split("</table>", 1)[0]
+    return [row for row in table.split("<tr>")[2:] if "none</td>" not in row]
