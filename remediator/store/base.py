@@ -96,11 +96,14 @@ class Inbox(Protocol):
     ) -> IngestResult:
         """Record every alert of a notification, deduplicated by episode, in one commit. A
         repeat of an alert state is counted, and recorded as ``alert:duplicate`` if the last
-        record of that state is ``duplicate_interval`` old (always, with 0)."""
+        record of that state is ``duplicate_interval`` old (always, with 0). A queued state's
+        ``alert:received`` / ``alert:resolved`` is chained later, by :meth:`claim`
+        (remediator/store/arrivals.py)."""
         ...
 
     async def claim(self, *, worker: str, now: float, lease: float, limit: int) -> list[InboxItem]:
-        """Lease up to ``limit`` pending items, highest priority first, oldest first."""
+        """Chain the arrivals not chained yet, then lease up to ``limit`` pending items whose
+        arrival is chained, highest priority first, oldest first."""
         ...
 
     async def complete(self, item_id: int, *, events: list[Event], outcome: str) -> list[Event]:
