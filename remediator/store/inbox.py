@@ -18,8 +18,15 @@ alert's fingerprint exclusively)::
     episode = insert_episode(alert, resolved_at=intake.new_resolved_at) if intake.new_episode
               else intake.episode_id (closing it at intake.close_at, or moving its start to
               intake.move_start)
-    inserted = not intake.late_repeat and insert-or-ignore inbox_values(...)
-    events.append(intake_event(alert, inserted=inserted, ...))
+    inserted = not intake.late_repeat and insert-or-ignore inbox_values(...)  # chain_pending
+    if not inserted and the repeat is recorded:
+        chain_state(...)  # the state's own arrival first, if still pending
+        events.append(intake_event(alert, inserted=False, ...))
+
+A queued alert's ``alert:received`` / ``alert:resolved`` is not appended here: the row is the
+durable record, and the worker's claim chains it (remediator/store/arrivals.py), so an intake
+that stores only new alerts never touches the audit chain (on PostgreSQL: never waits for its
+head's row lock).
 
 The inbox is unique on (fingerprint, episode_id, status), so a notification re-sent by
 Alertmanager, or by its HA peer, queues each alert state once; a late repeat of a closed episode
@@ -257,6 +264,7 @@ def ingest(
             yield run(lock, fingerprint)
     new = duplicates = 0
     events: list[Event] = []
+    arrived: list[Event] = []  # arrivals of repeated states chained here (arrivals.py)
     for alert in alerts:
         rows = yield all_(LATEST_EPISODES, alert.status, alert.fingerprint)
         found = [Episode(*row[:4]) for row in rows]
@@ -299,7 +307,7 @@ def ingest(
         if not recorded:
             continue
         if repeats is not None:  # the state is queued: its arrival is chained before this
-            yield from chain_state(
+            arrived += yield from chain_state(
                 d,
                 fingerprint=alert.fingerprint,
                 episode_id=episode_id,
@@ -309,7 +317,7 @@ def ingest(
         events.append(
             intake_event(
                 alert,
-                inserted=bool(inserted),
+                inserted=False,
                 episode_id=episode_id,
                 now=now,
                 receiver=receiver,
@@ -317,7 +325,9 @@ def ingest(
             )
         )
     appended: list[Event] = yield Append(events)
-    return IngestResult(received=len(alerts), new=new, duplicates=duplicates, events=appended)
+    return IngestResult(
+        received=len(alerts), new=new, duplicates=duplicates, events=[*arrived, *appended]
+    )
 
 
 def claim(
