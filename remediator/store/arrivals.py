@@ -120,7 +120,9 @@ def _linked(rows: list[tuple[Any, ...]], recording: Recording) -> Op[list[Event]
     return linked
 
 
-def chain_arrivals(d: Dialect, *, recording: Recording, limit: int = CHAIN_BATCH) -> Op[list[Event]]:
+def chain_arrivals(
+    d: Dialect, *, recording: Recording, limit: int = CHAIN_BATCH
+) -> Op[list[Event]]:
     """Chain the oldest pending arrivals (at most ``limit``), in inbox id order; the linked
     records. Nothing pending: no lock taken, nothing written."""
     if (yield one(ANY_PENDING)) is None:
