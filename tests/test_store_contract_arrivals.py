@@ -120,3 +120,23 @@ def test_replicas_chain_every_arrival_once_in_inbox_order(pg_database: str) -> N
             assert pg_query(pg_database, "SELECT count(*) FROM inbox WHERE chain_pending = 1") == [(0,)]  # fmt: skip
 
     asyncio.run(main())
+
+
+def test_an_alert_queued_behind_a_storms_backlog_is_chained_and_claimed_first(
+    store_url: str,
+) -> None:
+    async def body(store: Store) -> None:
+        storm = [alert(f"s{n:03d}") for n in range(300)]  # one notification: a storm's priority
+        await store.ingest(storm, received_at=1.0, receiver="r", group_key="storm")
+        await store.ingest([alert("real", severity="critical")], received_at=2.0, receiver="r", group_key="g")  # fmt: skip
+        [first] = await store.claim(worker="w", now=3.0, lease=30.0, limit=1)
+        assert first.fingerprint == "real"
+        chained = await chain_ok(store)
+        assert chained[0].fingerprint == "real" and chained[0].severity == "critical"
+        assert len(chained) == 200  # one claim's batch; the rest wait for the next claims
+        assert [e.fingerprint for e in chained[1:]] == [f"s{n:03d}" for n in range(199)]
+        while await store.claim(worker="w", now=4.0, lease=30.0, limit=100):
+            pass
+        assert len(await chain_ok(store)) == 301
+
+    run(store_url, body)

@@ -48,7 +48,7 @@ from typing import Any
 from remediator.alerts import Alert, Episode, Placement, place, resolved_time
 from remediator.audit.events import ALERT_DUPLICATE, ALERT_RECEIVED, ALERT_RESOLVED, Event
 from remediator.audit.recording import Recording
-from remediator.store.arrivals import arrival_event, chain_arrivals, chain_state
+from remediator.store.arrivals import CHAIN_BATCH, arrival_event, chain_arrivals, chain_state
 from remediator.store.ops import Append, Dialect, Driven, Op, all_, insert, many, one, run
 from remediator.store.records import (
     INBOX_COLUMNS,
@@ -335,7 +335,7 @@ def claim(
 ) -> Op[list[InboxItem]]:
     """Chain the pending arrivals (remediator/store/arrivals.py), then lease the due, unleased
     items whose arrival is chained, by priority and id."""
-    yield from chain_arrivals(d, recording=recording)
+    yield from chain_arrivals(d, recording=recording, limit=max(CHAIN_BATCH, 2 * limit))
     rows = yield all_(
         (
             "WITH picked AS (SELECT id FROM inbox WHERE state = 'pending' "  # noqa: S608

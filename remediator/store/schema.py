@@ -272,6 +272,6 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     # other migration: one new column and one partial index.
     """
     ALTER TABLE inbox ADD COLUMN chain_pending INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX IF NOT EXISTS inbox_chain_pending ON inbox (id) WHERE chain_pending = 1;
+    CREATE INDEX IF NOT EXISTS inbox_chain_pending ON inbox (priority, id) WHERE chain_pending = 1;
     """,
 )
