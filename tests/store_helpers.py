@@ -53,6 +53,12 @@ def event(n: int, **fields: Any) -> Event:
     return Event(type="test:event", time=1000.0 + n, message=f"event {n}", **fields)
 
 
+async def chained(store: Store) -> None:
+    """Chain the arrivals intake left pending (remediator/store/arrivals.py): a claim of
+    nothing, as the worker's next claim would."""
+    await store.claim(worker="chainer", now=0.0, lease=0.0, limit=0)
+
+
 async def chain_ok(store: Store) -> list[Event]:
     """Every recorded event, oldest first, after checking they make one intact chain."""
     events = list(reversed(await store.events(EventQuery(limit=10_000))))

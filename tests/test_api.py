@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -34,6 +35,12 @@ def test_events_are_newest_first_with_filters_and_paging(
     post(ALERTS, json=fixture_payload("grouped.json"), headers=headers("alertmanager"))
     post(ALERTS, json=fixture_payload("resolved_grouped.json"), headers=headers("alertmanager"))
     viewer = headers("viewer")
+    deadline = time.monotonic() + 10.0  # the worker's claims chain the alerts' arrivals
+    while time.monotonic() < deadline:
+        arrived = harness.client.get(EVENTS, headers=viewer, params={"type": "alert:resolved"})
+        if len(arrived.json()["events"]) == 2:
+            break
+        time.sleep(0.02)
     everything = harness.client.get(EVENTS, headers=viewer).json()["events"]
     ids = [e["id"] for e in everything]
     assert ids == sorted(ids, reverse=True)

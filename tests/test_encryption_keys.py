@@ -14,7 +14,7 @@ from remediator.errors import SealedUnreadable
 from remediator.redaction import configured_secrets, redact_text
 from remediator.store import EventQuery, Store
 from tests.engine_harness import alert
-from tests.store_helpers import run, store_url
+from tests.store_helpers import chained, run, store_url
 
 __all__ = ["store_url"]  # the fixture
 
@@ -40,6 +40,7 @@ async def write(store: Store, fingerprint: str, summary: str) -> None:
         receiver="r",
         group_key="g",
     )
+    await chained(store)  # its arrival, sealed with the key of the moment
 
 
 async def messages(store: Store) -> dict[str, tuple[str, str, dict[str, object]]]:

@@ -131,7 +131,10 @@ async def _open_episode(store: Store, fingerprint: str, target: str | None) -> i
     result = await store.ingest(
         [alert(fingerprint, container=target or "none")], received_at=T, receiver="r", group_key="g"
     )
-    episode: int = result.events[0].details["episode"]
+    assert result.new == 1
+    stored = await store.latest_alert(fingerprint)
+    assert stored is not None
+    episode = stored.episode_id
     if target is not None:
         await store.mark_targets([(episode, target)])
     return episode

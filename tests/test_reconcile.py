@@ -22,6 +22,7 @@ from remediator.logs import JsonFormatter
 from remediator.metrics import Metrics
 from remediator.store import EventQuery, Store, create_store
 from tests.alertmanager import Alertmanager
+from tests.store_helpers import chained
 
 pytestmark = pytest.mark.prometheus
 
@@ -55,6 +56,7 @@ class Rig:
         self.wakes += 1
 
     async def events(self, kind: str) -> list[Event]:
+        await chained(self.store)  # as the worker's next claim would
         return await self.store.events(EventQuery(type=kind, limit=1000))
 
     async def open_episode(self, fingerprint: str) -> Episode | None:

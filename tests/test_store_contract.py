@@ -71,7 +71,10 @@ def test_state_survives_reopen_and_migrations_are_idempotent(store_url: str) -> 
 def test_episodes_close_reopen_and_late_repeats(store_url: str) -> None:
     async def body(store: Store) -> None:
         first = await store.ingest([alert("f", starts=100.0)], received_at=110.0, receiver="r", group_key="g")  # fmt: skip
-        episode_id = first.events[0].details["episode"]
+        assert first.events == []  # its alert:received is chained by the claim
+        found = await store.latest_alert("f")
+        assert found is not None
+        episode_id = found.episode_id
         # Seen first by the HA peer: startsAt moves earlier, same episode, not queued again.
         earlier = await store.ingest([alert("f", starts=90.0)], received_at=111.0, receiver="r", group_key="g")  # fmt: skip
         assert (earlier.new, earlier.duplicates) == (0, 1)
@@ -80,7 +83,7 @@ def test_episodes_close_reopen_and_late_repeats(store_url: str) -> None:
         assert (await store.episode(episode_id)).starts_at == 90.0  # type: ignore[union-attr]
         assert [e.id for e in await store.open_episodes()] == [episode_id]
         closed = await store.ingest([alert("f", starts=90.0, status="resolved", ends=150.0)], received_at=151.0, receiver="r", group_key="g")  # fmt: skip
-        assert closed.new == 1 and closed.events[0].type == "alert:resolved"
+        assert closed.new == 1 and closed.events == []
         assert (await store.episode(episode_id)).resolved_at == 150.0  # type: ignore[union-attr]
         assert await store.open_episodes() == []
         # A late firing repeat of the closed episode: recorded as a duplicate, not queued.
@@ -89,10 +92,13 @@ def test_episodes_close_reopen_and_late_repeats(store_url: str) -> None:
         assert late.events[0].type == "alert:duplicate"
         # Firing again after it ended: a new episode.
         again = await store.ingest([alert("f", starts=200.0)], received_at=201.0, receiver="r", group_key="g")  # fmt: skip
-        assert again.new == 1 and again.events[0].details["episode"] != episode_id
+        reopened = await store.latest_alert("f")
+        assert again.new == 1 and reopened is not None and reopened.episode_id != episode_id
         # A resolved alert never seen firing: a new, closed episode.
         lone = await store.ingest([alert("g", starts=10.0, status="resolved", ends=20.0)], received_at=30.0, receiver="r", group_key="g")  # fmt: skip
-        lone_episode = await store.episode(lone.events[0].details["episode"])
+        lone_item = await store.latest_alert("g")
+        assert lone.new == 1 and lone_item is not None
+        lone_episode = await store.episode(lone_item.episode_id)
         assert lone_episode is not None and lone_episode.resolved_at == 20.0
         latest = await store.latest_alert("f")
         assert latest is not None and latest.status == "firing" and latest.attempts == 0
@@ -277,7 +283,8 @@ def test_flags_and_target_state(store_url: str) -> None:
 def test_targets_of_open_episodes(store_url: str) -> None:
     async def body(store: Store) -> None:
         result = await store.ingest([alert("x"), alert("y"), alert("z", status="resolved", ends=5.0)], received_at=1.0, receiver="r", group_key="g")  # fmt: skip
-        ids = [e.details["episode"] for e in result.events]
+        assert result.new == 3
+        ids = [item.episode_id for item in await store.claim(worker="w", now=2.0, lease=30.0, limit=10)]  # fmt: skip
         await store.mark_targets([(ids[0], "web"), (ids[1], "db"), (ids[2], "cache")])
         assert await store.alerting_targets(["web", "db", "cache", "other"]) == 2
         assert await store.alerting_targets([]) == 0
@@ -294,8 +301,9 @@ def test_a_claim_carries_the_detection_and_the_mark_a_finish_the_completion(
 
     async def body(store: Store) -> None:
         result = await store.ingest([alert("x"), alert("y")], received_at=1.0, receiver="r", group_key="g")  # fmt: skip
-        x, y = (e.details["episode"] for e in result.events)
+        assert result.new == 2
         items = {i.fingerprint: i for i in await store.claim(worker="w", now=2.0, lease=30.0, limit=10)}  # fmt: skip
+        x, y = items["x"].episode_id, items["y"].episode_id
         assert await store.alerting_targets(["web"]) == 0
         rid = await store.start_remediation(playbook="p", fingerprint="x", episode_id=x, target="web", now=3.0, events=[event(2)], before_events=[event(1)], mark=True, owner="o", lease=30.0)  # fmt: skip
         assert rid is not None

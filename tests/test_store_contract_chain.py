@@ -107,6 +107,7 @@ def test_subscribers_get_each_commit_in_order(store_url: str) -> None:
         store.subscribe(seen.append)
         await asyncio.gather(*[store.append([event(2 * n), event(2 * n + 1)]) for n in range(20)])
         await store.ingest([alert("s")], received_at=1.0, receiver="r", group_key="g")
+        await store.claim(worker="w", now=2.0, lease=30.0, limit=10)  # chains its arrival
         await asyncio.sleep(0)
         ids = [e.id for batch in seen for e in batch]
         assert ids == list(range(1, 42))

@@ -14,7 +14,7 @@ from remediator import cli
 from remediator.store import Store
 from remediator.store.copy import open_side
 from tests.engine_harness import alert
-from tests.store_helpers import chain_ok, event, opened
+from tests.store_helpers import chain_ok, chained, event, opened
 
 pytestmark = pytest.mark.postgres
 
@@ -44,6 +44,7 @@ async def _fill(store: Store) -> None:
     )
     await store.set_flag("paused", "1", actor="test", now=130.0, events=[event(2)])
     await store.append([event(n) for n in range(3, 8)])
+    await chained(store)  # the alerts' arrivals, as the worker's claim chains them
 
 
 def _tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -72,6 +73,7 @@ async def _write_after_copy(url: str) -> None:
     async with opened(url) as store:
         before = await chain_ok(store)
         await store.ingest([alert("c", starts=200.0)], received_at=201.0, receiver="r", group_key="g")  # fmt: skip
+        await chained(store)
         await store.append([event(99)])
         after = await chain_ok(store)
         assert len(after) == len(before) + 2  # the alert's record and the event

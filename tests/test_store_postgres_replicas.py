@@ -161,6 +161,8 @@ def test_four_writers_on_two_replicas_make_one_valid_chain(pg_database: str) -> 
                         await store.append([event(i, actor=f"writer{n}")] * (1 + i % 3))
 
             await asyncio.gather(*[writer(stores[n % 2], n) for n in range(4)])
+            # the arrivals of the ingested alerts are chained by the replicas' claims
+            await asyncio.gather(*[s.claim(worker=f"c{k}", now=30.0, lease=30.0, limit=100) for k, s in enumerate(stores)])  # fmt: skip
             verdict = await verify_store(stores[1])
             assert verdict.ok, verdict.line()
             total = 4 * sum(1 if i % 5 == 0 else 1 + i % 3 for i in range(25))

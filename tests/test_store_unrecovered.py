@@ -21,7 +21,9 @@ __all__ = ["store_url"]  # the fixture
 
 async def _remediate(store: Store, fingerprint: str, *, state: str, finished: float | None) -> int:
     result = await store.ingest([alert(fingerprint)], received_at=1.0, receiver="r", group_key="g")
-    episode = int(result.events[0].details["episode"])
+    stored = await store.latest_alert(fingerprint)
+    assert result.new == 1 and stored is not None
+    episode = stored.episode_id
     rid = await store.start_remediation(playbook="p", fingerprint=fingerprint, episode_id=episode, target=f"t-{fingerprint}", now=10.0, mark=True)  # fmt: skip
     assert rid is not None
     if finished is not None:

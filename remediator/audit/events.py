@@ -69,8 +69,8 @@ AUDIT_SIGNED_CHECKPOINT = "audit:signed_checkpoint"
 # A new type gets a row here; tests/test_event_types.py fails on a type the code emits without one.
 # fmt: off
 EVENT_TYPES: dict[str, tuple[str, str]] = {
-    ALERT_RECEIVED: ("intake stored a new firing alert", "`actor: alertmanager:<receiver>`, `details.episode`"),
-    ALERT_RESOLVED: ("intake stored a new resolved alert", "`actor: alertmanager:<receiver>`, `details.episode`"),
+    ALERT_RECEIVED: ("intake stored a new firing alert; chained by the worker's claim, before the alert is handed out (`time`: when it was stored)", "`actor: alertmanager:<receiver>`, `details.episode`"),
+    ALERT_RESOLVED: ("intake stored a new resolved alert; chained like `alert:received`", "`actor: alertmanager:<receiver>`, `details.episode`"),
     ALERT_POISONED: ("the worker quarantined a stored alert claimed `worker.max_attempts` times without being done (its processing failed, overran its lease or was killed each time); never claimed again, listed by `GET /api/v1/recovery/alerts/poisoned`", "`details.inbox`, `details.attempts`, `details.episode`"),
     ALERT_DUPLICATE: ("intake got an alert it already had in that state (re-send, HA peer); at most once per `audit.duplicate_interval`", "`details.repeats`"),
     SERVICE_REGISTERED: ("start-up found a target it had not seen before", "`target`"),

@@ -97,13 +97,16 @@ class Inbox(Protocol):
     ) -> IngestResult:
         """Record every alert of a notification, deduplicated by episode, in one commit. A
         repeat of an alert state is counted, and recorded as ``alert:duplicate`` if the last
-        record of that state is ``duplicate_interval`` old (always, with 0). ``trace_context``
-        (a canonical W3C ``traceparent``, optionally a space and its ``tracestate``) is kept
-        on each new inbox row and returned by the claim (``InboxItem.trace_context``)."""
+        record of that state is ``duplicate_interval`` old (always, with 0). A queued state's
+        ``alert:received`` / ``alert:resolved`` is chained later, by :meth:`claim`
+        (remediator/store/arrivals.py). ``trace_context`` (a canonical W3C ``traceparent``,
+        optionally a space and its ``tracestate``) is kept on each new inbox row and returned
+        by the claim (``InboxItem.trace_context``)."""
         ...
 
     async def claim(self, *, worker: str, now: float, lease: float, limit: int) -> list[InboxItem]:
-        """Lease up to ``limit`` pending items, highest priority first, oldest first."""
+        """Chain the arrivals not chained yet, then lease up to ``limit`` pending items whose
+        arrival is chained, highest priority first, oldest first."""
         ...
 
     async def complete(self, item_id: int, *, events: list[Event], outcome: str) -> list[Event]:

@@ -18,8 +18,15 @@ alert's fingerprint exclusively)::
     episode = insert_episode(alert, resolved_at=intake.new_resolved_at) if intake.new_episode
               else intake.episode_id (closing it at intake.close_at, or moving its start to
               intake.move_start)
-    inserted = not intake.late_repeat and insert-or-ignore inbox_values(...)
-    events.append(intake_event(alert, inserted=inserted, ...))
+    inserted = not intake.late_repeat and insert-or-ignore inbox_values(...)  # chain_pending
+    if not inserted and the repeat is recorded:
+        chain_state(...)  # the state's own arrival first, if still pending
+        events.append(intake_event(alert, inserted=False, ...))
+
+A queued alert's ``alert:received`` / ``alert:resolved`` is not appended here: the row is the
+durable record, and the worker's claim chains it (remediator/store/arrivals.py), so an intake
+that stores only new alerts never touches the audit chain (on PostgreSQL: never waits for its
+head's row lock).
 
 The inbox is unique on (fingerprint, episode_id, status), so a notification re-sent by
 Alertmanager, or by its HA peer, queues each alert state once; a late repeat of a closed episode
@@ -41,6 +48,7 @@ from typing import Any
 from remediator.alerts import Alert, Episode, Placement, place, resolved_time
 from remediator.audit.events import ALERT_DUPLICATE, ALERT_RECEIVED, ALERT_RESOLVED, Event
 from remediator.audit.recording import Recording
+from remediator.store.arrivals import CHAIN_BATCH, arrival_event, chain_arrivals, chain_state
 from remediator.store.ops import Append, Dialect, Driven, Op, all_, insert, many, one, run
 from remediator.store.records import (
     INBOX_COLUMNS,
@@ -173,28 +181,24 @@ def intake_event(
     repeats: int | None = None,
 ) -> Event:
     """The event recording an alert's arrival: received/resolved if queued, else duplicate
-    (with the number of ``repeats`` of its state so far, when counted)."""
+    (with the number of ``repeats`` of its state so far, when counted). A queued alert's is
+    chained after the intake (remediator/store/arrivals.py), from its inbox row."""
     if inserted:
         kind = ALERT_RECEIVED if alert.status == "firing" else ALERT_RESOLVED
     else:
         kind = ALERT_DUPLICATE
-    details: dict[str, Any] = {
-        "episode": episode_id,
-        "starts_at": alert.starts_ts,
-        "ends_at": alert.ends_ts,
-    }
-    if repeats is not None:
-        details["repeats"] = repeats
-    return Event(
-        type=kind,
-        time=now,
-        severity=alert.labels.get("severity", "info"),
+    return arrival_event(
+        kind=kind,
         fingerprint=alert.fingerprint,
         alertname=alert.alertname,
         status=alert.status,
-        message=f"{alert.alertname} {alert.status}",
-        actor=f"alertmanager:{receiver}",
-        details=details,
+        severity=alert.labels.get("severity", "info"),
+        starts_at=alert.starts_ts,
+        ends_at=alert.ends_ts,
+        episode_id=episode_id,
+        now=now,
+        receiver=receiver,
+        repeats=repeats,
     )
 
 
@@ -235,7 +239,8 @@ INSERT_EPISODE = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 INSERT_INBOX = (
-    f"INSERT INTO inbox ({INBOX_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 14)}) "  # noqa: S608
+    f"INSERT INTO inbox ({INBOX_INSERT_COLUMNS}, chain_pending) "  # noqa: S608
+    f"VALUES ({', '.join(['?'] * 14)}, 1) "
     "ON CONFLICT (fingerprint, episode_id, status) DO NOTHING"
 )
 CLOSE_EPISODE = "UPDATE episodes SET resolved_at = ? WHERE id = ?"
@@ -263,6 +268,7 @@ def ingest(
             yield run(lock, fingerprint)
     new = duplicates = 0
     events: list[Event] = []
+    arrived: list[Event] = []  # arrivals of repeated states chained here (arrivals.py)
     for alert in alerts:
         rows = yield all_(LATEST_EPISODES, alert.status, alert.fingerprint)
         found = [Episode(*row[:4]) for row in rows]
@@ -297,21 +303,26 @@ def ingest(
                 trace_context=trace_context,
             )
             inserted = yield run(INSERT_INBOX, *values)
-        repeats = None
         if inserted:
-            new += 1
-        else:
-            duplicates += 1
-            params = repeat_params(
-                alert, episode_id=episode_id, now=now, interval=duplicate_interval
+            new += 1  # its alert:received is chained after the commit (arrivals.py)
+            continue
+        duplicates += 1
+        params = repeat_params(alert, episode_id=episode_id, now=now, interval=duplicate_interval)
+        recorded, repeats = recorded_repeat((yield one(REPEAT, *params)))
+        if not recorded:
+            continue
+        if repeats is not None:  # the state is queued: its arrival is chained before this
+            arrived += yield from chain_state(
+                d,
+                fingerprint=alert.fingerprint,
+                episode_id=episode_id,
+                status=alert.status,
+                recording=recording,
             )
-            recorded, repeats = recorded_repeat((yield one(REPEAT, *params)))
-            if not recorded:
-                continue
         events.append(
             intake_event(
                 alert,
-                inserted=bool(inserted),
+                inserted=False,
                 episode_id=episode_id,
                 now=now,
                 receiver=receiver,
@@ -319,16 +330,22 @@ def ingest(
             )
         )
     appended: list[Event] = yield Append(events)
-    return IngestResult(received=len(alerts), new=new, duplicates=duplicates, events=appended)
+    return IngestResult(
+        received=len(alerts), new=new, duplicates=duplicates, events=[*arrived, *appended]
+    )
 
 
 def claim(
     d: Dialect, *, worker: str, now: float, lease: float, limit: int, recording: Recording
 ) -> Op[list[InboxItem]]:
+    """Chain the pending arrivals (remediator/store/arrivals.py), then lease the due, unleased
+    items whose arrival is chained, by priority and id."""
+    yield from chain_arrivals(d, recording=recording, limit=max(CHAIN_BATCH, 2 * limit))
     rows = yield all_(
         (
             "WITH picked AS (SELECT id FROM inbox WHERE state = 'pending' "  # noqa: S608
-            "AND (lease_until IS NULL OR lease_until < ?) ORDER BY priority, id "
+            "AND chain_pending = 0 AND (lease_until IS NULL OR lease_until < ?) "
+            "ORDER BY priority, id "
             f"LIMIT ?{d.skip_locked}) UPDATE inbox SET claimed_by = ?, lease_until = ?, "
             "attempts = attempts + 1 WHERE id IN (SELECT id FROM picked) "
             f"RETURNING {INBOX_COLUMNS}"

@@ -6,7 +6,8 @@ is stored chunk after chunk, so a write queued behind them — a single real ale
 health check's — would wait for all of them. A write made inside :func:`urgent` joins the
 front of the queue instead: it waits for the batch being run (a 20 ms budget) and its commit,
 never for the backlog. PostgreSQL has no such queue (each write is its own transaction on the
-pool), so there it changes nothing.
+pool), so there it only keeps a quarter of the pool's connections for urgent writes
+(remediator/store/postgres_conn.py).
 
 The lane is the caller's context (a :class:`~contextvars.ContextVar`, like a request's), so
 the HTTP layer marks a request's writes without every store operation taking a parameter.

@@ -6,6 +6,12 @@ server closed while it sat idle (a restart) fails on its first statement: the ca
 (remediator/store/postgres_tx.py) then try again on another, since nothing ran. Writes open their
 own transaction on it; reads run in autocommit.
 
+A quarter of the connections (at least one, with two or more) is kept for urgent work
+(remediator/store/lanes.py: the webhook's writes and ``/health``): the worker's transactions,
+which queue on the audit chain's head lock, hold at most the rest, so a webhook never waits for a
+connection behind them. The intake's own transactions no longer take that lock
+(remediator/store/arrivals.py).
+
 Committed events are handed to the subscriber in commit order: every appending transaction
 reserves its place (its first event id) while it holds the audit-head lock, so this process's
 reservations are ordered like its commits, and a batch is published only when every batch
@@ -25,6 +31,7 @@ from psycopg.rows import TupleRow
 
 from remediator.audit.events import Event
 from remediator.errors import StoreUnavailable
+from remediator.store.lanes import URGENT
 
 log = logging.getLogger("remediator.store")
 
@@ -32,14 +39,21 @@ Connection = psycopg.AsyncConnection[TupleRow]
 IDLE_IN_TX_MS = 30_000  # no job waits on anything but the database inside a transaction
 
 
+def urgent_reserve(size: int) -> int:
+    """The connections of a pool of ``size`` that only urgent work may take."""
+    return max(1, size // 4) if size > 1 else 0
+
+
 class Pool:
-    """At most ``size`` connections to ``conninfo``, reused while healthy."""
+    """At most ``size`` connections to ``conninfo``, reused while healthy; at most ``size`` -
+    :func:`urgent_reserve` of them for work outside the urgent lane."""
 
     def __init__(self, conninfo: str, *, size: int, connect_timeout: int = 10) -> None:
         self.conninfo = conninfo
         self.size = size
         self.connect_timeout = connect_timeout
         self._slots = asyncio.Semaphore(size)
+        self._background = asyncio.Semaphore(size - urgent_reserve(size))
         self._idle: list[Connection] = []
         self._closed = False
 
@@ -67,7 +81,10 @@ class Pool:
     async def connection(self) -> AsyncIterator[Connection]:
         if self._closed:
             raise StoreUnavailable("the store is not open")
-        async with self._slots:
+        async with contextlib.AsyncExitStack() as held:
+            if not URGENT.get():
+                await held.enter_async_context(self._background)
+            await held.enter_async_context(self._slots)
             conn = await self._take()
             try:
                 yield conn

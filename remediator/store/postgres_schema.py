@@ -300,6 +300,14 @@ PG_MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX IF NOT EXISTS approvals_step
         ON approvals (remediation_id, coalesce(step, -1));
     """,
+    # arrivals — an inbox row's alert:received/resolved record is chained after the intake's
+    # commit, by the worker's claim (remediator/store/arrivals.py): 1 while it is not chained
+    # yet (rows stored before this migration were chained at intake: 0). Independent of any
+    # other migration: one new column and one partial index.
+    """
+    ALTER TABLE inbox ADD COLUMN IF NOT EXISTS chain_pending INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX IF NOT EXISTS inbox_chain_pending ON inbox (priority, id) WHERE chain_pending = 1;
+    """,
 )
 
 
