@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from remediator.clock import FakeClock
 from remediator.http.app import create_app
 from tests.conftest import ALERTS, EVENTS, AppHarness, fixture_names, fixture_payload
+from tests.waiting import wait_for
 
 Headers = Callable[[str], dict[str, str]]
 
@@ -22,6 +23,17 @@ def _events(h: AppHarness, headers: Headers, **params: Any) -> list[dict[str, An
     assert answer.status_code == 200, answer.text
     events: list[dict[str, Any]] = answer.json()["events"]
     return events
+
+
+def _arrivals(h: AppHarness, headers: Headers, count: int) -> list[dict[str, Any]]:
+    """The audit log once it holds ``count`` records: an alert's ``alert:received`` (or
+    ``alert:resolved``) is chained by the worker's claim, right after the 2xx."""
+
+    def found() -> list[dict[str, Any]] | None:
+        events = _events(h, headers, limit=1000)
+        return events if len(events) >= count else None
+
+    return wait_for(found, timeout=10, what=f"{count} arrival records in the audit log")
 
 
 @pytest.mark.parametrize("name", fixture_names())
@@ -35,7 +47,7 @@ def test_every_captured_payload_is_stored_then_counted_as_duplicate(
     assert first.json()["received"] == n
     assert first.json()["new"] == n
     assert first.json()["duplicates"] == 0
-    stored = {e["fingerprint"] for e in _events(harness, headers, limit=1000)}
+    stored = {e["fingerprint"] for e in _arrivals(harness, headers, n)}
     assert stored == {a["fingerprint"] for a in payload["alerts"]}
 
     again = harness.client.post(ALERTS, json=payload, headers=headers("alertmanager"))
@@ -55,6 +67,7 @@ def test_each_alert_counts_by_its_own_status_in_a_firing_group(
     payload = fixture_payload("mixed_firing_resolved.json")
     assert payload["status"] == "firing"
     harness.client.post(ALERTS, json=payload, headers=headers("alertmanager"))
+    _arrivals(harness, headers, len(payload["alerts"]))
     resolved = _events(harness, headers, type="alert:resolved")
     received = _events(harness, headers, type="alert:received")
     assert {e["fingerprint"] for e in resolved} == {"370af721faa059e6"}
