@@ -86,18 +86,18 @@ def fire(served: Served) -> None:
     assert answer.status_code == 200, answer.text
 
 
+def open_approvals(served: Served) -> list[Any]:
+    """The open approvals, as a viewer reads them from the served API."""
+    answer = httpx.get(served.url + P + "/approvals?state=open", headers=served.headers("viewer"))
+    return list(answer.json()["approvals"])
+
+
 def test_the_cli_lists_approves_once_and_the_playbook_runs_on_the_server(
     served: Served, hook: Hook
 ) -> None:
     fire(served)
 
-    def open_ones() -> list[Any]:
-        answer = httpx.get(
-            served.url + P + "/approvals?state=open", headers=served.headers("viewer")
-        )
-        return list(answer.json()["approvals"])
-
-    [waiting] = wait_for(open_ones, what="the approval request")
+    [waiting] = wait_for(lambda: open_approvals(served), what="the approval request")
     rid = waiting["id"]
     listed = cli(served, "viewer", "list", "--state", "open")
     assert listed.returncode == 0, listed.stderr

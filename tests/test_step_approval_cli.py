@@ -14,7 +14,7 @@ import pytest
 
 from tests.hookserver import Hook
 from tests.serving import Served
-from tests.test_approvals_cli import ALICE_ENV, P, cli, fire, hook
+from tests.test_approvals_cli import ALICE_ENV, P, cli, fire, hook, open_approvals
 from tests.waiting import wait_for
 
 __all__ = ["hook"]  # the fixture
@@ -54,13 +54,7 @@ def test_the_cli_approves_a_step_and_the_server_runs_only_that_step_and_after(
 ) -> None:
     fire(served)
 
-    def open_ones() -> list[Any]:
-        answer = httpx.get(
-            served.url + P + "/approvals?state=open", headers=served.headers("viewer")
-        )
-        return list(answer.json()["approvals"])
-
-    [waiting] = wait_for(open_ones, what="the step's approval request")
+    [waiting] = wait_for(lambda: open_approvals(served), what="the step's approval request")
     assert waiting["step"] == 1
     assert hook.paths == ["/drain"]  # the step before it ran; the run waits
     listed = cli(served, "viewer", "list", "--state", "open")

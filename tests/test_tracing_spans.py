@@ -15,8 +15,6 @@ from typing import Any, ClassVar
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
 
 from remediator import tracing
@@ -30,23 +28,11 @@ from tests.conftest import ALERTS
 from tests.engine_harness import EngineHarness, alert
 from tests.hookserver import Hook, serving
 from tests.realservices import ContainerFactory
+from tests.test_tracing import traced
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_SPAN}-01"
-
-
-def traced() -> tuple[tracing.Tracing, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    built = tracing.build(
-        enabled=True,
-        service_name="remediator-test",
-        sample_ratio=1.0,
-        otlp_endpoint=None,
-        header_env={},
-        processors=[SimpleSpanProcessor(exporter)],
-    )
-    return built, exporter
 
 
 def use(rt: Runtime, tr: tracing.Tracing) -> None:
