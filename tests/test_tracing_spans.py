@@ -25,7 +25,7 @@ from remediator.http.app import create_app
 from remediator.logs import JsonFormatter
 from remediator.runtime import Runtime
 from tests.conftest import ALERTS
-from tests.engine_harness import EngineHarness, alert
+from tests.engine_harness import EngineHarness, alert, restart_playbook
 from tests.hookserver import Hook, serving
 from tests.realservices import ContainerFactory
 from tests.test_tracing import traced
@@ -297,16 +297,7 @@ def test_log_lines_inside_a_step_carry_the_episode_beside_the_trace(tmp_path: Pa
     logger.addHandler(capture)
     sections = {
         "targets": [{"name": "web", "type": "docker_container"}],
-        "playbooks": [
-            {
-                "name": "restart",
-                "match": ['alertname="ContainerMemoryHigh"'],
-                "target": "{{ labels.container }}",
-                "steps": [{"action": "docker.restart"}],
-                "cooldown": "0s",
-                "retry": {"max_attempts": 1},
-            }
-        ],
+        "playbooks": [restart_playbook()],
     }
     actions: dict[str, Action] = {"docker.restart": Raising()}
 
