@@ -11,6 +11,11 @@ index), so EDA makes one event of each notification. Its one rule matches any no
 alerts and runs ``debug``, the cheapest action that runs in the rulebook's own process (no
 ansible-runner fork). ``debug`` prints a banner stamped with ``datetime.now()`` when the action
 ran, then ``PEER_ACTION <group>``: :func:`actions` reads those stamps from the log.
+
+With ``per_alert``, the source is instead ``alertmanager_alerts``, a plugin of this benchmark
+(``bench/eda_sources/``, loaded with ``--source-dir``) that makes one event per alert, as the
+ansible.eda collection's Alertmanager source does; the rule then runs ``debug`` for every firing
+alert, printing ``PEER_ACTION <fingerprint>``: the same work per alert as remediator's decisions.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ PACKAGES: Final = (f"ansible-rulebook=={RULEBOOK_VERSION}", "ansible-core")
 JRE_PACKAGE: Final = "openjdk-17-jre-headless"
 MARK: Final = "PEER_ACTION"
 DEFAULT_DIR: Final = Path("/tmp/bench-peer")
+SOURCE_DIR: Final = Path(__file__).resolve().parent / "eda_sources"
+PER_ALERT_SOURCE: Final = "alertmanager_alerts"
 _BANNER: Final = re.compile(r"^\*\* (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) \[debug\] \*")
 
 
@@ -157,25 +164,29 @@ def ensure_java() -> Path:
 # -- rulebook and output ----------------------------------------------------------------------
 
 
-def rulebook(*, port: int, token: str) -> str:
+def rulebook(*, port: int, token: str, per_alert: bool = False) -> str:
     """The rulebook: a webhook source on 127.0.0.1:``port`` with a bearer token, one rule that
-    runs ``debug`` for every notification with alerts."""
+    runs ``debug`` for every notification with alerts (``per_alert``: for every firing alert,
+    from the per-alert source of ``bench/eda_sources``)."""
+    source = PER_ALERT_SOURCE if per_alert else "eda.builtin.webhook"
+    if per_alert:
+        rule = {
+            "name": "firing alert",
+            "condition": 'event.alert.status == "firing"',
+            "action": {"debug": {"msg": f"{MARK} {{{{ event.alert.fingerprint }}}}"}},
+        }
+    else:
+        rule = {
+            "name": "alert notification",
+            "condition": "event.payload.alerts is defined",
+            "action": {"debug": {"msg": f"{MARK} {{{{ event.payload.groupLabels.bench }}}}"}},
+        }
     book = [
         {
             "name": "remediator bench peer",
             "hosts": "all",
-            "sources": [
-                {"eda.builtin.webhook": {"host": "127.0.0.1", "port": port, "token": token}}
-            ],
-            "rules": [
-                {
-                    "name": "alert notification",
-                    "condition": "event.payload.alerts is defined",
-                    "action": {
-                        "debug": {"msg": f"{MARK} {{{{ event.payload.groupLabels.bench }}}}"}
-                    },
-                }
-            ],
+            "sources": [{source: {"host": "127.0.0.1", "port": port, "token": token}}],
+            "rules": [rule],
         }
     ]
     return "---\n" + yaml.safe_dump(book, sort_keys=False)
@@ -213,12 +224,15 @@ class Eda(Server):
 
     name = "eda"
 
-    def __init__(self, workdir: Path, install: Installation, token: str) -> None:
+    def __init__(
+        self, workdir: Path, install: Installation, token: str, *, per_alert: bool = False
+    ) -> None:
         super().__init__(workdir)
         self.install = install
         self.token = token
+        self.per_alert = per_alert
         self.rulebook_path = workdir / "peer.yml"
-        self.rulebook_path.write_text(rulebook(port=self.port, token=token))
+        self.rulebook_path.write_text(rulebook(port=self.port, token=token, per_alert=per_alert))
         self.inventory_path = workdir / "inventory.yml"
         self.inventory_path.write_text("all:\n  hosts:\n    localhost:\n")
 
@@ -229,6 +243,7 @@ class Eda(Server):
             str(self.rulebook_path),
             "--inventory",
             str(self.inventory_path),
+            *(["--source-dir", str(SOURCE_DIR)] if self.per_alert else []),
         ]
 
     def env(self) -> dict[str, str]:

@@ -75,6 +75,8 @@ class Side:
     storm_ok: int = 0  # notifications answered 2xx
     storm_acked: float = 0.0  # seconds until the last 2xx
     storm_rss_kib: int = 0
+    # EDA only: the storm with one event per alert (bench/eda_sources), 10,000 actions
+    storm_per_alert: Side | None = None
     latency: list[float] = field(default_factory=list)  # 2xx -> first action, seconds
     latency_missing: int = 0
     kills: list[str] = field(default_factory=list)  # one outcome per trial
@@ -281,24 +283,9 @@ def measure_eda(wd: Workdir, s: Settings, install: eda.Installation) -> Side:
         side.intake_work = (
             f"{at_end:,} actions by the end of the run, {len(eda.ran(peer.output())):,} in all"
         )
-    storm_settings = storm.Settings()
-    items = storm.bodies(storm_settings)
-    groups = {f"storm-{n}" for n in range(storm_settings.notifications)}
-    with eda.Eda(wd.sub("e-storm"), install, token) as peer:
-        with PeakRss(peer.pid) as rss:
-            started_wall, started = time.time(), time.monotonic()
-            sent = asyncio.run(storm.send_all(peer.url + ALERTS_PATH, token, items, len(items)))
-
-            def all_ran() -> bool:
-                return groups <= peer.actions().keys()
-
-            deadline = storm_settings.deadline - (time.monotonic() - started)
-            finished = _wait(all_ran, max(deadline, 0.0))
-        ran = {k: v for k, v in peer.actions().items() if k in groups}
-        side.storm_ok, side.storm_acked = sent.ok, sent.seconds
-        side.storm_done = len(ran)
-        side.storm_rss_kib = rss.peak_kib
-        side.storm_seconds = max(ran.values()) - started_wall if finished and ran else None
+    side.storm_per_alert = Side("EDA, one event per alert")
+    for part, per_alert in ((side, False), (side.storm_per_alert, True)):
+        _eda_storm(part, wd.sub("e-storm-alerts" if per_alert else "e-storm"), install, token)
     with eda.Eda(wd.sub("e-latency"), install, token) as peer:
         samples = asyncio.run(_samples(peer.url + ALERTS_PATH, token, s))
         _wait(lambda: {x.fingerprint for x in samples} <= peer.actions().keys(), 30.0)
@@ -320,7 +307,39 @@ def measure_eda(wd: Workdir, s: Settings, install: eda.Installation) -> Side:
     return side
 
 
+def _eda_storm(side: Side, workdir: Path, install: eda.Installation, token: str) -> None:
+    """The storm against EDA: one action per notification (the built-in webhook), or with
+    ``side.name`` naming the per-alert source, one action per firing alert."""
+    per_alert = "per alert" in side.name
+    storm_settings = storm.Settings()
+    items = storm.bodies(storm_settings)
+    if per_alert:
+        space = storm.FINGERPRINTS
+        wanted = {payloads.fingerprint(space, number) for number in range(storm_settings.alerts)}
+    else:
+        wanted = {f"storm-{n}" for n in range(storm_settings.notifications)}
+    with eda.Eda(workdir, install, token, per_alert=per_alert) as peer:
+        with PeakRss(peer.pid) as rss:
+            started_wall, started = time.time(), time.monotonic()
+            sent = asyncio.run(storm.send_all(peer.url + ALERTS_PATH, token, items, len(items)))
+
+            def all_ran() -> bool:
+                return wanted <= peer.actions().keys()
+
+            deadline = storm_settings.deadline - (time.monotonic() - started)
+            finished = _wait(all_ran, max(deadline, 0.0))
+        ran = {k: v for k, v in peer.actions().items() if k in wanted}
+        side.storm_ok, side.storm_acked = sent.ok, sent.seconds
+        side.storm_done = len(ran)
+        side.storm_rss_kib = rss.peak_kib
+        side.storm_seconds = max(ran.values()) - started_wall if finished and ran else None
+
+
 # -- table ------------------------------------------------------------------------------------
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.1f} s" if value is not None else "not all (60 s)"
 
 
 def _p(values: list[float]) -> str:
@@ -362,25 +381,39 @@ def table(r: Side, e: Side, s: Settings, install: eda.Installation) -> Table:
             "",
         )
     rs, es = r.storm_seconds, e.storm_seconds
+    pa = e.storm_per_alert or Side("EDA, one event per alert")
+    pas = pa.storm_seconds
     t.add(
-        "storm: 10,000 alerts in 100 notifications, until all decided / all actions ran",
-        (f"{rs:.1f} s" if rs is not None else "not all (60 s)")
-        + f" ({r.storm_done:,} alerts decided)",
-        (f"{es:.1f} s" if es is not None else "not all (60 s)")
-        + f" ({e.storm_done} actions, one per notification)",
-        ahead(None if rs is None else es is None or rs < es),
+        "storm, one action per alert: 10,000 alerts in 100 notifications, until all decided / "
+        "all 10,000 actions ran (EDA: the per-alert source of bench/eda_sources)",
+        _seconds(rs) + f" ({r.storm_done:,} alerts decided)",
+        _seconds(pas) + f" ({pa.storm_done:,} actions, one per firing alert)",
+        ahead(None if rs is None else pas is None or rs < pas),
     )
     t.add(
-        "storm: until the last of the 100 notifications was answered",
+        "storm, EDA one action per notification (its built-in webhook source): not the same "
+        "work, shown for reference",
+        _seconds(rs) + f" ({r.storm_done:,} alerts decided)",
+        _seconds(es) + f" ({e.storm_done} actions, one per notification)",
+        "not like for like",
+    )
+    t.add(
+        "storm: until the last of the 100 notifications was answered (EDA: per-alert source / "
+        "built-in webhook)",
         f"{r.storm_acked:.2f} s ({r.storm_ok} x 2xx)",
-        f"{e.storm_acked:.2f} s ({e.storm_ok} x 2xx)",
-        ahead(r.storm_ok >= e.storm_ok and r.storm_acked < e.storm_acked),
+        f"{pa.storm_acked:.2f} s ({pa.storm_ok} x 2xx) / {e.storm_acked:.2f} s "
+        f"({e.storm_ok} x 2xx)",
+        ahead(
+            r.storm_ok >= max(e.storm_ok, pa.storm_ok)
+            and r.storm_acked < min(e.storm_acked, pa.storm_acked)
+        ),
     )
     t.add(
-        "storm: peak RSS of the server process tree (EDA: with its JVM)",
+        "storm: peak RSS of the server process tree (EDA: with its JVM; per-alert source / "
+        "built-in webhook)",
         f"{r.storm_rss_kib / 1024:.0f} MB",
-        f"{e.storm_rss_kib / 1024:.0f} MB",
-        ahead(r.storm_rss_kib < e.storm_rss_kib),
+        f"{pa.storm_rss_kib / 1024:.0f} MB / {e.storm_rss_kib / 1024:.0f} MB",
+        ahead(r.storm_rss_kib < min(e.storm_rss_kib, pa.storm_rss_kib)),
     )
     both = r.latency and e.latency
     t.add(
@@ -399,7 +432,8 @@ def table(r: Side, e: Side, s: Settings, install: eda.Installation) -> Table:
         "what one request does",
         "commits every alert (SQLite, synchronous=FULL) before the 2xx; repeats deduplicated "
         "by fingerprint; one decision per alert",
-        "one event per notification into an in-memory queue; no durability, no dedup",
+        "one event per notification (built-in webhook) or per alert (per-alert source) into an "
+        "in-memory queue; no durability, no dedup",
         "",
     )
     t.note(machine())
@@ -407,8 +441,9 @@ def table(r: Side, e: Side, s: Settings, install: eda.Installation) -> Table:
     t.note(
         f"EDA: {install.version()}; {install.java_version()}; installed in {install.venv}; "
         "source eda.builtin.webhook on 127.0.0.1 with a bearer token (ansible.eda.alertmanager "
-        "is not on the package index); action debug (in process, the cheapest), whose banner "
-        "stamps the time it ran"
+        "is not on the package index), and for the per-alert storm bench/eda_sources/"
+        "alertmanager_alerts.py (ours: one event per alert, loaded with --source-dir); action "
+        "debug (in process, the cheapest), whose banner stamps the time it ran"
     )
     t.note(
         "storm: remediator polled until no inbox row is pending; EDA: the latest debug stamp; "
@@ -416,8 +451,10 @@ def table(r: Side, e: Side, s: Settings, install: eda.Installation) -> Table:
         "minus the client's 2xx (same host clock)"
     )
     t.note(
-        "EDA acts once per notification (eda.builtin.webhook makes one event of each); acting "
-        "per alert needs the ansible.eda.alertmanager source (one event per alert), not installed"
+        "EDA's built-in webhook makes one event of each notification (one action per "
+        "notification); the per-alert source of this bench makes one event per alert, as the "
+        "ansible.eda collection's Alertmanager source does (not installable here), and its rule "
+        "acts on firing alerts only"
     )
     if ei is not None and ei.errors:
         t.note(f"EDA intake: {ei.errors} errors (non-2xx, timeouts) of {ei.requests:,} requests")

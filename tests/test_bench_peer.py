@@ -1,18 +1,24 @@
-"""``python -m bench peer``: the parts that need no Event-Driven Ansible installed (the rulebook
-it writes, how it reads EDA's output, the table it prints)."""
+"""``python -m bench peer``: the parts that need no Event-Driven Ansible installed (the rulebooks
+it writes, the per-alert source plugin it loads into EDA, how it reads EDA's output, the table it
+prints)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import yaml
 
 from bench import eda, peer
 from bench.__main__ import _parser
+from bench.eda_sources import alertmanager_alerts
 from bench.wrk import WrkResult
 
 DEBUG_OUTPUT = """\
@@ -140,6 +146,9 @@ def test_the_table_puts_both_sides_on_every_row_and_says_who_is_ahead(tmp_path: 
     e.intake_work = "3,900 actions by the end of the run, 3,960 in all"
     e.storm_rss_kib, e.latency = 300 * 1024, [0.004] * 98 + [0.030] * 2
     e.kills = ["never ran", "never ran", "ran before the kill"]
+    e.storm_per_alert = peer.Side("EDA, one event per alert", storm_seconds=10.2)
+    e.storm_per_alert.storm_done, e.storm_per_alert.storm_ok = 10000, 100
+    e.storm_per_alert.storm_acked, e.storm_per_alert.storm_rss_kib = 10.1, 200 * 1024
     install = eda.Installation(tmp_path)  # not installed: the version reads "unknown"
     text = peer.table(r, e, peer.Settings(), install).render()
     lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("|")}
@@ -148,14 +157,17 @@ def test_the_table_puts_both_sides_on_every_row_and_says_who_is_ahead(tmp_path: 
     work = lines["intake: what the repeats became (warm-up included)"]
     assert "1 alert stored, 38,999 repeats counted" in work
     assert "3,960 in all (one per request)" in work
-    storm_row = lines[
-        "storm: 10,000 alerts in 100 notifications, until all decided / all actions ran"
-    ]
-    assert "4.2 s (10,000 alerts decided)" in storm_row
-    assert "13.0 s (100 actions, one per notification)" in storm_row
-    acked = lines["storm: until the last of the 100 notifications was answered"]
-    assert "0.90 s (100 x 2xx)" in acked and "2.50 s (100 x 2xx)" in acked
-    assert "120 MB" in lines["storm: peak RSS of the server process tree (EDA: with its JVM)"]
+    per_alert = next(row for name, row in lines.items() if name.startswith("storm, one action"))
+    assert "4.2 s (10,000 alerts decided)" in per_alert
+    assert "10.2 s (10,000 actions, one per firing alert)" in per_alert
+    assert per_alert.rstrip(" |").endswith("yes")
+    per_group = next(row for name, row in lines.items() if name.startswith("storm, EDA one"))
+    assert "13.0 s (100 actions, one per notification)" in per_group
+    assert per_group.rstrip(" |").endswith("not like for like")
+    acked = next(row for name, row in lines.items() if name.startswith("storm: until the last"))
+    assert "0.90 s (100 x 2xx)" in acked and "10.10 s (100 x 2xx) / 2.50 s (100 x 2xx)" in acked
+    rss = next(row for name, row in lines.items() if name.startswith("storm: peak RSS"))
+    assert "120 MB" in rss and "200 MB / 300 MB" in rss and rss.rstrip(" |").endswith("yes")
     latency = lines["2xx -> action p50 / p99 (200 single-alert notifications, idle)"]
     assert "3.0 ms / 9.0 ms" in latency and "4.0 ms / 30.0 ms" in latency
     kill = lines["kill -9 right after the 2xx: the action ran after restart"]
@@ -169,12 +181,67 @@ def test_the_table_puts_both_sides_on_every_row_and_says_who_is_ahead(tmp_path: 
 def test_a_slower_remediator_is_reported_as_behind(tmp_path: Path) -> None:
     r = peer.Side("remediator", intake=_wrk(100), storm_seconds=20.0, storm_done=10000)
     e = peer.Side("EDA", intake=_wrk(660), storm_seconds=None, storm_done=40)
+    e.storm_per_alert = peer.Side("EDA, one event per alert", storm_seconds=9.0)
     text = peer.table(r, e, peer.Settings(), eda.Installation(tmp_path)).render()
     intake = next(line for line in text.splitlines() if line.startswith("| intake"))
     assert intake.rstrip(" |").endswith("NO")
-    storm_row = next(line for line in text.splitlines() if line.startswith("| storm: 10,000"))
-    assert "not all (60 s) (40 actions, one per notification)" in storm_row
-    assert storm_row.rstrip(" |").endswith("yes")  # EDA never finished
+    per_alert = next(line for line in text.splitlines() if line.startswith("| storm, one action"))
+    assert "20.0 s (10,000 alerts decided)" in per_alert
+    assert per_alert.rstrip(" |").endswith("NO")  # EDA's 10,000 actions took 9 s
+    per_group = next(line for line in text.splitlines() if line.startswith("| storm, EDA one"))
+    assert "not all (60 s) (40 actions, one per notification)" in per_group
+
+
+def test_the_per_alert_rulebook_loads_the_bench_source_and_acts_on_firing_alerts() -> None:
+    book = yaml.safe_load(eda.rulebook(port=18124, token="s3cret", per_alert=True))
+    (ruleset,) = book
+    assert ruleset["sources"] == [
+        {"alertmanager_alerts": {"host": "127.0.0.1", "port": 18124, "token": "s3cret"}}
+    ]
+    (rule,) = ruleset["rules"]
+    assert rule["condition"] == 'event.alert.status == "firing"'
+    assert rule["action"] == {"debug": {"msg": "PEER_ACTION {{ event.alert.fingerprint }}"}}
+    assert (eda.SOURCE_DIR / f"{eda.PER_ALERT_SOURCE}.py").is_file()
+
+
+def test_the_per_alert_source_queues_one_event_per_alert_behind_its_token() -> None:
+    events = asyncio.run(_serve_the_per_alert_source())
+    assert [e["alert"] for e in events] == [{"fingerprint": f"f{i}"} for i in range(3)]
+    assert events[0]["meta"] == {"endpoint": "api/v1/recovery/alerts"}
+
+
+async def _serve_the_per_alert_source() -> list[dict[str, Any]]:
+    """Run the plugin on a free loopback port, POST a notification of three alerts (and a wrong
+    token, and a body that is not JSON); the events it queued."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    args = {"host": "127.0.0.1", "port": port, "token": "s3cret"}
+    server = asyncio.create_task(alertmanager_alerts.main(queue, args))
+    url = f"http://127.0.0.1:{port}/api/v1/recovery/alerts"
+    body = {"status": "firing", "alerts": [{"fingerprint": f"f{i}"} for i in range(3)]}
+    good = {"Authorization": "Bearer s3cret"}
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):  # the site starts in the task
+                try:
+                    async with session.post(url, json={}, headers=good) as answer:
+                        assert answer.status == 200
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.02)
+            async with session.post(url, json=body, headers=good) as answer:
+                assert answer.status == 200
+            bad = {"Authorization": "Bearer wrong"}
+            async with session.post(url, json=body, headers=bad) as answer:
+                assert answer.status == 401
+            async with session.post(url, data=b"{not json", headers=good) as answer:
+                assert answer.status == 400
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+    return [queue.get_nowait() for _ in range(queue.qsize())]
 
 
 def test_the_command_line_has_peer_with_its_directory() -> None:
