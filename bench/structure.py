@@ -197,6 +197,10 @@ def _alert_table(trace: Trace) -> Table:
     )
     pairs = trace.calls
     table.add("remediator modules whose code ran", str(len(trace.modules)))
+    table.add(
+        "rooms they belong to (sub-packages, and modules at the top of the package)",
+        str(len(rooms(trace.modules))),
+    )
     table.add("cross-module calls", str(sum(pairs.values())))
     table.add("distinct caller -> callee module pairs", str(len(pairs)))
     table.add("distinct caller -> callee function pairs", str(len(trace.functions)))
@@ -204,7 +208,14 @@ def _alert_table(trace: Trace) -> Table:
     busiest = ", ".join(f"{a} -> {b} ({n})" for (a, b), n in pairs.most_common(5))
     table.note(f"busiest module pairs: {busiest}")
     table.note("modules: " + " ".join(m.removeprefix("remediator.") for m in sorted(trace.modules)))
+    table.note("rooms: " + " ".join(sorted(rooms(trace.modules))))
     return table
+
+
+def rooms(modules: set[str]) -> set[str]:
+    """The rooms of the package these modules are in: ``remediator.store.inbox`` is in
+    ``store``, ``remediator.clock`` is a room of its own."""
+    return {m.split(".")[1] for m in modules if m.count(".") >= 1}
 
 
 def _import_table() -> Table:
