@@ -1,13 +1,13 @@
 """Hostile alert text through the chain's built-once canonical encoder (issue 19).
 
 The chain encodes each record with a C encoder built once instead of ``JSONEncoder.encode``
-(remediator/audit/events.py). Alert text is attacker-controlled and reaches the records (every record
-of an alert carries its ``alertname``): text posing as JSON and SQL, as the
-record's own fields, control characters and a NUL, right-to-left and line-separator marks, a
-4 kB name. Alerts carrying it are stored, decided (skipped: no playbook matches them; one calm
-alert runs its dry run beside them) and chained; every record's hash is the SHA-256 of the
-reference encoding (``json.dumps`` of the whole record), the chain verifies, and each alert's
-name reads back exactly as sent.
+(remediator/audit/events.py). Alert text is attacker-controlled and reaches the records (every
+record of an alert carries its ``alertname``): text posing as JSON and SQL, as the record's own
+fields, control characters and a NUL, right-to-left and line-separator marks, a 4 kB name.
+Alerts carrying it are stored, decided (skipped: no playbook matches them; one calm alert runs
+its dry run beside them) and chained; every record's hash is the SHA-256 of the reference
+encoding (``json.dumps`` of the whole record), the chain verifies, and each alert's name reads
+back exactly as sent.
 """
 
 from __future__ import annotations
