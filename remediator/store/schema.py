@@ -316,10 +316,11 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     """,
     # guards' history — the cooldown guard's "last counted start of (target, playbook)" reads
     # this index instead of every remediation of the target (dry runs and refusals included,
-    # which never count), so the guards' read does not grow with the target's history.
-    # Independent of any other migration: one index.
+    # which never count), so the guards' read does not grow with the target's history. The
+    # playbook first: reads by target alone keep remediations_target. Independent of any other
+    # migration: one index.
     """
     CREATE INDEX IF NOT EXISTS remediations_counted
-        ON remediations (target, playbook, state, started_at);
+        ON remediations (playbook, target, state, started_at);
     """,
 )
