@@ -162,11 +162,11 @@ def chain(event: Event, *, event_id: int, prev_hash: str) -> tuple[Event, str]:
     The canonical record (:func:`canonical`) is assembled from the keys before ``details``, the
     details, and the keys after it, each encoded with the canonical encoder: byte for byte the
     encoding of the whole record, whose keys are sorted."""
-    details = _CANONICAL.encode(event.details)
-    before = _CANONICAL.encode({name: getattr(event, name) for name in _BEFORE})
+    details = _canonical_text(event.details)
+    before = _canonical_text({name: getattr(event, name) for name in _BEFORE})
     after = {name: getattr(event, name) for name in _AFTER}
     after["id"], after["prev_hash"] = event_id, prev_hash
-    text = f'{before[:-1]},"details":{details},{_CANONICAL.encode(after)[1:]}'
+    text = f'{before[:-1]},"details":{details},{_canonical_text(after)[1:]}'
     linked = object.__new__(Event)  # every field is set below: no __init__ needed
     for name in _ALL_FIELDS:
         _SET(linked, name, getattr(event, name))
@@ -196,8 +196,34 @@ def canonical(event: Event) -> bytes:
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _one_shot(encoder: json.JSONEncoder) -> Callable[[Any], str]:
+    """``encoder.encode``, byte for byte, without the C encoder it builds on every call (about
+    half the cost of encoding a record's small dicts, three of which each event hashes). The C
+    encoder is built once, without the circular-reference check's shared state (a record is
+    plain data, never circular: a cycle would raise RecursionError instead of ValueError);
+    without the C accelerator, ``encoder.encode`` itself."""
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in the typeshed stubs
+    if make is None or encoder.indent is not None:  # pragma: no cover - CPython has it
+        return encoder.encode
+    text = json.encoder.encode_basestring_ascii if encoder.ensure_ascii else json.encoder.encode_basestring  # fmt: skip
+    iterencode = make(
+        None, encoder.default, text, None, encoder.key_separator, encoder.item_separator,
+        encoder.sort_keys, encoder.skipkeys, encoder.allow_nan,
+    )  # fmt: skip
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return text(value)
+        return "".join(iterencode(value, 0))
+
+    return encode
+
+
+_canonical_text = _one_shot(_CANONICAL)
+
+
 def _encode(record: dict[str, Any]) -> bytes:
-    return _CANONICAL.encode(record).encode()
+    return _canonical_text(record).encode()
 
 
 def record_hash(event: Event) -> str:

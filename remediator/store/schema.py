@@ -314,4 +314,13 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE inbox ADD COLUMN chain_pending INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX IF NOT EXISTS inbox_chain_pending ON inbox (priority, id) WHERE chain_pending = 1;
     """,
+    # guards' history — the cooldown guard's "last counted start of (target, playbook)" reads
+    # this index instead of every remediation of the target (dry runs and refusals included,
+    # which never count), so the guards' read does not grow with the target's history. The
+    # playbook first: reads by target alone keep remediations_target. Independent of any other
+    # migration: one index.
+    """
+    CREATE INDEX IF NOT EXISTS remediations_counted
+        ON remediations (playbook, target, state, started_at);
+    """,
 )
