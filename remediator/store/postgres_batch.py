@@ -1,8 +1,9 @@
 """PostgreSQL group commit: the writes of one replica queued together run in one transaction.
 
 Every write of the replica outside the urgent lane (remediator/store/lanes.py: the webhook's and
-``/health``'s run alone, on the pool's reserve) is a job queued here. The jobs queued within
-:data:`WINDOW` of the first one, or while a batch is in flight, form the next batch: one
+``/health``'s run alone, on the pool's reserve) is a job queued here. The jobs queued in the
+same turn of the event loop as the first one (:data:`WINDOW`), or while a batch is in flight,
+form the next batch (at most :data:`MAX_JOBS`, and no more once it has run :data:`BUDGET`): one
 transaction on one connection, each job inside its own SAVEPOINT (a job that fails rolls back
 alone; its caller gets its error, its batch-mates commit), and one COMMIT. A job's future is
 resolved only after that COMMIT returned.
@@ -19,11 +20,13 @@ is the last of its batch.
 
 A deadlock or serialisation failure rolls the whole batch back and runs it again (a few times,
 as :meth:`~remediator.store.postgres_tx.PgBase._write` does), as does a BEGIN on a pooled
-connection the server had closed. If the batch fails as a whole for any other reason (an event
-the server refuses when it is linked at the end, the connection lost at COMMIT), each of its
-jobs is run again alone, in its own transaction: a bad job fails alone, whichever step it
-breaks. Operations that read the events they appended before returning (intake) are never
-batched (:data:`IMMEDIATE`).
+connection the server had closed. A connection lost (perhaps during COMMIT, when whether it
+committed is unknown) fails every job of the batch with
+:class:`~remediator.errors.StoreUnavailable`, as it fails a lone write. If the batch fails as a
+whole for any other reason (an event the server refuses when the batch links it at the end),
+each of its jobs is run again alone, in its own transaction: a bad job fails alone, whichever
+step it breaks. Operations that read the events they appended before returning (intake) are
+never batched (:data:`IMMEDIATE`).
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ from remediator.store.postgres_conn import brief
 from remediator.store.postgres_tx import _RETRYABLE, RETRIES, PgBase, Tx
 
 T = TypeVar("T")
-WINDOW = 0.001  # seconds the first job of a batch waits for others
+# Seconds the first job of a batch waits for others: none but the loop's turn (1 ms measured
+# no better, docs/performance.md section 9); the jobs queued while a batch runs join the next.
+WINDOW = 0.0
 MAX_JOBS = 64  # jobs in one batch at most
 BUDGET = 0.02  # a batch stops taking jobs once it has run this long
 # Operations whose job reads the events it appended before it returns: never batched.
