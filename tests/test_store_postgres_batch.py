@@ -11,6 +11,7 @@ from collections import defaultdict
 
 import pytest
 
+from remediator.audit.events import Event
 from remediator.errors import StoreUnavailable
 from remediator.store import Store
 from remediator.store.lanes import urgent
@@ -105,5 +106,29 @@ def test_the_webhooks_write_waits_for_at_most_one_batch(pg_database: str) -> Non
             assert again.duplicates == 1 and [e.type for e in again.events][-1] == "alert:duplicate"
             assert done <= 2 * BATCH, (done, took)
             assert len(await chain_ok(store)) == 602
+
+    asyncio.run(main())
+
+
+def test_an_event_the_server_refuses_at_the_batchs_end_fails_its_own_write_only(
+    pg_database: str,
+) -> None:
+    """An appended event carrying a NUL byte (alert text; PostgreSQL's text refuses it) is
+    refused when the batch links its events, at its end: that write fails, its batch-mates
+    are run again alone and commit. (Main has this property, one transaction per write: a
+    guard.)"""
+
+    async def main() -> None:
+        async with opened(pg_database) as store:
+            results = await asyncio.gather(
+                *[store.append([event(n)]) for n in range(3)],
+                store.append([Event(type="test:event", time=1.0, message="forged\x00 line")]),
+                *[store.append([event(n)]) for n in range(3, 6)],
+                return_exceptions=True,
+            )
+            assert isinstance(results[3], StoreUnavailable)
+            assert all(isinstance(r, list) and len(r) == 1 for i, r in enumerate(results) if i != 3)
+            chained = await chain_ok(store)
+            assert sorted(e.message for e in chained) == [f"event {n}" for n in range(6)]
 
     asyncio.run(main())
