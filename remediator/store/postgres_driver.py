@@ -16,7 +16,7 @@ from remediator.audit.events import Event
 from remediator.store import chain
 from remediator.store.lanes import URGENT
 from remediator.store.ops import POSTGRES, Driven, Op, OpFn, P, Query
-from remediator.store.postgres_batch import IMMEDIATE, Batcher
+from remediator.store.postgres_batch import IMMEDIATE, Batcher, Make
 from remediator.store.postgres_conn import Connection
 from remediator.store.postgres_tx import PgBase, Tx
 
@@ -103,10 +103,14 @@ class PgDriver(PgBase, Driven):
     async def _write_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         if URGENT.get() or op in IMMEDIATE:
             return await self._write(lambda tx: drive(op(POSTGRES, *args, **kwargs), tx))
+        value: T = await self._batched(lambda: op(POSTGRES, *args, **kwargs))
+        return value
+
+    async def _batched(self, make: Make) -> Any:
+        """Run the operation ``make()`` makes in this replica's next batch; its value."""
         if self._batcher is None:
             self._batcher = Batcher(self, drive=drive, link=link)
-        value: T = await self._batcher.run(lambda: op(POSTGRES, *args, **kwargs))
-        return value
+        return await self._batcher.run(make)
 
     async def _read_op(self, op: OpFn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._reading(lambda conn: drive_read(op(POSTGRES, *args, **kwargs), conn))
