@@ -146,7 +146,7 @@ class Batcher:
                     failure = exc
                     if isinstance(exc, psycopg.Error):
                         failure = StoreUnavailable(f"the store could not commit: {brief(exc)}")
-                    return [(None, failure)] * max(len(tried), 1)
+                    return [(None, failure)] * (len(jobs) if tx is None else len(tried))
                 return await self._alone(tried)
             base._publisher.committed(tx.ticket, tx.appended)
             return outcomes
