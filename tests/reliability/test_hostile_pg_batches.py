@@ -9,8 +9,8 @@ head taken once at the end). Against real served processes on one database:
   (SIGKILL) right then: nothing of the batch is visible (no event, no completed item), and the
   chain verifies;
 - a second replica takes over once the leases expire: every alert's arrival is chained once,
-  every alert is decided exactly once (one ``recovery:dry_run`` per step, one completed item),
-  and each alert's records come in causal order.
+  every alert is decided exactly once (one ``recovery:dry_run``, or one ``recovery:failed`` for
+  a run the kill interrupted; one completed item), and each alert's records come in causal order.
 """
 
 from __future__ import annotations
@@ -120,9 +120,10 @@ def test_a_replica_killed_mid_batch_leaves_nothing_half_written_and_each_alert_d
         for fingerprint, types in by_alert.items():
             kinds = Counter(types)
             assert types[0] == "alert:received" and kinds["alert:received"] == 1, fingerprint
-            # decided once: started once, then its dry run; or, if the kill interrupted it,
-            # failed ("not repeated") and never started again
-            assert kinds["recovery:started"] == 1, (fingerprint, types)
+            # decided once: one dry run, or, if the kill interrupted it, one failure ("not
+            # repeated"); started once, or twice when the second replica took the killed one's
+            # running remediation over once its lease expired (remediator/engine/run.py)
+            assert kinds["recovery:started"] in (1, 2), (fingerprint, types)
             assert kinds["recovery:dry_run"] + kinds["recovery:failed"] == 1, (fingerprint, types)
             after = types[types.index("recovery:started") + 1 :]
             assert "recovery:dry_run" in after or "recovery:failed" in after, types
