@@ -38,7 +38,8 @@ WRITES = (
 
 
 class WriteLog:
-    """Records the store's write calls by name, and counts its writer jobs (``_write``)."""
+    """Records the store's write calls by name, and counts its writer jobs (``_write``, and on
+    PostgreSQL the jobs of its batches, ``_batched``)."""
 
     def __init__(self, store: Store) -> None:
         self.calls: list[str] = []
@@ -52,6 +53,14 @@ class WriteLog:
             return await write(job)
 
         store._write = counted  # type: ignore[attr-defined]
+        batched = getattr(store, "_batched", None)  # PostgreSQL: a job of a batch
+        if batched is not None:
+
+            async def counted_batched(make: Any) -> Any:
+                self.jobs += 1
+                return await batched(make)
+
+            store._batched = counted_batched  # type: ignore[attr-defined]
 
     def _named(
         self, name: str, method: Callable[..., Awaitable[Any]]

@@ -5,9 +5,10 @@ During an alert storm the worker keeps dozens of completions queued and a large 
 is stored chunk after chunk, so a write queued behind them — a single real alert's, or the
 health check's — would wait for all of them. A write made inside :func:`urgent` joins the
 front of the queue instead: it waits for the batch being run (a 20 ms budget) and its commit,
-never for the backlog. PostgreSQL has no such queue (each write is its own transaction on the
-pool), so there it only keeps a quarter of the pool's connections for urgent writes
-(remediator/store/postgres_conn.py).
+never for the backlog. On PostgreSQL an urgent write skips the replica's batch queue
+(remediator/store/postgres_batch.py): it runs alone, in its own transaction, on a quarter of the
+pool's connections kept for urgent writes (remediator/store/postgres_conn.py); if it appends, it
+waits for the chain's head at most as long as one batch holds it.
 
 The lane is the caller's context (a :class:`~contextvars.ContextVar`, like a request's), so
 the HTTP layer marks a request's writes without every store operation taking a parameter.

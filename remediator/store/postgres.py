@@ -6,15 +6,18 @@ URI parameter works, plus ``pool_size``, the most connections one replica opens,
 Same semantics as the SQLite store (remediator/store/sqlite.py), made safe for concurrent
 writers in several processes:
 
-- every write is one transaction (remediator/store/postgres_tx.py); a failed commit or a lost
-  connection raises :class:`~remediator.errors.StoreUnavailable` with nothing changed;
+- every write is one transaction (remediator/store/postgres_tx.py), or one savepoint of a
+  transaction shared with the writes queued with it (remediator/store/postgres_batch.py: all
+  but the urgent lane's); a failed commit or a lost connection raises
+  :class:`~remediator.errors.StoreUnavailable` with nothing changed;
 - intake serialises per fingerprint with ``pg_advisory_xact_lock``, so two replicas receiving
   the same notification at once queue each alert state once (and the inbox is unique on
   (fingerprint, episode_id, status) all the same);
 - claims (inbox, outbox) use ``FOR UPDATE SKIP LOCKED`` plus a lease: a replica never takes an
   item another one holds, and takes over one whose lease expired;
 - breakers, remediation starts, leases and target data are read-modify-write under row locks;
-- the audit chain stays one chain: appends queue on the row lock of ``audit_head``; retention
+- the audit chain stays one chain: appends queue on the row lock of ``audit_head`` (a batch
+  takes it once, at its end); retention
   (``prune``) holds that lock while it deletes and moves the checkpoint.
 
 ``raw`` takes PostgreSQL's paramstyle (``%s``) and runs in a read-only transaction.
@@ -33,6 +36,7 @@ from remediator.audit.recording import Recording
 from remediator.errors import StoreUnavailable
 from remediator.store import chain
 from remediator.store.ops import POSTGRES
+from remediator.store.postgres_batch import stop
 from remediator.store.postgres_conn import Pool, brief
 from remediator.store.postgres_driver import PgDriver, drive
 from remediator.store.postgres_schema import INTAKE_LOCKS, migrate
@@ -95,6 +99,7 @@ class PostgresStore(Roles, PgDriver):
         self._pool = pool
 
     async def close(self) -> None:
+        await stop(self._batcher)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

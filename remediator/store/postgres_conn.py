@@ -7,9 +7,9 @@ server closed while it sat idle (a restart) fails on its first statement: the ca
 own transaction on it; reads run in autocommit.
 
 A quarter of the connections (at least one, with two or more) is kept for urgent work
-(remediator/store/lanes.py: the webhook's writes and ``/health``): the worker's transactions,
-which queue on the audit chain's head lock, hold at most the rest, so a webhook never waits for a
-connection behind them. The intake's own transactions no longer take that lock
+(remediator/store/lanes.py: the webhook's writes and ``/health``): the worker's batches
+(remediator/store/postgres_batch.py), which queue on the audit chain's head lock, hold at most
+the rest, so a webhook never waits for a connection behind them. The intake's own transactions no longer take that lock
 (remediator/store/arrivals.py).
 
 Committed events are handed to the subscriber in commit order: every appending transaction

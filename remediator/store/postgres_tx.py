@@ -37,7 +37,10 @@ _RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure)
 
 
 class Tx:
-    """One write transaction: its connection, and the events it appended."""
+    """One write transaction: its connection, and the events it appended. In a batch
+    (remediator/store/postgres_batch.py) ``deferred`` keeps the events its jobs append (each with
+    the list its job was sent) until the batch links them all, and ``head_taken`` says a job
+    locked the chain's head itself."""
 
     def __init__(self, conn: Connection, recording: Recording, publisher: Publisher) -> None:
         self.conn = conn
@@ -45,6 +48,8 @@ class Tx:
         self.publisher = publisher
         self.appended: list[Event] = []
         self.ticket: int | None = None
+        self.deferred: list[tuple[list[Event], list[Event]]] | None = None
+        self.head_taken = False
 
     async def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> int:
         """Run a statement; the number of rows it touched."""
