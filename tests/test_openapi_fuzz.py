@@ -1,6 +1,6 @@
 """Schemathesis against the OpenAPI document, through the ASGI app in process.
 
-Every operation gets ``REMEDIATOR_FUZZ_EXAMPLES`` (default 200) generated requests, valid and
+Every operation gets ``REMEDIATOR_FUZZ_EXAMPLES`` (default 100) generated requests, valid and
 invalid ones, as admin (the intake as alertmanager). Checked: no 5xx, every answer conforms to
 the documented schema, status code and content type, and invalid input is never accepted.
 
@@ -38,7 +38,7 @@ from remediator.plugins import Plugins
 from remediator.runtime import Runtime
 from tests.engine_harness import Recorder, fake_registry
 
-EXAMPLES = int(os.environ.get("REMEDIATOR_FUZZ_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("REMEDIATOR_FUZZ_EXAMPLES", "100"))
 TOKENS = {"alertmanager": "fuzz-alertmanager-token", "admin": "fuzz-admin-token-0123"}
 SCHEMA_PATH = "/api/v1/recovery/openapi.json"
 TYPES = ("docker_container", "docker_service", "redis", "postgres", "http", "process")

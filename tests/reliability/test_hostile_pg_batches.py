@@ -22,8 +22,9 @@ import psycopg
 import pytest
 
 from tests.reliability.conftest import Figures, Serve
-from tests.reliability.support import alert, payload, wait_for
+from tests.reliability.support import alert, payload
 from tests.store_helpers import chain_ok, opened, pg_query
+from tests.waiting import wait_for
 
 HOSTILE = [
     "Down'); DELETE FROM events; --",
