@@ -5,7 +5,9 @@ lease). Each item done decrements ``remediator_inbox_pending`` once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from remediator.audit.events import Event, EventBus
 from remediator.clock import FakeClock
@@ -107,5 +109,51 @@ def test_an_item_whose_processing_raised_is_retried_after_its_lease(store_url: s
         assert attempts == [1, 2]
         assert await _outcomes(store) == [("x", "done", "seen")]
         assert _pending(metrics) == -1
+
+    run(store_url, body)
+
+
+def test_a_wake_up_during_a_claim_is_not_lost(store_url: str) -> None:
+    """An alert committed while a claim is in flight (the claim read the inbox before it) wakes
+    the worker again at once, not after ``worker.poll_interval``."""
+
+    async def body(store: Store) -> None:
+        clock, metrics = FakeClock(), Metrics()
+        seen: list[str] = []
+        arrived = asyncio.Event()
+
+        async def process(item: InboxItem) -> Outcome:
+            seen.append(item.fingerprint)
+            arrived.set()
+            return [], "seen"
+
+        worker = Worker(
+            store=store,
+            metrics=metrics,
+            clock=clock,
+            bus=EventBus(),
+            settings=WorkerConfig(poll_interval=60.0, lease=30.0, batch=10, concurrency=10),
+            process=process,
+            name="w",
+        )
+        claim = store.claim
+        claims = 0
+
+        async def racing(**kwargs: Any) -> list[InboxItem]:
+            nonlocal claims
+            claims += 1
+            items = await claim(**kwargs)
+            if claims == 1:  # the alert lands after this claim read the inbox, as the intake's
+                await store.ingest([alert("late")], received_at=clock.now(), receiver="r", group_key="g")  # fmt: skip
+                worker.wake()
+            return items
+
+        store.claim = racing  # type: ignore[method-assign]
+        await worker.start()
+        try:
+            await asyncio.wait_for(arrived.wait(), timeout=10.0)  # poll_interval is 60 s
+        finally:
+            await worker.stop()
+        assert seen == ["late"]
 
     run(store_url, body)

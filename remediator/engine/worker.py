@@ -113,6 +113,9 @@ class Worker:
         last_renewal = self.clock.monotonic()
         while not self._stopping:
             claimed = 0
+            # Cleared before the claim, not after: a wake-up that arrives while a claim is in
+            # flight (an alert committed after the claim read the inbox) is kept for the wait.
+            self._wake.clear()
             try:
                 claimed = await self._fill()
                 if self.clock.monotonic() - last_renewal > self.settings.lease / 3:
@@ -124,7 +127,6 @@ class Worker:
                 log.exception("worker iteration failed")
             if claimed or self._stopping:
                 continue
-            self._wake.clear()
             timeout = self.settings.poll_interval
             if self._fill_due is not None:
                 timeout = min(timeout, max(0.0, self._fill_due - _loop_time()))
