@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from remediator.errors import StoreUnavailable
 from remediator.store.inbox import ingest
 from remediator.store.ops import Op
 from remediator.store.postgres_conn import brief
-from remediator.store.postgres_tx import _RETRYABLE, RETRIES, PgBase, Tx
+from remediator.store.postgres_tx import _RETRYABLE, PgBase, Retries, Tx
 
 T = TypeVar("T")
 # Seconds the first job of a batch waits for others: none but the loop's turn (1 ms measured
@@ -119,7 +118,8 @@ class Batcher:
 
     async def _commit(self, jobs: list[_Job]) -> list[Outcome]:
         """Run ``jobs`` (or their first ones) in one transaction; each one's value or error."""
-        base, deadlocks, stale = self._base, 0, 0
+        base = self._base
+        retries = Retries(base.pool.size)
         while True:
             tx: Tx | None = None
             tried: list[_Job] = []
@@ -131,14 +131,8 @@ class Batcher:
                     await self.flush(tx)
             except BaseException as exc:
                 base._publisher.abandoned(tx.ticket if tx else None)
-                if isinstance(exc, _RETRYABLE) and deadlocks < RETRIES:
-                    deadlocks += 1
-                    await asyncio.sleep(random.uniform(0.005, 0.05) * deadlocks)
+                if await retries.again(exc, began=tx is not None):
                     continue
-                if isinstance(exc, psycopg.OperationalError) and tx is None:
-                    stale += 1
-                    if stale <= base.pool.size:
-                        continue
                 if not isinstance(exc, Exception):
                     raise
                 if tx is None or isinstance(exc, (psycopg.OperationalError, StoreUnavailable)):

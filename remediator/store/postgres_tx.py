@@ -36,6 +36,29 @@ RETRIES = 5
 _RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure)
 
 
+class Retries:
+    """When a write transaction runs again: after a deadlock or serialisation failure (rolled
+    back whole; up to :data:`RETRIES` times, after a growing random pause), and when BEGIN
+    failed on a pooled connection the server had closed (nothing ran; at most once per
+    connection of the pool)."""
+
+    def __init__(self, pool_size: int) -> None:
+        self.pool_size = pool_size
+        self.deadlocks = 0
+        self.stale = 0
+
+    async def again(self, exc: BaseException, *, began: bool) -> bool:
+        """Whether to run the transaction again after ``exc`` (``began``: it had a connection)."""
+        if isinstance(exc, _RETRYABLE) and self.deadlocks < RETRIES:
+            self.deadlocks += 1
+            await asyncio.sleep(random.uniform(0.005, 0.05) * self.deadlocks)
+            return True
+        if isinstance(exc, psycopg.OperationalError) and not began:
+            self.stale += 1
+            return self.stale <= self.pool_size
+        return False
+
+
 class Tx:
     """One write transaction: its connection, and the events it appended. In a batch
     (remediator/store/postgres_batch.py) ``deferred`` keeps the events its jobs append (each with
@@ -89,7 +112,7 @@ class PgBase:
 
         Run again after a deadlock or serialisation failure (rolled back whole), and on a fresh
         connection when BEGIN failed on one the server had closed (nothing ran)."""
-        deadlocks = stale = 0
+        retries = Retries(self.pool.size)
         while True:
             tx: Tx | None = None
             try:
@@ -98,14 +121,8 @@ class PgBase:
                     result = await job(tx)
             except BaseException as exc:
                 self._publisher.abandoned(tx.ticket if tx else None)
-                if isinstance(exc, _RETRYABLE) and deadlocks < RETRIES:
-                    deadlocks += 1
-                    await asyncio.sleep(random.uniform(0.005, 0.05) * deadlocks)
+                if await retries.again(exc, began=tx is not None):
                     continue
-                if isinstance(exc, psycopg.OperationalError) and tx is None:
-                    stale += 1
-                    if stale <= self.pool.size:
-                        continue
                 if isinstance(exc, psycopg.Error):
                     raise StoreUnavailable(f"the store could not commit: {brief(exc)}") from None
                 raise
